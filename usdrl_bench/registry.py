@@ -1,0 +1,140 @@
+"""One generic registry per kind of component (encoders, objectives, datasets, evaluations).
+
+Components register themselves with a decorator at import time, the way timm's ``register_model``
+fills a plain dict::
+
+    from usdrl_bench.registry import ENCODERS
+
+    @ENCODERS.register("my_encoder", description="a baseline")
+    def build_my_encoder(...): ...
+
+``ENCODERS.get("my_encodr")`` raises ``KeyError`` with "Did you mean: my_encoder?" and the list of
+available names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """A registered component: its name, the object (usually a factory), and a one-line description."""
+
+    name: str
+    obj: T
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry(Generic[T]):
+    """A name -> component mapping for one kind of component.
+
+    Args:
+        kind: what the registry holds, singular ("encoder"); used in error messages.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, description: str = "", **meta: Any) -> Callable[[T], T]:
+        """Decorator registering ``obj`` under ``name``.
+
+        Raises:
+            ValueError: if ``name`` is already registered to a different object.
+        """
+
+        def decorator(obj: T) -> T:
+            existing = self._entries.get(name)
+            if existing is not None and existing.obj is not obj:
+                qual = getattr(existing.obj, "__qualname__", repr(existing.obj))
+                raise ValueError(f"{self.kind} {name!r} is already registered (to {qual})")
+            doc = description or (obj.__doc__ or "").strip().split("\n")[0]
+            self._entries[name] = Entry(name=name, obj=obj, description=doc, meta=dict(meta))
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        """Return the component registered as ``name``.
+
+        Raises:
+            KeyError: unknown name; the message suggests close matches and lists what is available.
+        """
+        return self.entry(name).obj
+
+    def entry(self, name: str) -> Entry[T]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise KeyError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(str(name), list(self._entries), n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        return f"Unknown {self.kind} {name!r}.{hint} Available: {', '.join(sorted(self._entries)) or '(none)'}"
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted registered names matching a shell-style ``pattern`` (``"dste*"``)."""
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def entries(self) -> list[Entry[T]]:
+        return [self._entries[n] for n in self.names()]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+ENCODERS: Registry[Callable[..., Any]] = Registry("encoder")
+OBJECTIVES: Registry[Callable[..., Any]] = Registry("objective")
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
+EVALUATIONS: Registry[Callable[..., Any]] = Registry("evaluation")
+
+ALL = {"encoders": ENCODERS, "objectives": OBJECTIVES, "datasets": DATASETS, "evaluations": EVALUATIONS}
+
+
+#: Modules whose import registers the built-in components.
+BUILTIN_MODULES: tuple[str, ...] = (
+    "usdrl_bench.data.synthetic",
+    "usdrl_bench.data.ntu_raw",
+    "usdrl_bench.data.agcn",
+    "usdrl_bench.data.msr_action3d",
+    "usdrl_bench.encoders.dste",
+    "usdrl_bench.encoders.sttr",
+    "usdrl_bench.objectives.mgfd",
+    "usdrl_bench.objectives.contrastive",
+    "usdrl_bench.evaluate.linear",
+    "usdrl_bench.evaluate.knn",
+)
+
+
+def load_builtins() -> None:
+    """Import every built-in module that registers components (idempotent)."""
+    import importlib
+
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
+    """Import user modules (a protocol's ``plugins:``) so that their components register themselves.
+
+    Raises:
+        ImportError: naming the module that could not be imported.
+    """
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ImportError(f"could not import plugin module {module!r}: {exc}") from exc

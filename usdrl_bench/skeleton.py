@@ -1,0 +1,145 @@
+"""Skeleton layouts (joint names, bone pairs) and the joint / bone / motion input streams.
+
+Arrays are ``(N, C, T, V, M)``: samples, coordinates (x, y, z in metres), frames, joints, bodies.
+
+Sources: NTU RGB+D / Kinect v2 joints and bones as in the official USDRL ``DSTE.py``/``STTR.py`` and
+the NTU paper; Kinect v1 (MSR Action3D) joints and bones from the dataset's skeleton diagram and a
+public visualisation script (left/right unverified).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+Stream = Literal["joint", "bone", "motion"]
+STREAMS: tuple[str, ...] = ("joint", "bone", "motion")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A skeleton layout.
+
+    Attributes:
+        name: registry name ("ntu25", "kinect20").
+        joint_names: one name per joint, in storage order.
+        bones: 0-based ``(child, parent)`` pairs; the bone at ``child`` is ``joint[child] - joint[parent]``.
+            A joint that is not the child of any pair gets a zero bone.
+        center: 0-based index of the joint used as the origin in normalisation.
+        left_shoulder, right_shoulder: 0-based indices used to align the shoulders with +x.
+    """
+
+    name: str
+    joint_names: tuple[str, ...]
+    bones: tuple[tuple[int, int], ...]
+    center: int
+    left_shoulder: int
+    right_shoulder: int
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+
+def _zero_based(pairs: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    return tuple((a - 1, b - 1) for a, b in pairs)
+
+
+NTU25 = Layout(
+    name="ntu25",
+    joint_names=(
+        "base of spine", "middle of spine", "neck", "head",
+        "left shoulder", "left elbow", "left wrist", "left hand",
+        "right shoulder", "right elbow", "right wrist", "right hand",
+        "left hip", "left knee", "left ankle", "left foot",
+        "right hip", "right knee", "right ankle", "right foot",
+        "spine (shoulder)", "tip of left hand", "left thumb", "tip of right hand", "right thumb",
+    ),
+    # FACTS §1: identical in USDRL DSTE.py, STTR.py and the feeders (1-based, child -> parent).
+    bones=_zero_based([
+        (1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9),
+        (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18),
+        (20, 19), (21, 21), (22, 23), (23, 8), (24, 25), (25, 12),
+    ]),
+    center=1,
+    left_shoulder=4,
+    right_shoulder=8,
+)
+
+KINECT20 = Layout(
+    name="kinect20",
+    joint_names=(
+        "left shoulder", "right shoulder", "neck", "spine", "left hip", "right hip", "hip centre",
+        "left elbow", "right elbow", "left wrist", "right wrist", "left hand", "right hand",
+        "left knee", "right knee", "left ankle", "right ankle", "left foot", "right foot", "head",
+    ),
+    # ../shared/data/README.md (MSR Action3D), 1-based (child, parent) read as an edge list.
+    bones=_zero_based([
+        (12, 10), (10, 8), (8, 1), (1, 3), (20, 3), (2, 3), (9, 2), (11, 9), (13, 11), (4, 3),
+        (7, 4), (5, 7), (14, 5), (16, 14), (18, 16), (6, 7), (15, 6), (17, 15), (19, 17),
+    ]),
+    center=3,
+    left_shoulder=0,
+    right_shoulder=1,
+)
+
+LAYOUTS: dict[str, Layout] = {NTU25.name: NTU25, KINECT20.name: KINECT20}
+
+
+def get_layout(name: str) -> Layout:
+    """Return the layout called ``name``.
+
+    Raises:
+        KeyError: unknown layout, listing the known ones.
+    """
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise KeyError(f"Unknown skeleton layout {name!r}. Available: {', '.join(sorted(LAYOUTS))}") from None
+
+
+def bone_stream(x: torch.Tensor | np.ndarray, layout: Layout) -> torch.Tensor | np.ndarray:
+    """Bones from joints: ``out[:, :, :, child] = x[:, :, :, child] - x[:, :, :, parent]``.
+
+    Args:
+        x: joints ``(N, C, T, V, M)``.
+        layout: the skeleton layout giving the (child, parent) pairs.
+    Returns:
+        ``(N, C, T, V, M)``, same type as ``x``; joints that are no pair's child (and NTU joint 21,
+        whose pair is (21, 21)) are zero.
+    """
+    if x.shape[3] != layout.num_joints:
+        raise ValueError(f"bone_stream: x has V={x.shape[3]} joints but layout {layout.name!r} has {layout.num_joints}")
+    out = torch.zeros_like(x) if isinstance(x, torch.Tensor) else np.zeros_like(x)
+    for child, parent in layout.bones:
+        out[:, :, :, child] = x[:, :, :, child] - x[:, :, :, parent]
+    return out
+
+
+def motion_stream(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """Motion from joints: ``out[:, :, t] = x[:, :, t + 1] - x[:, :, t]``; the last frame is zero.
+
+    Args:
+        x: ``(N, C, T, V, M)``.
+    """
+    out = torch.zeros_like(x) if isinstance(x, torch.Tensor) else np.zeros_like(x)
+    out[:, :, :-1] = x[:, :, 1:] - x[:, :, :-1]
+    return out
+
+
+def to_stream(x: torch.Tensor | np.ndarray, stream: str, layout: Layout) -> torch.Tensor | np.ndarray:
+    """Convert joints ``(N, C, T, V, M)`` to the ``joint``, ``bone`` or ``motion`` stream (FACTS §1).
+
+    Raises:
+        ValueError: unknown stream.
+    """
+    if stream == "joint":
+        return x
+    if stream == "bone":
+        return bone_stream(x, layout)
+    if stream == "motion":
+        return motion_stream(x)
+    raise ValueError(f"Unknown stream {stream!r}; expected one of {', '.join(STREAMS)}")
