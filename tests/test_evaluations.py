@@ -1,0 +1,53 @@
+"""Linear evaluation and kNN retrieval against hand-checkable cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from usdrl_bench.evaluate.features import valid_frame_counts
+from usdrl_bench.evaluate.knn import knn_top1
+from usdrl_bench.evaluate.linear import train_linear_probe
+
+
+def test_knn_cosine_hand_computed():
+    gallery = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    labels = np.array([0, 1, 2])
+    # cosine ignores the norm: (10, 1) is closest in angle to (1, 0); (-0.2, 1) to (0, 1); (-5, -1) to (-1, 0)
+    queries = np.array([[10.0, 1.0], [-0.2, 1.0], [-5.0, -1.0], [0.1, -1.0]])
+    truth = np.array([0, 1, 2, 1])  # the last one's nearest is (1,0) at 84° vs (-1,0) at 96°: predicted 0 -> wrong
+    assert knn_top1(gallery, labels, queries, truth) == pytest.approx(75.0)
+    with pytest.raises(ValueError, match="k must lie"):
+        knn_top1(gallery, labels, queries, truth, k=4)
+
+
+def test_linear_probe_separable_and_best_of_evals():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8)) * 3
+    y = np.repeat(np.arange(3), 40)
+    x = (centres[y] + rng.normal(size=(120, 8))).astype(np.float32)
+    final, best, curve = train_linear_probe(x, y, x, y, 3, epochs=20, batch_size=32, lr=0.1, milestones=(15,), eval_every=5)
+    assert final > 95.0
+    assert [e for e, _ in curve] == [5, 10, 15, 20]
+    assert best == max(v for _, v in curve) and best >= final
+
+
+def test_linear_probe_random_labels_is_near_chance_on_test():
+    rng = np.random.default_rng(1)
+    xtr, xte = rng.normal(size=(200, 16)).astype(np.float32), rng.normal(size=(400, 16)).astype(np.float32)
+    ytr, yte = rng.integers(0, 4, 200), rng.integers(0, 4, 400)
+    final, _, _ = train_linear_probe(xtr, ytr, xte, yte, 4, epochs=10, batch_size=50, lr=0.05, milestones=())
+    assert 10.0 < final < 40.0  # chance is 25 %
+
+
+def test_linear_probe_rejects_bad_labels():
+    x = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+        train_linear_probe(x, np.array([0, 1, 2, 0]), x, np.array([0, 1, 1, 0]), 2, epochs=1)
+
+
+def test_valid_frame_counts():
+    x = np.zeros((3, 3, 10, 2, 1), np.float32)
+    x[0, :, :7] = 1.0
+    x[1, 0, 3, 1, 0] = 2.0  # a single non-zero frame at t=3 -> 4 valid frames
+    assert valid_frame_counts(x).tolist() == [7, 4, 1]

@@ -1,0 +1,101 @@
+"""Registries and protocol validation: unknown names, keys and types are errors naming file and key."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from usdrl_bench import registry
+from usdrl_bench.protocols.schema import ProtocolError
+from usdrl_bench.protocols.spec import expand_cells, load_protocol, parse_dataset_override
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_registry_register_get_and_did_you_mean():
+    reg = registry.Registry("widget")
+
+    @reg.register("alpha", description="first")
+    def alpha():
+        return 1
+
+    assert reg.get("alpha") is alpha
+    assert reg.names() == ["alpha"] and "alpha" in reg and len(reg) == 1
+    assert reg.entry("alpha").description == "first"
+    with pytest.raises(KeyError, match=r"Unknown widget 'alpah'\. Did you mean: alpha\? Available: alpha"):
+        reg.get("alpah")
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("alpha")(lambda: 2)
+
+
+def test_builtin_registries_are_populated():
+    registry.load_builtins()
+    assert {"dste", "sttr"} <= set(registry.ENCODERS.names())
+    assert {"mgfd", "negative_contrastive"} <= set(registry.OBJECTIVES.names())
+    assert {"synthetic", "ntu_raw", "agcn", "msr_action3d"} <= set(registry.DATASETS.names())
+    assert {"linear", "knn"} <= set(registry.EVALUATIONS.names())
+    assert registry.ENCODERS.names("dst*") == ["dste"]
+
+
+def test_table5_protocol_loads_and_expands():
+    protocol = load_protocol(ROOT / "protocols" / "table5_ablation.yaml")
+    assert [r.paper_row for r in protocol.rows if r.paper_row] == [1, 2, 3, 4, 5, 6, 7]
+    assert {r.id for r in protocol.rows if r.objective is None} == {"R-STTR", "R-DSTE"}
+    cells = expand_cells(protocol, "demo", seeds=(0, 1))
+    assert len(cells) == 2 * len(protocol.rows)
+    row6 = next(c for c in cells if c.row.id == "6")
+    assert row6.objective_options == {"multi_grained": False}
+    row1 = next(c for c in cells if c.row.id == "1")
+    assert row1.objective_options["queue_size"] == 1024  # preset-level objective options apply
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+BASE = """\
+name: t
+version: 1
+rows:
+  - {id: a, label: A, encoder: dste, objective: mgfd}
+presets:
+  demo:
+    dataset: {name: synthetic}
+    encoder_preset: tiny
+    pretrain: {epochs: 1, batch_size: 8}
+    evaluations: {knn: {k: 1}}
+"""
+
+
+@pytest.mark.parametrize(
+    "old,new,key,message",
+    [
+        ("epochs: 1,", "epochs: one,", "presets.demo.pretrain.epochs", "expected an integer"),
+        ("batch_size: 8}", "batch_size: 8, btach: 3}", "presets.demo.pretrain.btach", "unknown key"),
+        ("encoder: dste", "encoder: dsté", "rows[0].encoder", "Unknown encoder"),
+        ("objective: mgfd}", "objective: mgfd, objective_options: {xcc: false}}", "rows[0].objective_options.xcc", "unknown option"),
+        ("objective: mgfd}", "objective: mgfd, objective_options: {xc: maybe}}", "rows[0].objective_options.xc", "expected true or false"),
+        ("{knn: {k: 1}}", "{knn: {k: 1}, linaer: {}}", "presets.demo.evaluations.linaer", "Did you mean: linear"),
+        ("{name: synthetic}", "{name: synthetic, split: xset}", "presets.demo.dataset.split", "unknown split"),
+        ("{name: synthetic}", "{name: ntu_raw, path: /nonexistent/ntu}", "presets.demo.dataset.path", "does not exist"),
+        ("version: 1\n", "", "version", "required key is missing"),
+    ],
+)
+def test_bad_protocols_name_file_and_key(tmp_path, old, new, key, message):
+    assert old in BASE
+    path = _write(tmp_path, BASE.replace(old, new))
+    with pytest.raises(ProtocolError) as info:
+        protocol = load_protocol(path)
+        expand_cells(protocol, "demo")
+    text = str(info.value)
+    assert str(path) in text and key in text and message in text, text
+
+
+def test_dataset_override_spelling():
+    spec = parse_dataset_override("msr_action3d:../shared/data/msr_action3d", "xsub")
+    assert (spec.name, spec.path, spec.split) == ("msr_action3d", "../shared/data/msr_action3d", "xsub")
+    assert parse_dataset_override("synthetic").path is None

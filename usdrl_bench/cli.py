@@ -1,0 +1,255 @@
+"""The ``usdrl-bench`` command line: run, report, list, validate, embed."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+console = Console(stderr=True)
+out = Console()
+
+RUN_HELP = """\
+Run a protocol: pretrain every row once (checkpoints cached by content hash), evaluate each with every
+evaluation of the preset, write records under results/, then print the protocol's table.
+Interrupted runs resume; a finished protocol trains nothing when run again.
+
+datasets for --dataset (NAME or NAME:PATH; see `usdrl-bench list`):
+  synthetic                             the embedded synthetic dataset (no files needed)
+  msr_action3d:PATH                     MSR Action3D skeleton files (cross-subject split)
+  ntu_raw:PATH                          NTU RGB+D raw .skeleton directory (xsub / xview / xset)
+  agcn:PATH                             AGCN-style directory ({train,val}_data_joint.npy, ...)
+
+examples:
+  usdrl-bench run protocols/table5_ablation.yaml
+  usdrl-bench run protocols/table5_ablation.yaml --dataset msr_action3d:../shared/data/msr_action3d
+  usdrl-bench run protocols/table5_ablation.yaml --dataset ntu_raw:../shared/data/ntu60_raw --split xsub
+  usdrl-bench run protocols/table5_ablation.yaml --preset paper --dataset agcn:data/NTU-RGB-D-60-AGCN/xsub --device cuda
+"""
+
+REPORT_HELP = """\
+Regenerate every table and figure from the records under results/: Markdown, CSV and PNG under reports/,
+beside the paper's numbers with the differences, each saying which dataset and preset it comes from.
+
+example:
+  usdrl-bench report
+  usdrl-bench report --results results --out reports
+"""
+
+LIST_HELP = """\
+List every registered encoder, objective, dataset and evaluation (built-ins and plugins).
+
+example:
+  usdrl-bench list
+  usdrl-bench list --plugin baselines.mlp_encoder
+"""
+
+VALIDATE_HELP = """\
+Check protocol files without running anything: keys, types, registry names, options, and that the data
+path of the selected preset exists. Errors name the file and the key.
+
+example:
+  usdrl-bench validate protocols/*.yaml
+  usdrl-bench validate protocols/table5_ablation.yaml --preset paper
+"""
+
+EMBED_HELP = """\
+Encode skeletons with a pretrained encoder (an official USDRL checkpoint or one of the suite's) in eval
+mode. X is (N, C, T, V, M) float32; samples whose length differs from the encoder's T are resized as the
+official downstream code does (valid frames = up to the last non-zero frame).
+Writes (N, 2H) instance features [max over temporal tokens, max over spatial tokens] to a .npy, or with
+--dense an .npz with temporal (N, T, H) and spatial (N, M*V, H).
+
+example:
+  usdrl-bench embed --checkpoint checkpoint_0450.pth.tar --data X.npy --out features.npy
+  usdrl-bench embed --checkpoint results/checkpoints/<hash>/encoder.pt --data X.npy --out dense.npz --dense
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="usdrl-bench",
+        description="Benchmarking suite for self-supervised skeleton action representation learning (USDRL).",
+        epilog="example:\n  usdrl-bench run protocols/table5_ablation.yaml && usdrl-bench report",
+        formatter_class=fmt,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a protocol (pretrain once, evaluate many, record)", description=RUN_HELP, formatter_class=fmt)
+    p.add_argument("protocol", type=Path, help="protocol YAML file")
+    p.add_argument("--preset", default="demo", help="preset of the protocol (demo | paper; default demo)")
+    p.add_argument("--dataset", help="override the preset's dataset: NAME or NAME:PATH")
+    p.add_argument("--split", help="named split of the dataset (xsub, xview, xset)")
+    p.add_argument("--seeds", help="comma-separated seeds overriding the preset's (e.g. 0,1,2)")
+    p.add_argument("--rows", help="comma-separated row ids to run (default: all)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
+    p.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory (default reports/)")
+
+    p = sub.add_parser("report", help="regenerate tables and figures from the records", description=REPORT_HELP, formatter_class=fmt)
+    p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="output directory (default reports/)")
+
+    p = sub.add_parser("list", help="list registered encoders, objectives, datasets, evaluations", description=LIST_HELP, formatter_class=fmt)
+    p.add_argument("--plugin", action="append", default=[], help="also import this module (repeatable)")
+
+    p = sub.add_parser("validate", help="check protocol files without running them", description=VALIDATE_HELP, formatter_class=fmt)
+    p.add_argument("protocols", type=Path, nargs="+", help="protocol YAML files")
+    p.add_argument("--preset", default=None, help="also check that this preset's data path exists (default: demo when present)")
+
+    p = sub.add_parser("embed", help="encode skeletons with a pretrained encoder", description=EMBED_HELP, formatter_class=fmt)
+    p.add_argument("--checkpoint", type=Path, required=True, help="official (.pth.tar) or suite (.pt) checkpoint")
+    p.add_argument("--data", type=Path, required=True, help="(N, C, T, V, M) float32 .npy")
+    p.add_argument("--out", type=Path, required=True, help="output .npy (features) or .npz (--dense)")
+    p.add_argument("--dense", action="store_true", help="write the temporal and spatial token features")
+    p.add_argument("--frames", type=int, default=None, help="encoder T for official STTR checkpoints (not inferable; default 64)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from usdrl_bench.protocols.schema import ProtocolError
+
+    try:
+        return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "validate": cmd_validate, "embed": cmd_embed}[args.command](args)
+    except (ProtocolError, FileNotFoundError, KeyError, ValueError, ImportError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        console.print(f"[bold red]error:[/] {message}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished checkpoints and records are kept; run the same command to resume")
+        return 130
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from usdrl_bench.io import resolve_device
+    from usdrl_bench.protocols.runner import run_protocol
+    from usdrl_bench.protocols.spec import load_protocol, parse_dataset_override
+    from usdrl_bench.records import load_records
+    from usdrl_bench.report.tables import build_tables, to_markdown, write_reports
+
+    protocol = load_protocol(args.protocol)
+    dataset = parse_dataset_override(args.dataset, args.split) if args.dataset else None
+    if dataset is None and args.split:
+        from dataclasses import replace
+
+        dataset = replace(protocol.presets[args.preset].dataset, split=args.split) if args.preset in protocol.presets else None
+    device = resolve_device(args.device)
+    t0 = time.perf_counter()
+    rows = run_protocol(protocol, args.preset, dataset=dataset, seeds=_ints(args.seeds),
+                        rows=tuple(args.rows.split(",")) if args.rows else None, device=device,
+                        results_dir=args.results, console=console)
+    console.print(f"[green]done[/] in {time.perf_counter() - t0:.0f} s on {device}; records under {args.results}/records")
+    import pandas as pd
+
+    from usdrl_bench.records import RECORD_COLUMNS
+
+    mine = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    for table in build_tables(mine):
+        out.print(to_markdown(table), highlight=False)
+    written = write_reports(load_records(args.results), args.reports)
+    console.print(f"reports written under {args.reports}/ ({len(written)} files)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from usdrl_bench.records import load_records
+    from usdrl_bench.report.tables import build_tables, to_markdown, write_reports
+
+    records = load_records(args.results)
+    if records.empty:
+        console.print(f"no records under {args.results}/records; run a protocol first, e.g. "
+                      "`usdrl-bench run protocols/table5_ablation.yaml`")
+        return 1
+    for table in build_tables(records):
+        out.print(to_markdown(table), highlight=False)
+    written = write_reports(records, args.out)
+    console.print(f"{len(written)} files written under {args.out}/")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from usdrl_bench import registry
+
+    registry.load_builtins()
+    registry.load_plugins(args.plugin)
+    for kind, reg in registry.ALL.items():
+        table = RichTable(title=kind, title_justify="left", show_lines=False)
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        extra_cols = sorted({k for e in reg.entries() for k in e.meta if k in ("splits", "presets")})
+        for col in extra_cols:
+            table.add_column(col)
+        for e in reg.entries():
+            table.add_row(e.name, e.description, *[", ".join(map(str, e.meta.get(c, ()))) for c in extra_cols])
+        out.print(table)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from usdrl_bench.protocols.spec import expand_cells, load_protocol
+
+    failures = 0
+    for path in args.protocols:
+        try:
+            protocol = load_protocol(path)
+            preset = args.preset or ("demo" if "demo" in protocol.presets else None)
+            cells = expand_cells(protocol, preset) if preset else []
+            out.print(f"[green]ok[/] {path}: {len(protocol.rows)} rows, presets {', '.join(protocol.presets)}"
+                      + (f"; preset {preset}: {len(cells)} cells" if preset else ""), highlight=False)
+        except Exception as exc:  # report every file, then fail
+            failures += 1
+            out.print(f"[red]invalid[/] {exc}", highlight=False)
+    return 1 if failures else 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from usdrl_bench.encoders.checkpoint import load_encoder
+    from usdrl_bench.evaluate.features import extract
+    from usdrl_bench.io import resolve_device
+
+    if not args.data.is_file():
+        raise FileNotFoundError(f"--data file not found: {args.data}")
+    x = np.load(args.data, mmap_mode="r")
+    if x.ndim != 5:
+        raise ValueError(f"{args.data}: expected an (N, C, T, V, M) array, got shape {x.shape}")
+    overrides = {"num_frames": args.frames} if args.frames else {}
+    encoder = load_encoder(args.checkpoint, **overrides)
+    result = extract(encoder, x, None, batch_size=args.batch_size, device=resolve_device(args.device), dense=args.dense)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    from usdrl_bench.io import save_npy_atomic, save_npz_atomic
+
+    if args.dense:
+        assert isinstance(result, dict)
+        save_npz_atomic(args.out, **result)
+        console.print(f"wrote {args.out}: temporal {result['temporal'].shape}, spatial {result['spatial'].shape}")
+    else:
+        assert isinstance(result, np.ndarray)
+        save_npy_atomic(args.out, result)
+        console.print(f"wrote {args.out}: features {result.shape}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Small I/O helpers: atomic writes, stable hashing, provenance."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash mid-write leaves the previous ``path`` (or nothing) in place, never a truncated file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    return write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def torch_save_atomic(obj: Any, path: str | Path) -> Path:
+    return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def save_npy_atomic(path: str | Path, array: Any) -> Path:
+    """``np.save`` to exactly ``path`` (no ``.npy`` appended), atomically."""
+    import numpy as np
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.save(f, array)
+
+    return atomic_write(path, write)
+
+
+def save_npz_atomic(path: str | Path, **arrays: Any) -> Path:
+    """``np.savez`` to exactly ``path``, atomically."""
+    import numpy as np
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.savez(f, **arrays)
+
+    return atomic_write(path, write)
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hex digest of the canonical JSON of ``obj`` (sorted keys), truncated to ``length``."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(*subpackages: str) -> str:
+    """Hash of the package's source files under ``subpackages`` (all when empty): a cache key part that
+    changes whenever code that determines a result changes."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    dirs = [root / s for s in subpackages] if subpackages else [root]
+    for d in dirs:
+        files = sorted(d.rglob("*.py")) if d.is_dir() else [d.with_suffix(".py")]
+        for f in files:
+            digest.update(str(f.relative_to(root)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=None)
+def git_revision() -> str:
+    """The repository's ``git describe --always --dirty`` revision, or ``"unknown"`` outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU.
+
+    Raises:
+        ValueError: CUDA requested but unavailable.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device

@@ -1,0 +1,238 @@
+"""Run a protocol: pretrain each cell once (cached by content hash), evaluate many, write records.
+
+Layout under ``results/``::
+
+    checkpoints/<checkpoint_hash>/   config.json, state.pt (while training), encoder.pt, history.json
+    features/<checkpoint_hash>-<data_hash>/{train,test}.npy
+    records/<protocol>/<preset>/<dataset>-<split>/<row>-seed<k>-<evaluation>-<hash>.json
+
+A pretrained checkpoint is keyed by everything that determines it (encoder and its configuration,
+objective and options, dataset, split, stream, schedule, seed, and the code of the modules that
+compute it), so every protocol and every evaluation that needs the same one reuses it, and running a
+finished protocol again trains nothing. An interrupted run resumes: finished checkpoints and records
+are kept, and a partly trained checkpoint continues from its last epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from usdrl_bench import __version__, registry
+from usdrl_bench.data.arrays import SkeletonArrays
+from usdrl_bench.data.loading import load_dataset
+from usdrl_bench.encoders import create_encoder
+from usdrl_bench.encoders.checkpoint import load_encoder
+from usdrl_bench.evaluate.features import EvalContext
+from usdrl_bench.io import code_version, git_revision, stable_hash, write_json_atomic
+from usdrl_bench.objectives import create_objective
+from usdrl_bench.protocols.spec import Cell, DatasetSpec, Protocol, expand_cells
+from usdrl_bench.records import RECORDS_SUBDIR, read_records, write_records
+from usdrl_bench.train.pretrain import ENCODER_FILE, pretrain
+
+log = logging.getLogger(__name__)
+
+#: sub-packages whose code determines a pretrained checkpoint
+PRETRAIN_CODE = ("encoders", "objectives", "train", "data")
+#: sub-packages whose code determines an evaluation result
+EVAL_CODE = ("encoders", "evaluate", "data")
+
+
+def dataset_identity(spec: DatasetSpec) -> dict[str, Any]:
+    """What identifies a dataset for caching: name, absolute path, split, stream, reader options."""
+    path = spec.resolved_path()
+    return {"name": spec.name, "path": str(path) if path else None, "split": spec.resolved_split(),
+            "stream": spec.stream, "options": spec.options}
+
+
+@dataclass
+class CellPlan:
+    cell: Cell
+    encoder_config: dict[str, Any]
+    checkpoint_hash: str
+
+
+class ProtocolRunner:
+    """Runs the cells of one protocol preset.
+
+    Args:
+        results_dir: root of checkpoints, features and records.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
+        console: where progress and messages go.
+    """
+
+    def __init__(self, results_dir: Path = Path("results"), device: torch.device | None = None,
+                 console: Console | None = None) -> None:
+        self.results_dir = Path(results_dir)
+        self.device = device or torch.device("cpu")
+        self.console = console or Console(stderr=True)
+        self._data: dict[str, tuple[SkeletonArrays, SkeletonArrays]] = {}
+
+    # -- data -------------------------------------------------------------------------------------
+    def data(self, spec: DatasetSpec) -> tuple[SkeletonArrays, SkeletonArrays]:
+        key = stable_hash(dataset_identity(spec))
+        if key not in self._data:
+            path = spec.resolved_path()
+            t0 = time.perf_counter()
+            self._data[key] = load_dataset(spec.name, str(path) if path else None, spec.resolved_split(), **spec.options)
+            train, test = self._data[key]
+            self.console.print(
+                f"[bold]data[/] {spec.describe()}: {len(train)} train / {len(test)} test samples, "
+                f"shape (C,T,V,M) = {train.shape[1:]}, {train.num_classes} classes "
+                f"[dim]({time.perf_counter() - t0:.1f} s)[/]"
+            )
+        return self._data[key]
+
+    # -- planning ---------------------------------------------------------------------------------
+    def build_encoder(self, cell: Cell, train: SkeletonArrays) -> torch.nn.Module:
+        _, c, _, v, m = train.shape
+        torch.manual_seed(cell.seed)
+        return create_encoder(cell.row.encoder, cell.preset.encoder_preset, in_channels=c, num_joints=v,
+                              num_bodies=m, **cell.encoder_options)
+
+    def plan(self, cell: Cell) -> CellPlan:
+        train, _ = self.data(cell.dataset)
+        encoder = self.build_encoder(cell, train)
+        config = dataclasses.asdict(encoder.config)
+        key_parts: dict[str, Any] = {
+            "encoder": cell.row.encoder, "encoder_config": config, "dataset": dataset_identity(cell.dataset),
+            "seed": cell.seed, "code": code_version(*PRETRAIN_CODE),
+        }
+        if cell.row.objective is None:
+            key_parts["objective"] = "random-init"
+        else:
+            key_parts.update(objective=cell.row.objective, objective_options=cell.objective_options,
+                             pretrain=dataclasses.asdict(cell.preset.pretrain))
+        return CellPlan(cell=cell, encoder_config=config, checkpoint_hash=stable_hash(key_parts))
+
+    # -- work -------------------------------------------------------------------------------------
+    def checkpoint(self, plan: CellPlan, progress: Progress) -> tuple[torch.nn.Module, float]:
+        """The cell's encoder: loaded when cached, else pretrained (resuming) or randomly initialised.
+        Returns (encoder, pretraining wall time in seconds, 0 when cached)."""
+        cell = plan.cell
+        workdir = self.results_dir / "checkpoints" / plan.checkpoint_hash
+        path = workdir / ENCODER_FILE
+        if path.exists():
+            return load_encoder(path), 0.0
+        train, _ = self.data(cell.dataset)
+        encoder = self.build_encoder(cell, train)
+        write_json_atomic(workdir / "config.json", {
+            "row": dataclasses.asdict(cell.row), "encoder_config": plan.encoder_config,
+            "dataset": dataset_identity(cell.dataset), "seed": cell.seed,
+            "pretrain": dataclasses.asdict(cell.preset.pretrain), "objective_options": cell.objective_options,
+            "package_version": __version__, "git_revision": git_revision(),
+        })
+        t0 = time.perf_counter()
+        if cell.row.objective is None:
+            from usdrl_bench.encoders.checkpoint import save_encoder
+
+            save_encoder(path, encoder.eval(), objective=None)
+            return encoder.eval(), 0.0
+        objective = create_objective(cell.row.objective, encoder, **cell.objective_options)
+        spec = cell.preset.pretrain
+        task = progress.add_task(f"pretrain {cell.row.label} (seed {cell.seed})", total=spec.epochs)
+
+        def on_epoch(done: int, total: int, loss: float) -> None:
+            progress.update(task, completed=done, description=f"pretrain {cell.row.label} (seed {cell.seed}) loss {loss:.3f}")
+
+        result = pretrain(encoder, objective, train, spec, workdir=workdir, seed=cell.seed, device=self.device,
+                          stream=cell.dataset.stream, on_epoch=on_epoch,
+                          extra={"objective": cell.row.objective, "objective_options": cell.objective_options})
+        progress.remove_task(task)
+        if result.resumed_from_epoch:
+            self.console.print(f"resumed {cell.row.label} from epoch {result.resumed_from_epoch}")
+        return encoder.eval(), time.perf_counter() - t0
+
+    def record_path(self, plan: CellPlan, evaluation: str, options: dict[str, Any]) -> Path:
+        cell = plan.cell
+        key = stable_hash({"checkpoint": plan.checkpoint_hash, "evaluation": evaluation, "options": options,
+                           "dataset": dataset_identity(cell.dataset), "code": code_version(*EVAL_CODE)})
+        ds = f"{cell.dataset.name}-{cell.dataset.resolved_split()}" + (f"-{cell.dataset.stream}" if cell.dataset.stream != "joint" else "")
+        return (self.results_dir / RECORDS_SUBDIR / cell.protocol.name / cell.preset_name / ds
+                / f"{cell.row.id}-seed{cell.seed}-{evaluation}-{key}.json")
+
+    def run(self, cells: list[Cell]) -> list[dict[str, Any]]:
+        """Run ``cells`` (pretraining what is missing, evaluating what is missing) and return every
+        record row of these cells."""
+        all_rows: list[dict[str, Any]] = []
+        plans = [self.plan(c) for c in cells]
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            overall = progress.add_task("[bold]cells", total=len(plans))
+            for plan in plans:
+                cell = plan.cell
+                pending = {name: opts or {} for name, opts in cell.preset.evaluations.items()
+                           if not self.record_path(plan, name, opts or {}).exists()}
+                if pending:
+                    encoder, pretrain_s = self.checkpoint(plan, progress)
+                    self._evaluate(plan, encoder, pending, pretrain_s, progress)
+                for name, opts in cell.preset.evaluations.items():
+                    all_rows.extend(read_records(self.record_path(plan, name, opts or {})))
+                progress.advance(overall)
+        return all_rows
+
+    def _evaluate(self, plan: CellPlan, encoder: torch.nn.Module, evaluations: dict[str, dict[str, Any]],
+                  pretrain_s: float, progress: Progress) -> None:
+        cell = plan.cell
+        train, test = self.data(cell.dataset)
+        data_hash = stable_hash(dataset_identity(cell.dataset))
+        task = progress.add_task(f"features {cell.row.label}", total=len(train) + len(test))
+        done_train = [0]
+
+        def on_progress(which: str, k: int, total: int) -> None:
+            if which == "train":
+                done_train[0] = k
+                progress.update(task, completed=k)
+            else:
+                progress.update(task, completed=len(train) + k)
+
+        ctx = EvalContext(encoder=encoder, train=train, test=test, device=self.device, seed=cell.seed,
+                          stream=cell.dataset.stream, on_progress=on_progress,
+                          cache_dir=self.results_dir / "features" / f"{plan.checkpoint_hash}-{data_hash}")
+        for name, options in evaluations.items():
+            t0 = time.perf_counter()
+            metrics = registry.EVALUATIONS.get(name)(ctx, **options)
+            wall = time.perf_counter() - t0
+            rows = [self._row(plan, name, options, m, wall, pretrain_s) for m in metrics]
+            write_records(self.record_path(plan, name, options), rows)
+        progress.remove_task(task)
+
+    def _row(self, plan: CellPlan, evaluation: str, options: dict[str, Any], metric: Any, wall: float,
+             pretrain_s: float) -> dict[str, Any]:
+        cell = plan.cell
+        return {
+            "protocol": cell.protocol.name, "preset": cell.preset_name, "row_id": cell.row.id,
+            "row_label": cell.row.label, "paper_table": cell.protocol.paper_table, "paper_row": cell.row.paper_row,
+            "encoder": cell.row.encoder, "objective": cell.row.objective or "none (random init)",
+            "dataset": cell.dataset.name, "split": cell.dataset.resolved_split(), "stream": cell.dataset.stream,
+            "seed": cell.seed, "evaluation": evaluation, "metric": metric.name, "value": metric.value,
+            "higher_is_better": metric.higher_is_better, "note": metric.note,
+            "config_hash": stable_hash({"checkpoint": plan.checkpoint_hash, "evaluation": evaluation, "options": options}),
+            "checkpoint_hash": plan.checkpoint_hash, "git_revision": git_revision(), "package_version": __version__,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "wall_time_s": round(wall, 3),
+            "pretrain_wall_time_s": round(pretrain_s, 3), "device": str(self.device),
+        }
+
+
+def run_protocol(protocol: Protocol, preset: str, *, dataset: DatasetSpec | None = None,
+                 seeds: tuple[int, ...] | None = None, rows: tuple[str, ...] | None = None,
+                 device: torch.device | None = None, results_dir: Path = Path("results"),
+                 console: Console | None = None) -> list[dict[str, Any]]:
+    """Expand ``protocol`` under ``preset`` (with overrides), check everything, then run it.
+
+    Raises:
+        ProtocolError: before any work, for an invalid protocol, override or missing data path.
+    """
+    cells = expand_cells(protocol, preset, dataset=dataset, seeds=seeds, rows=rows)
+    runner = ProtocolRunner(results_dir=results_dir, device=device, console=console)
+    return runner.run(cells)

@@ -1,0 +1,295 @@
+"""Protocol files: YAML -> validated frozen dataclasses -> cells (encoder x objective x dataset x seed).
+
+A protocol is data. Every preset (``demo``, ``paper``) lives in the YAML; an unknown key, a wrong type,
+an unknown registry name or a missing data path is a :class:`ProtocolError` naming the file and the key,
+raised before any work starts.
+
+Example (abridged ``protocols/table5_ablation.yaml``)::
+
+    name: table5_ablation
+    version: 1
+    paper_table: table5_ablation
+    presets:
+      demo:
+        dataset: {name: synthetic, split: xsub}
+        encoder_preset: small
+        pretrain: {epochs: 12, batch_size: 128, lr: 5.0e-4, weight_decay: 1.0e-5}
+        evaluations:
+          linear: {epochs: 60, lr: 0.05, milestones: [40, 50]}
+          knn: {k: 1}
+    rows:
+      - {id: "7", label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd, paper_row: 7}
+      - {id: R-DSTE, label: "DSTE, random init", encoder: dste, objective: null}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from usdrl_bench import registry
+from usdrl_bench.protocols.schema import ProtocolError, convert, from_data
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which data a cell uses.
+
+    Attributes:
+        name: a registered dataset (``usdrl-bench list``).
+        path: its location (relative paths are relative to the working directory; ``~`` and
+            ``$VARS`` are expanded); ``None`` for datasets that need none (``synthetic``).
+        split: a named split of the dataset (``xsub``, ``xview``, ``xset``); ``None`` = its default.
+        stream: input stream derived from the joints after augmentation (FACTS §1, §6).
+        options: keyword options of the reader (e.g. ``seed`` for ``synthetic``).
+    """
+
+    name: str
+    path: str | None = None
+    split: str | None = None
+    stream: Literal["joint", "bone", "motion"] = "joint"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_path(self) -> Path | None:
+        if self.path is None:
+            return None
+        return Path(os.path.expandvars(os.path.expanduser(self.path))).resolve()
+
+    def resolved_split(self) -> str:
+        if self.split is not None:
+            return self.split
+        return registry.DATASETS.entry(self.name).meta.get("default_split", "xsub")
+
+    def describe(self) -> str:
+        return f"{self.name}/{self.resolved_split()}" + (f" ({self.stream})" if self.stream != "joint" else "")
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    """Self-supervised pretraining schedule. Official values (FACTS §7): Adam, lr 5e-4, weight decay
+    1e-5, batch 356, 451 epochs, lr x0.1 from epoch 351, AMP."""
+
+    epochs: int
+    batch_size: int
+    lr: float = 5e-4
+    weight_decay: float = 1e-5
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    amp: bool = True  # mixed precision (bf16 autocast) on CUDA; ignored on CPU
+    views: dict[str, Any] = field(default_factory=dict)  # keyword options of augment.make_views
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """One preset of a protocol: the data, model size, schedules and evaluations."""
+
+    dataset: DatasetSpec
+    encoder_preset: str
+    pretrain: PretrainSpec
+    evaluations: dict[str, dict[str, Any]]
+    description: str = ""
+    encoder_options: dict[str, Any] = field(default_factory=dict)
+    objective_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of the protocol's table: an encoder pretrained with an objective (``null`` = random
+    initialisation, no pretraining)."""
+
+    id: str
+    label: str
+    encoder: str
+    objective: str | None
+    objective_options: dict[str, Any] = field(default_factory=dict)
+    encoder_options: dict[str, Any] = field(default_factory=dict)
+    paper_row: int | None = None
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: int
+    rows: tuple[RowSpec, ...]
+    presets: dict[str, PresetSpec]
+    description: str = ""
+    paper_table: str | None = None
+    plugins: tuple[str, ...] = ()
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a row of the protocol under one preset, dataset and seed."""
+
+    protocol: Protocol
+    preset_name: str
+    preset: PresetSpec
+    row: RowSpec
+    dataset: DatasetSpec
+    seed: int
+
+    @property
+    def encoder_options(self) -> dict[str, Any]:
+        return {**self.preset.encoder_options, **self.row.encoder_options}
+
+    @property
+    def objective_options(self) -> dict[str, Any]:
+        if self.row.objective is None:
+            return {}
+        return {**self.preset.objective_options.get(self.row.objective, {}), **self.row.objective_options}
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and structurally validate a protocol YAML (types, keys, registry names, options).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ProtocolError: invalid content; names the file and the key.
+    """
+    path = Path(path)
+    file = str(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"protocol file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ProtocolError(file, "", f"not valid YAML: {exc}") from exc
+    protocol: Protocol = from_data(Protocol, data, file)
+    protocol = dataclasses.replace(protocol, file=file)
+    registry.load_builtins()
+    registry.load_plugins(protocol.plugins)
+    _check_names(protocol)
+    return protocol
+
+
+def _check_option_names(fn: Any, options: dict[str, Any], file: str, key: str, skip: int = 0) -> None:
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())[skip:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    valid = [p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for name in options:
+        if name not in valid:
+            raise ProtocolError(file, f"{key}.{name}", f"unknown option; valid options: {', '.join(valid)}")
+    try:
+        hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
+    except Exception:  # annotations that cannot be resolved: names are checked, types are not
+        return
+    for name, value in options.items():
+        if name in hints:
+            convert(hints[name], value, file, tuple(f"{key}.{name}".split(".")))
+
+
+def _check_registry(reg: registry.Registry, name: str, file: str, key: str) -> None:
+    if name not in reg:
+        raise ProtocolError(file, key, reg.unknown_message(name))
+
+
+def _check_names(protocol: Protocol) -> None:
+    file = protocol.file
+    if not protocol.rows:
+        raise ProtocolError(file, "rows", "a protocol needs at least one row")
+    if not protocol.presets:
+        raise ProtocolError(file, "presets", "a protocol needs at least one preset")
+    seen: set[str] = set()
+    for i, row in enumerate(protocol.rows):
+        where = f"rows[{i}]"
+        if row.id in seen:
+            raise ProtocolError(file, f"{where}.id", f"duplicate row id {row.id!r}")
+        seen.add(row.id)
+        _check_registry(registry.ENCODERS, row.encoder, file, f"{where}.encoder")
+        if row.objective is not None:
+            _check_registry(registry.OBJECTIVES, row.objective, file, f"{where}.objective")
+            _check_option_names(registry.OBJECTIVES.get(row.objective), row.objective_options, file,
+                                f"{where}.objective_options", skip=1)
+    for pname, preset in protocol.presets.items():
+        where = f"presets.{pname}"
+        check_dataset(preset.dataset, file, f"{where}.dataset", check_path=False)
+        for oname, options in preset.objective_options.items():
+            _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
+            _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
+        if not preset.evaluations:
+            raise ProtocolError(file, f"{where}.evaluations", "at least one evaluation is needed")
+        for ename, options in preset.evaluations.items():
+            _check_registry(registry.EVALUATIONS, ename, file, f"{where}.evaluations.{ename}")
+            _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{where}.evaluations.{ename}", skip=1)
+        if not preset.seeds:
+            raise ProtocolError(file, f"{where}.seeds", "at least one seed is needed")
+
+
+def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = True) -> None:
+    """Check a dataset spec against the registry (name, split) and, optionally, that its path exists.
+
+    Raises:
+        ProtocolError: naming ``file`` and ``key``.
+    """
+    _check_registry(registry.DATASETS, spec.name, file, f"{key}.name")
+    entry = registry.DATASETS.entry(spec.name)
+    splits = entry.meta.get("splits")
+    if spec.split is not None and splits and spec.split not in splits:
+        raise ProtocolError(file, f"{key}.split", f"unknown split {spec.split!r} for dataset {spec.name!r}; available: {', '.join(splits)}")
+    needs_path = entry.meta.get("needs_path", True)
+    if needs_path and spec.path is None:
+        raise ProtocolError(file, f"{key}.path", f"dataset {spec.name!r} needs a path")
+    if check_path and spec.path is not None:
+        resolved = spec.resolved_path()
+        assert resolved is not None
+        if not resolved.exists():
+            raise ProtocolError(file, f"{key}.path", f"data path does not exist: {spec.path} (resolved to {resolved})")
+    _check_option_names(entry.obj, spec.options, file, f"{key}.options", skip=2)
+
+
+def parse_dataset_override(text: str, split: str | None = None) -> DatasetSpec:
+    """Parse the CLI spelling ``NAME[:PATH]`` (e.g. ``msr_action3d:../shared/data/msr_action3d``)."""
+    name, _, path = text.partition(":")
+    return DatasetSpec(name=name, path=path or None, split=split)
+
+
+def expand_cells(
+    protocol: Protocol,
+    preset: str,
+    *,
+    dataset: DatasetSpec | None = None,
+    seeds: tuple[int, ...] | None = None,
+    rows: tuple[str, ...] | None = None,
+) -> list[Cell]:
+    """The cells to run for ``preset``, after CLI overrides, with the data path checked.
+
+    Raises:
+        ProtocolError: unknown preset or row, bad dataset override, missing data path.
+    """
+    file = protocol.file
+    if preset not in protocol.presets:
+        raise ProtocolError(file, "presets", f"no preset {preset!r}; available: {', '.join(protocol.presets)}")
+    spec = protocol.presets[preset]
+    key = f"presets.{preset}.dataset"
+    if dataset is not None:
+        if dataset.name == spec.dataset.name:
+            dataset = dataclasses.replace(spec.dataset, path=dataset.path or spec.dataset.path,
+                                          split=dataset.split or spec.dataset.split)
+        else:
+            dataset = dataclasses.replace(dataset, stream=spec.dataset.stream)
+        key = "--dataset"
+    ds = dataset or spec.dataset
+    check_dataset(ds, file, key, check_path=True)
+    selected = protocol.rows
+    if rows:
+        known = {r.id for r in protocol.rows}
+        unknown = [r for r in rows if r not in known]
+        if unknown:
+            raise ProtocolError(file, "rows", f"unknown row id(s) {unknown}; available: {', '.join(sorted(known))}")
+        selected = tuple(r for r in protocol.rows if r.id in rows)
+    return [
+        Cell(protocol=protocol, preset_name=preset, preset=spec, row=row, dataset=ds, seed=seed)
+        for seed in (seeds or spec.seeds)
+        for row in selected
+    ]

@@ -1,0 +1,67 @@
+"""Records: tidy rows, one per metric, with provenance. The report reads only these.
+
+Each evaluation of a cell is one JSON file under ``results/records/<protocol>/<preset>/<dataset>-<split>/``
+written atomically; its existence means the evaluation is done (a re-run skips it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: columns of a record row, in report order
+RECORD_COLUMNS: tuple[str, ...] = (
+    "protocol", "preset", "row_id", "row_label", "paper_table", "paper_row", "encoder", "objective",
+    "dataset", "split", "stream", "seed", "evaluation", "metric", "value", "higher_is_better", "note",
+    "config_hash", "checkpoint_hash", "git_revision", "package_version", "date", "wall_time_s",
+    "pretrain_wall_time_s", "device",
+)
+
+RECORDS_SUBDIR = "records"
+
+
+def write_records(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write ``rows`` (each with every :data:`RECORD_COLUMNS` key) atomically as one JSON file.
+
+    Raises:
+        ValueError: a row lacks a column.
+    """
+    from usdrl_bench.io import write_json_atomic
+
+    for row in rows:
+        missing = [c for c in RECORD_COLUMNS if c not in row]
+        if missing:
+            raise ValueError(f"record row lacks columns {missing}")
+    return write_json_atomic(path, {"schema": "usdrl-bench/records-v1", "rows": rows})
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Rows of one record file.
+
+    Raises:
+        ValueError: not a record file (names the file).
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+        return list(data["rows"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a usdrl-bench record file ({exc})") from exc
+
+
+def load_records(results_dir: str | Path, latest_only: bool = True) -> pd.DataFrame:
+    """Every record under ``results_dir/records`` as a DataFrame with :data:`RECORD_COLUMNS`.
+
+    Args:
+        latest_only: keep, per (protocol, preset, dataset, split, stream, row, seed, metric), only the
+            most recent record (older ones come from earlier code or configurations).
+    """
+    files = sorted((Path(results_dir) / RECORDS_SUBDIR).rglob("*.json"))
+    rows = [row for f in files for row in read_records(f)]
+    df = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    if latest_only and len(df):
+        key = ["protocol", "preset", "dataset", "split", "stream", "row_id", "seed", "metric"]
+        df = df.sort_values("date").drop_duplicates(key, keep="last").reset_index(drop=True)
+    return df
