@@ -128,11 +128,17 @@ def load_builtins() -> None:
 def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
     """Import user modules (a protocol's ``plugins:``) so that their components register themselves.
 
+    The working directory is put on ``sys.path`` first, so modules of a checkout (``baselines.*``) import.
+
     Raises:
         ImportError: naming the module that could not be imported.
     """
     import importlib
+    import os
+    import sys
 
+    if modules and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # so that `baselines.x` resolves from a checkout, as with `python -m`
     for module in modules:
         try:
             importlib.import_module(module)
