@@ -217,6 +217,13 @@ def _check_names(protocol: Protocol) -> None:
         for oname, options in preset.objective_options.items():
             _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
             _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
+        from usdrl_bench.data.augment import make_views
+
+        # x, num_frames are the batch; out_frames is the encoder's T
+        views = {k: v for k, v in preset.pretrain.views.items()}
+        if "out_frames" in views:
+            raise ProtocolError(file, f"{where}.pretrain.views.out_frames", "set by the encoder's num_frames; remove it")
+        _check_option_names(make_views, views, file, f"{where}.pretrain.views", skip=2)
         if not preset.evaluations:
             raise ProtocolError(file, f"{where}.evaluations", "at least one evaluation is needed")
         for ename, options in preset.evaluations.items():

@@ -131,6 +131,9 @@ def pretrain(
         log.info("resuming pretraining in %s from epoch %d/%d", workdir, first_epoch, spec.epochs)
 
     num_frames_all = torch.as_tensor(train.num_frames)
+    view_options = dict(spec.views)
+    # views per sample: the protocol's choice, else what the objective consumes (MG-FD: 4, InfoNCE: 2)
+    num_views = int(view_options.pop("num_views", getattr(objective, "num_views", 4)))
     for epoch in range(first_epoch, spec.epochs):
         encoder.train()
         objective.train()
@@ -141,7 +144,7 @@ def pretrain(
             index = np.sort(index)
             x = batch_to_device(train.data, index, device)
             nf = num_frames_all[index].to(device)
-            views = make_views(x, nf, out_frames=encoder.num_frames, generator=view_gen, **spec.views)
+            views = make_views(x, nf, num_views=num_views, out_frames=encoder.num_frames, generator=view_gen, **view_options)
             views = [to_stream(v, stream, layout) for v in views]
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss, logs = objective(encoder, views)

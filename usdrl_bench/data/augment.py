@@ -1,0 +1,413 @@
+"""Batched skeleton augmentations: temporal crop-resize, joint corruption, shear, and USDRL's views.
+
+Every function works on a batch ``x`` of shape ``(N, C, T, V, M)`` (samples, xyz, frames, joints,
+bodies) on whatever device ``x`` lives on, with no Python loop over samples (ARCHITECTURE.md: "views
+are made on the training device, in batches"). Randomness comes only from an explicit
+``torch.Generator``, which must live on the same device type as ``x`` (``torch.Generator(device=x.device)``);
+the same generator state gives the same views.
+
+What the official code does (FACTS §6, §7; USDRL's feeder, inherited from UmURL):
+
+* downstream input: the whole valid sequence ``[0, num_frames)`` resized to 64 frames with
+  ``F.interpolate(mode="bilinear", align_corners=False)`` along time (:func:`resize_valid`);
+* pretraining: 4 views, each an independent random crop (scale ~ U[0.1, 1], length
+  ``clip(floor(n * scale), 64, n)``, random start) resized to 64 frames, then per view either joint
+  corruption or shear with probability 1/2 each (:func:`make_views`).
+
+The official feeder draws with ``random``/``np.random`` per sample in worker processes; here the
+same distributions are drawn per batch from a ``torch.Generator``, so the random streams (not the
+distributions) differ from the official code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ViewConfig",
+    "resize_frames",
+    "resize_valid",
+    "random_crop_resize",
+    "joint_corruption",
+    "shear",
+    "make_views",
+]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _check_x(x: Tensor, where: str) -> None:
+    if x.ndim != 5:
+        raise ValueError(f"{where}: x must be (N, C, T, V, M); got shape {tuple(x.shape)}")
+
+
+def _check_generator(generator: torch.Generator, x: Tensor, where: str) -> None:
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"{where}: generator must be a torch.Generator, got {type(generator).__name__}")
+    if generator.device.type != x.device.type:
+        raise ValueError(
+            f"{where}: the generator lives on {generator.device} but x is on {x.device}; "
+            f"create it with torch.Generator(device=x.device)"
+        )
+
+
+def _as_index(value: Tensor | int | list | tuple, n: int, device: torch.device, what: str, where: str) -> Tensor:
+    """``value`` as an ``(N,)`` int64 tensor on ``device`` (a scalar is broadcast)."""
+    t = torch.as_tensor(value, device=device)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{where}: {what} must hold integers, got dtype {t.dtype}")
+    t = t.to(torch.int64)
+    if t.ndim == 0:
+        t = t.expand(n)
+    if t.shape != (n,):
+        raise ValueError(f"{where}: {what} must have shape ({n},); got {tuple(t.shape)}")
+    return t
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator, x: Tensor) -> Tensor:
+    """U[low, high) of ``shape`` in float32 on x's device."""
+    u = torch.rand(shape, generator=generator, device=x.device, dtype=torch.float32)
+    return low + (high - low) * u
+
+
+def _random_joint_mask(n: int, v: int, k: int, generator: torch.Generator, x: Tensor) -> Tensor:
+    """``(N, V)`` bool, exactly ``k`` True per row, uniformly without replacement."""
+    scores = torch.rand((n, v), generator=generator, device=x.device)
+    chosen = scores.argsort(dim=1)[:, :k]
+    mask = torch.zeros((n, v), dtype=torch.bool, device=x.device)
+    mask.scatter_(1, chosen, True)
+    return mask
+
+
+def _transform_joints(x: Tensor, matrix: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Right-multiply the xyz row vector of every (frame, joint, body) by ``matrix[n]``.
+
+    ``out[n, :, t, v, m] = x[n, :, t, v, m] @ matrix[n]`` where ``mask[n, v]`` (all joints when
+    ``mask`` is None), ``x`` elsewhere. Args: x ``(N, 3, T, V, M)``, matrix ``(N, 3, 3)``, mask ``(N, V)``.
+    """
+    # out_c' = sum_c x_c * A[c, c']  (the official np.dot(x.transpose(1, 2, 3, 0), A))
+    y = torch.einsum("nctvm,ncd->ndtvm", x, matrix.to(x.dtype))
+    if mask is None:
+        return y
+    return torch.where(mask[:, None, None, :, None], y, x)
+
+
+def _check_xyz(x: Tensor, where: str) -> None:
+    _check_x(x, where)
+    if x.shape[1] != 3:
+        raise ValueError(f"{where}: needs C = 3 coordinates (xyz); got x of shape {tuple(x.shape)}")
+
+
+# --- temporal resampling ------------------------------------------------------------------------
+
+
+def resize_frames(x: Tensor, start: Tensor, length: Tensor, out_frames: int) -> Tensor:
+    """Crop frames ``[start[n], start[n] + length[n])`` of every sample and resample them to ``out_frames``.
+
+    Linear interpolation along time exactly as the official feeder's
+    ``F.interpolate(..., mode="bilinear", align_corners=False)`` on the ``(C·V·M, length)`` slice:
+    output frame ``j`` reads source position ``s = (j + 0.5) · length / out_frames - 0.5`` clamped to
+    ``s >= 0``, mixing frames ``floor(s)`` and ``min(floor(s) + 1, length - 1)`` with weights
+    ``1 - frac(s)`` and ``frac(s)``. Implemented with ``gather``: one call for the whole batch.
+
+    Args:
+        x: ``(N, C, T, V, M)`` skeletons.
+        start: ``(N,)`` integer first frame of each crop (a scalar is broadcast).
+        length: ``(N,)`` integer crop lengths, ``>= 1`` with ``start + length <= T``.
+        out_frames: output length ``T'``.
+    Returns:
+        ``(N, C, T', V, M)`` with the dtype and device of ``x``.
+    Raises:
+        ValueError: bad shapes, ``out_frames < 1``, or a crop outside ``[0, T)``.
+        TypeError: ``x`` is not floating point.
+    """
+    where = "resize_frames"
+    _check_x(x, where)
+    if not x.is_floating_point():
+        raise TypeError(f"{where}: x must be a floating-point tensor, got {x.dtype}")
+    if out_frames < 1:
+        raise ValueError(f"{where}: out_frames must be >= 1, got {out_frames}")
+    N, C, T, V, M = x.shape
+    start = _as_index(start, N, x.device, "start", where)
+    length = _as_index(length, N, x.device, "length", where)
+    bad = (length < 1) | (start < 0) | (start + length > T)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"{where}: sample {i} asks for frames [{int(start[i])}, {int(start[i] + length[i])}) "
+            f"but x has T = {T} frames (need length >= 1, start >= 0, start + length <= T)"
+        )
+    # Index arithmetic as PyTorch's upsample kernels (area_pixel_compute_source_index): the scale
+    # length / out_frames in float32 ("opmath") for float32 / half / bfloat16 inputs (float64 for
+    # float64), and scale * (j + 0.5) - 0.5 rounded once, as the kernel's fused multiply-add: the
+    # exact product of two float32 numbers is computed in float64, then rounded to float32. Without
+    # this the source position can be 1 ulp off and the result 1e-5 away from F.interpolate.
+    opmath = torch.float64 if x.dtype == torch.float64 else torch.float32
+    scale = length.to(opmath)[:, None] / out_frames  # (N, 1)
+    j = torch.arange(out_frames, device=x.device, dtype=torch.float64)
+    src = (scale.to(torch.float64) * (j[None, :] + 0.5) - 0.5).to(opmath).clamp_min(0.0)  # (N, T')
+    lo = src.floor().to(torch.int64)
+    lo = torch.minimum(lo, (length - 1)[:, None])
+    hi = torch.minimum(lo + 1, (length - 1)[:, None])
+    w1 = (src - lo.to(opmath)).clamp(0.0, 1.0)
+    w0 = 1.0 - w1
+    lo = lo + start[:, None]
+    hi = hi + start[:, None]
+
+    def take(idx: Tensor) -> Tensor:  # (N, T') -> (N, C, T', V, M)
+        return x.gather(2, idx[:, None, :, None, None].expand(N, C, out_frames, V, M))
+
+    w0, w1 = w0[:, None, :, None, None], w1[:, None, :, None, None]
+    return (w0 * take(lo) + w1 * take(hi)).to(x.dtype)
+
+
+def resize_valid(x: Tensor, num_frames: Tensor, out_frames: int = 64) -> Tensor:
+    """The official downstream input (FACTS §6): the whole valid sequence ``[0, num_frames)`` resized.
+
+    Args:
+        x: ``(N, C, T, V, M)``, zero-padded beyond each sample's valid frames.
+        num_frames: ``(N,)`` valid frames per sample, ``1 <= num_frames <= T``.
+        out_frames: output length (64 in the official linear, kNN and fine-tuning protocols).
+    Returns:
+        ``(N, C, out_frames, V, M)``.
+    """
+    num_frames = _as_index(num_frames, x.shape[0], x.device, "num_frames", "resize_valid")
+    return resize_frames(x, torch.zeros_like(num_frames), num_frames, out_frames)
+
+
+def random_crop_resize(
+    x: Tensor,
+    num_frames: Tensor,
+    out_frames: int,
+    generator: torch.Generator,
+    min_scale: float = 0.1,
+    max_scale: float = 1.0,
+    min_length: int | None = None,
+) -> Tensor:
+    """Random temporal crop of each sample's valid frames, resized to ``out_frames`` (FACTS §7).
+
+    As the official ``crop_subsequence`` with ``l_ratio = [0.1, 1]``: ``scale ~ U[min_scale, max_scale]``,
+    ``length = clip(floor(n · scale), min_length, n)`` with ``n = num_frames``, start uniform in
+    ``[0, n - length]``, then :func:`resize_frames`.
+
+    Args:
+        x: ``(N, C, T, V, M)``.
+        num_frames: ``(N,)`` valid frames per sample.
+        out_frames: output length ``T'`` (64 officially).
+        generator: randomness; must live on x's device type.
+        min_scale, max_scale: crop-scale range (official 0.1 and 1.0).
+        min_length: shortest crop in frames; ``None`` = ``out_frames`` (official: 64). Samples with
+            fewer valid frames are taken whole.
+    Returns:
+        ``(N, C, T', V, M)``.
+    """
+    where = "random_crop_resize"
+    _check_x(x, where)
+    _check_generator(generator, x, where)
+    if not 0.0 < min_scale <= max_scale:
+        raise ValueError(f"{where}: need 0 < min_scale <= max_scale, got min_scale={min_scale}, max_scale={max_scale}")
+    start, length = _random_crops(x, num_frames, out_frames, generator, min_scale, max_scale, min_length, where)
+    return resize_frames(x, start, length, out_frames)
+
+
+def _random_crops(
+    x: Tensor,
+    num_frames: Tensor,
+    out_frames: int,
+    generator: torch.Generator,
+    min_scale: float,
+    max_scale: float,
+    min_length: int | None,
+    where: str,
+) -> tuple[Tensor, Tensor]:
+    N = x.shape[0]
+    n = _as_index(num_frames, N, x.device, "num_frames", where)
+    if bool(((n < 1) | (n > x.shape[2])).any()):
+        raise ValueError(f"{where}: num_frames must lie in [1, T={x.shape[2]}]; got min {int(n.min())}, max {int(n.max())}")
+    min_length = out_frames if min_length is None else int(min_length)
+    scale = _uniform((N,), min_scale, max_scale, generator, x).to(torch.float64)
+    length = torch.floor(n.to(torch.float64) * scale).to(torch.int64)
+    length = torch.minimum(length.clamp_min(min_length), n).clamp_min(1)
+    u = torch.rand((N,), generator=generator, device=x.device, dtype=torch.float64)
+    span = (n - length + 1).to(torch.float64)
+    start = torch.minimum(torch.floor(u * span).to(torch.int64), n - length)
+    return start, length
+
+
+# --- spatial augmentations ----------------------------------------------------------------------
+
+
+def _corruption_params(
+    x: Tensor, generator: torch.Generator, num_joints: int, p_zero: float, where: str
+) -> tuple[Tensor, Tensor]:
+    """Per-sample (matrix (N, 3, 3), joint mask (N, V)) of joint corruption."""
+    N, _, _, V, _ = x.shape
+    if not 0 <= num_joints <= V:
+        raise ValueError(f"{where}: num_joints must lie in [0, V={V}], got {num_joints}")
+    if not 0.0 <= p_zero <= 1.0:
+        raise ValueError(f"{where}: p_zero must lie in [0, 1], got {p_zero}")
+    zero = torch.rand((N,), generator=generator, device=x.device) < p_zero
+    mask = _random_joint_mask(N, V, num_joints, generator, x)
+    matrix = _uniform((N, 3, 3), -1.0, 1.0, generator, x)
+    matrix = torch.where(zero[:, None, None], torch.zeros_like(matrix), matrix)
+    return matrix, mask
+
+
+def _shear_params(x: Tensor, generator: torch.Generator, magnitude: float) -> Tensor:
+    """Per-sample shear matrices ``(N, 3, 3)``, diagonal 1, off-diagonals U(-magnitude, magnitude)."""
+    N = x.shape[0]
+    eye = torch.eye(3, device=x.device, dtype=torch.float32)
+    off = _uniform((N, 3, 3), -magnitude, magnitude, generator, x) * (1 - eye)
+    return eye + off
+
+
+def joint_corruption(x: Tensor, generator: torch.Generator, num_joints: int = 15, p_zero: float = 0.5) -> Tensor:
+    """Official joint corruption (FACTS §7; ``joint_courruption`` in the UmURL/USDRL feeder tools).
+
+    Per sample, ``num_joints`` of the ``V`` joints are chosen uniformly without replacement (the same
+    joints in every frame and both bodies). With probability ``p_zero`` they are set to zero;
+    otherwise their xyz row vectors are right-multiplied by a random ``3 x 3`` matrix ``A`` with
+    i.i.d. entries U(-1, 1), one ``A`` per sample (``x_new = x @ A``, as the official ``np.dot``).
+
+    Args:
+        x: ``(N, 3, T, V, M)``.
+        generator: randomness; must live on x's device type.
+        num_joints: joints corrupted per sample (official 15 of 25).
+        p_zero: probability of zeroing rather than mixing (official 0.5).
+    Returns:
+        ``(N, 3, T, V, M)``, a new tensor.
+    """
+    where = "joint_corruption"
+    _check_xyz(x, where)
+    _check_generator(generator, x, where)
+    matrix, mask = _corruption_params(x, generator, num_joints, p_zero, where)
+    return _transform_joints(x, matrix, mask)
+
+
+def shear(x: Tensor, generator: torch.Generator, magnitude: float = 1.0) -> Tensor:
+    """Official shear (FACTS §7): per sample ``x_new = S x`` (column vectors) for every joint.
+
+    ``S`` is ``3 x 3`` with ones on the diagonal and off-diagonal entries U(-magnitude, magnitude)
+    (magnitude 1 in USDRL's pretraining feeder; the helper's default ``r = 0.5`` is overridden there).
+
+    Args:
+        x: ``(N, 3, T, V, M)``.
+        generator: randomness; must live on x's device type.
+        magnitude: half-width of the off-diagonal range.
+    Returns:
+        ``(N, 3, T, V, M)``.
+    """
+    where = "shear"
+    _check_xyz(x, where)
+    _check_generator(generator, x, where)
+    if magnitude < 0:
+        raise ValueError(f"{where}: magnitude must be >= 0, got {magnitude}")
+    s = _shear_params(x, generator, magnitude)
+    # column form S x  ==  row form x @ S^T (the official np.dot(x, R.transpose()))
+    return _transform_joints(x, s.transpose(1, 2))
+
+
+# --- USDRL views --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """Hyper-parameters of USDRL's pretraining views; defaults are the official ones (FACTS §7).
+
+    Attributes:
+        num_views: views per sample (the code uses 4; the paper's Fig. 2 draws 2).
+        out_frames: frames per view (64).
+        min_scale, max_scale: temporal crop-scale range (``l_ratio = [0.1, 1]``).
+        min_length: shortest crop in frames; ``None`` = ``out_frames``.
+        p_shear: probability that a view gets shear rather than joint corruption (0.5).
+        shear_magnitude: off-diagonal shear range U(-m, m) (1.0).
+        num_corrupt_joints: joints hit by joint corruption (15 of 25).
+        p_zero: probability that joint corruption zeroes rather than mixes (0.5).
+    """
+
+    num_views: int = 4
+    out_frames: int = 64
+    min_scale: float = 0.1
+    max_scale: float = 1.0
+    min_length: int | None = None
+    p_shear: float = 0.5
+    shear_magnitude: float = 1.0
+    num_corrupt_joints: int = 15
+    p_zero: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.num_views < 1:
+            raise ValueError(f"ViewConfig.num_views must be >= 1, got {self.num_views}")
+        if self.out_frames < 1:
+            raise ValueError(f"ViewConfig.out_frames must be >= 1, got {self.out_frames}")
+        if not 0.0 < self.min_scale <= self.max_scale:
+            raise ValueError(f"ViewConfig needs 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
+        for name in ("p_shear", "p_zero"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"ViewConfig.{name} must lie in [0, 1], got {p}")
+        if self.shear_magnitude < 0:
+            raise ValueError(f"ViewConfig.shear_magnitude must be >= 0, got {self.shear_magnitude}")
+        if self.num_corrupt_joints < 0:
+            raise ValueError(f"ViewConfig.num_corrupt_joints must be >= 0, got {self.num_corrupt_joints}")
+
+    def make_views(self, x: Tensor, num_frames: Tensor, generator: torch.Generator) -> list[Tensor]:
+        """:func:`make_views` with these settings."""
+        return make_views(x, num_frames, generator=generator, **asdict(self))
+
+
+def make_views(
+    x: Tensor,
+    num_frames: Tensor,
+    num_views: int = 4,
+    out_frames: int = 64,
+    *,
+    generator: torch.Generator,
+    min_scale: float = 0.1,
+    max_scale: float = 1.0,
+    min_length: int | None = None,
+    p_shear: float = 0.5,
+    shear_magnitude: float = 1.0,
+    num_corrupt_joints: int = 15,
+    p_zero: float = 0.5,
+) -> list[Tensor]:
+    """USDRL's pretraining views (FACTS §7, the official pretraining feeder).
+
+    Each of the ``num_views`` views is an independent :func:`random_crop_resize` of the valid frames,
+    followed, per sample and per view, by :func:`shear` with probability ``p_shear`` and otherwise by
+    :func:`joint_corruption` (the official coin is 50/50). Both are applied in one batched matrix
+    product: a shear is a corruption of all ``V`` joints by ``S^T``, and zeroing is a product with 0.
+
+    Args:
+        x: ``(N, 3, T, V, M)`` joints, zero-padded beyond ``num_frames``.
+        num_frames: ``(N,)`` valid frames per sample.
+        num_views: views per sample (4).
+        out_frames: frames per view ``T'`` (64).
+        generator: randomness; must live on x's device type (``torch.Generator(device=x.device)``).
+        min_scale, max_scale, min_length: crop settings, see :func:`random_crop_resize`.
+        p_shear: probability of shear (else joint corruption), per sample and view.
+        shear_magnitude: see :func:`shear`.
+        num_corrupt_joints, p_zero: see :func:`joint_corruption`.
+    Returns:
+        ``num_views`` tensors of shape ``(N, 3, T', V, M)``.
+    """
+    cfg = ViewConfig(num_views, out_frames, min_scale, max_scale, min_length, p_shear, shear_magnitude, num_corrupt_joints, p_zero)
+    where = "make_views"
+    _check_xyz(x, where)
+    _check_generator(generator, x, where)
+    N, _, _, V, _ = x.shape
+    views = []
+    for _ in range(cfg.num_views):
+        start, length = _random_crops(x, num_frames, cfg.out_frames, generator, cfg.min_scale, cfg.max_scale, cfg.min_length, where)
+        view = resize_frames(x, start, length, cfg.out_frames)
+        use_shear = torch.rand((N,), generator=generator, device=x.device) < cfg.p_shear
+        corrupt, joints = _corruption_params(view, generator, cfg.num_corrupt_joints, cfg.p_zero, where)
+        sheared = _shear_params(view, generator, cfg.shear_magnitude).transpose(1, 2)
+        matrix = torch.where(use_shear[:, None, None], sheared, corrupt)
+        mask = joints | use_shear[:, None]
+        views.append(_transform_joints(view, matrix, mask))
+    return views
