@@ -65,7 +65,7 @@ def extract(
     num_frames = np.minimum(np.asarray(num_frames, dtype=np.int64), data.shape[2])
     out: dict[str, list[np.ndarray]] = {"features": [], "temporal": [], "spatial": []}
     for start in range(0, len(data), batch_size):
-        x = torch.from_numpy(np.asarray(data[start:start + batch_size], dtype=np.float32)).to(device)
+        x = torch.from_numpy(np.array(data[start:start + batch_size], dtype=np.float32)).to(device)  # a writable copy (memmaps are read-only)
         nf = torch.from_numpy(num_frames[start:start + batch_size]).to(device)
         x = resize_valid(x, nf, encoder.num_frames)
         if stream != "joint":

@@ -1,0 +1,79 @@
+"""The CLI end to end on a tiny configuration: run -> records -> report, cache reuse, bad input."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from usdrl_bench.cli import main
+
+TINY = """\
+name: tiny_ablation
+version: 1
+paper_table: table5_ablation
+rows:
+  - {id: "7", paper_row: 7, label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}
+  - {id: R-DSTE, label: "DSTE, random init", encoder: dste, objective: null}
+presets:
+  demo:
+    dataset: {name: synthetic, split: xsub, options: {seed: 0, num_classes: 3, samples_per_class_subject_camera: 1}}
+    encoder_preset: tiny
+    pretrain: {epochs: 1, batch_size: 16}
+    evaluations:
+      linear: {epochs: 5, batch_size: 32, lr: 0.1, milestones: [], eval_every: 5}
+      knn: {k: 1}
+"""
+
+
+@pytest.fixture
+def tiny_protocol(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def test_run_report_and_cache(tmp_path, tiny_protocol, capsys):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    args = ["run", str(tiny_protocol), "--results", str(results), "--reports", str(reports), "--device", "cpu"]
+    assert main(args) == 0
+    files = sorted((results / "records").rglob("*.json"))
+    assert len(files) == 4  # 2 rows x 2 evaluations
+    rows = [r for f in files for r in json.loads(f.read_text())["rows"]]
+    metrics = {(r["row_id"], r["metric"]) for r in rows}
+    assert ("7", "linear_top1") in metrics and ("R-DSTE", "knn1_top1") in metrics
+    assert all(0.0 <= r["value"] <= 100.0 for r in rows)
+    ckpts = sorted((results / "checkpoints").glob("*/encoder.pt"))
+    assert len(ckpts) == 2
+    mtimes = [c.stat().st_mtime_ns for c in ckpts]
+    # a finished protocol trains and evaluates nothing again
+    assert main(args) == 0
+    assert [c.stat().st_mtime_ns for c in ckpts] == mtimes
+    assert sorted((results / "records").rglob("*.json")) == files
+    assert main(["report", "--results", str(results), "--out", str(reports)]) == 0
+    md = next(reports.glob("tiny_ablation__demo__synthetic-xsub.md")).read_text()
+    assert "85.2" in md and "preset **demo**" in md  # the paper's Table 5 row 7 value beside ours
+    # embed with the pretrained checkpoint
+    x = np.random.default_rng(0).normal(size=(3, 3, 20, 25, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["embed", "--checkpoint", str(ckpts[0]), "--data", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "f.npy")]) == 0
+    assert np.load(tmp_path / "f.npy").shape == (3, 32)
+
+
+def test_validate_reports_file_and_key(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.replace("epochs: 1,", "epochs: one,"))
+    assert main(["validate", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert str(bad) in out.replace("\n", "") and "pretrain.epochs" in out
+
+
+def test_list_shows_registries(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("dste", "sttr", "mgfd", "negative_contrastive", "synthetic", "ntu_raw", "linear", "knn"):
+        assert name in out
