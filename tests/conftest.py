@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -24,3 +25,13 @@ def official_fixtures() -> Path:
     if not OFFICIAL_FIXTURES.is_dir():
         pytest.skip(f"official reference fixtures not available ({OFFICIAL_FIXTURES} is absent)")
     return OFFICIAL_FIXTURES
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP threads
+    waiting on each other made these tests 5x slower; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,14 +18,7 @@ from usdrl_bench.registry import ENCODERS
 ALL_ENCODERS = list_encoders()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP threads
-    waiting on each other made these tests 5x slower; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # (overrides, (C, T, V, M)): the tiny default (NTU-like) and an MSR-Action3D-like single-body layout
 SHAPES = [

@@ -26,14 +26,7 @@ BACKBONES = ["dste", "sttr"]
 TOL = 1e-5  # max abs difference accepted against the official outputs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP threads
-    waiting on each other made these tests 5x slower; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _load_fixture(official_fixtures, backbone):
