@@ -77,3 +77,22 @@ def test_list_shows_registries(capsys):
     out = capsys.readouterr().out
     for name in ("dste", "sttr", "mgfd", "negative_contrastive", "synthetic", "ntu_raw", "linear", "knn"):
         assert name in out
+
+
+@pytest.mark.parametrize("backbone", ["dste", "sttr"])
+def test_embed_official_checkpoint_reproduces_official_features(official_fixtures, tmp_path, backbone):
+    """``usdrl-bench embed`` on an official-format checkpoint: pooled and dense features equal the official
+    code's outputs (FACTS §9; reference values in ``shared/fixtures/official_usdrl``)."""
+    ckpt = official_fixtures / f"official_{backbone}_h32.pth.tar"
+    data = official_fixtures / "parity_input.npy"
+    pooled, dense = tmp_path / "f.npy", tmp_path / "d.npz"
+    assert main(["embed", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(pooled), "--device", "cpu"]) == 0
+    assert main(["embed", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(dense), "--dense",
+                 "--device", "cpu"]) == 0
+    got = {"features": np.load(pooled)}
+    with np.load(dense) as z:
+        got["dense_t"], got["dense_s"] = z["temporal"], z["spatial"]
+    for name, value in got.items():
+        expected = np.load(official_fixtures / f"expected_{backbone}_{name}.npy")
+        assert value.shape == expected.shape, name
+        assert np.abs(value - expected).max() <= 1e-5, name

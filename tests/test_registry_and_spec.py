@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from usdrl_bench import registry
 from usdrl_bench.protocols.schema import ProtocolError
@@ -48,7 +49,9 @@ def test_table5_protocol_loads_and_expands():
     row6 = next(c for c in cells if c.row.id == "6")
     assert row6.objective_options == {"multi_grained": False}
     row1 = next(c for c in cells if c.row.id == "1")
-    assert row1.objective_options["queue_size"] == 1024  # preset-level objective options apply
+    raw = yaml.safe_load((ROOT / "protocols" / "table5_ablation.yaml").read_text())
+    queue = raw["presets"]["demo"]["objective_options"]["negative_contrastive"]["queue_size"]
+    assert row1.objective_options["queue_size"] == queue  # preset-level objective options apply
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -22,7 +22,7 @@ SMALL = dict(num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
 
 @pytest.fixture(scope="module")
 def full():
-    """The default dataset, all samples (1,800)."""
+    """The default dataset, all samples (1,710)."""
     return generate_synthetic()
 
 
@@ -48,16 +48,16 @@ def test_deterministic_bit_for_bit():
 
 
 def test_shapes_dtype_and_metadata(full):
-    n = 10 * 10 * 3 * 6
+    n = 19 * 10 * 3 * 3  # classes x subjects x cameras x samples per (class, subject, camera)
     assert full.data.shape == (n, 3, 80, 25, 2) and full.data.dtype == np.float32
     assert full.labels.dtype == np.int64 and full.num_frames.dtype == np.int64
-    assert full.layout == "ntu25" and full.num_classes == 10
-    assert full.class_names == list(CLASS_NAMES[:10]) and len(set(CLASS_NAMES)) == len(CLASS_NAMES)
+    assert full.layout == "ntu25" and full.num_classes == len(CLASS_NAMES) == 19
+    assert full.class_names == list(CLASS_NAMES) and len(set(CLASS_NAMES)) == len(CLASS_NAMES)
     assert set(full.meta["subject"]) == set(range(1, 11)) and set(full.meta["camera"]) == {1, 2, 3}
     assert set(full.meta["setup"]) == {1} and set(full.meta["repetition"]) == {1, 2}
     assert len(set(full.names)) == n
     assert np.isfinite(full.data).all()
-    assert np.bincount(full.labels).tolist() == [180] * 10
+    assert np.bincount(full.labels).tolist() == [90] * 19
 
 
 def test_num_frames_and_zero_padding(full):
@@ -86,7 +86,7 @@ def test_ntu_normalisation(full):
     assert np.abs(centre).max() < 1e-5
     # shoulders of body 0 along +x in frame 0
     shoulders = d[:, :, 0, NTU25.right_shoulder, 0] - d[:, :, 0, NTU25.left_shoulder, 0]
-    assert (shoulders[:, 0] > 0.2).all()
+    assert (shoulders[:, 0] > 0.1).all()
     assert np.abs(shoulders[:, 1:]).max() < 1e-5
     # equals the package's pre_normalization (without the repeat-padding) of the filmed data
     raw = generate_synthetic(normalize=False, **SMALL)
@@ -111,10 +111,12 @@ def test_plausible_bones(full):
     assert 0.30 < np.median(lengths["left ankle"]) < 0.50  # shin
     for name, values in lengths.items():
         assert 0.02 < np.median(values) < 0.6, name
-    # segment lengths are (nearly) constant within a sequence: only the joint noise moves them
-    i = 0
-    forearm = np.linalg.norm(d[i, :, : full.num_frames[i], 10] - d[i, :, : full.num_frames[i], 9], axis=0)
-    assert forearm.std() < 0.03
+    # segment lengths are constant within a sequence: only the joint noise moves them
+    clean = generate_synthetic(noise_std=0.0, missing_prob=0.0, **SMALL)
+    for i in range(len(clean)):
+        seq = clean.data[i, :, : clean.num_frames[i], :, 0]
+        forearm = np.linalg.norm(seq[:, :, 10] - seq[:, :, 9], axis=0)
+        assert forearm.std() < 1e-5 * forearm.mean()
 
 
 def _energy(arrays, label: int, joint: int) -> float:
@@ -127,14 +129,14 @@ def _energy(arrays, label: int, joint: int) -> float:
     return float(np.median(out))
 
 
-def test_classes_move_the_named_limbs(full):
-    """Motion energy per joint: waving moves the named hand, kicking the named foot."""
+def test_classes_move_the_named_limbs():
+    """Motion energy per joint (without sensor noise, which adds the same energy to every joint):
+    waving moves the named hand, kicking the named foot."""
     r_hand, l_hand, r_foot, l_foot = 11, 7, 19, 15
+    every = generate_synthetic(num_subjects=2, num_cameras=1, samples_per_class_subject_camera=4, noise_std=0.0)
     wave_r, wave_l = CLASS_NAMES.index("wave right hand"), CLASS_NAMES.index("wave left hand")
-    assert _energy(full, wave_r, r_hand) > 3 * _energy(full, wave_r, l_hand)
-    assert _energy(full, wave_l, l_hand) > 3 * _energy(full, wave_l, r_hand)
-    every = generate_synthetic(num_classes=len(CLASS_NAMES), num_subjects=2, num_cameras=1,
-                               samples_per_class_subject_camera=4)
+    assert _energy(every, wave_r, r_hand) > 3 * _energy(every, wave_r, l_hand)
+    assert _energy(every, wave_l, l_hand) > 3 * _energy(every, wave_l, r_hand)
     kick_r, kick_l = CLASS_NAMES.index("kick with right leg"), CLASS_NAMES.index("kick with left leg")
     assert _energy(every, kick_r, r_foot) > 3 * _energy(every, kick_r, l_foot)
     assert _energy(every, kick_l, l_foot) > 3 * _energy(every, kick_l, r_foot)
@@ -149,7 +151,7 @@ def test_splits(full, xsub):
         assert set(train.meta[column]) == train_values and set(test.meta[column]) == test_values
         assert not set(train.names) & set(test.names)
         assert len(train) + len(test) == len(full)
-        assert set(train.labels) == set(test.labels) == set(range(10))
+        assert set(train.labels) == set(test.labels) == set(range(19))
         assert train.source == test.source == "synthetic(seed=0)"
 
 
@@ -216,6 +218,6 @@ def test_time_averaged_pose_does_not_solve_it(xsub):
             scores[name] = float((clf.predict(features(test)) == test.labels).mean())
     print(f"\nsynthetic xsub linear baselines: {scores}")
     mean_acc, seq_acc = scores["time-averaged pose"], scores["16-frame sequence"]
-    assert mean_acc < 0.75
-    assert seq_acc > 0.8
-    assert seq_acc - mean_acc > 0.2
+    assert mean_acc < 0.7  # 19 classes: chance is 0.05
+    assert seq_acc > 0.72
+    assert seq_acc - mean_acc > 0.12

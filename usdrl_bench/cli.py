@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     mine = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
     for table in build_tables(mine):
-        out.print(to_markdown(table), highlight=False)
+        out.print(to_markdown(table), highlight=False, soft_wrap=True)
     written = write_reports(load_records(args.results), args.reports)
     console.print(f"reports written under {args.reports}/ ({len(written)} files)")
     return 0
@@ -181,7 +181,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                       "`usdrl-bench run protocols/table5_ablation.yaml`")
         return 1
     for table in build_tables(records):
-        out.print(to_markdown(table), highlight=False)
+        out.print(to_markdown(table), highlight=False, soft_wrap=True)
     written = write_reports(records, args.out)
     console.print(f"{len(written)} files written under {args.out}/")
     return 0
