@@ -56,6 +56,9 @@ def test_run_report_and_cache(tmp_path, tiny_protocol, capsys):
     assert main(["report", "--results", str(results), "--out", str(reports)]) == 0
     md = next(reports.glob("tiny_ablation__demo__synthetic-xsub.md")).read_text()
     assert "85.2" in md and "preset **demo**" in md  # the paper's Table 5 row 7 value beside ours
+    # 3 classes x 10 subjects x 3 cameras x 1 sample, odd subjects train
+    assert "45 train / 45 test samples" in md
+    assert {(r["train_samples"], r["test_samples"]) for r in rows} == {(45, 45)}
     # embed with the pretrained checkpoint
     x = np.random.default_rng(0).normal(size=(3, 3, 20, 25, 2)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)

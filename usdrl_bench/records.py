@@ -15,7 +15,7 @@ import pandas as pd
 #: columns of a record row, in report order
 RECORD_COLUMNS: tuple[str, ...] = (
     "protocol", "preset", "row_id", "row_label", "paper_table", "paper_row", "encoder", "objective",
-    "dataset", "split", "stream", "seed", "evaluation", "metric", "value", "higher_is_better", "note",
+    "dataset", "split", "stream", "train_samples", "test_samples", "seed", "evaluation", "metric", "value", "higher_is_better", "note",
     "config_hash", "checkpoint_hash", "git_revision", "package_version", "date", "wall_time_s",
     "pretrain_wall_time_s", "device",
 )

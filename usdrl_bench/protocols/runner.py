@@ -210,12 +210,14 @@ class ProtocolRunner:
     def _row(self, plan: CellPlan, evaluation: str, options: dict[str, Any], metric: Any, wall: float,
              pretrain_s: float) -> dict[str, Any]:
         cell = plan.cell
+        train, test = self.data(cell.dataset)
         return {
             "protocol": cell.protocol.name, "preset": cell.preset_name, "row_id": cell.row.id,
             "row_label": cell.row.label, "paper_table": cell.protocol.paper_table, "paper_row": cell.row.paper_row,
             "encoder": cell.row.encoder, "objective": cell.row.objective or "none (random init)",
             "dataset": cell.dataset.name, "split": cell.dataset.resolved_split(), "stream": cell.dataset.stream,
-            "seed": cell.seed, "evaluation": evaluation, "metric": metric.name, "value": metric.value,
+            "train_samples": len(train), "test_samples": len(test), "seed": cell.seed,
+            "evaluation": evaluation, "metric": metric.name, "value": metric.value,
             "higher_is_better": metric.higher_is_better, "note": metric.note,
             "config_hash": stable_hash({"checkpoint": plan.checkpoint_hash, "evaluation": evaluation, "options": options}),
             "checkpoint_hash": plan.checkpoint_hash, "git_revision": git_revision(), "package_version": __version__,

@@ -62,6 +62,7 @@ class Table:
     paper_table: str | None
     frame: pd.DataFrame
     seeds: list[int]
+    sizes: tuple[int, int] | None = None  # (train, test) samples, when the records say
 
     @property
     def slug(self) -> str:
@@ -72,7 +73,8 @@ class Table:
     def source_line(self) -> str:
         setting = PAPER_SETTING.get(self.paper_table or "", "")
         same = setting == f"{self.dataset.replace('ntu60_raw', 'ntu60').replace('agcn', 'ntu60')}_{self.split}"
-        text = (f"Numbers from dataset **{self.dataset}** (split {self.split}, stream {self.stream}), preset "
+        size = f", {self.sizes[0]} train / {self.sizes[1]} test samples" if self.sizes else ""
+        text = (f"Numbers from dataset **{self.dataset}** (split {self.split}, stream {self.stream}{size}), preset "
                 f"**{self.preset}**, seeds {', '.join(map(str, self.seeds))}.")
         if self.paper_table and not same:
             text += (f" The paper's numbers are for {setting or 'its own setting'} at full scale: the Δ columns "
@@ -119,8 +121,10 @@ def build_tables(records: pd.DataFrame) -> list[Table]:
                     line[f"{metric}_paper"] = pv
                     line[f"{metric}_delta"] = mean - pv if not np.isnan(pv) else np.nan
             out.append(line)
+        sizes = df[["train_samples", "test_samples"]].dropna()
         tables.append(Table(protocol=protocol, preset=preset, dataset=dataset, split=split, stream=stream,
-                            paper_table=paper_name, frame=pd.DataFrame(out), seeds=sorted(df["seed"].unique().tolist())))
+                            paper_table=paper_name, frame=pd.DataFrame(out), seeds=sorted(df["seed"].unique().tolist()),
+                            sizes=tuple(int(v) for v in sizes.iloc[-1]) if len(sizes) else None))
     return tables
 
 

@@ -118,14 +118,19 @@ def pretrain(
     history: list[dict] = []
     first_epoch = 0
     state_path = workdir / STATE_FILE
+    # DropPath draws from the global generator: seed it here and keep its state in the resumable state
+    torch.manual_seed(seed + 2)
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
         encoder.load_state_dict(state["encoder"])
         objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        order_gen.set_state(state["order_gen"])
-        view_gen.set_state(state["view_gen"].to(view_gen.get_state().device))
+        order_gen.set_state(state["order_gen"].cpu())  # RNG states are CPU byte tensors
+        view_gen.set_state(state["view_gen"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
         history = state["history"]
         first_epoch = state["epoch"]
         log.info("resuming pretraining in %s from epoch %d/%d", workdir, first_epoch, spec.epochs)
@@ -169,6 +174,8 @@ def pretrain(
                 "scheduler": scheduler.state_dict(),
                 "order_gen": order_gen.get_state(),
                 "view_gen": view_gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "history": history,
             },
             state_path,
