@@ -99,3 +99,13 @@ def test_embed_official_checkpoint_reproduces_official_features(official_fixture
         expected = np.load(official_fixtures / f"expected_{backbone}_{name}.npy")
         assert value.shape == expected.shape, name
         assert np.abs(value - expected).max() <= 1e-5, name
+
+
+def test_seeds_accept_spaces_and_commas(capsys):
+    from usdrl_bench.cli import _ints
+
+    assert _ints(["0", "1", "2"]) == (0, 1, 2) == _ints(["0,1,2"]) == _ints(["0,1", "2"])
+    assert _ints(None) is None
+    protocol = Path(__file__).resolve().parents[1] / "protocols" / "table5_ablation.yaml"
+    assert main(["run", str(protocol), "--seeds", "0", "x", "--results", "/nonexistent/never-written"]) == 2
+    assert "--seeds must be integers" in capsys.readouterr().err

@@ -27,6 +27,7 @@ datasets for --dataset (NAME or NAME:PATH; see `usdrl-bench list`):
 
 examples:
   usdrl-bench run protocols/table5_ablation.yaml
+  usdrl-bench run protocols/table5_ablation.yaml --seeds 0 1 2
   usdrl-bench run protocols/table5_ablation.yaml --dataset msr_action3d:../shared/data/msr_action3d
   usdrl-bench run protocols/table5_ablation.yaml --dataset ntu_raw:../shared/data/ntu60_raw --split xsub
   usdrl-bench run protocols/table5_ablation.yaml --preset paper --dataset agcn:data/NTU-RGB-D-60-AGCN/xsub --device cuda
@@ -87,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="demo", help="preset of the protocol (demo | paper; default demo)")
     p.add_argument("--dataset", help="override the preset's dataset: NAME or NAME:PATH")
     p.add_argument("--split", help="named split of the dataset (xsub, xview, xset)")
-    p.add_argument("--seeds", help="comma-separated seeds overriding the preset's (e.g. 0,1,2)")
+    p.add_argument("--seeds", nargs="+", help="seeds overriding the preset's: 0 1 2 or 0,1,2")
     p.add_argument("--rows", help="comma-separated row ids to run (default: all)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
@@ -131,13 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _ints(text: str | None) -> tuple[int, ...] | None:
-    if not text:
+def _ints(values: list[str] | None) -> tuple[int, ...] | None:
+    """``["0", "1,2"]`` -> ``(0, 1, 2)``; ``None`` when not given."""
+    if not values:
         return None
+    parts = [p for v in values for p in v.split(",") if p.strip()]
     try:
-        return tuple(int(s) for s in text.split(","))
+        return tuple(int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from None
+        raise ValueError(f"--seeds must be integers (0 1 2 or 0,1,2), got {' '.join(values)!r}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
