@@ -26,6 +26,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
     try:
         write(Path(tmp))
+        with open(tmp, "rb+") as f:  # on disk before the rename makes it visible
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -22,12 +22,13 @@ import dataclasses
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from usdrl_bench.io import torch_save_atomic
 
 __all__ = [
     "SUITE_FORMAT",
@@ -363,18 +364,7 @@ def save_encoder(path: str | os.PathLike, encoder: nn.Module, **extra: Any) -> P
         raise ValueError(f"save_encoder: {type(encoder).__name__} has no encoder_name / dataclass config")
     payload = {"format": SUITE_FORMAT, "encoder": name, "config": dataclasses.asdict(config),
                "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()}, **extra}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = torch_save_atomic(payload, path)
     log.info("saved %s encoder to %s", name, path)
     return path
 
