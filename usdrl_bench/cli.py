@@ -152,10 +152,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     protocol = load_protocol(args.protocol)
     dataset = parse_dataset_override(args.dataset, args.split) if args.dataset else None
-    if dataset is None and args.split:
+    if dataset is None and args.split and args.preset in protocol.presets:
         from dataclasses import replace
 
-        dataset = replace(protocol.presets[args.preset].dataset, split=args.split) if args.preset in protocol.presets else None
+        datasets = protocol.presets[args.preset].all_datasets
+        if len(datasets) != 1:
+            raise ValueError(f"--split needs --dataset: preset {args.preset!r} has {len(datasets)} datasets")
+        dataset = replace(datasets[0], split=args.split, id=None)
     device = resolve_device(args.device)
     t0 = time.perf_counter()
     rows = run_protocol(protocol, args.preset, dataset=dataset, seeds=_ints(args.seeds),
@@ -169,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     mine = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
     for table in build_tables(mine):
         out.print(to_markdown(table), highlight=False, soft_wrap=True)
-    written = write_reports(load_records(args.results), args.reports)
+    written = write_reports(load_records(args.results), args.reports, args.results)
     console.print(f"reports written under {args.reports}/ ({len(written)} files)")
     return 0
 
@@ -185,7 +188,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     for table in build_tables(records):
         out.print(to_markdown(table), highlight=False, soft_wrap=True)
-    written = write_reports(records, args.out)
+    written = write_reports(records, args.out, args.results)
     console.print(f"{len(written)} files written under {args.out}/")
     return 0
 

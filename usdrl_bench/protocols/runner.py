@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -171,13 +172,13 @@ class ProtocolRunner:
             overall = progress.add_task("[bold]cells", total=len(plans))
             for plan in plans:
                 cell = plan.cell
-                pending = {name: opts or {} for name, opts in cell.preset.evaluations.items()
-                           if not self.record_path(plan, name, opts or {}).exists()}
+                pending = {name: opts for name, opts in cell.evaluations.items()
+                           if not self.record_path(plan, name, opts).exists()}
                 if pending:
                     encoder, pretrain_s = self.checkpoint(plan, progress)
                     self._evaluate(plan, encoder, pending, pretrain_s, progress)
-                for name, opts in cell.preset.evaluations.items():
-                    all_rows.extend(read_records(self.record_path(plan, name, opts or {})))
+                for name, opts in cell.evaluations.items():
+                    all_rows.extend(read_records(self.record_path(plan, name, opts)))
                 progress.advance(overall)
         return all_rows
 
@@ -214,8 +215,10 @@ class ProtocolRunner:
         return {
             "protocol": cell.protocol.name, "preset": cell.preset_name, "row_id": cell.row.id,
             "row_label": cell.row.label, "paper_table": cell.protocol.paper_table, "paper_row": cell.row.paper_row,
+            "paper_key": json.dumps(cell.row.paper, sort_keys=True) if cell.row.paper else None,
             "encoder": cell.row.encoder, "objective": cell.row.objective or "none (random init)",
             "dataset": cell.dataset.name, "split": cell.dataset.resolved_split(), "stream": cell.dataset.stream,
+            "column": cell.dataset.column, "paper_setting": cell.dataset.paper_setting,
             "train_samples": len(train), "test_samples": len(test), "seed": cell.seed,
             "evaluation": evaluation, "metric": metric.name, "value": metric.value,
             "higher_is_better": metric.higher_is_better, "note": metric.note,

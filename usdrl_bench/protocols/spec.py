@@ -49,6 +49,12 @@ class DatasetSpec:
         split: a named split of the dataset (``xsub``, ``xview``, ``xset``); ``None`` = its default.
         stream: input stream derived from the joints after augmentation (FACTS §1, §6).
         options: keyword options of the reader (e.g. ``seed`` for ``synthetic``).
+        id: the column this dataset fills in the protocol's tables (default ``<name>_<split>``).
+        paper_setting: the paper's column it stands for (``ntu60_xsub``, ``ntu120_xset``, ``pku2_xsub``
+            ...; ``paper_tables.csv``), so the report can put the paper's number beside ours. A demo
+            stand-in names the setting it stands in for; the report says it is a stand-in.
+        evaluations: per-evaluation option overrides for this dataset (e.g. the linear learning rate
+            per dataset of FACTS §6), merged over the preset's ``evaluations``.
     """
 
     name: str
@@ -56,6 +62,9 @@ class DatasetSpec:
     split: str | None = None
     stream: Literal["joint", "bone", "motion"] = "joint"
     options: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    paper_setting: str | None = None
+    evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def resolved_path(self) -> Path | None:
         if self.path is None:
@@ -69,6 +78,11 @@ class DatasetSpec:
 
     def describe(self) -> str:
         return f"{self.name}/{self.resolved_split()}" + (f" ({self.stream})" if self.stream != "joint" else "")
+
+    @property
+    def column(self) -> str:
+        """The table column this dataset fills."""
+        return self.id or f"{self.name}_{self.resolved_split()}"
 
 
 @dataclass(frozen=True)
@@ -88,22 +102,35 @@ class PretrainSpec:
 
 @dataclass(frozen=True)
 class PresetSpec:
-    """One preset of a protocol: the data, model size, schedules and evaluations."""
+    """One preset of a protocol: the data, model size, schedules and evaluations.
 
-    dataset: DatasetSpec
+    ``dataset`` (one) or ``datasets`` (several: the columns of a table such as Table 1, each pretrained
+    and evaluated on its own) say which data the rows run on; exactly one of the two is given.
+    """
+
     encoder_preset: str
     pretrain: PretrainSpec
     evaluations: dict[str, dict[str, Any]]
+    dataset: DatasetSpec | None = None
+    datasets: tuple[DatasetSpec, ...] = ()
     description: str = ""
     encoder_options: dict[str, Any] = field(default_factory=dict)
     objective_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
 
+    @property
+    def all_datasets(self) -> tuple[DatasetSpec, ...]:
+        return self.datasets or ((self.dataset,) if self.dataset is not None else ())
+
 
 @dataclass(frozen=True)
 class RowSpec:
     """One row of the protocol's table: an encoder pretrained with an objective (``null`` = random
-    initialisation, no pretraining)."""
+    initialisation, no pretraining).
+
+    ``paper_row`` (Table 5) or ``paper`` (Tables 1-4: values selecting rows of ``paper_tables.csv``, e.g.
+    ``{method: USDRL, encoder: DSTE, modality: J}``) say which published numbers the row is compared with.
+    """
 
     id: str
     label: str
@@ -112,6 +139,7 @@ class RowSpec:
     objective_options: dict[str, Any] = field(default_factory=dict)
     encoder_options: dict[str, Any] = field(default_factory=dict)
     paper_row: int | None = None
+    paper: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,6 +174,12 @@ class Cell:
         if self.row.objective is None:
             return {}
         return {**self.preset.objective_options.get(self.row.objective, {}), **self.row.objective_options}
+
+    @property
+    def evaluations(self) -> dict[str, dict[str, Any]]:
+        """The preset's evaluations with this dataset's overrides merged in."""
+        return {name: {**(options or {}), **self.dataset.evaluations.get(name, {})}
+                for name, options in self.preset.evaluations.items()}
 
 
 def load_protocol(path: str | Path) -> Protocol:
@@ -213,7 +247,20 @@ def _check_names(protocol: Protocol) -> None:
                                 f"{where}.objective_options", skip=1)
     for pname, preset in protocol.presets.items():
         where = f"presets.{pname}"
-        check_dataset(preset.dataset, file, f"{where}.dataset", check_path=False)
+        if (preset.dataset is None) == (not preset.datasets):
+            raise ProtocolError(file, f"{where}.dataset", "give either 'dataset' (one) or 'datasets' (a list), not both or neither")
+        columns: set[str] = set()
+        for i, ds in enumerate(preset.all_datasets):
+            key = f"{where}.datasets[{i}]" if preset.datasets else f"{where}.dataset"
+            check_dataset(ds, file, key, check_path=False)
+            if ds.column in columns:
+                raise ProtocolError(file, f"{key}.id", f"duplicate dataset column {ds.column!r}; give each an 'id'")
+            columns.add(ds.column)
+            for ename, options in ds.evaluations.items():
+                if ename not in preset.evaluations:
+                    raise ProtocolError(file, f"{key}.evaluations.{ename}",
+                                        f"not an evaluation of this preset ({', '.join(preset.evaluations)})")
+                _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{key}.evaluations.{ename}", skip=1)
         for oname, options in preset.objective_options.items():
             _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
             _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
@@ -278,16 +325,21 @@ def expand_cells(
     if preset not in protocol.presets:
         raise ProtocolError(file, "presets", f"no preset {preset!r}; available: {', '.join(protocol.presets)}")
     spec = protocol.presets[preset]
-    key = f"presets.{preset}.dataset"
     if dataset is not None:
-        if dataset.name == spec.dataset.name:
-            dataset = dataclasses.replace(spec.dataset, path=dataset.path or spec.dataset.path,
-                                          split=dataset.split or spec.dataset.split)
-        else:
-            dataset = dataclasses.replace(dataset, stream=spec.dataset.stream)
-        key = "--dataset"
-    ds = dataset or spec.dataset
-    check_dataset(ds, file, key, check_path=True)
+        base = next((d for d in spec.all_datasets if d.name == dataset.name), None)
+        if base is not None:  # the same reader: keep the preset's options, overriding path / split
+            dataset = dataclasses.replace(base, path=dataset.path or base.path, split=dataset.split or base.split,
+                                          id=None if dataset.split and dataset.split != base.split else base.id)
+        else:  # another dataset in the place of the preset's (first) one: it stands in for the same paper column
+            first = spec.all_datasets[0]
+            dataset = dataclasses.replace(dataset, stream=first.stream, paper_setting=first.paper_setting,
+                                          evaluations=first.evaluations)
+        check_dataset(dataset, file, "--dataset", check_path=True)
+        datasets: tuple[DatasetSpec, ...] = (dataset,)
+    else:
+        datasets = spec.all_datasets
+        for i, ds in enumerate(datasets):
+            check_dataset(ds, file, f"presets.{preset}.datasets[{i}]" if spec.datasets else f"presets.{preset}.dataset")
     selected = protocol.rows
     if rows:
         known = {r.id for r in protocol.rows}
@@ -298,5 +350,6 @@ def expand_cells(
     return [
         Cell(protocol=protocol, preset_name=preset, preset=spec, row=row, dataset=ds, seed=seed)
         for seed in (seeds or spec.seeds)
+        for ds in datasets
         for row in selected
     ]

@@ -1,14 +1,18 @@
-"""Figures for reports (matplotlib/seaborn, headless). Plot functions return ``(fig, ax)`` or write a PNG."""
+"""Figures for reports (matplotlib/seaborn, headless). Plot functions return ``(fig, axes)``; the
+``plot_*`` writers save PNG and PDF and return the paths."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.lines  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -17,38 +21,132 @@ from usdrl_bench.io import atomic_write  # noqa: E402
 if TYPE_CHECKING:
     from usdrl_bench.report.tables import Table
 
-
-def table_bars(table: "Table", metric: str = "linear_top1"):
-    """Bar chart of ``metric`` per row (ours, with the seed std as error bars) beside the paper's value.
-
-    Returns:
-        ``(fig, ax)``.
-    """
-    f = table.frame
-    long = [{"row": f"{r} {m}", "source": f"ours ({table.dataset}, {table.preset})", "value": v}
-            for r, m, v in zip(f["row"], f["method"], f[metric])]
-    if f"{metric}_paper" in f:
-        long += [{"row": f"{r} {m}", "source": "paper (NTU-60 xsub)", "value": v}
-                 for r, m, v in zip(f["row"], f["method"], f[f"{metric}_paper"]) if pd.notna(v)]
-    data = pd.DataFrame(long)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(f) + 1.5))
-    sns.barplot(data=data, y="row", x="value", hue="source", ax=ax, orient="h")
-    ax.set_xlabel(f"{metric} (%)")
-    ax.set_ylabel("")
-    ax.set_xlim(0, 100)
-    ax.set_title(f"{table.protocol}: {table.dataset}/{table.split}, preset {table.preset}")
-    ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    return fig, ax
+#: history keys that are not loss terms
+_NOT_LOSS = ("epoch", "lr", "accuracy")
+#: formats every figure is written in
+FORMATS = ("png", "pdf")
 
 
-def plot_table(table: "Table", path: Path, metric: str = "linear_top1") -> Path | None:
-    """Write :func:`table_bars` to ``path`` (PNG); ``None`` when the table lacks ``metric``."""
-    if metric not in table.frame:
-        return None
-    fig, _ = table_bars(table, metric)
+def save_figure(fig, stem: Path) -> list[Path]:
+    """Write ``fig`` as ``stem.png`` and ``stem.pdf`` (atomically) and close it."""
+    paths = []
     try:
-        atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+        for fmt in FORMATS:
+            path = stem.with_name(f"{stem.name}.{fmt}")
+            atomic_write(path, lambda p, fmt=fmt: fig.savefig(p, dpi=130, format=fmt, bbox_inches="tight"))
+            paths.append(path)
     finally:
         plt.close(fig)
-    return path
+    return paths
+
+
+def table_bars(table: "Table", metrics: list[str] | None = None):
+    """Horizontal bars per row and dataset column (ours: mean over seeds, with the seed standard
+    deviation as error bars) and the paper's value as a black marker, one panel per metric.
+
+    Returns:
+        ``(fig, axes)``.
+    """
+    from usdrl_bench.report.tables import METRIC_TITLES
+
+    metrics = [m for m in (metrics or table.metrics) if m in ("linear_top1", "knn1_top1", "semi_top1")] or table.metrics[:1]
+    columns = list(table.columns["column"])
+    labels = [f"{r}  {table.frame[table.frame.row == r]['method'].iloc[0]}" for r in table.rows]
+    height = 0.8 / max(len(columns), 1)
+    palette = sns.color_palette("deep", len(columns))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics) + 2.5, 0.42 * len(table.rows) * max(1, len(columns) / 2) + 1.6),
+                             sharey=True, squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        f = table.frame[table.frame.metric == metric].set_index(["row", "column"])
+        for j, column in enumerate(columns):
+            ys = np.arange(len(table.rows)) - 0.4 + height * (j + 0.5)
+            means = [f.loc[(r, column), "mean"] if (r, column) in f.index else np.nan for r in table.rows]
+            stds = [f.loc[(r, column), "std"] if (r, column) in f.index else np.nan for r in table.rows]
+            paper = [f.loc[(r, column), "paper"] if (r, column) in f.index else np.nan for r in table.rows]
+            ax.barh(ys, means, height=height * 0.9, xerr=np.nan_to_num(stds), color=palette[j], label=f"ours: {column}",
+                    error_kw={"elinewidth": 1, "capsize": 2})
+            if not np.all(np.isnan(paper)):
+                ax.scatter(paper, ys, marker="D", s=18, color="black", zorder=3, label="paper")
+        ax.set_yticks(np.arange(len(table.rows)), labels)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel(f"{METRIC_TITLES.get(metric, metric)} (%)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].invert_yaxis()  # first row on top (the y axis is shared: invert it once)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    unique = dict(zip(names, handles))
+    fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(len(unique), 4), fontsize="small",
+               bbox_to_anchor=(0.5, -0.02), frameon=False)
+    fig.suptitle(f"{table.title} — preset {table.preset}, seeds {', '.join(map(str, table.seeds))}", fontsize="medium")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig, axes
+
+
+def plot_table(table: "Table", stem: Path) -> list[Path]:
+    """Write :func:`table_bars` as ``stem.png`` / ``stem.pdf``; ``[]`` when the table has no metric."""
+    if not table.metrics or table.frame.empty:
+        return []
+    fig, _ = table_bars(table)
+    return save_figure(fig, stem)
+
+
+def loss_histories(records: pd.DataFrame, results_dir: Path) -> pd.DataFrame:
+    """The per-epoch training logs of the pretrained cells behind ``records`` (tidy: ``row``, ``label``,
+    ``column``, ``seed``, ``epoch``, ``term``, ``value``), read from
+    ``results_dir/checkpoints/<checkpoint_hash>/history.json``. Random-init cells have none."""
+    cells = records.drop_duplicates(["row_id", "column", "seed", "checkpoint_hash"])
+    out = []
+    for _, c in cells.iterrows():
+        path = Path(results_dir) / "checkpoints" / str(c.checkpoint_hash) / "history.json"
+        if not path.exists():
+            continue
+        for entry in json.loads(path.read_text()):
+            for term, value in entry.items():
+                if term in _NOT_LOSS or term == "loss":
+                    continue
+                out.append({"row": c.row_id, "label": f"{c.row_id} {c.row_label}", "column": c.column, "seed": c.seed,
+                            "epoch": entry["epoch"], "term": term, "value": value})
+    return pd.DataFrame(out, columns=["row", "label", "column", "seed", "epoch", "term", "value"])
+
+
+def loss_curves(history: pd.DataFrame, title: str = ""):
+    """One panel per loss term (each term as the objective logs it, e.g. MG-FD's ``sim``, ``vac``,
+    ``xcorr`` and ``total``, InfoNCE's ``infonce``), a line per cell (mean over seeds, band = min..max),
+    each cell in the same colour in every panel.
+
+    Returns:
+        ``(fig, axes)``.
+    """
+    terms = sorted(history["term"].unique(), key=lambda t: (t == "total", t))
+    ncols = min(len(terms), 4)
+    nrows = int(np.ceil(len(terms) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows + 0.8), squeeze=False)
+    several = history["column"].nunique() > 1
+    history = history.assign(cell=history["label"] + (" · " + history["column"].astype(str) if several else ""))
+    cells = list(dict.fromkeys(history.sort_values(["row", "column"], key=lambda c: c.astype(str))["cell"]))
+    palette = dict(zip(cells, sns.color_palette("tab10" if len(cells) <= 10 else "husl", len(cells))))
+    for ax, term in zip(axes.flat, terms):
+        sns.lineplot(data=history[history.term == term], x="epoch", y="value", hue="cell", palette=palette,
+                     errorbar=("pi", 100), ax=ax, legend=False)
+        ax.set_title(term)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(terms):]:
+        ax.set_visible(False)
+    handles = [matplotlib.lines.Line2D([], [], color=palette[c], lw=2) for c in cells]
+    ncol = 3 if len(cells) > 4 else len(cells)
+    fig.legend(handles, cells, loc="lower center", ncol=ncol, fontsize="small", frameon=False)
+    fig.suptitle(title or "pretraining loss per term", fontsize="medium")
+    legend_rows = int(np.ceil(len(cells) / ncol))
+    fig.tight_layout(rect=(0, min(0.45, (0.3 * legend_rows + 0.2) / fig.get_figheight()), 1, 1))
+    return fig, axes
+
+
+def plot_loss_curves(records: pd.DataFrame, results_dir: Path, stem: Path) -> list[Path]:
+    """Write :func:`loss_curves` for the cells behind ``records``; ``[]`` when no history was recorded."""
+    history = loss_histories(records, results_dir)
+    if history.empty:
+        return []
+    title = f"pretraining loss per term — {records['protocol'].iloc[0]}, preset {records['preset'].iloc[0]}"
+    fig, _ = loss_curves(history, title)
+    return save_figure(fig, stem)

@@ -1,15 +1,23 @@
 """Tables beside the paper's numbers, from records only.
 
-Every group of records (protocol, preset, dataset, split, stream) becomes one table: one line per
-protocol row, one column per metric (mean over seeds, with the standard deviation when there are
-several), the paper's value and the difference. Tables are written as Markdown and CSV under
-``reports/`` with a bar chart, and the Markdown says where the numbers come from.
+The records of one protocol under one preset make one table: a line per protocol row, and for every
+metric one column per dataset column of the preset (``ntu60_xsub``, ``ntu60_xview`` ... or the demo's
+stand-ins). A cell holds the mean over seeds, the standard deviation and the 95 % bootstrap interval
+when there are several seeds (:mod:`usdrl_bench.report.stats`), and beside it the paper's number and the
+difference. Tables are written as Markdown, CSV (tidy: one line per row, column and metric) and LaTeX,
+with a header saying which data, preset and seeds the numbers come from.
+
+Paper numbers come from the package's copy of the paper's tables: ``paper_table5_ablation.csv`` (rows
+matched by ``paper_row``) and ``paper_tables.csv`` (Tables 1-4, rows matched by a row's ``paper``
+selector, columns by the dataset's ``paper_setting``).
 """
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -17,148 +25,280 @@ import numpy as np
 import pandas as pd
 
 from usdrl_bench.io import write_text_atomic
+from usdrl_bench.report.stats import CONFIDENCE, summarise
 
-#: metrics shown in tables, in order, with their column titles
+#: metrics shown in tables, in order, with their titles
 METRIC_TITLES: dict[str, str] = {
     "linear_top1": "linear top-1",
     "knn1_top1": "kNN-1 top-1",
     "linear_top1_best_of_evals": "linear top-1 (official: best of evals)",
 }
 
-#: the paper's setting for each paper table (all Table 5 rows are NTU-60 xsub)
-PAPER_SETTING = {"table5_ablation": "ntu60_xsub"}
+#: titles of the paper's tables and figures, by the protocols' ``paper_table``
+PAPER_TITLES: dict[str, str] = {
+    "table5_ablation": "Table 5: ablation of encoder and objective",
+    "1": "Table 1: linear evaluation",
+    "2": "Table 2: semi-supervised fine-tuning",
+    "3": "Table 3: kNN-1 action retrieval",
+    "4": "Table 4: action detection on PKU-MMD I",
+}
+
+#: the setting of every Table 5 number (the ablation is on NTU-60 xsub only)
+TABLE5_SETTING = "ntu60_xsub"
+
+
+@lru_cache(maxsize=None)
+def _csv(name: str) -> pd.DataFrame:
+    with resources.files("usdrl_bench.report").joinpath(f"data/{name}").open() as f:
+        return pd.read_csv(f, dtype={"table": str})
 
 
 def paper_table(name: str) -> pd.DataFrame:
-    """The paper's numbers for a table shipped with the package (``table5_ablation``), as a tidy frame
-    with columns ``paper_row``, ``metric``, ``value``, ``setting``.
+    """The paper's Table 5 as a tidy frame with columns ``paper_row``, ``metric``, ``value``, ``setting``.
 
     Raises:
         KeyError: no such table.
     """
     if name == "table5_ablation":
-        with resources.files("usdrl_bench.report").joinpath("data/paper_table5_ablation.csv").open() as f:
-            wide = pd.read_csv(f)
+        wide = _csv("paper_table5_ablation.csv")
         tidy = wide.melt(id_vars=["row", "setting"], value_vars=["linear_top1", "knn1_top1"], var_name="metric")
         return tidy.rename(columns={"row": "paper_row"})
     raise KeyError(f"no paper numbers for table {name!r}; known: table5_ablation")
 
 
 def paper_results() -> pd.DataFrame:
-    """All published numbers of the paper's Tables 1–4 (``paper_tables.csv``)."""
-    with resources.files("usdrl_bench.report").joinpath("data/paper_tables.csv").open() as f:
-        return pd.read_csv(f)
+    """All published numbers of the paper's Tables 1–4 (``paper_tables.csv``): columns ``table``,
+    ``group``, ``method``, ``venue``, ``modality``, ``encoder``, ``setting``, ``metric``, ``value``."""
+    return _csv("paper_tables.csv").copy()
+
+
+def paper_value(paper_table_name: str | None, paper_row: float | None, paper_key: str | None, setting: str | None,
+                metric: str) -> float:
+    """The paper's number for one cell, NaN when the paper has none.
+
+    Args:
+        paper_table_name: ``table5_ablation`` or a Table number of ``paper_tables.csv`` ("1" ... "4").
+        paper_row: Table 5 row.
+        paper_key: JSON of the row's selector over ``paper_tables.csv`` columns (``{"method": "USDRL",
+            "encoder": "DSTE", "modality": "J"}``).
+        setting: the dataset column's paper setting (``ntu60_xsub`` ...).
+        metric: the record's metric name.
+    """
+    if not paper_table_name or not setting:
+        return np.nan
+    if paper_table_name == "table5_ablation":
+        if paper_row is None or pd.isna(paper_row) or setting != TABLE5_SETTING:
+            return np.nan
+        t = paper_table("table5_ablation")
+        hit = t[(t.paper_row == int(paper_row)) & (t.metric == metric)]
+        return float(hit["value"].iloc[0]) if len(hit) else np.nan
+    if not paper_key or (isinstance(paper_key, float) and np.isnan(paper_key)):
+        return np.nan
+    t = paper_results()
+    mask = (t["table"] == str(paper_table_name)) & (t["setting"] == setting) & (t["metric"] == metric)
+    for column, value in json.loads(paper_key).items():
+        if column not in t.columns:
+            raise KeyError(f"paper selector key {column!r} is not a column of paper_tables.csv ({', '.join(t.columns)})")
+        mask &= t[column].astype(str) == str(value)
+    hit = t[mask]
+    return float(hit["value"].iloc[0]) if len(hit) == 1 else np.nan
 
 
 @dataclass
 class Table:
-    """One generated table and where its numbers come from."""
+    """One generated table: the tidy summary frame and where its numbers come from.
+
+    ``frame`` has one line per (row, column, metric) with ``mean``, ``std``, ``n``, ``ci_low``,
+    ``ci_high``, ``paper`` and ``delta``; ``columns`` describes each dataset column.
+    """
 
     protocol: str
     preset: str
-    dataset: str
-    split: str
-    stream: str
     paper_table: str | None
     frame: pd.DataFrame
     seeds: list[int]
-    sizes: tuple[int, int] | None = None  # (train, test) samples, when the records say
+    rows: list[str]
+    columns: pd.DataFrame
+    metrics: list[str] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
-        parts = [self.protocol, self.preset, f"{self.dataset}-{self.split}"] + ([self.stream] if self.stream != "joint" else [])
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", "__".join(parts))
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.protocol}__{self.preset}")
 
     @property
-    def source_line(self) -> str:
-        setting = PAPER_SETTING.get(self.paper_table or "", "")
-        same = setting == f"{self.dataset.replace('ntu60_raw', 'ntu60').replace('agcn', 'ntu60')}_{self.split}"
-        size = f", {self.sizes[0]} train / {self.sizes[1]} test samples" if self.sizes else ""
-        text = (f"Numbers from dataset **{self.dataset}** (split {self.split}, stream {self.stream}{size}), preset "
-                f"**{self.preset}**, seeds {', '.join(map(str, self.seeds))}.")
-        if self.paper_table and not same:
-            text += (f" The paper's numbers are for {setting or 'its own setting'} at full scale: the Δ columns "
-                     f"show the gap to them, not a reproduction check.")
-        return text
+    def title(self) -> str:
+        return PAPER_TITLES.get(self.paper_table or "", self.protocol)
+
+    def source_lines(self) -> list[str]:
+        """One line per dataset column: data, split, stream, sizes, and the paper setting it is set beside."""
+        lines = []
+        for _, c in self.columns.iterrows():
+            size = (f", {int(c.train_samples)} train / {int(c.test_samples)} test samples"
+                    if pd.notna(c.train_samples) else "")
+            text = f"`{c.column}`: dataset **{c.dataset}**, split {c.split}, stream {c.stream}{size}"
+            if isinstance(c.paper_setting, str):
+                same = _is_paper_data(c.dataset, c.split, c.paper_setting)
+                text += (f"; paper column {c.paper_setting}" if same else
+                         f"; stands in for the paper's {c.paper_setting}: the paper's numbers are shown for "
+                         f"reference, the Δ is a gap, not a reproduction check")
+            lines.append(text)
+        return lines
+
+    @property
+    def header(self) -> str:
+        seeds = ", ".join(map(str, self.seeds))
+        n = len(self.seeds)
+        return (f"Preset **{self.preset}**, seeds {seeds} ({n} seed{'s' if n != 1 else ''}; "
+                + ("mean ± standard deviation and 95 % bootstrap interval over seeds" if n > 1 else "one run per cell")
+                + ").")
 
 
-def _fmt(mean: float, std: float, n: int) -> str:
-    if np.isnan(mean):
-        return ""
-    return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}"
+def _is_paper_data(dataset: str, split: str, setting: str) -> bool:
+    """Whether a dataset column is the paper's own data (a full NTU / PKU release), not a stand-in."""
+    if dataset in ("synthetic", "msr_action3d"):
+        return False
+    if dataset == "ntu_raw":  # only a full release is the paper's data; samples are not
+        return False
+    return setting.endswith(f"_{split}") or (split == "xsetup" and setting.endswith("_xset"))
+
+
+def with_columns(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` with ``column`` filled in for records written before columns existed
+    (``<dataset>_<split>``)."""
+    records = records.copy()
+    records["column"] = records["column"].where(records["column"].notna(), records["dataset"] + "_" + records["split"])
+    return records
+
+
+def _column_frame(records: pd.DataFrame) -> pd.DataFrame:
+    """Ordered dataset columns (first appearance) with their description."""
+    cols = with_columns(records)
+    first = cols.drop_duplicates("column", keep="last")
+    order = list(dict.fromkeys(cols.sort_values("date", kind="stable")["column"]))
+    info = first.set_index("column").loc[order, ["dataset", "split", "stream", "paper_setting", "train_samples",
+                                                 "test_samples"]]
+    return info.reset_index()
 
 
 def build_tables(records: pd.DataFrame) -> list[Table]:
-    """Group records into tables (see module docstring)."""
+    """Group records by (protocol, preset) into tables (see the module docstring)."""
     tables: list[Table] = []
     if records.empty:
         return tables
-    group_cols = ["protocol", "preset", "dataset", "split", "stream"]
-    for key, df in records.groupby(group_cols, sort=True):
-        protocol, preset, dataset, split, stream = key
+    records = with_columns(records)
+    for (protocol, preset), df in records.groupby(["protocol", "preset"], sort=True):
         paper_name = df["paper_table"].dropna().iloc[0] if df["paper_table"].notna().any() else None
-        stats = (df.groupby(["row_id", "metric"])["value"].agg(["mean", "std", "count"]).reset_index())
-        rows_meta = (df.drop_duplicates("row_id").set_index("row_id")[["row_label", "encoder", "objective", "paper_row"]])
-        order = sorted(rows_meta.index, key=lambda r: (pd.isna(rows_meta.loc[r, "paper_row"]),
-                                                       rows_meta.loc[r, "paper_row"] if pd.notna(rows_meta.loc[r, "paper_row"]) else 0, str(r)))
-        paper = paper_table(paper_name) if paper_name else None
-        out = []
-        for row_id in order:
-            meta = rows_meta.loc[row_id]
-            line: dict[str, object] = {"row": row_id, "method": meta["row_label"], "encoder": meta["encoder"],
-                                       "objective": meta["objective"]}
-            for metric in METRIC_TITLES:
-                s = stats[(stats.row_id == row_id) & (stats.metric == metric)]
-                if s.empty:
-                    continue
-                mean, std, n = float(s["mean"].iloc[0]), float(np.nan_to_num(s["std"].iloc[0])), int(s["count"].iloc[0])
-                line[metric] = mean
-                line[f"{metric}_std"] = std
-                line[f"{metric}_n"] = n
-                if paper is not None and metric in ("linear_top1", "knn1_top1"):
-                    p = paper[(paper.paper_row == meta["paper_row"]) & (paper.metric == metric)]
-                    pv = float(p["value"].iloc[0]) if len(p) else np.nan
-                    line[f"{metric}_paper"] = pv
-                    line[f"{metric}_delta"] = mean - pv if not np.isnan(pv) else np.nan
-            out.append(line)
-        sizes = df[["train_samples", "test_samples"]].dropna()
-        tables.append(Table(protocol=protocol, preset=preset, dataset=dataset, split=split, stream=stream,
-                            paper_table=paper_name, frame=pd.DataFrame(out), seeds=sorted(df["seed"].unique().tolist()),
-                            sizes=tuple(int(v) for v in sizes.iloc[-1]) if len(sizes) else None))
+        columns = _column_frame(df)
+        setting = dict(zip(columns["column"], columns["paper_setting"]))
+        meta = df.drop_duplicates("row_id", keep="last").set_index("row_id")
+        rows = sorted(meta.index, key=lambda r: (pd.isna(meta.loc[r, "paper_row"]),
+                                                 meta.loc[r, "paper_row"] if pd.notna(meta.loc[r, "paper_row"]) else 0,
+                                                 list(df["row_id"]).index(r)))
+        lines = []
+        for (row_id, column, metric), g in df.groupby(["row_id", "column", "metric"], sort=False):
+            s = summarise(g["value"].to_numpy())
+            m = meta.loc[row_id]
+            pv = paper_value(paper_name, m["paper_row"], m.get("paper_key"),
+                             setting.get(column) if isinstance(setting.get(column), str) else None, metric)
+            lines.append({"row": row_id, "method": m["row_label"], "encoder": m["encoder"], "objective": m["objective"],
+                          "column": column, "metric": metric, "mean": s.mean, "std": s.std, "n": s.n,
+                          "ci_low": s.ci_low, "ci_high": s.ci_high, "paper": pv,
+                          "delta": s.mean - pv if not np.isnan(pv) else np.nan})
+        frame = pd.DataFrame(lines)
+        known = [m for m in METRIC_TITLES if m in set(frame["metric"])]
+        others = sorted(set(frame["metric"]) - set(known))
+        tables.append(Table(protocol=protocol, preset=preset, paper_table=paper_name, frame=frame,
+                            seeds=sorted(int(x) for x in df["seed"].unique()), rows=rows, columns=columns,
+                            metrics=known + others))
     return tables
 
 
+def _cell(s: pd.Series) -> str:
+    if np.isnan(s["mean"]):
+        return ""
+    text = f"{s['mean']:.1f}"
+    if s["n"] > 1:
+        text += f" ± {s['std']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
+    return text
+
+
+def _paper_cell(s: pd.Series) -> str:
+    return "" if np.isnan(s["paper"]) else f"{s['paper']:.1f} ({s['delta']:+.1f})"
+
+
+def wide(table: Table, metric: str, *, latex: bool = False) -> pd.DataFrame:
+    """One metric as a display frame: a line per row, per dataset column ours and the paper's (Δ)."""
+    f = table.frame[table.frame.metric == metric].set_index(["row", "column"])
+    out = pd.DataFrame({"Row": table.rows,
+                        "Method": [table.frame[table.frame.row == r]["method"].iloc[0] for r in table.rows]})
+    for column in table.columns["column"]:
+        ours, paper = [], []
+        for r in table.rows:
+            if (r, column) in f.index:
+                s = f.loc[(r, column)]
+                ours.append(_cell(s))
+                paper.append(_paper_cell(s))
+            else:
+                ours.append("")
+                paper.append("")
+        out[column] = ours
+        if any(paper):
+            out[f"{column}: paper (Δ)"] = paper
+    if latex:
+        out = out.map(lambda v: v.replace("±", r"$\pm$").replace("Δ", r"$\Delta$") if isinstance(v, str) else v)
+        out.columns = [c.replace("Δ", r"$\Delta$").replace("_", r"\_") for c in out.columns]
+    return out
+
+
 def to_markdown(table: Table) -> str:
-    """The table as Markdown, with a heading and a line saying where the numbers come from."""
-    f = table.frame
-    shown = pd.DataFrame({"Row": f["row"], "Method": f["method"]})
-    for metric, title in METRIC_TITLES.items():
-        if metric not in f:
-            continue
-        shown[title] = [_fmt(m, s, n) for m, s, n in zip(f[metric], f[f"{metric}_std"], f[f"{metric}_n"].fillna(1).astype(int))]
-        if f"{metric}_paper" in f:
-            shown[f"{title} (paper)"] = f[f"{metric}_paper"].map(lambda v: "" if np.isnan(v) else f"{v:.1f}")
-            shown[f"Δ {title}"] = f[f"{metric}_delta"].map(lambda v: "" if np.isnan(v) else f"{v:+.1f}")
-    title = {"table5_ablation": "Table 5: ablation of encoder and objective"}.get(table.paper_table or "", table.protocol)
-    return (f"## {title} — {table.dataset}/{table.split}, preset {table.preset}\n\n{table.source_line}\n\n"
-            + shown.to_markdown(index=False) + "\n")
+    """The table as Markdown: a heading, the header lines saying where the numbers come from, one
+    sub-table per metric."""
+    parts = [f"## {table.title} — `{table.protocol}`, preset {table.preset}", "", table.header, ""]
+    parts += [f"- {line}" for line in table.source_lines()] + [""]
+    for metric in table.metrics:
+        parts += [f"### {METRIC_TITLES.get(metric, metric)} (%)" if metric in METRIC_TITLES else f"### {metric}", "",
+                  wide(table, metric).to_markdown(index=False), ""]
+    return "\n".join(parts)
 
 
-def write_reports(records: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Write every table (``.md``, ``.csv``, ``.png``) and an index ``README.md`` to ``out_dir``."""
-    from usdrl_bench.report.plots import plot_table
+def to_latex(table: Table) -> str:
+    """The table as LaTeX (booktabs), one ``tabular`` per metric with a caption saying the source."""
+    out = [f"% {table.title}; generated by usdrl-bench report from the records"]
+    for metric in table.metrics:
+        frame = wide(table, metric, latex=True)
+        caption = (f"{table.title}: {METRIC_TITLES.get(metric, metric)} (\\%), preset {table.preset}, "
+                   f"seeds {', '.join(map(str, table.seeds))}.").replace("_", r"\_")
+        out.append(frame.to_latex(index=False, caption=caption, label=f"tab:{table.slug}:{metric}",
+                                  escape=False, column_format="l" * len(frame.columns)))
+    return "\n".join(out)
+
+
+def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str | Path | None = None) -> list[Path]:
+    """Write every table (``.md``, ``.csv``, ``.tex``), its figures (``.png`` and ``.pdf``), the loss
+    curves of its pretrained cells (when ``results_dir`` holds their histories) and an index
+    ``README.md`` to ``out_dir``. Returns the paths written."""
+    from usdrl_bench.report.plots import plot_loss_curves, plot_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    records = with_columns(records)
     written: list[Path] = []
     index = ["# usdrl-bench reports", "", "Generated by `usdrl-bench report` from the records under `results/`.", ""]
     for table in build_tables(records):
         md = to_markdown(table)
         written.append(write_text_atomic(out_dir / f"{table.slug}.md", md))
         written.append(write_text_atomic(out_dir / f"{table.slug}.csv", table.frame.to_csv(index=False)))
-        png = plot_table(table, out_dir / f"{table.slug}.png")
-        if png is not None:
-            written.append(png)
-        index += [md, f"![{table.slug}]({table.slug}.png)" if png else "", ""]
+        written.append(write_text_atomic(out_dir / f"{table.slug}.tex", to_latex(table)))
+        index += [md]
+        figures = plot_table(table, out_dir / table.slug)
+        if results_dir is not None:
+            sub = records[(records.protocol == table.protocol) & (records.preset == table.preset)]
+            figures += plot_loss_curves(sub, Path(results_dir), out_dir / f"{table.slug}__loss")
+        written += figures
+        index += [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"] + [""]
     written.append(write_text_atomic(out_dir / "README.md", "\n".join(index) + "\n"))
     return written
+
+
+__all__ = ["CONFIDENCE", "METRIC_TITLES", "Table", "build_tables", "paper_results", "paper_table", "paper_value",
+           "to_latex", "to_markdown", "wide", "write_reports"]

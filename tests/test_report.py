@@ -1,0 +1,114 @@
+"""Report: intervals over seeds against hand-computed values, the paper's numbers beside ours, every
+output format, and the loss curves read from the training histories."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from usdrl_bench.records import RECORD_COLUMNS
+from usdrl_bench.report.stats import summarise
+from usdrl_bench.report.tables import build_tables, paper_value, to_latex, to_markdown, write_reports
+
+
+def test_summarise_two_seeds_by_hand():
+    # bootstrap means of [70, 80]: 70 (p 1/4), 75 (1/2), 80 (1/4) -> the 2.5 / 97.5 percentiles are 70 and 80
+    s = summarise([70.0, 80.0])
+    assert (s.mean, s.n) == (75.0, 2)
+    assert s.std == pytest.approx(math.sqrt(50.0))  # sample std, ddof 1
+    assert (s.ci_low, s.ci_high) == (70.0, 80.0)
+
+
+def test_summarise_three_seeds_by_hand():
+    # means of 3 draws from [1, 2, 3]: P(mean = 1) = P(mean = 3) = 1/27 > 2.5 %, so the interval is [1, 3];
+    # a 90 % interval excludes them (1/27 < 5 %): the next values are 4/3 and 8/3
+    s = summarise([1.0, 2.0, 3.0])
+    assert (s.mean, s.std, s.ci_low, s.ci_high) == (2.0, 1.0, 1.0, 3.0)
+    narrow = summarise([1.0, 2.0, 3.0], confidence=0.9)
+    assert narrow.ci_low == pytest.approx(4 / 3) and narrow.ci_high == pytest.approx(8 / 3)
+
+
+def test_summarise_degenerate_cases():
+    one = summarise([5.0])
+    assert one.mean == 5.0 and one.n == 1 and math.isnan(one.std) and math.isnan(one.ci_low)
+    same = summarise([3.0, 3.0, float("nan")])
+    assert (same.mean, same.std, same.n, same.ci_low, same.ci_high) == (3.0, 0.0, 2, 3.0, 3.0)
+    assert summarise([]).n == 0
+    with pytest.raises(ValueError, match="confidence"):
+        summarise([1.0, 2.0], confidence=95)
+    # reproducible: an explicit random state
+    assert summarise([1.0, 5.0, 2.0, 9.0]) == summarise([1.0, 5.0, 2.0, 9.0])
+
+
+def test_paper_values():
+    assert paper_value("table5_ablation", 7, None, "ntu60_xsub", "linear_top1") == 85.2
+    assert paper_value("table5_ablation", 1, None, "ntu60_xsub", "knn1_top1") == 63.8
+    assert math.isnan(paper_value("table5_ablation", 7, None, "ntu60_xview", "linear_top1"))  # Table 5 is xsub only
+    key = json.dumps({"method": "USDRL", "encoder": "DSTE", "modality": "J"})
+    assert paper_value("1", None, key, "ntu120_xset", "linear_top1") == 78.1
+    assert paper_value("3", None, key, "ntu60_xview", "knn1_top1") == 89.3
+    assert math.isnan(paper_value("1", None, key, "ntu60_xsub", "knn1_top1"))
+    with pytest.raises(KeyError, match="paper_tables.csv"):
+        paper_value("1", None, json.dumps({"backbone": "DSTE"}), "ntu60_xsub", "linear_top1")
+
+
+def _records(tmp_path) -> pd.DataFrame:
+    rows = []
+    for seed, (a, b) in enumerate([(70.0, 60.0), (80.0, 62.0)]):
+        for row_id, paper_row, value, ckpt in (("7", 7, a, "abc"), ("R", None, b, "rnd")):
+            for column, setting in (("demo_xsub", "ntu60_xsub"), ("demo_xview", "ntu60_xview")):
+                rows.append({c: None for c in RECORD_COLUMNS} | {
+                    "protocol": "t5", "preset": "demo", "row_id": row_id, "row_label": f"label {row_id}",
+                    "paper_table": "table5_ablation", "paper_row": paper_row, "encoder": "dste", "objective": "mgfd",
+                    "dataset": "synthetic", "split": column.split("_")[1], "stream": "joint", "column": column,
+                    "paper_setting": setting, "train_samples": 10, "test_samples": 8, "seed": seed,
+                    "evaluation": "linear", "metric": "linear_top1", "value": value, "checkpoint_hash": f"{ckpt}{seed}",
+                    "date": f"2026-01-0{seed + 1}"})
+    hist = tmp_path / "results" / "checkpoints"
+    for seed in (0, 1):
+        (hist / f"abc{seed}").mkdir(parents=True)
+        (hist / f"abc{seed}" / "history.json").write_text(json.dumps(
+            [{"epoch": e, "loss": 3.0 - e, "lr": 1e-3, "sim": 1.0 / e, "vac": 2.0 - 0.1 * e, "total": 3.0 - e} for e in (1, 2, 3)]))
+    return pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+
+
+def test_table_cells_intervals_and_paper(tmp_path):
+    (table,) = build_tables(_records(tmp_path))
+    assert table.rows == ["7", "R"] and list(table.columns["column"]) == ["demo_xsub", "demo_xview"]
+    assert table.seeds == [0, 1]
+    cell = table.frame[(table.frame.row == "7") & (table.frame.column == "demo_xsub")].iloc[0]
+    assert (cell["mean"], cell["ci_low"], cell["ci_high"], cell["paper"], cell["delta"]) == (75.0, 70.0, 80.0, 85.2, 75.0 - 85.2)
+    other = table.frame[(table.frame.row == "7") & (table.frame.column == "demo_xview")].iloc[0]
+    assert math.isnan(other["paper"])  # Table 5 has no xview numbers
+    md = to_markdown(table)
+    assert "75.0 ± 7.1 [70.0, 80.0]" in md and "85.2 (-10.2)" in md
+    assert "stands in for the paper's ntu60_xsub" in md and "10 train / 8 test samples" in md
+    assert "seeds 0, 1 (2 seeds; mean ± standard deviation and 95 % bootstrap interval" in md
+    tex = to_latex(table)
+    assert r"\begin{tabular}" in tex and r"75.0 $\pm$ 7.1" in tex and r"demo\_xsub" in tex
+
+
+def test_write_reports_all_formats_and_loss_curves(tmp_path):
+    records = _records(tmp_path)
+    written = write_reports(records, tmp_path / "reports", tmp_path / "results")
+    names = {p.name for p in written}
+    for ext in ("md", "csv", "tex", "png", "pdf"):
+        assert f"t5__demo.{ext}" in names
+    assert {"t5__demo__loss.png", "t5__demo__loss.pdf", "README.md"} <= names
+    tidy = pd.read_csv(tmp_path / "reports" / "t5__demo.csv")
+    assert len(tidy) == 4 and set(tidy.columns) >= {"row", "column", "metric", "mean", "std", "ci_low", "ci_high", "paper"}
+    assert all((tmp_path / "reports" / n).stat().st_size > 0 for n in names)
+
+
+def test_loss_histories_tidy(tmp_path):
+    from usdrl_bench.report.plots import loss_histories
+    from usdrl_bench.report.tables import with_columns
+
+    h = loss_histories(with_columns(_records(tmp_path)), tmp_path / "results")
+    # 2 seeds x 2 columns x 3 epochs x 3 terms (sim, vac, total) for row 7; the random-init row has no history
+    assert set(h["row"]) == {"7"} and set(h["term"]) == {"sim", "vac", "total"} and len(h) == 2 * 2 * 3 * 3
+    assert np.allclose(h[(h.term == "sim") & (h.epoch == 2)]["value"], 0.5)
