@@ -110,3 +110,50 @@ def test_seeds_accept_spaces_and_commas(capsys):
     protocol = Path(__file__).resolve().parents[1] / "protocols" / "table5_ablation.yaml"
     assert main(["run", str(protocol), "--seeds", "0", "x", "--results", "/nonexistent/never-written"]) == 2
     assert "--seeds must be integers" in capsys.readouterr().err
+
+
+SWEEP = """\
+name: tiny_sweep
+version: 1
+paper_table: fig4_alpha
+rows:
+  - {id: a0, label: "alpha 0", encoder: dste, objective: mgfd, encoder_options: {alpha: 0.0}, x: 0.0}
+  - {id: a1, label: "alpha 1", encoder: dste, objective: mgfd, encoder_options: {alpha: 1.0}, x: 1.0}
+  - {id: skipped, label: "not in the demo", encoder: sttr, objective: mgfd}
+  - {id: R, label: "random init", encoder: dste, objective: null}
+presets:
+  demo:
+    rows: [a0, a1, R]
+    datasets:
+      - {id: col_xsub, name: synthetic, split: xsub, paper_setting: ntu60_xsub,
+         options: {num_classes: 3, samples_per_class_subject_camera: 1}}
+      - {id: col_xview, name: synthetic, split: xview, paper_setting: ntu60_xview,
+         options: {num_classes: 3, samples_per_class_subject_camera: 1}, evaluations: {knn: {k: 3}}}
+    encoder_preset: tiny
+    pretrain: {epochs: 1, batch_size: 16}
+    evaluations:
+      knn: {k: 1}
+      embedding: {num_classes: 3, methods: [tsne], perplexity: 5}
+"""
+
+
+def test_multi_dataset_sweep_and_embedding(tmp_path):
+    """A preset with two dataset columns (per-dataset evaluation options), a row subset, a sweep over
+    ``x`` and the embedding evaluation: records per column, the sweep curve and the embedding panels."""
+    path = tmp_path / "sweep.yaml"
+    path.write_text(SWEEP)
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    assert main(["run", str(path), "--results", str(results), "--reports", str(reports), "--device", "cpu"]) == 0
+    rows = [r for f in (results / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]]
+    assert {r["row_id"] for r in rows} == {"a0", "a1", "R"}  # the preset's rows only
+    assert {(r["column"], r["metric"]) for r in rows if r["evaluation"] == "knn"} == {
+        ("col_xsub", "knn1_top1"), ("col_xview", "knn3_top1")}  # the xview column's own k
+    emb = [r for r in rows if r["evaluation"] == "embedding"]
+    assert {r["metric"] for r in emb} == {"silhouette_features", "silhouette_tsne"}
+    assert all((results / r["artifact"]).is_file() for r in emb)
+    assert {r["row_x"] for r in rows} == {0.0, 1.0, None}
+    names = {p.name for p in reports.iterdir()}
+    assert {"tiny_sweep__demo__sweep.png", "tiny_sweep__demo__embedding.png", "tiny_sweep__demo__embedding__col_xview.png",
+            "tiny_sweep__demo__loss.pdf", "tiny_sweep__demo.tex"} <= names
+    md = (reports / "tiny_sweep__demo.md").read_text()
+    assert "`col_xsub`" in md and "`col_xview`" in md and "stands in for the paper's ntu60_xview" in md

@@ -114,6 +114,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "usdrl_bench.objectives.contrastive",
     "usdrl_bench.evaluate.linear",
     "usdrl_bench.evaluate.knn",
+    "usdrl_bench.evaluate.embedding",
 )
 
 

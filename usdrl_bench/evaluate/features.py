@@ -102,6 +102,8 @@ class EvalContext:
     batch_size: int = 256
     cache_dir: Path | None = None
     on_progress: Callable[[str, int, int], None] | None = None
+    artifact_dir: Path | None = None  # where an evaluation may write files for the report (Figure 5's coordinates)
+    artifacts: dict[str, Path] = field(default_factory=dict)  # evaluation name -> file it wrote
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def features(self, which: str) -> np.ndarray:

@@ -201,21 +201,25 @@ class ProtocolRunner:
                           stream=cell.dataset.stream, on_progress=on_progress,
                           cache_dir=self.results_dir / "features" / f"{plan.checkpoint_hash}-{data_hash}")
         for name, options in evaluations.items():
+            record = self.record_path(plan, name, options)
+            ctx.artifact_dir = record.with_suffix("")  # beside the record, named after it
             t0 = time.perf_counter()
             metrics = registry.EVALUATIONS.get(name)(ctx, **options)
             wall = time.perf_counter() - t0
-            rows = [self._row(plan, name, options, m, wall, pretrain_s) for m in metrics]
-            write_records(self.record_path(plan, name, options), rows)
+            artifact = ctx.artifacts.get(name)
+            rows = [self._row(plan, name, options, m, wall, pretrain_s,
+                              str(artifact.relative_to(self.results_dir)) if artifact else None) for m in metrics]
+            write_records(record, rows)
         progress.remove_task(task)
 
     def _row(self, plan: CellPlan, evaluation: str, options: dict[str, Any], metric: Any, wall: float,
-             pretrain_s: float) -> dict[str, Any]:
+             pretrain_s: float, artifact: str | None = None) -> dict[str, Any]:
         cell = plan.cell
         train, test = self.data(cell.dataset)
         return {
             "protocol": cell.protocol.name, "preset": cell.preset_name, "row_id": cell.row.id,
             "row_label": cell.row.label, "paper_table": cell.protocol.paper_table, "paper_row": cell.row.paper_row,
-            "paper_key": json.dumps(cell.row.paper, sort_keys=True) if cell.row.paper else None,
+            "paper_key": json.dumps(cell.row.paper, sort_keys=True) if cell.row.paper else None, "row_x": cell.row.x,
             "encoder": cell.row.encoder, "objective": cell.row.objective or "none (random init)",
             "dataset": cell.dataset.name, "split": cell.dataset.resolved_split(), "stream": cell.dataset.stream,
             "column": cell.dataset.column, "paper_setting": cell.dataset.paper_setting,
@@ -226,6 +230,7 @@ class ProtocolRunner:
             "checkpoint_hash": plan.checkpoint_hash, "git_revision": git_revision(), "package_version": __version__,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "wall_time_s": round(wall, 3),
             "pretrain_wall_time_s": round(pretrain_s, 3), "device": str(self.device),
+            "artifact": artifact,
         }
 
 

@@ -117,6 +117,7 @@ class PresetSpec:
     encoder_options: dict[str, Any] = field(default_factory=dict)
     objective_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
+    rows: tuple[str, ...] = ()  # the row ids this preset runs (default: every row)
 
     @property
     def all_datasets(self) -> tuple[DatasetSpec, ...]:
@@ -130,6 +131,7 @@ class RowSpec:
 
     ``paper_row`` (Table 5) or ``paper`` (Tables 1-4: values selecting rows of ``paper_tables.csv``, e.g.
     ``{method: USDRL, encoder: DSTE, modality: J}``) say which published numbers the row is compared with.
+    ``x`` places the row on the x axis of a sweep (the report then draws the metric against ``x``).
     """
 
     id: str
@@ -140,6 +142,7 @@ class RowSpec:
     encoder_options: dict[str, Any] = field(default_factory=dict)
     paper_row: int | None = None
     paper: dict[str, str] = field(default_factory=dict)
+    x: float | None = None  # the row's position on the x axis of a sweep figure (Figure 4: alpha)
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,9 @@ def _check_names(protocol: Protocol) -> None:
             _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{where}.evaluations.{ename}", skip=1)
         if not preset.seeds:
             raise ProtocolError(file, f"{where}.seeds", "at least one seed is needed")
+        unknown_rows = [r for r in preset.rows if r not in seen]
+        if unknown_rows:
+            raise ProtocolError(file, f"{where}.rows", f"unknown row id(s) {unknown_rows}; rows: {', '.join(seen)}")
 
 
 def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = True) -> None:
@@ -340,7 +346,7 @@ def expand_cells(
         datasets = spec.all_datasets
         for i, ds in enumerate(datasets):
             check_dataset(ds, file, f"presets.{preset}.datasets[{i}]" if spec.datasets else f"presets.{preset}.dataset")
-    selected = protocol.rows
+    selected = tuple(r for r in protocol.rows if r.id in spec.rows) if spec.rows else protocol.rows
     if rows:
         known = {r.id for r in protocol.rows}
         unknown = [r for r in rows if r not in known]

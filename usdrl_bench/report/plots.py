@@ -49,7 +49,7 @@ def table_bars(table: "Table", metrics: list[str] | None = None):
     """
     from usdrl_bench.report.tables import METRIC_TITLES
 
-    metrics = [m for m in (metrics or table.metrics) if m in ("linear_top1", "knn1_top1", "semi_top1")] or table.metrics[:1]
+    metrics = [m for m in (metrics or table.metrics) if m in ("linear_top1", "knn1_top1", "semi_top1")]
     columns = list(table.columns["column"])
     labels = [f"{r}  {table.frame[table.frame.row == r]['method'].iloc[0]}" for r in table.rows]
     height = 0.8 / max(len(columns), 1)
@@ -82,11 +82,122 @@ def table_bars(table: "Table", metrics: list[str] | None = None):
 
 
 def plot_table(table: "Table", stem: Path) -> list[Path]:
-    """Write :func:`table_bars` as ``stem.png`` / ``stem.pdf``; ``[]`` when the table has no metric."""
-    if not table.metrics or table.frame.empty:
+    """Write :func:`table_bars` as ``stem.png`` / ``stem.pdf``; ``[]`` when the table has no accuracy."""
+    if table.frame.empty or not {"linear_top1", "knn1_top1", "semi_top1"} & set(table.metrics):
         return []
     fig, _ = table_bars(table)
     return save_figure(fig, stem)
+
+
+def sweep_curve(table: "Table", metric: str, x_label: str = "x"):
+    """``metric`` against the rows' ``x`` (Figure 4: linear top-1 against the DSTE layer mix α), a line per
+    dataset column with the mean over seeds and, with several seeds, the 95 % bootstrap interval as a
+    band; rows without ``x`` (random-init references) as dashed horizontal lines.
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    from usdrl_bench.report.tables import METRIC_TITLES
+
+    f = table.frame[table.frame.metric == metric]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    palette = sns.color_palette("deep", len(table.columns))
+    for color, column in zip(palette, table.columns["column"]):
+        g = f[(f.column == column) & f.row.isin(list(table.x))].assign(x=lambda d: d.row.map(table.x)).sort_values("x")
+        if g.empty:
+            continue
+        ax.plot(g["x"], g["mean"], marker="o", color=color, label=column)
+        if (g["n"] > 1).any():
+            ax.fill_between(g["x"], g["ci_low"], g["ci_high"], color=color, alpha=0.2, lw=0)
+        for _, ref in f[(f.column == column) & ~f.row.isin(list(table.x))].iterrows():
+            ax.axhline(ref["mean"], color=color, ls="--", lw=1)
+            ax.annotate(ref["method"], (ax.get_xlim()[0], ref["mean"]), fontsize="x-small", color=color,
+                        xytext=(2, 2), textcoords="offset points")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    n = len(table.seeds)
+    ax.set_title(f"{table.title} — preset {table.preset}, {n} seed{'s' if n != 1 else ''}"
+                 + (" (band: 95 % bootstrap interval)" if n > 1 else ""), fontsize="medium")
+    fig.tight_layout()
+    return fig, ax
+
+
+def plot_sweep(table: "Table", stem: Path) -> list[Path]:
+    """Write :func:`sweep_curve` of the table's first metric, one file per metric after the first
+    (``stem.png``, ``stem__<metric>.png``, and PDFs)."""
+    paths = []
+    for i, metric in enumerate(table.metrics):
+        fig, _ = sweep_curve(table, metric, x_label=table.x_label)
+        paths += save_figure(fig, stem if i == 0 else stem.with_name(f"{stem.name}__{metric}"))
+    return paths
+
+
+def embedding_panels(panels: list[dict], methods: list[str], title: str = ""):
+    """Figure 5: one column per variant, one row per method (t-SNE, UMAP); points coloured by class, the
+    silhouette score of the panel in its title, one legend of class names.
+
+    Args:
+        panels: per variant ``{"label": str, "coords": {method: (N, 2)}, "labels": (N,), "class_names":
+            list, "classes": (K,), "silhouette": {method: float}}``.
+        methods: the rows of the figure.
+    Returns:
+        ``(fig, axes)``.
+    """
+    classes = panels[0]["classes"]
+    names = dict(zip(classes, panels[0]["class_names"]))
+    palette = dict(zip(classes, sns.color_palette("tab10" if len(classes) <= 10 else "husl", len(classes))))
+    fig, axes = plt.subplots(len(methods), len(panels), figsize=(3.6 * len(panels), 3.5 * len(methods) + 0.9),
+                             squeeze=False)
+    for j, panel in enumerate(panels):
+        for i, method in enumerate(methods):
+            ax = axes[i][j]
+            xy = panel["coords"][method]
+            for c in classes:
+                sel = panel["labels"] == c
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=7, color=palette[c], label=names[c], alpha=0.85, linewidths=0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{panel['label']}\n{method.upper() if method == 'umap' else 't-SNE'} · silhouette "
+                         f"{panel['silhouette'][method]:.3f}", fontsize="small")
+    handles = [matplotlib.lines.Line2D([], [], marker="o", ls="", color=palette[c]) for c in classes]
+    fig.legend(handles, [names[c] for c in classes], loc="lower center", ncol=min(len(classes), 5),
+               fontsize="small", frameon=False)
+    fig.suptitle(title or "instance features in 2-D", fontsize="medium")
+    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight() * (1 + len(classes) // 5) * 0.6, 1, 1))
+    return fig, axes
+
+
+def plot_embeddings(table: "Table", records: pd.DataFrame, results_dir: Path, stem: Path) -> list[Path]:
+    """Write :func:`embedding_panels` for every dataset column whose records point at embedding
+    coordinates (the ``embedding`` evaluation), using the lowest seed; ``[]`` when there are none."""
+    emb = records[(records.evaluation == "embedding") & records.artifact.notna()]
+    paths: list[Path] = []
+    for k, column in enumerate(c for c in table.columns["column"] if c in set(emb["column"])):
+        sub = emb[emb.column == column]
+        seed = sub["seed"].min()
+        panels, methods = [], None
+        for row in table.rows:
+            hit = sub[(sub.row_id == row) & (sub.seed == seed)]
+            if hit.empty:
+                continue
+            path = Path(results_dir) / hit["artifact"].iloc[-1]
+            if not path.exists():
+                continue
+            with np.load(path, allow_pickle=False) as z:
+                found = [m for m in ("tsne", "umap") if m in z.files]
+                methods = methods or found
+                sil = {m: float(hit[hit.metric == f"silhouette_{m}"]["value"].iloc[-1]) for m in found}
+                panels.append({"label": f"{row} {hit['row_label'].iloc[-1]}", "coords": {m: z[m] for m in found},
+                               "labels": z["labels"], "classes": z["classes"], "class_names": list(z["class_names"]),
+                               "silhouette": sil})
+        if not panels or not methods:
+            continue
+        title = f"{table.title} — {column}, preset {table.preset}, seed {seed}"
+        fig, _ = embedding_panels(panels, methods, title)
+        paths += save_figure(fig, stem if k == 0 else stem.with_name(f"{stem.name}__{column}"))
+    return paths
 
 
 def loss_histories(records: pd.DataFrame, results_dir: Path) -> pd.DataFrame:

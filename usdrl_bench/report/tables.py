@@ -32,7 +32,13 @@ METRIC_TITLES: dict[str, str] = {
     "linear_top1": "linear top-1",
     "knn1_top1": "kNN-1 top-1",
     "linear_top1_best_of_evals": "linear top-1 (official: best of evals)",
+    "silhouette_features": "silhouette of the features (cosine)",
+    "silhouette_tsne": "silhouette in the t-SNE plane",
+    "silhouette_umap": "silhouette in the UMAP plane",
 }
+
+#: metrics in percent (the others are shown with three decimals)
+PERCENT_METRICS = ("linear_top1", "knn1_top1", "linear_top1_best_of_evals", "semi_top1")
 
 #: titles of the paper's tables and figures, by the protocols' ``paper_table``
 PAPER_TITLES: dict[str, str] = {
@@ -41,6 +47,13 @@ PAPER_TITLES: dict[str, str] = {
     "2": "Table 2: semi-supervised fine-tuning",
     "3": "Table 3: kNN-1 action retrieval",
     "4": "Table 4: action detection on PKU-MMD I",
+    "fig4_alpha": "Figure 4: the DSTE layer mix α",
+    "fig5_embedding": "Figure 5: t-SNE / UMAP of instance features",
+}
+
+#: x-axis titles of sweep figures, by ``paper_table``
+X_LABELS: dict[str, str] = {
+    "fig4_alpha": "α (layer output = α·CA + (1 − α)·DSA, Eq. 5)",
 }
 
 #: the setting of every Table 5 number (the ablation is on NTU-60 xsub only)
@@ -120,6 +133,7 @@ class Table:
     rows: list[str]
     columns: pd.DataFrame
     metrics: list[str] = field(default_factory=list)
+    x: dict[str, float] = field(default_factory=dict)  # row -> position on a sweep's x axis (Figure 4)
 
     @property
     def slug(self) -> str:
@@ -128,6 +142,10 @@ class Table:
     @property
     def title(self) -> str:
         return PAPER_TITLES.get(self.paper_table or "", self.protocol)
+
+    @property
+    def x_label(self) -> str:
+        return X_LABELS.get(self.paper_table or "", "x")
 
     def source_lines(self) -> list[str]:
         """One line per dataset column: data, split, stream, sizes, and the paper setting it is set beside."""
@@ -207,28 +225,30 @@ def build_tables(records: pd.DataFrame) -> list[Table]:
         frame = pd.DataFrame(lines)
         known = [m for m in METRIC_TITLES if m in set(frame["metric"])]
         others = sorted(set(frame["metric"]) - set(known))
+        xs = {r: float(meta.loc[r, "row_x"]) for r in rows if "row_x" in meta and pd.notna(meta.loc[r, "row_x"])}
         tables.append(Table(protocol=protocol, preset=preset, paper_table=paper_name, frame=frame,
                             seeds=sorted(int(x) for x in df["seed"].unique()), rows=rows, columns=columns,
-                            metrics=known + others))
+                            metrics=known + others, x=xs))
     return tables
 
 
-def _cell(s: pd.Series) -> str:
+def _cell(s: pd.Series, digits: int = 1) -> str:
     if np.isnan(s["mean"]):
         return ""
-    text = f"{s['mean']:.1f}"
+    text = f"{s['mean']:.{digits}f}"
     if s["n"] > 1:
-        text += f" ± {s['std']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
+        text += f" ± {s['std']:.{digits}f} [{s['ci_low']:.{digits}f}, {s['ci_high']:.{digits}f}]"
     return text
 
 
-def _paper_cell(s: pd.Series) -> str:
-    return "" if np.isnan(s["paper"]) else f"{s['paper']:.1f} ({s['delta']:+.1f})"
+def _paper_cell(s: pd.Series, digits: int = 1) -> str:
+    return "" if np.isnan(s["paper"]) else f"{s['paper']:.{digits}f} ({s['delta']:+.{digits}f})"
 
 
 def wide(table: Table, metric: str, *, latex: bool = False) -> pd.DataFrame:
     """One metric as a display frame: a line per row, per dataset column ours and the paper's (Δ)."""
     f = table.frame[table.frame.metric == metric].set_index(["row", "column"])
+    digits = 1 if metric in PERCENT_METRICS else 3
     out = pd.DataFrame({"Row": table.rows,
                         "Method": [table.frame[table.frame.row == r]["method"].iloc[0] for r in table.rows]})
     for column in table.columns["column"]:
@@ -236,8 +256,8 @@ def wide(table: Table, metric: str, *, latex: bool = False) -> pd.DataFrame:
         for r in table.rows:
             if (r, column) in f.index:
                 s = f.loc[(r, column)]
-                ours.append(_cell(s))
-                paper.append(_paper_cell(s))
+                ours.append(_cell(s, digits))
+                paper.append(_paper_cell(s, digits))
             else:
                 ours.append("")
                 paper.append("")
@@ -256,7 +276,8 @@ def to_markdown(table: Table) -> str:
     parts = [f"## {table.title} — `{table.protocol}`, preset {table.preset}", "", table.header, ""]
     parts += [f"- {line}" for line in table.source_lines()] + [""]
     for metric in table.metrics:
-        parts += [f"### {METRIC_TITLES.get(metric, metric)} (%)" if metric in METRIC_TITLES else f"### {metric}", "",
+        unit = " (%)" if metric in PERCENT_METRICS else ""
+        parts += [f"### {METRIC_TITLES.get(metric, metric)}{unit}", "",
                   wide(table, metric).to_markdown(index=False), ""]
     return "\n".join(parts)
 
@@ -266,7 +287,8 @@ def to_latex(table: Table) -> str:
     out = [f"% {table.title}; generated by usdrl-bench report from the records"]
     for metric in table.metrics:
         frame = wide(table, metric, latex=True)
-        caption = (f"{table.title}: {METRIC_TITLES.get(metric, metric)} (\\%), preset {table.preset}, "
+        unit = " (\\%)" if metric in PERCENT_METRICS else ""
+        caption = (f"{table.title}: {METRIC_TITLES.get(metric, metric)}{unit}, preset {table.preset}, "
                    f"seeds {', '.join(map(str, table.seeds))}.").replace("_", r"\_")
         out.append(frame.to_latex(index=False, caption=caption, label=f"tab:{table.slug}:{metric}",
                                   escape=False, column_format="l" * len(frame.columns)))
@@ -277,7 +299,7 @@ def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str |
     """Write every table (``.md``, ``.csv``, ``.tex``), its figures (``.png`` and ``.pdf``), the loss
     curves of its pretrained cells (when ``results_dir`` holds their histories) and an index
     ``README.md`` to ``out_dir``. Returns the paths written."""
-    from usdrl_bench.report.plots import plot_loss_curves, plot_table
+    from usdrl_bench.report.plots import plot_embeddings, plot_loss_curves, plot_sweep, plot_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -291,8 +313,11 @@ def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str |
         written.append(write_text_atomic(out_dir / f"{table.slug}.tex", to_latex(table)))
         index += [md]
         figures = plot_table(table, out_dir / table.slug)
+        if table.x:
+            figures += plot_sweep(table, out_dir / f"{table.slug}__sweep")
         if results_dir is not None:
             sub = records[(records.protocol == table.protocol) & (records.preset == table.preset)]
+            figures += plot_embeddings(table, sub, Path(results_dir), out_dir / f"{table.slug}__embedding")
             figures += plot_loss_curves(sub, Path(results_dir), out_dir / f"{table.slug}__loss")
         written += figures
         index += [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"] + [""]
