@@ -51,3 +51,30 @@ def test_valid_frame_counts():
     x[0, :, :7] = 1.0
     x[1, 0, 3, 1, 0] = 2.0  # a single non-zero frame at t=3 -> 4 valid frames
     assert valid_frame_counts(x).tolist() == [7, 4, 1]
+
+
+def test_ensemble_hand_computed():
+    from usdrl_bench.evaluate.ensemble import ensemble_top1, fuse_scores
+
+    joint = np.array([[0.6, 0.4], [0.2, 0.8], [0.55, 0.45]])
+    motion = np.array([[0.3, 0.7], [0.1, 0.9], [0.3, 0.7]])
+    labels = np.array([0, 1, 0])
+    # equal weights: sums [0.9, 1.1], [0.3, 1.7], [0.85, 1.15] -> predictions 1, 1, 1 -> 1 of 3 right
+    assert np.allclose(fuse_scores([joint, motion]), [[0.9, 1.1], [0.3, 1.7], [0.85, 1.15]])
+    assert ensemble_top1([joint, motion], labels) == pytest.approx(100 / 3)
+    # joint weighted 3:1 -> [2.1, 1.9], [0.7, 3.3], [1.95, 2.05] -> 0, 1, 1 -> 2 of 3
+    assert ensemble_top1([joint, motion], labels, weights=[3, 1]) == pytest.approx(200 / 3)
+    assert ensemble_top1([joint], labels) == 100.0  # one stream: its own accuracy (0, 1, 0: all right)
+    with pytest.raises(ValueError, match="weights"):
+        fuse_scores([joint, motion], [1.0])
+    with pytest.raises(ValueError, match="same"):
+        fuse_scores([joint, motion[:2]])
+
+
+def test_linear_probe_returns_test_probabilities():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    final, _, _, probs = train_linear_probe(x, y, x, y, 2, epochs=30, batch_size=8, lr=0.5, milestones=(), return_probs=True)
+    assert probs.shape == (40, 2) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert (probs.argmax(1) == y).mean() * 100 == pytest.approx(final)

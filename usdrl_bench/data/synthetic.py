@@ -12,7 +12,10 @@ the temporal structure tells them apart: clockwise vs counter-clockwise circles,
 vs fast-raise/slow-drop (a time reversal), arms swinging in phase vs in anti-phase, two persons
 approaching vs moving apart, sitting down vs standing up, right-then-left vs left-then-right. Some
 classes differ in the limb that moves (waving the right vs the left hand, kicking with either leg).
-See :data:`CLASS_NAMES`; ``num_classes`` takes the first classes of that list.
+Beyond the 19 base actions, each is combined with a second movement of another body part (stepping on
+the spot, bowing, swaying, nodding, crouching down, turning), up to 133 classes, so that stand-ins with
+the class counts of NTU-60 (60), NTU-120 (120) and PKU-MMD (51) exist. See :data:`CLASS_NAMES`;
+``num_classes`` takes the first classes of that list.
 
 **Nuisances** (all scaled by ``nuisance``): body proportions per subject (height and per-segment
 scale), camera yaw per camera id (-45, 0, +45 degrees as NTU's three cameras) with per-sample yaw /
@@ -47,6 +50,7 @@ from usdrl_bench.skeleton import NTU25
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BASE_CLASS_NAMES",
     "CLASS_NAMES",
     "INTERACTION_CLASSES",
     "SYNTHETIC_SPLITS",
@@ -378,10 +382,79 @@ _ACTIONS: tuple[_Action, ...] = (
     _Action("shake hands", _shake_hands, two_person=True),
 )
 
+#: Names of the 19 base actions (labels 0-18).
+BASE_CLASS_NAMES: tuple[str, ...] = tuple(a.name for a in _ACTIONS)
+
+
+def _overlay_stepping(u, d, a, b):
+    """Step on the spot underneath the action: alternating knee lifts added to the legs."""
+    w = d.omega(u, 2.5)
+    for side, ph in (("r", 0.0), ("l", np.pi)):
+        lift = np.maximum(np.sin(w + ph), 0.0) ** 1.5
+        a[f"{side}_thigh"] = a[f"{side}_thigh"] + 35 * _DEG * lift
+        a[f"{side}_shin"] = a[f"{side}_shin"] - 30 * _DEG * lift
+
+
+def _overlay_bowing(u, d, a, b):
+    """Bend the trunk forward and back rhythmically (1.5 cycles)."""
+    a["trunk_pitch"] = a["trunk_pitch"] + 18 * _DEG * (0.5 - 0.5 * np.cos(d.omega(u, 1.5)))
+
+
+def _overlay_swaying(u, d, a, b):
+    """Sway the trunk from side to side (2 cycles)."""
+    a["trunk_roll"] = a["trunk_roll"] + 12 * _DEG * np.sin(d.omega(u, 2.0))
+
+
+def _overlay_nodding(u, d, a, b):
+    """Nod the head (4 cycles)."""
+    a["head_pitch"] = a["head_pitch"] + 22 * _DEG * np.sin(d.omega(u, 4.0))
+
+
+def _overlay_crouching(u, d, a, b):
+    """Go down into a half crouch over the first half and stay there."""
+    q = _smoothstep((u - 0.1) / 0.4)
+    for side in "rl":
+        a[f"{side}_thigh"] = a[f"{side}_thigh"] + 40 * _DEG * q
+        a[f"{side}_shin"] = a[f"{side}_shin"] - 40 * _DEG * q
+    a["trunk_pitch"] = a["trunk_pitch"] + 10 * _DEG * q
+
+
+def _overlay_turning(u, d, a, b):
+    """Turn on the spot by 60 degrees over the sequence (the facing direction changes during the action)."""
+    a["yaw"] = a["yaw"] + 60 * _DEG * _smoothstep((u - 0.2) / 0.6)
+
+
+#: Modifiers that turn a base action into another class by adding a movement of another body part
+#: (none is a static pose alone: each changes over time).
+_MODIFIERS: tuple[tuple[str, Motion], ...] = (
+    ("while stepping on the spot", _overlay_stepping),
+    ("while bowing", _overlay_bowing),
+    ("while swaying sideways", _overlay_swaying),
+    ("while nodding", _overlay_nodding),
+    ("while crouching down", _overlay_crouching),
+    ("while turning", _overlay_turning),
+)
+
+
+def _combined(base: _Action, modifier: Motion, name: str) -> _Action:
+    def motion(u, d, a, b):
+        base.motion(u, d, a, b)
+        modifier(u, d, a, b)
+    return _Action(f"{base.name} {name}", motion, base.two_person)
+
+
+#: The full catalogue (133 classes): the 19 base actions, then each base action combined with each
+#: modifier in turn (labels 19-37 "... while stepping on the spot", 38-56 "... while bowing", ...). The
+#: first 60 and 120 classes make stand-ins with NTU-60's and NTU-120's class counts, the first 51
+#: PKU-MMD's.
+_CATALOGUE: tuple[_Action, ...] = _ACTIONS + tuple(
+    _combined(base, fn, name) for name, fn in _MODIFIERS for base in _ACTIONS
+)
+
 #: Class names in label order (label = index).
-CLASS_NAMES: tuple[str, ...] = tuple(a.name for a in _ACTIONS)
+CLASS_NAMES: tuple[str, ...] = tuple(a.name for a in _CATALOGUE)
 #: Labels of the two-person classes (body 2 is all zeros for every other class).
-INTERACTION_CLASSES: tuple[int, ...] = tuple(i for i, a in enumerate(_ACTIONS) if a.two_person)
+INTERACTION_CLASSES: tuple[int, ...] = tuple(i for i, a in enumerate(_CATALOGUE) if a.two_person)
 
 #: xsub: odd subject ids train, even ids test. xview: NTU's rule, cameras 2 and 3 train (FACTS §2).
 XSUB_TRAIN_RULE = "odd subject ids"
@@ -424,7 +497,9 @@ def generate_synthetic(
 
     Args:
         seed: the only source of randomness; the same arguments give bit-identical arrays.
-        num_classes: the first ``num_classes`` classes of :data:`CLASS_NAMES` (at most 19).
+        num_classes: the first ``num_classes`` classes of :data:`CLASS_NAMES` (at most 133: 19 base
+            actions, then each combined with a second movement; 60 / 120 / 51 give stand-ins with the
+            class counts of NTU-60, NTU-120 and PKU-MMD).
         num_subjects, num_cameras: subject ids ``1..num_subjects``, camera ids ``1..num_cameras``.
         samples_per_class_subject_camera: samples per (class, subject, camera); repetition ids
             alternate 1, 2 like NTU's two performances.
@@ -502,7 +577,7 @@ def generate_synthetic(
     two = np.zeros(N, dtype=bool)
     for c in range(num_classes):
         idx = np.flatnonzero(labels == c)
-        action = _ACTIONS[c]
+        action = _CATALOGUE[c]
         sub = _Draw(*(getattr(draw, f)[idx] for f in ("amp", "amp2", "phase", "cycles", "dist")))
         a = {key: v[idx] for key, v in body_a.items()}
         b = {key: v[idx] for key, v in body_b.items()} if action.two_person else None
@@ -616,8 +691,9 @@ def _check_args(num_classes, num_subjects, num_cameras, per_cell, min_frames, ma
     def bad(name: str, value, expected: str) -> ValueError:
         return ValueError(f"synthetic dataset: {name}={value!r} is invalid; expected {expected}")
 
-    if not 2 <= num_classes <= len(_ACTIONS):
-        raise bad("num_classes", num_classes, f"2..{len(_ACTIONS)} (classes: {', '.join(CLASS_NAMES)})")
+    if not 2 <= num_classes <= len(_CATALOGUE):
+        raise bad("num_classes", num_classes, f"2..{len(_CATALOGUE)} (the first 19 are the base actions: "
+                  f"{', '.join(BASE_CLASS_NAMES)}; the others combine them with a second movement)")
     if num_subjects < 2:
         raise bad("num_subjects", num_subjects, ">= 2 (xsub needs an odd and an even subject)")
     if num_cameras < 1:

@@ -16,13 +16,19 @@ Records: ``linear_top1`` = final-epoch test top-1 (the suite's headline number),
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
 
 from usdrl_bench.evaluate.base import Metric
 from usdrl_bench.evaluate.features import EvalContext
+from usdrl_bench.io import save_npy_atomic
 from usdrl_bench.registry import EVALUATIONS
+
+#: the final linear classifier's test softmax probabilities, written beside the records
+PROBS_FILE = "test_probs.npy"
 
 #: fc initialisation of the official downstream model: N(0, 0.01), bias 0
 FC_INIT_STD = 0.01
@@ -45,7 +51,8 @@ def train_linear_probe(
     eval_every: int = 5,
     seed: int = 0,
     device: torch.device | str = "cpu",
-) -> tuple[float, float, list[tuple[int, float]]]:
+    return_probs: bool = False,
+) -> tuple:
     """Train ``fc`` on features and evaluate test top-1.
 
     Args:
@@ -53,8 +60,11 @@ def train_linear_probe(
         train_y, test_y: ``(N,)`` int labels in ``[0, num_classes)``.
         epochs ... gamma: the SGD schedule (official defaults, FACTS §6).
         eval_every: test every this many epochs (and after the last).
+        return_probs: also return the final classifier's test softmax probabilities ``(N_test, classes)``
+            (what a score-level ensemble of streams fuses).
     Returns:
-        (final-epoch top-1 %, best top-1 % over the periodic evaluations, [(epoch, top-1 %), ...]).
+        (final-epoch top-1 %, best top-1 % over the periodic evaluations, [(epoch, top-1 %), ...]), and
+        with ``return_probs`` the test probabilities as a fourth element.
     Raises:
         ValueError: shape mismatch or labels out of range.
     """
@@ -99,6 +109,10 @@ def train_linear_probe(
             curve.append((epoch, top1()))
     final = curve[-1][1]
     best = max(v for e, v in curve if e % eval_every == 0) if any(e % eval_every == 0 for e, _ in curve) else final
+    if return_probs:
+        with torch.no_grad():
+            probs = torch.softmax(fc(xte), dim=1).cpu().numpy() if len(xte) else np.zeros((0, num_classes), np.float32)
+        return final, best, curve, probs
     return final, best, curve
 
 
@@ -115,12 +129,16 @@ def linear_evaluation(
     gamma: float = 0.1,
     eval_every: int = 5,
 ) -> list[Metric]:
-    """Linear evaluation with the official defaults (DSTE, NTU-60 xsub)."""
-    final, best, _ = train_linear_probe(
+    """Linear evaluation with the official defaults (DSTE, NTU-60 xsub). The final classifier's test
+    softmax probabilities are written beside the records (``test_probs.npy``), for score-level ensembles."""
+    final, best, _, probs = train_linear_probe(
         ctx.features("train"), ctx.labels("train"), ctx.features("test"), ctx.labels("test"), ctx.num_classes,
         epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
         milestones=tuple(milestones), gamma=gamma, eval_every=eval_every, seed=ctx.seed, device=ctx.device,
+        return_probs=True,
     )
+    if ctx.artifact_dir is not None:
+        ctx.artifacts["linear"] = save_npy_atomic(Path(ctx.artifact_dir) / PROBS_FILE, probs.astype(np.float32))
     return [
         Metric("linear_top1", final, note="final epoch"),
         Metric("linear_top1_best_of_evals", best,

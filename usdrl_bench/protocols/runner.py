@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -165,11 +166,13 @@ class ProtocolRunner:
         """Run ``cells`` (pretraining what is missing, evaluating what is missing) and return every
         record row of these cells."""
         all_rows: list[dict[str, Any]] = []
-        plans = [self.plan(c) for c in cells]
+        plans = [self.plan(c) for c in cells if c.row.ensemble is None]
+        ensembles = [c for c in cells if c.row.ensemble is not None]
+        by_key = {(p.cell.row.id, p.cell.dataset.column, p.cell.seed): p for p in plans}
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn())
         with Progress(*columns, console=self.console, transient=False) as progress:
-            overall = progress.add_task("[bold]cells", total=len(plans))
+            overall = progress.add_task("[bold]cells", total=len(plans) + len(ensembles))
             for plan in plans:
                 cell = plan.cell
                 pending = {name: opts for name, opts in cell.evaluations.items()
@@ -180,7 +183,53 @@ class ProtocolRunner:
                 for name, opts in cell.evaluations.items():
                     all_rows.extend(read_records(self.record_path(plan, name, opts)))
                 progress.advance(overall)
+            for cell in ensembles:
+                all_rows.extend(self._ensemble(cell, [by_key[(m, cell.dataset.column, cell.seed)]
+                                                      for m in cell.row.ensemble.rows]))  # type: ignore[union-attr]
+                progress.advance(overall)
         return all_rows
+
+    def _ensemble(self, cell: Cell, members: list[CellPlan]) -> list[dict[str, Any]]:
+        """Fuse the member rows' linear test scores (Table 1's 3s ensemble); cached like any record.
+
+        Raises:
+            ProtocolError: the preset has no ``linear`` evaluation, or a member's scores are missing.
+        """
+        from usdrl_bench.evaluate.base import Metric
+        from usdrl_bench.evaluate.ensemble import FUSION_NOTE, ensemble_top1
+        from usdrl_bench.protocols.schema import ProtocolError
+
+        spec = cell.row.ensemble
+        assert spec is not None
+        if "linear" not in cell.evaluations:
+            raise ProtocolError(cell.protocol.file, f"rows.{cell.row.id}.ensemble",
+                                "an ensemble fuses linear-evaluation scores: the preset needs a 'linear' evaluation")
+        options = cell.evaluations["linear"]
+        key = stable_hash({"members": [m.checkpoint_hash for m in members], "weights": list(spec.weights),
+                           "options": options, "dataset": dataset_identity(cell.dataset), "code": code_version(*EVAL_CODE)})
+        plan = CellPlan(cell=cell, encoder_config={}, checkpoint_hash=f"ensemble-{key}")
+        path = self.record_path(plan, "linear", options)
+        if not path.exists():
+            scores = []
+            for m in members:
+                rows = read_records(self.record_path(m, "linear", m.cell.evaluations["linear"]))
+                artifact = rows[0].get("artifact") if rows else None
+                if not artifact or not (self.results_dir / artifact).exists():
+                    raise ProtocolError(cell.protocol.file, f"rows.{cell.row.id}.ensemble",
+                                        f"no linear test scores for member row {m.cell.row.id!r}; rerun it")
+                scores.append(np.load(self.results_dir / artifact))
+            _, test = self.data(cell.dataset)
+            t0 = time.perf_counter()
+            value = ensemble_top1(scores, test.labels, spec.weights or None)
+            weights = list(spec.weights) or [1.0] * len(members)
+            note = f"{FUSION_NOTE}; rows {', '.join(m.cell.row.id for m in members)}, weights {weights}"
+            row = self._row(plan, "linear", options, Metric("linear_top1", value, note=note),
+                            time.perf_counter() - t0, 0.0)
+            row.update(encoder="+".join(dict.fromkeys(m.cell.row.encoder or "" for m in members)),
+                       objective="+".join(dict.fromkeys(m.cell.row.objective or "none" for m in members)),
+                       stream="+".join(m.cell.dataset.stream for m in members), checkpoint_hash=None)
+            write_records(path, [row])
+        return read_records(path)
 
     def _evaluate(self, plan: CellPlan, encoder: torch.nn.Module, evaluations: dict[str, dict[str, Any]],
                   pretrain_s: float, progress: Progress) -> None:

@@ -125,6 +125,15 @@ class PresetSpec:
 
 
 @dataclass(frozen=True)
+class EnsembleSpec:
+    """A score-level ensemble of other rows (Table 1's 3s-USDRL): their linear classifiers' test softmax
+    scores, summed with ``weights`` (default equal), then argmax (:mod:`usdrl_bench.evaluate.ensemble`)."""
+
+    rows: tuple[str, ...]
+    weights: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class RowSpec:
     """One row of the protocol's table: an encoder pretrained with an objective (``null`` = random
     initialisation, no pretraining).
@@ -132,17 +141,22 @@ class RowSpec:
     ``paper_row`` (Table 5) or ``paper`` (Tables 1-4: values selecting rows of ``paper_tables.csv``, e.g.
     ``{method: USDRL, encoder: DSTE, modality: J}``) say which published numbers the row is compared with.
     ``x`` places the row on the x axis of a sweep (the report then draws the metric against ``x``).
+    ``stream`` overrides the dataset's input stream for this row (joint, bone or motion, FACTS §1), so a
+    table can hold one model per stream; ``ensemble`` makes the row a fusion of other rows instead of a
+    model of its own.
     """
 
     id: str
     label: str
-    encoder: str
-    objective: str | None
+    encoder: str | None = None
+    objective: str | None = None
     objective_options: dict[str, Any] = field(default_factory=dict)
     encoder_options: dict[str, Any] = field(default_factory=dict)
     paper_row: int | None = None
     paper: dict[str, str] = field(default_factory=dict)
     x: float | None = None  # the row's position on the x axis of a sweep figure (Figure 4: alpha)
+    stream: Literal["joint", "bone", "motion"] | None = None  # pretrain and evaluate on this stream (Table 1)
+    ensemble: EnsembleSpec | None = None  # instead of an encoder: fuse other rows' linear scores
 
 
 @dataclass(frozen=True)
@@ -243,6 +257,21 @@ def _check_names(protocol: Protocol) -> None:
         if row.id in seen:
             raise ProtocolError(file, f"{where}.id", f"duplicate row id {row.id!r}")
         seen.add(row.id)
+        if row.ensemble is not None:
+            if row.encoder is not None or row.objective is not None:
+                raise ProtocolError(file, f"{where}.ensemble", "an ensemble row fuses other rows: give no encoder or objective")
+            ids = [r.id for r in protocol.rows]
+            members = row.ensemble.rows
+            bad = [m for m in members if m not in ids or m == row.id]
+            if bad or not members:
+                raise ProtocolError(file, f"{where}.ensemble.rows", f"unknown or invalid member row(s) {bad or members}; rows: {', '.join(ids)}")
+            if any(next(r for r in protocol.rows if r.id == m).ensemble is not None for m in members):
+                raise ProtocolError(file, f"{where}.ensemble.rows", "an ensemble cannot contain another ensemble")
+            if row.ensemble.weights and len(row.ensemble.weights) != len(members):
+                raise ProtocolError(file, f"{where}.ensemble.weights", f"{len(members)} rows but {len(row.ensemble.weights)} weights")
+            continue
+        if row.encoder is None:
+            raise ProtocolError(file, f"{where}.encoder", "required key is missing (or give 'ensemble')")
         _check_registry(registry.ENCODERS, row.encoder, file, f"{where}.encoder")
         if row.objective is not None:
             _check_registry(registry.OBJECTIVES, row.objective, file, f"{where}.objective")
@@ -353,8 +382,12 @@ def expand_cells(
         if unknown:
             raise ProtocolError(file, "rows", f"unknown row id(s) {unknown}; available: {', '.join(sorted(known))}")
         selected = tuple(r for r in protocol.rows if r.id in rows)
+    # an ensemble needs its member rows
+    members = {m for r in selected if r.ensemble is not None for m in r.ensemble.rows}
+    selected = tuple(r for r in protocol.rows if r in selected or r.id in members)
     return [
-        Cell(protocol=protocol, preset_name=preset, preset=spec, row=row, dataset=ds, seed=seed)
+        Cell(protocol=protocol, preset_name=preset, preset=spec, row=row,
+             dataset=dataclasses.replace(ds, stream=row.stream) if row.stream else ds, seed=seed)
         for seed in (seeds or spec.seeds)
         for ds in datasets
         for row in selected

@@ -134,6 +134,7 @@ class Table:
     columns: pd.DataFrame
     metrics: list[str] = field(default_factory=list)
     x: dict[str, float] = field(default_factory=dict)  # row -> position on a sweep's x axis (Figure 4)
+    ensemble_rows: list[str] = field(default_factory=list)  # rows that fuse other rows' scores (Table 1)
 
     @property
     def slug(self) -> str:
@@ -153,7 +154,8 @@ class Table:
         for _, c in self.columns.iterrows():
             size = (f", {int(c.train_samples)} train / {int(c.test_samples)} test samples"
                     if pd.notna(c.train_samples) else "")
-            text = f"`{c.column}`: dataset **{c.dataset}**, split {c.split}, stream {c.stream}{size}"
+            label = "streams" if "," in str(c.stream) else "stream"
+            text = f"`{c.column}`: dataset **{c.dataset}**, split {c.split}, {label} {c.stream}{size}"
             if isinstance(c.paper_setting, str):
                 same = _is_paper_data(c.dataset, c.split, c.paper_setting)
                 text += (f"; paper column {c.paper_setting}" if same else
@@ -194,7 +196,10 @@ def _column_frame(records: pd.DataFrame) -> pd.DataFrame:
     first = cols.drop_duplicates("column", keep="last")
     order = list(dict.fromkeys(cols.sort_values("date", kind="stable")["column"]))
     info = first.set_index("column").loc[order, ["dataset", "split", "stream", "paper_setting", "train_samples",
-                                                 "test_samples"]]
+                                                 "test_samples"]].copy()
+    # rows on their own streams (Table 1): name them all
+    streams = cols.groupby("column")["stream"].agg(lambda s: ", ".join(dict.fromkeys(s.dropna())))
+    info["stream"] = streams.loc[order].to_numpy()
     return info.reset_index()
 
 
@@ -228,7 +233,8 @@ def build_tables(records: pd.DataFrame) -> list[Table]:
         xs = {r: float(meta.loc[r, "row_x"]) for r in rows if "row_x" in meta and pd.notna(meta.loc[r, "row_x"])}
         tables.append(Table(protocol=protocol, preset=preset, paper_table=paper_name, frame=frame,
                             seeds=sorted(int(x) for x in df["seed"].unique()), rows=rows, columns=columns,
-                            metrics=known + others, x=xs))
+                            metrics=known + others, x=xs,
+                            ensemble_rows=[r for r in rows if "+" in str(meta.loc[r, "stream"])]))
     return tables
 
 
@@ -275,6 +281,10 @@ def to_markdown(table: Table) -> str:
     sub-table per metric."""
     parts = [f"## {table.title} — `{table.protocol}`, preset {table.preset}", "", table.header, ""]
     parts += [f"- {line}" for line in table.source_lines()] + [""]
+    if table.ensemble_rows:
+        from usdrl_bench.evaluate.ensemble import FUSION_NOTE
+
+        parts += [f"Ensemble rows ({', '.join(table.ensemble_rows)}): {FUSION_NOTE}.", ""]
     for metric in table.metrics:
         unit = " (%)" if metric in PERCENT_METRICS else ""
         parts += [f"### {METRIC_TITLES.get(metric, metric)}{unit}", "",
