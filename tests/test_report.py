@@ -52,6 +52,9 @@ def test_paper_values():
     assert paper_value("1", None, key, "ntu120_xset", "linear_top1") == 78.1
     assert paper_value("3", None, key, "ntu60_xview", "knn1_top1") == 89.3
     assert math.isnan(paper_value("1", None, key, "ntu60_xsub", "knn1_top1"))
+    # Table 2: the label fraction is part of the paper's setting
+    assert paper_value("2", None, key, "ntu60_xview", "semi_top1_10pct") == 84.0
+    assert paper_value("2", None, key, "ntu60_xsub", "semi_top1_1pct") == 57.3
     with pytest.raises(KeyError, match="paper_tables.csv"):
         paper_value("1", None, json.dumps({"backbone": "DSTE"}), "ntu60_xsub", "linear_top1")
 

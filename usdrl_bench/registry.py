@@ -115,6 +115,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "usdrl_bench.evaluate.linear",
     "usdrl_bench.evaluate.knn",
     "usdrl_bench.evaluate.embedding",
+    "usdrl_bench.evaluate.semi",
 )
 
 

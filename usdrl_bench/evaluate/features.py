@@ -104,6 +104,7 @@ class EvalContext:
     on_progress: Callable[[str, int, int], None] | None = None
     artifact_dir: Path | None = None  # where an evaluation may write files for the report (Figure 5's coordinates)
     artifacts: dict[str, Path] = field(default_factory=dict)  # evaluation name -> file it wrote
+    subset_dir: Path | None = None  # labelled-subset index files shared by every method on this data (Table 2)
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def features(self, which: str) -> np.ndarray:

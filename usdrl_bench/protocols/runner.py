@@ -246,7 +246,9 @@ class ProtocolRunner:
             else:
                 progress.update(task, completed=len(train) + k)
 
+        split_identity = {k: v for k, v in dataset_identity(cell.dataset).items() if k != "stream"}
         ctx = EvalContext(encoder=encoder, train=train, test=test, device=self.device, seed=cell.seed,
+                          subset_dir=self.results_dir / "subsets" / stable_hash(split_identity),
                           stream=cell.dataset.stream, on_progress=on_progress,
                           cache_dir=self.results_dir / "features" / f"{plan.checkpoint_hash}-{data_hash}")
         for name, options in evaluations.items():

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: history keys that are not loss terms
 _NOT_LOSS = ("epoch", "lr", "accuracy")
+#: metrics drawn as bars (accuracies in %)
+ACCURACIES = ("linear_top1", "knn1_top1", "semi_top1_1pct", "semi_top1_10pct")
 #: formats every figure is written in
 FORMATS = ("png", "pdf")
 
@@ -49,7 +51,7 @@ def table_bars(table: "Table", metrics: list[str] | None = None):
     """
     from usdrl_bench.report.tables import METRIC_TITLES
 
-    metrics = [m for m in (metrics or table.metrics) if m in ("linear_top1", "knn1_top1", "semi_top1")]
+    metrics = [m for m in (metrics or table.metrics) if m in ACCURACIES]
     columns = list(table.columns["column"])
     labels = [f"{r}  {table.frame[table.frame.row == r]['method'].iloc[0]}" for r in table.rows]
     height = 0.8 / max(len(columns), 1)
@@ -83,7 +85,7 @@ def table_bars(table: "Table", metrics: list[str] | None = None):
 
 def plot_table(table: "Table", stem: Path) -> list[Path]:
     """Write :func:`table_bars` as ``stem.png`` / ``stem.pdf``; ``[]`` when the table has no accuracy."""
-    if table.frame.empty or not {"linear_top1", "knn1_top1", "semi_top1"} & set(table.metrics):
+    if table.frame.empty or not set(ACCURACIES) & set(table.metrics):
         return []
     fig, _ = table_bars(table)
     return save_figure(fig, stem)
