@@ -15,7 +15,7 @@ console = Console(stderr=True)
 out = Console()
 
 RUN_HELP = """\
-Run a protocol: pretrain every row once (checkpoints cached by content hash), evaluate each with every
+Run one or more protocols: pretrain every row once (checkpoints cached by content hash), evaluate each with every
 evaluation of the preset, write records under results/, then print the protocol's table.
 Interrupted runs resume; a finished protocol trains nothing when run again.
 
@@ -28,6 +28,7 @@ datasets for --dataset (NAME or NAME:PATH; see `usdrl-bench list`):
 examples:
   usdrl-bench run protocols/table5_ablation.yaml
   usdrl-bench run protocols/table5_ablation.yaml --seeds 0 1 2
+  usdrl-bench run protocols/*.yaml                      # every table and figure, demo preset
   usdrl-bench run protocols/table5_ablation.yaml --dataset msr_action3d:../shared/data/msr_action3d
   usdrl-bench run protocols/table5_ablation.yaml --dataset ntu_raw:../shared/data/ntu60_raw --split xsub
   usdrl-bench run protocols/table5_ablation.yaml --preset paper --dataset agcn:data/NTU-RGB-D-60-AGCN/xsub --device cuda
@@ -84,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a protocol (pretrain once, evaluate many, record)", description=RUN_HELP, formatter_class=fmt)
-    p.add_argument("protocol", type=Path, help="protocol YAML file")
+    p.add_argument("protocol", type=Path, nargs="+", help="protocol YAML file(s), run in turn (shared work is done once)")
     p.add_argument("--preset", default="demo", help="preset of the protocol (demo | paper; default demo)")
     p.add_argument("--dataset", help="override the preset's dataset: NAME or NAME:PATH")
     p.add_argument("--split", help="named split of the dataset (xsub, xview, xset)")
@@ -145,33 +146,43 @@ def _ints(values: list[str] | None) -> tuple[int, ...] | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from usdrl_bench.io import resolve_device
-    from usdrl_bench.protocols.runner import run_protocol
-    from usdrl_bench.protocols.spec import load_protocol, parse_dataset_override
+    from usdrl_bench.protocols.runner import ProtocolRunner
+    from usdrl_bench.protocols.spec import expand_cells, load_protocol, parse_dataset_override
     from usdrl_bench.records import load_records
     from usdrl_bench.report.tables import build_tables, to_markdown, write_reports
 
-    protocol = load_protocol(args.protocol)
-    dataset = parse_dataset_override(args.dataset, args.split) if args.dataset else None
-    if dataset is None and args.split and args.preset in protocol.presets:
-        from dataclasses import replace
+    # every file is checked before any work starts
+    protocols = [load_protocol(path) for path in args.protocol]
+    jobs = []
+    for protocol in protocols:
+        dataset = parse_dataset_override(args.dataset, args.split) if args.dataset else None
+        if dataset is None and args.split and args.preset in protocol.presets:
+            from dataclasses import replace
 
-        datasets = protocol.presets[args.preset].all_datasets
-        if len(datasets) != 1:
-            raise ValueError(f"--split needs --dataset: preset {args.preset!r} has {len(datasets)} datasets")
-        dataset = replace(datasets[0], split=args.split, id=None)
+            datasets = protocol.presets[args.preset].all_datasets
+            if len(datasets) != 1:
+                raise ValueError(f"{protocol.file}: --split needs --dataset: preset {args.preset!r} has "
+                                 f"{len(datasets)} datasets")
+            dataset = replace(datasets[0], split=args.split, id=None)
+        cells = expand_cells(protocol, args.preset, dataset=dataset, seeds=_ints(args.seeds),
+                             rows=tuple(args.rows.split(",")) if args.rows else None)
+        jobs.append((protocol, cells))
     device = resolve_device(args.device)
-    t0 = time.perf_counter()
-    rows = run_protocol(protocol, args.preset, dataset=dataset, seeds=_ints(args.seeds),
-                        rows=tuple(args.rows.split(",")) if args.rows else None, device=device,
-                        results_dir=args.results, console=console)
-    console.print(f"[green]done[/] in {time.perf_counter() - t0:.0f} s on {device}; records under {args.results}/records")
     import pandas as pd
 
     from usdrl_bench.records import RECORD_COLUMNS
 
-    mine = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
-    for table in build_tables(mine):
-        out.print(to_markdown(table), highlight=False, soft_wrap=True)
+    runner = ProtocolRunner(results_dir=args.results, device=device, console=console)
+    t_all = time.perf_counter()
+    for protocol, cells in jobs:
+        t0 = time.perf_counter()
+        rows = runner.run(cells)
+        console.print(f"[green]done[/] {protocol.name} in {time.perf_counter() - t0:.0f} s on {device}; "
+                      f"records under {args.results}/records")
+        for table in build_tables(pd.DataFrame(rows, columns=list(RECORD_COLUMNS))):
+            out.print(to_markdown(table), highlight=False, soft_wrap=True)
+    if len(jobs) > 1:
+        console.print(f"[green]all {len(jobs)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
     written = write_reports(load_records(args.results), args.reports, args.results)
     console.print(f"reports written under {args.reports}/ ({len(written)} files)")
     return 0
