@@ -213,3 +213,19 @@ def test_bad_ensemble_rows(tmp_path, capsys, row, message):
     path.write_text(STREAMS.replace('{id: 3s, label: "J+M+B", ensemble: {rows: [J, M, B], weights: [2, 1, 1]}}', row))
     assert main(["validate", str(path)]) == 1
     assert message in capsys.readouterr().out.replace("\n", "")
+
+
+def test_changing_one_cell_retrains_only_that_cell(tmp_path, tiny_protocol):
+    results = tmp_path / "results"
+    args = ["run", str(tiny_protocol), "--results", str(results), "--reports", str(tmp_path / "r"), "--device", "cpu"]
+    assert main(args) == 0
+    before = {p.parent.name: p.stat().st_mtime_ns for p in (results / "checkpoints").glob("*/encoder.pt")}
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(TINY.replace('objective: mgfd}', 'objective: mgfd, objective_options: {xc: false}}'))
+    assert main(["run", str(changed)] + args[2:]) == 0
+    after = {p.parent.name: p.stat().st_mtime_ns for p in (results / "checkpoints").glob("*/encoder.pt")}
+    new = set(after) - set(before)
+    assert len(new) == 1  # row 7's new objective option: one new checkpoint
+    assert all(after[k] == v for k, v in before.items())  # the random-init cell (and the old row 7) untouched
+    config = json.loads((results / "checkpoints" / new.pop() / "config.json").read_text())
+    assert config["row"]["id"] == "7" and config["objective_options"] == {"xc": False}
