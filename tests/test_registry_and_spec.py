@@ -49,7 +49,7 @@ def test_table5_protocol_loads_and_expands():
     row6 = next(c for c in cells if c.row.id == "6")
     assert row6.objective_options == {"multi_grained": False}
     row1 = next(c for c in cells if c.row.id == "1")
-    raw = yaml.safe_load((ROOT / "protocols" / "table5_ablation.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "protocols" / "include" / "presets.yaml").read_text())  # included by table 5
     queue = raw["presets"]["demo"]["objective_options"]["negative_contrastive"]["queue_size"]
     assert row1.objective_options["queue_size"] == queue  # preset-level objective options apply
 
@@ -102,3 +102,38 @@ def test_dataset_override_spelling():
     spec = parse_dataset_override("msr_action3d:../shared/data/msr_action3d", "xsub")
     assert (spec.name, spec.path, spec.split) == ("msr_action3d", "../shared/data/msr_action3d", "xsub")
     assert parse_dataset_override("synthetic").path is None
+
+
+def test_include_merges_under_the_file(tmp_path):
+    (tmp_path / "common.yaml").write_text(textwrap.dedent("""\
+        presets:
+          demo:
+            encoder_preset: tiny
+            pretrain: {epochs: 3, batch_size: 8, lr: 0.01}
+            evaluations: {knn: {k: 1}}
+        """))
+    path = _write(tmp_path, """\
+        include: common.yaml
+        name: t
+        version: 1
+        rows:
+          - {id: a, label: A, encoder: dste, objective: mgfd}
+        presets:
+          demo:
+            dataset: {name: synthetic}
+            pretrain: {epochs: 1}
+        """)
+    preset = load_protocol(path).presets["demo"]
+    # the file's epochs over the included ones; the included batch size and lr kept
+    assert (preset.pretrain.epochs, preset.pretrain.batch_size, preset.pretrain.lr) == (1, 8, 0.01)
+    assert preset.encoder_preset == "tiny" and preset.evaluations == {"knn": {"k": 1}}
+
+
+def test_include_errors_name_the_file(tmp_path):
+    path = _write(tmp_path, "include: missing.yaml\nname: t\n")
+    with pytest.raises(ProtocolError, match=r"p\.yaml: include: included file not found: missing\.yaml"):
+        load_protocol(path)
+    (tmp_path / "a.yaml").write_text("include: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("include: a.yaml\n")
+    with pytest.raises(ProtocolError, match="circular include"):
+        load_protocol(tmp_path / "a.yaml")

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import yaml
 
 from usdrl_bench import registry
-from usdrl_bench.protocols.schema import ProtocolError, convert, from_data
+from usdrl_bench.protocols.schema import ProtocolError, convert, from_data, merge
 
 
 @dataclass(frozen=True)
@@ -210,16 +210,46 @@ def load_protocol(path: str | Path) -> Protocol:
     file = str(path)
     if not path.is_file():
         raise FileNotFoundError(f"protocol file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ProtocolError(file, "", f"not valid YAML: {exc}") from exc
+    data = _read_with_includes(path, ())
     protocol: Protocol = from_data(Protocol, data, file)
     protocol = dataclasses.replace(protocol, file=file)
     registry.load_builtins()
     registry.load_plugins(protocol.plugins)
     _check_names(protocol)
     return protocol
+
+
+def _read_with_includes(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """A protocol file's mapping with its ``include:`` (a file or list of files, relative to it) merged
+    underneath: included mappings are merged key by key (later includes over earlier ones), then the file's
+    own keys over them, recursively for nested mappings (``presets.demo.pretrain.epochs`` in a file
+    overrides only that key of an included preset).
+
+    Raises:
+        ProtocolError: invalid YAML, a missing or circular include (naming the including file and key).
+    """
+    file = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ProtocolError(file, "", f"not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProtocolError(file, "", f"expected a mapping at the top level, got {type(data).__name__}")
+    includes = data.pop("include", [])
+    includes = [includes] if isinstance(includes, str) else includes
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise ProtocolError(file, "include", f"expected a file name or a list of file names, got {includes!r}")
+    merged: dict[str, Any] = {}
+    for name in includes:
+        target = (path.parent / name).resolve()
+        if not target.is_file():
+            raise ProtocolError(file, "include", f"included file not found: {name} (resolved to {target})")
+        if target in chain or target == path.resolve():
+            raise ProtocolError(file, "include", f"circular include of {name}")
+        merged = merge(merged, _read_with_includes(target, chain + (path.resolve(),)))
+    return merge(merged, data)
 
 
 def _check_option_names(fn: Any, options: dict[str, Any], file: str, key: str, skip: int = 0) -> None:
