@@ -115,3 +115,17 @@ def test_loss_histories_tidy(tmp_path):
     # 2 seeds x 2 columns x 3 epochs x 3 terms (sim, vac, total) for row 7; the random-init row has no history
     assert set(h["row"]) == {"7"} and set(h["term"]) == {"sim", "vac", "total"} and len(h) == 2 * 2 * 3 * 3
     assert np.allclose(h[(h.term == "sim") & (h.epoch == 2)]["value"], 0.5)
+
+
+def test_load_records_keeps_columns_of_the_same_dataset_apart(tmp_path):
+    """Two columns of one reader and split (the 19- and the 120-class synthetic stand-ins) are two
+    results, not an older and a newer version of one."""
+    from usdrl_bench.records import load_records, write_records
+
+    base = {c: None for c in RECORD_COLUMNS} | {"protocol": "t3", "preset": "demo", "row_id": "DSTE", "dataset": "synthetic",
+                                                "split": "xsub", "stream": "joint", "seed": 0, "metric": "knn1_top1"}
+    write_records(tmp_path / "records" / "a.json", [base | {"column": "synthetic_xsub", "value": 80.0, "date": "2026-01-01"}])
+    write_records(tmp_path / "records" / "b.json", [base | {"column": "synthetic120_xsub", "value": 40.0, "date": "2026-01-02"}])
+    write_records(tmp_path / "records" / "c.json", [base | {"column": "synthetic_xsub", "value": 81.0, "date": "2026-01-03"}])
+    df = load_records(tmp_path)
+    assert sorted(zip(df["column"], df["value"])) == [("synthetic120_xsub", 40.0), ("synthetic_xsub", 81.0)]

@@ -11,8 +11,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table as RichTable
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs
+out = Console(soft_wrap=True)
 
 RUN_HELP = """\
 Run one or more protocols: pretrain every row once (checkpoints cached by content hash), evaluate each with every

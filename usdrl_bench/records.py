@@ -55,13 +55,13 @@ def load_records(results_dir: str | Path, latest_only: bool = True) -> pd.DataFr
     """Every record under ``results_dir/records`` as a DataFrame with :data:`RECORD_COLUMNS`.
 
     Args:
-        latest_only: keep, per (protocol, preset, dataset, split, stream, row, seed, metric), only the
+        latest_only: keep, per (protocol, preset, column, dataset, split, stream, row, seed, metric), only the
             most recent record (older ones come from earlier code or configurations).
     """
     files = sorted((Path(results_dir) / RECORDS_SUBDIR).rglob("*.json"))
     rows = [row for f in files for row in read_records(f)]
     df = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
     if latest_only and len(df):
-        key = ["protocol", "preset", "dataset", "split", "stream", "row_id", "seed", "metric"]
+        key = ["protocol", "preset", "column", "dataset", "split", "stream", "row_id", "seed", "metric"]
         df = df.sort_values("date").drop_duplicates(key, keep="last").reset_index(drop=True)
     return df
