@@ -137,3 +137,29 @@ def test_include_errors_name_the_file(tmp_path):
     (tmp_path / "b.yaml").write_text("include: a.yaml\n")
     with pytest.raises(ProtocolError, match="circular include"):
         load_protocol(tmp_path / "a.yaml")
+
+
+def test_evaluation_options_merge_preset_dataset_encoder(tmp_path):
+    path = _write(tmp_path, """\
+        name: t
+        version: 1
+        rows:
+          - {id: d, label: D, encoder: dste, objective: mgfd}
+          - {id: s, label: S, encoder: sttr, objective: mgfd}
+        presets:
+          demo:
+            datasets:
+              - {id: a, name: synthetic, split: xsub}
+              - {id: b, name: synthetic, split: xview, evaluations: {linear: {lr: 0.5, epochs: 7}}}
+            encoder_preset: tiny
+            pretrain: {epochs: 1, batch_size: 8}
+            evaluations: {linear: {lr: 0.1, epochs: 3}}
+            encoder_evaluations: {sttr: {linear: {lr: 0.03}}}
+        """)
+    cells = expand_cells(load_protocol(path), "demo")
+    got = {(c.row.id, c.dataset.column): (c.evaluations["linear"]["lr"], c.evaluations["linear"]["epochs"]) for c in cells}
+    assert got == {("d", "a"): (0.1, 3), ("s", "a"): (0.03, 3), ("d", "b"): (0.5, 7), ("s", "b"): (0.03, 7)}
+    bad = path.read_text().replace("{sttr: {linear: {lr: 0.03}}}", "{sttr: {knn: {k: 3}}}")
+    path.write_text(bad)
+    with pytest.raises(ProtocolError, match=r"encoder_evaluations\.sttr\.knn: not an evaluation of this preset"):
+        load_protocol(path)

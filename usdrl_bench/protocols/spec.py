@@ -118,6 +118,9 @@ class PresetSpec:
     objective_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     rows: tuple[str, ...] = ()  # the row ids this preset runs (default: every row)
+    # evaluation option overrides per encoder name, e.g. {sttr: {linear: {lr: 0.03}}} (the official STTR
+    # linear lr differs from DSTE's): applied after the preset's and the dataset's
+    encoder_evaluations: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def all_datasets(self) -> tuple[DatasetSpec, ...]:
@@ -194,8 +197,9 @@ class Cell:
 
     @property
     def evaluations(self) -> dict[str, dict[str, Any]]:
-        """The preset's evaluations with this dataset's overrides merged in."""
-        return {name: {**(options or {}), **self.dataset.evaluations.get(name, {})}
+        """The preset's evaluations with this dataset's, then this encoder's overrides merged in."""
+        per_encoder = self.preset.encoder_evaluations.get(self.row.encoder or "", {})
+        return {name: {**(options or {}), **self.dataset.evaluations.get(name, {}), **per_encoder.get(name, {})}
                 for name, options in self.preset.evaluations.items()}
 
 
@@ -340,6 +344,13 @@ def _check_names(protocol: Protocol) -> None:
             _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{where}.evaluations.{ename}", skip=1)
         if not preset.seeds:
             raise ProtocolError(file, f"{where}.seeds", "at least one seed is needed")
+        for encoder, overrides in preset.encoder_evaluations.items():
+            _check_registry(registry.ENCODERS, encoder, file, f"{where}.encoder_evaluations.{encoder}")
+            for ename, options in overrides.items():
+                key = f"{where}.encoder_evaluations.{encoder}.{ename}"
+                if ename not in preset.evaluations:
+                    raise ProtocolError(file, key, f"not an evaluation of this preset ({', '.join(preset.evaluations)})")
+                _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, key, skip=1)
         unknown_rows = [r for r in preset.rows if r not in seen]
         if unknown_rows:
             raise ProtocolError(file, f"{where}.rows", f"unknown row id(s) {unknown_rows}; rows: {', '.join(seen)}")
