@@ -271,6 +271,7 @@ class ProtocolRunner:
             "protocol": cell.protocol.name, "preset": cell.preset_name, "row_id": cell.row.id,
             "row_label": cell.row.label, "paper_table": cell.protocol.paper_table, "paper_row": cell.row.paper_row,
             "paper_key": json.dumps(cell.row.paper, sort_keys=True) if cell.row.paper else None, "row_x": cell.row.x,
+            "row_index": next(i for i, r in enumerate(cell.protocol.rows) if r.id == cell.row.id),
             "encoder": cell.row.encoder, "objective": cell.row.objective or "none (random init)",
             "dataset": cell.dataset.name, "split": cell.dataset.resolved_split(), "stream": cell.dataset.stream,
             "column": cell.dataset.column, "paper_setting": cell.dataset.paper_setting,

@@ -218,9 +218,15 @@ def build_tables(records: pd.DataFrame) -> list[Table]:
         columns = _column_frame(df)
         setting = dict(zip(columns["column"], columns["paper_setting"]))
         meta = df.drop_duplicates("row_id", keep="last").set_index("row_id")
-        rows = sorted(meta.index, key=lambda r: (pd.isna(meta.loc[r, "paper_row"]),
-                                                 meta.loc[r, "paper_row"] if pd.notna(meta.loc[r, "paper_row"]) else 0,
-                                                 list(df["row_id"]).index(r)))
+        first_seen = list(dict.fromkeys(df["row_id"]))
+
+        def order(r: str) -> tuple:  # the protocol's row order; records without it: paper row, then first seen
+            index = meta.loc[r, "row_index"] if "row_index" in meta else np.nan
+            paper_row = meta.loc[r, "paper_row"]
+            return (pd.isna(index), index if pd.notna(index) else 0, pd.isna(paper_row),
+                    paper_row if pd.notna(paper_row) else 0, first_seen.index(r))
+
+        rows = sorted(meta.index, key=order)
         lines = []
         for (row_id, column, metric), g in df.groupby(["row_id", "column", "metric"], sort=False):
             s = summarise(g["value"].to_numpy())
