@@ -63,9 +63,10 @@ def _records(tmp_path) -> pd.DataFrame:
     rows = []
     for seed, (a, b) in enumerate([(70.0, 60.0), (80.0, 62.0)]):
         for row_id, paper_row, value, ckpt in (("7", 7, a, "abc"), ("R", None, b, "rnd")):
+            row_index = 0 if row_id == "R" else 1  # the protocol lists R first: tables keep that order
             for column, setting in (("demo_xsub", "ntu60_xsub"), ("demo_xview", "ntu60_xview")):
                 rows.append({c: None for c in RECORD_COLUMNS} | {
-                    "protocol": "t5", "preset": "demo", "row_id": row_id, "row_label": f"label {row_id}",
+                    "protocol": "t5", "preset": "demo", "row_id": row_id, "row_label": f"label {row_id}", "row_index": row_index,
                     "paper_table": "table5_ablation", "paper_row": paper_row, "encoder": "dste", "objective": "mgfd",
                     "dataset": "synthetic", "split": column.split("_")[1], "stream": "joint", "column": column,
                     "paper_setting": setting, "train_samples": 10, "test_samples": 8, "seed": seed,
@@ -81,7 +82,7 @@ def _records(tmp_path) -> pd.DataFrame:
 
 def test_table_cells_intervals_and_paper(tmp_path):
     (table,) = build_tables(_records(tmp_path))
-    assert table.rows == ["7", "R"] and list(table.columns["column"]) == ["demo_xsub", "demo_xview"]
+    assert table.rows == ["R", "7"] and list(table.columns["column"]) == ["demo_xsub", "demo_xview"]
     assert table.seeds == [0, 1]
     cell = table.frame[(table.frame.row == "7") & (table.frame.column == "demo_xsub")].iloc[0]
     assert (cell["mean"], cell["ci_low"], cell["ci_high"], cell["paper"], cell["delta"]) == (75.0, 70.0, 80.0, 85.2, 75.0 - 85.2)
