@@ -212,11 +212,13 @@ class ProtocolRunner:
         if not path.exists():
             scores = []
             for m in members:
-                rows = read_records(self.record_path(m, "linear", m.cell.evaluations["linear"]))
+                member_record = self.record_path(m, "linear", m.cell.evaluations["linear"])
+                rows = read_records(member_record)
                 artifact = rows[0].get("artifact") if rows else None
                 if not artifact or not (self.results_dir / artifact).exists():
                     raise ProtocolError(cell.protocol.file, f"rows.{cell.row.id}.ensemble",
-                                        f"no linear test scores for member row {m.cell.row.id!r}; rerun it")
+                                        f"no linear test scores for member row {m.cell.row.id!r}: delete "
+                                        f"{member_record} and run again to re-evaluate it")
                 scores.append(np.load(self.results_dir / artifact))
             _, test = self.data(cell.dataset)
             t0 = time.perf_counter()
