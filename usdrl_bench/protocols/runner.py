@@ -37,7 +37,7 @@ from usdrl_bench.encoders.checkpoint import load_encoder
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.io import code_version, git_revision, stable_hash, write_json_atomic
 from usdrl_bench.objectives import create_objective
-from usdrl_bench.protocols.spec import Cell, DatasetSpec, Protocol, expand_cells
+from usdrl_bench.protocols.spec import Cell, DatasetSpec
 from usdrl_bench.records import RECORDS_SUBDIR, read_records, write_records
 from usdrl_bench.train.pretrain import ENCODER_FILE, pretrain
 
@@ -287,16 +287,3 @@ class ProtocolRunner:
             "artifact": artifact,
         }
 
-
-def run_protocol(protocol: Protocol, preset: str, *, dataset: DatasetSpec | None = None,
-                 seeds: tuple[int, ...] | None = None, rows: tuple[str, ...] | None = None,
-                 device: torch.device | None = None, results_dir: Path = Path("results"),
-                 console: Console | None = None) -> list[dict[str, Any]]:
-    """Expand ``protocol`` under ``preset`` (with overrides), check everything, then run it.
-
-    Raises:
-        ProtocolError: before any work, for an invalid protocol, override or missing data path.
-    """
-    cells = expand_cells(protocol, preset, dataset=dataset, seeds=seeds, rows=rows)
-    runner = ProtocolRunner(results_dir=results_dir, device=device, console=console)
-    return runner.run(cells)

@@ -322,11 +322,7 @@ def _check_names(protocol: Protocol) -> None:
             if ds.column in columns:
                 raise ProtocolError(file, f"{key}.id", f"duplicate dataset column {ds.column!r}; give each an 'id'")
             columns.add(ds.column)
-            for ename, options in ds.evaluations.items():
-                if ename not in preset.evaluations:
-                    raise ProtocolError(file, f"{key}.evaluations.{ename}",
-                                        f"not an evaluation of this preset ({', '.join(preset.evaluations)})")
-                _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{key}.evaluations.{ename}", skip=1)
+            _check_evaluation_overrides(preset, ds.evaluations, file, f"{key}.evaluations")
         for oname, options in preset.objective_options.items():
             _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
             _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
@@ -346,14 +342,19 @@ def _check_names(protocol: Protocol) -> None:
             raise ProtocolError(file, f"{where}.seeds", "at least one seed is needed")
         for encoder, overrides in preset.encoder_evaluations.items():
             _check_registry(registry.ENCODERS, encoder, file, f"{where}.encoder_evaluations.{encoder}")
-            for ename, options in overrides.items():
-                key = f"{where}.encoder_evaluations.{encoder}.{ename}"
-                if ename not in preset.evaluations:
-                    raise ProtocolError(file, key, f"not an evaluation of this preset ({', '.join(preset.evaluations)})")
-                _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, key, skip=1)
+            _check_evaluation_overrides(preset, overrides, file, f"{where}.encoder_evaluations.{encoder}")
         unknown_rows = [r for r in preset.rows if r not in seen]
         if unknown_rows:
             raise ProtocolError(file, f"{where}.rows", f"unknown row id(s) {unknown_rows}; rows: {', '.join(seen)}")
+
+
+def _check_evaluation_overrides(preset: PresetSpec, overrides: dict[str, dict[str, Any]], file: str, key: str) -> None:
+    """Overrides of evaluation options (a dataset's, an encoder's) must name evaluations of the preset and
+    valid options of them."""
+    for ename, options in overrides.items():
+        if ename not in preset.evaluations:
+            raise ProtocolError(file, f"{key}.{ename}", f"not an evaluation of this preset ({', '.join(preset.evaluations)})")
+        _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{key}.{ename}", skip=1)
 
 
 def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = True) -> None:

@@ -183,7 +183,7 @@ def _is_paper_data(dataset: str, split: str, setting: str) -> bool:
         return False
     if dataset == "ntu_raw":  # only a full release is the paper's data; samples are not
         return False
-    return setting.endswith(f"_{split}") or (split == "xsetup" and setting.endswith("_xset"))
+    return setting.endswith(f"_{split}")
 
 
 def with_columns(records: pd.DataFrame) -> pd.DataFrame:
@@ -194,9 +194,9 @@ def with_columns(records: pd.DataFrame) -> pd.DataFrame:
     return records
 
 
-def _column_frame(records: pd.DataFrame) -> pd.DataFrame:
-    """Ordered dataset columns (first appearance) with their description."""
-    cols = with_columns(records)
+def _column_frame(cols: pd.DataFrame) -> pd.DataFrame:
+    """Ordered dataset columns (first appearance) with their description; ``cols`` has ``column`` filled
+    (:func:`with_columns`)."""
     first = cols.drop_duplicates("column", keep="last")
     order = list(dict.fromkeys(cols.sort_values("date", kind="stable")["column"]))
     info = first.set_index("column").loc[order, ["dataset", "split", "stream", "paper_setting", "train_samples",
