@@ -83,7 +83,7 @@ presets:
         ("objective: mgfd}", "objective: mgfd, objective_options: {xcc: false}}", "rows[0].objective_options.xcc", "unknown option"),
         ("objective: mgfd}", "objective: mgfd, objective_options: {xc: maybe}}", "rows[0].objective_options.xc", "expected true or false"),
         ("{knn: {k: 1}}", "{knn: {k: 1}, linaer: {}}", "presets.demo.evaluations.linaer", "Did you mean: linear"),
-        ("{name: synthetic}", "{name: synthetic, split: xset}", "presets.demo.dataset.split", "unknown split"),
+        ("{name: synthetic}", "{name: synthetic, split: xsetup}", "presets.demo.dataset.split", "unknown split"),
         ("{name: synthetic}", "{name: ntu_raw, path: /nonexistent/ntu}", "presets.demo.dataset.path", "does not exist"),
         ("version: 1\n", "", "version", "required key is missing"),
     ],

@@ -96,6 +96,19 @@ def test_table_cells_intervals_and_paper(tmp_path):
     assert r"\begin{tabular}" in tex and r"75.0 $\pm$ 7.1" in tex and r"demo\_xsub" in tex
 
 
+def test_columns_follow_the_protocol_order_not_the_record_dates(tmp_path):
+    records = _records(tmp_path)
+    # the protocol lists demo_xview first, but demo_xsub was recorded first: the protocol's order wins
+    records["column_index"] = np.where(records["column"] == "demo_xview", 0, 1)
+    (table,) = build_tables(records)
+    assert list(table.columns["column"]) == ["demo_xview", "demo_xsub"]
+    assert to_markdown(table).index("demo_xview") < to_markdown(table).index("demo_xsub")
+    # records from before column_index existed: first appearance, after the indexed ones
+    records.loc[records["column"] == "demo_xview", "column_index"] = np.nan
+    (table,) = build_tables(records)
+    assert list(table.columns["column"]) == ["demo_xsub", "demo_xview"]
+
+
 def test_write_reports_all_formats_and_loss_curves(tmp_path):
     records = _records(tmp_path)
     written = write_reports(records, tmp_path / "reports", tmp_path / "results")

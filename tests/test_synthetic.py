@@ -155,13 +155,41 @@ def test_splits(full, xsub):
         assert train.source == test.source == "synthetic(seed=0)"
 
 
+def test_setups_and_xset_split():
+    kw = dict(num_classes=4, num_subjects=4, num_cameras=2, samples_per_class_subject_camera=2)
+    one = generate_synthetic(**kw)
+    two = generate_synthetic(num_setups=2, **kw)
+    # sample i of (class c, subject p) is in setup 1 + (c + p + i) mod 2, and its name says so
+    labels, subjects = two.labels, two.meta["subject"].to_numpy()
+    within = np.array([int(n.rsplit("_", 1)[1]) for n in two.names])
+    np.testing.assert_array_equal(two.meta["setup"].to_numpy(), 1 + (labels + subjects + within) % 2)
+    assert all(n.startswith(f"S{s:03d}") for n, s in zip(two.names, two.meta["setup"]))
+    assert set(one.meta["setup"]) == {1}
+    # setup 1 is the reference rig and no other draw moves: its samples are those of the 1-setup data;
+    # setup 2's rig turns the cameras, so its samples differ
+    in_one = two.meta["setup"].to_numpy() == 1
+    np.testing.assert_array_equal(two.data[in_one], one.data[in_one])
+    assert not np.allclose(two.data[~in_one], one.data[~in_one], atol=1e-3)
+    np.testing.assert_array_equal(two.num_frames, one.num_frames)
+    # xset: even setups train, odd test; every class and subject on both sides
+    train, test = load_synthetic(None, "xset", num_setups=2, **kw)
+    assert set(train.meta["setup"]) == {2} and set(test.meta["setup"]) == {1}
+    assert len(train) + len(test) == len(two)
+    assert set(train.labels) == set(test.labels) == set(range(4))
+    assert set(train.meta["subject"]) == set(test.meta["subject"]) == {1, 2, 3, 4}
+
+
 def test_registry_and_errors():
     entry = DATASETS.entry("synthetic")
     assert entry.obj is load_synthetic
-    assert entry.meta["splits"] == ("xsub", "xview") and entry.meta["needs_path"] is False
+    assert entry.meta["splits"] == ("xsub", "xview", "xset") and entry.meta["needs_path"] is False
     assert entry.meta["default_split"] == "xsub"
-    with pytest.raises(KeyError, match="available: xsub, xview"):
-        load_synthetic(None, "xset")
+    with pytest.raises(KeyError, match="available: xsub, xview, xset"):
+        load_synthetic(None, "xsetup")
+    with pytest.raises(ValueError, match="xset.*num_setups"):
+        load_synthetic(None, "xset")  # one setup by default
+    with pytest.raises(ValueError, match="num_setups"):
+        generate_synthetic(num_setups=0)
     with pytest.raises(ValueError, match="num_classes"):
         generate_synthetic(num_classes=len(CLASS_NAMES) + 1)
     with pytest.raises(ValueError, match="xview"):

@@ -24,9 +24,15 @@ ends), number of cycles, per-sample amplitude and phase jitter, idle trunk sway 
 Gaussian joint noise (``noise_std`` metres) and occasional drop-outs of distal joints (zeroed, as
 Kinect loses them).
 
-**Splits** (metadata as NTU: setup 1, repetition 1 or 2): ``xsub`` trains on the odd subject ids
-(1, 3, 5, ...) and tests on the even ones; ``xview`` trains on cameras 2 and 3 and tests on camera 1
-(as NTU's cross-view protocol, FACTS §2).
+**Setups** (``num_setups``, default 1): as NTU-120's recording setups, each setup is one placement of
+the camera rig; setup 1 is the reference and every further setup tilts and turns all its cameras by a
+fixed, seeded angle (up to ±20 degrees of pitch and ±15 of yaw, times ``nuisance``). Samples cycle
+through the setups by class, subject and sample, so every setup holds every class and subject.
+
+**Splits** (metadata as NTU: setup, camera, subject, repetition 1 or 2): ``xsub`` trains on the odd
+subject ids (1, 3, 5, ...) and tests on the even ones; ``xview`` trains on cameras 2 and 3 and tests on
+camera 1; ``xset`` trains on the even setup ids and tests on the odd ones (NTU's cross-view and
+cross-setup protocols, FACTS §2; ``xset`` needs ``num_setups >= 2``).
 
 Generation is vectorised over samples and frames (a loop over the classes only): ~1,700 samples in
 a few seconds, bit-for-bit identical for the same arguments.
@@ -456,13 +462,17 @@ CLASS_NAMES: tuple[str, ...] = tuple(a.name for a in _CATALOGUE)
 #: Labels of the two-person classes (body 2 is all zeros for every other class).
 INTERACTION_CLASSES: tuple[int, ...] = tuple(i for i, a in enumerate(_CATALOGUE) if a.two_person)
 
-#: xsub: odd subject ids train, even ids test. xview: NTU's rule, cameras 2 and 3 train (FACTS §2).
+#: xsub: odd subject ids train, even ids test. xview: NTU's rule, cameras 2 and 3 train. xset: NTU-120's
+#: rule, even setup ids train (FACTS §2).
 XSUB_TRAIN_RULE = "odd subject ids"
 XVIEW_TRAIN_CAMERAS = (2, 3)
 SYNTHETIC_SPLITS = {
     "xsub": lambda meta: (meta["subject"] % 2 == 1).to_numpy(),
     "xview": lambda meta: meta["camera"].isin(XVIEW_TRAIN_CAMERAS).to_numpy(),
+    "xset": lambda meta: (meta["setup"] % 2 == 0).to_numpy(),
 }
+#: Largest rig rotation of a setup other than setup 1, degrees (times ``nuisance``): pitch, yaw.
+SETUP_PITCH_DEG, SETUP_YAW_DEG = 20.0, 15.0
 
 
 # --- generation ---------------------------------------------------------------------------------
@@ -473,6 +483,19 @@ def _camera_yaws(num_cameras: int) -> np.ndarray:
     return np.linspace(-45.0, 45.0, num_cameras) * _DEG if num_cameras > 1 else np.zeros(1)
 
 
+def _setup_rigs(seed: int, num_setups: int, nuisance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rig (pitch, yaw) in radians per setup id, each ``(num_setups,)``; setup 1 is (0, 0).
+
+    Drawn from their own generator (``[seed, 1]``), so adding setups leaves every other draw of
+    :func:`generate_synthetic` unchanged.
+    """
+    rng = np.random.default_rng([seed, 1])
+    pitch = rng.uniform(-1.0, 1.0, size=num_setups) * SETUP_PITCH_DEG * nuisance * _DEG
+    yaw = rng.uniform(-1.0, 1.0, size=num_setups) * SETUP_YAW_DEG * nuisance * _DEG
+    pitch[0] = yaw[0] = 0.0
+    return pitch, yaw
+
+
 def generate_synthetic(
     *,
     seed: int = 0,
@@ -480,6 +503,7 @@ def generate_synthetic(
     num_subjects: int = 10,
     num_cameras: int = 3,
     samples_per_class_subject_camera: int = 3,
+    num_setups: int = 1,
     min_frames: int = 30,
     max_frames: int = 80,
     noise_std: float = 0.03,
@@ -503,6 +527,9 @@ def generate_synthetic(
         num_subjects, num_cameras: subject ids ``1..num_subjects``, camera ids ``1..num_cameras``.
         samples_per_class_subject_camera: samples per (class, subject, camera); repetition ids
             alternate 1, 2 like NTU's two performances.
+        num_setups: setup ids ``1..num_setups``; sample i of (class c, subject p) is in setup
+            ``1 + (c + p + i) mod num_setups``; setups after the first turn the camera rig (see the
+            module docstring). ``xset`` needs at least 2.
         min_frames, max_frames: valid length range in frames; arrays have ``T = max_frames``.
         noise_std: standard deviation of the i.i.d. Gaussian joint noise, metres.
         nuisance: multiplies every nuisance range (subjects, cameras, speed, timing, amplitude,
@@ -522,13 +549,13 @@ def generate_synthetic(
 
     Returns:
         :class:`SkeletonArrays` with data ``(N, 3, max_frames, 25, 2)`` float32, metadata and names
-        ``S001C<cam>P<subject>R<rep>A<class+1>_<k>``.
+        ``S<setup>C<cam>P<subject>R<rep>A<class+1>_<k>``.
 
     Raises:
         ValueError: an argument outside its valid range (the message names it).
     """
-    _check_args(num_classes, num_subjects, num_cameras, samples_per_class_subject_camera, min_frames, max_frames,
-                noise_std, nuisance, missing_prob, time_warp)
+    _check_args(num_classes, num_subjects, num_cameras, samples_per_class_subject_camera, num_setups, min_frames,
+                max_frames, noise_std, nuisance, missing_prob, time_warp)
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     T = max_frames
@@ -542,6 +569,7 @@ def generate_synthetic(
     ))
     N = len(labels)
     repetitions = within % 2 + 1
+    setups = 1 + (labels + subjects + within) % num_setups
 
     # subject proportions: overall height and per-segment scale
     height = rng.uniform(1.0 - 0.12 * z, 1.0 + 0.12 * z, size=num_subjects) if z > 0 else np.ones(num_subjects)
@@ -601,6 +629,10 @@ def generate_synthetic(
     pitch = rng.uniform(-1, 1, size=N) * 0.5 * camera_jitter_deg * z * _DEG
     scene_yaw = np.where(two, rng.uniform(-30, 30, size=N) * z * _DEG, 0.0)
     offset = np.stack([rng.uniform(-0.4, 0.4, N) * z, rng.uniform(-1.0, -0.6, N), rng.uniform(2.6, 3.6, N)], axis=1)
+    if num_setups > 1:  # the setup's rig turns all its cameras (no-op for setup 1, the only one by default)
+        rig_pitch, rig_yaw = _setup_rigs(seed, num_setups, z)
+        pitch = pitch + rig_pitch[setups - 1]
+        yaw = yaw + rig_yaw[setups - 1]
     R = _rot_x(pitch) @ _rot_y(yaw + scene_yaw)  # proper rotations: left/right are preserved
 
     # film: (N, M, T, V, C) float32, camera coordinates in metres
@@ -623,13 +655,13 @@ def generate_synthetic(
         joints = _normalize(joints)
     data = np.ascontiguousarray(joints.transpose(0, 4, 2, 3, 1))  # N, C, T, V, M
     names = [
-        f"S001C{cam:03d}P{sub:03d}R{rep:03d}A{lab + 1:03d}_{w}"
-        for cam, sub, rep, lab, w in zip(cameras, subjects, repetitions, labels, within)
+        f"S{st:03d}C{cam:03d}P{sub:03d}R{rep:03d}A{lab + 1:03d}_{w}"
+        for st, cam, sub, rep, lab, w in zip(setups, cameras, subjects, repetitions, labels, within)
     ]
     meta = pd.DataFrame({
         "subject": subjects.astype(np.int64),
         "camera": cameras.astype(np.int64),
-        "setup": np.ones(N, dtype=np.int64),
+        "setup": setups.astype(np.int64),
         "repetition": repetitions.astype(np.int64),
     })
     log.debug("generated %d synthetic samples in %.2f s", N, time.perf_counter() - started)
@@ -686,8 +718,8 @@ def _dropouts(rng: np.random.Generator, N: int, T: int, num_frames: np.ndarray, 
     return in_stretch[..., None] & joint_hit[:, :, None, :] & hit[:, :, None, None]
 
 
-def _check_args(num_classes, num_subjects, num_cameras, per_cell, min_frames, max_frames, noise_std, nuisance,
-                missing_prob, time_warp) -> None:
+def _check_args(num_classes, num_subjects, num_cameras, per_cell, num_setups, min_frames, max_frames, noise_std,
+                nuisance, missing_prob, time_warp) -> None:
     def bad(name: str, value, expected: str) -> ValueError:
         return ValueError(f"synthetic dataset: {name}={value!r} is invalid; expected {expected}")
 
@@ -700,6 +732,8 @@ def _check_args(num_classes, num_subjects, num_cameras, per_cell, min_frames, ma
         raise bad("num_cameras", num_cameras, ">= 1 (xview needs 2 or 3 cameras)")
     if per_cell < 1:
         raise bad("samples_per_class_subject_camera", per_cell, ">= 1")
+    if isinstance(num_setups, bool) or not isinstance(num_setups, (int, np.integer)) or num_setups < 1:
+        raise bad("num_setups", num_setups, "an int >= 1 (xset needs 2 or more)")
     if not 2 <= min_frames <= max_frames:
         raise bad("min_frames/max_frames", (min_frames, max_frames), "2 <= min_frames <= max_frames")
     if noise_std < 0 or nuisance < 0 or missing_prob < 0 or missing_prob > 1 or time_warp < 0:
@@ -710,7 +744,7 @@ def _check_args(num_classes, num_subjects, num_cameras, per_cell, min_frames, ma
 @DATASETS.register(
     "synthetic",
     description="embedded NTU-like synthetic skeletons: classes differ in motion, with subject/camera/speed nuisances",
-    splits=("xsub", "xview"),
+    splits=("xsub", "xview", "xset"),
     needs_path=False,
     default_split="xsub",
 )
@@ -723,6 +757,7 @@ def load_synthetic(
     num_subjects: int = 10,
     num_cameras: int = 3,
     samples_per_class_subject_camera: int = 3,
+    num_setups: int = 1,
     min_frames: int = 30,
     max_frames: int = 80,
     noise_std: float = 0.03,
@@ -737,7 +772,7 @@ def load_synthetic(
     normalize: bool = True,
 ) -> tuple[SkeletonArrays, SkeletonArrays]:
     """(train, test) of the synthetic dataset under ``split`` (``xsub``: odd subjects train; ``xview``:
-    cameras 2, 3 train). ``path`` is ignored (nothing is read). Options: see :func:`generate_synthetic`;
+    cameras 2, 3 train; ``xset``: even setups train, needs ``num_setups >= 2``). ``path`` is ignored (nothing is read). Options: see :func:`generate_synthetic`;
     they are explicit keywords (no ``**options``) so that a protocol's misspelt option is an error.
 
     With the defaults (19 classes, 1,710 samples, 855 / 855 on xsub) a logistic regression on the
@@ -761,9 +796,12 @@ def load_synthetic(
         raise KeyError(f"Unknown split {split!r} for the synthetic dataset; available: {', '.join(SYNTHETIC_SPLITS)}")
     if split == "xview" and num_cameras < 2:
         raise ValueError(f"synthetic dataset: split 'xview' needs num_cameras >= 2 (camera 1 is the test view); got {num_cameras}")
+    if split == "xset" and num_setups < 2:
+        raise ValueError(f"synthetic dataset: split 'xset' needs num_setups >= 2 (even setups train, odd test); got {num_setups}")
     arrays = generate_synthetic(
         seed=seed, num_classes=num_classes, num_subjects=num_subjects, num_cameras=num_cameras,
-        samples_per_class_subject_camera=samples_per_class_subject_camera, min_frames=min_frames,
+        samples_per_class_subject_camera=samples_per_class_subject_camera, num_setups=num_setups,
+        min_frames=min_frames,
         max_frames=max_frames, noise_std=noise_std, nuisance=nuisance, missing_prob=missing_prob,
         amplitude_jitter=amplitude_jitter, phase_jitter=phase_jitter, cycle_jitter=cycle_jitter,
         time_warp=time_warp, proportion_jitter=proportion_jitter, camera_jitter_deg=camera_jitter_deg,

@@ -277,6 +277,7 @@ class ProtocolRunner:
             "encoder": cell.row.encoder, "objective": cell.row.objective or "none (random init)",
             "dataset": cell.dataset.name, "split": cell.dataset.resolved_split(), "stream": cell.dataset.stream,
             "column": cell.dataset.column, "paper_setting": cell.dataset.paper_setting,
+            "column_index": next((i for i, d in enumerate(cell.preset.all_datasets) if d.column == cell.dataset.column), 0),
             "train_samples": len(train), "test_samples": len(test), "seed": cell.seed,
             "evaluation": evaluation, "metric": metric.name, "value": metric.value,
             "higher_is_better": metric.higher_is_better, "note": metric.note,

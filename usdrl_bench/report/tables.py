@@ -195,10 +195,13 @@ def with_columns(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def _column_frame(cols: pd.DataFrame) -> pd.DataFrame:
-    """Ordered dataset columns (first appearance) with their description; ``cols`` has ``column`` filled
-    (:func:`with_columns`)."""
+    """Dataset columns in the protocol's order (``column_index``; records without it after, by first
+    appearance) with their description; ``cols`` has ``column`` filled (:func:`with_columns`)."""
     first = cols.drop_duplicates("column", keep="last")
-    order = list(dict.fromkeys(cols.sort_values("date", kind="stable")["column"]))
+    position = cols["column_index"] if "column_index" in cols else pd.Series(np.nan, index=cols.index)
+    keys = pd.DataFrame({"column": cols["column"], "index": position.astype(float), "date": cols["date"]})
+    keys = keys.groupby("column", sort=False).agg(index=("index", "min"), date=("date", "min"))
+    order = list(keys.sort_values(["index", "date"], na_position="last", kind="stable").index)
     info = first.set_index("column").loc[order, ["dataset", "split", "stream", "paper_setting", "train_samples",
                                                  "test_samples"]].copy()
     # rows on their own streams (Table 1): name them all
