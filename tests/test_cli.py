@@ -229,3 +229,23 @@ def test_changing_one_cell_retrains_only_that_cell(tmp_path, tiny_protocol):
     assert all(after[k] == v for k, v in before.items())  # the random-init cell (and the old row 7) untouched
     config = json.loads((results / "checkpoints" / new.pop() / "config.json").read_text())
     assert config["row"]["id"] == "7" and config["objective_options"] == {"xc": False}
+
+
+def test_reader_code_identity_covers_only_what_the_reader_uses():
+    """A dataset's cache identity hashes its reader's module and what that module uses, not the whole
+    data package: a new reader for another format leaves checkpoints of synthetic data valid, while a
+    change to the synthetic generator or to the preprocessing it calls invalidates them."""
+    from usdrl_bench import registry
+    from usdrl_bench.protocols.runner import PRETRAIN_CODE, dataset_identity, module_closure
+    from usdrl_bench.protocols.spec import DatasetSpec
+
+    registry.load_builtins()
+    closure = module_closure("usdrl_bench.data.synthetic")
+    assert {"usdrl_bench.data.synthetic", "usdrl_bench.data.preprocess", "usdrl_bench.data.arrays",
+            "usdrl_bench.skeleton"} <= closure
+    assert not closure & {"usdrl_bench.data.ntu_raw", "usdrl_bench.data.msr_action3d", "usdrl_bench.data.agcn"}
+    assert "usdrl_bench.data.ntu_raw" in module_closure("usdrl_bench.data.agcn")  # agcn parses NTU names
+    assert "data" not in PRETRAIN_CODE and "skeleton" in PRETRAIN_CODE  # streams are computed in skeleton.py
+    a = dataset_identity(DatasetSpec(name="synthetic", split="xsub"))
+    b = dataset_identity(DatasetSpec(name="msr_action3d", path="/x", split="xsub"))
+    assert a["reader_code"] != b["reader_code"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -43,17 +44,61 @@ from usdrl_bench.train.pretrain import ENCODER_FILE, pretrain
 
 log = logging.getLogger(__name__)
 
-#: sub-packages whose code determines a pretrained checkpoint
-PRETRAIN_CODE = ("encoders", "objectives", "train", "data")
-#: sub-packages whose code determines an evaluation result
-EVAL_CODE = ("encoders", "evaluate", "data")
+#: code that determines a pretrained checkpoint, beyond the data (sub-packages and modules of usdrl_bench)
+PRETRAIN_CODE = ("encoders", "objectives", "train", "data/augment", "data/arrays", "skeleton")
+#: code that determines an evaluation result, beyond the checkpoint and the data
+EVAL_CODE = ("encoders", "evaluate", "data/augment", "data/arrays", "skeleton")
+
+
+#: modules that cannot change what a reader returns
+_INFRASTRUCTURE = frozenset({"usdrl_bench.registry", "usdrl_bench.io"})
+
+
+def module_closure(module: str) -> set[str]:
+    """``module`` and every ``usdrl_bench`` module it uses at module level (imported modules, functions,
+    classes), transitively."""
+    import sys
+    import types
+
+    seen: set[str] = set()
+    stack = [module]
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in sys.modules:
+            continue
+        seen.add(name)
+        for value in vars(sys.modules[name]).values():
+            used = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            if isinstance(used, str) and (used.startswith("usdrl_bench.") or used == module) and used not in seen \
+                    and used not in _INFRASTRUCTURE:
+                stack.append(used)
+    return seen
+
+
+@functools.lru_cache(maxsize=None)
+def module_code(module: str) -> str:
+    """Hash of the source of :func:`module_closure`: a reader's code identity, so that adding or changing
+    *another* reader does not invalidate checkpoints made from this one's data."""
+    import inspect
+    import sys
+
+    digest = []
+    for name in sorted(module_closure(module)):
+        try:
+            source = inspect.getsource(sys.modules[name])
+        except (OSError, TypeError):  # no source (frozen / compiled): identify it by name only
+            source = ""
+        digest.append([name, stable_hash(source)])
+    return stable_hash(digest, length=12)
 
 
 def dataset_identity(spec: DatasetSpec) -> dict[str, Any]:
-    """What identifies a dataset for caching: name, absolute path, split, stream, reader options."""
+    """What identifies a dataset for caching: name, absolute path, split, stream, reader options and the
+    reader's code (:func:`module_code`)."""
     path = spec.resolved_path()
+    reader = registry.DATASETS.get(spec.name)
     return {"name": spec.name, "path": str(path) if path else None, "split": spec.resolved_split(),
-            "stream": spec.stream, "options": spec.options}
+            "stream": spec.stream, "options": spec.options, "reader_code": module_code(reader.__module__)}
 
 
 @dataclass
