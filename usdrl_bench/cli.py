@@ -19,11 +19,17 @@ Run one or more protocols: pretrain every row once (checkpoints cached by conten
 evaluation of the preset, write records under results/, then print the protocol's table.
 Interrupted runs resume; a finished protocol trains nothing when run again.
 
-datasets for --dataset (NAME or NAME:PATH; see `usdrl-bench list`):
+datasets for --dataset (NAME or FORMAT:PATH; see `usdrl-bench list`):
   synthetic                             the embedded synthetic dataset (no files needed)
-  msr_action3d:PATH                     MSR Action3D skeleton files (cross-subject split)
-  ntu_raw:PATH                          NTU RGB+D raw .skeleton directory (xsub / xview / xset)
+  ntu60_xsub ntu60_xview ntu120_xsub ntu120_xset pku1_xsub pku2_xsub msr_action3d
+                                        prepared data under the data root (--data-root, $USDRL_DATA
+                                        or ./data; `usdrl-bench data prepare` writes it there)
   agcn:PATH                             AGCN-style directory ({train,val}_data_joint.npy, ...)
+  ntu_raw:PATH                          NTU RGB+D raw .skeleton directory (xsub / xview / xset)
+  ctrgcn_npz:PATH                       CTR-GCN NTU60_CS.npz-style file or folder
+  pyskl:PATH                            pyskl/mmaction2 annotation pickle (3-D keypoints)
+  pku_pickle:PATH                       the USDRL code's PKUv2_xsub_{train,val}.pkl folder
+  msr_action3d:PATH                     MSR Action3D skeleton files (cross-subject split)
 
 examples:
   usdrl-bench run protocols/table5_ablation.yaml
@@ -31,7 +37,7 @@ examples:
   usdrl-bench run protocols/*.yaml                      # every table and figure, demo preset
   usdrl-bench run protocols/table5_ablation.yaml --dataset msr_action3d:../shared/data/msr_action3d
   usdrl-bench run protocols/table5_ablation.yaml --dataset ntu_raw:../shared/data/ntu60_raw --split xsub
-  usdrl-bench run protocols/table5_ablation.yaml --preset paper --dataset agcn:data/NTU-RGB-D-60-AGCN/xsub --device cuda
+  usdrl-bench run protocols/table5_ablation.yaml --preset paper --dataset ntu60_xsub --data-root /data --device cuda
 """
 
 REPORT_HELP = """\
@@ -73,6 +79,30 @@ example:
 """
 
 
+DATA_PREPARE_HELP = """\
+Turn a dataset's official release into the AGCN-layout arrays the protocols read (memory-mapped .npy, a
+label pickle and frame counts per split part), with manifest.json (counts, class histograms, checksums,
+pipeline, version, skipped files) and samples.csv. Uses every core; an interrupted run resumes where it
+stopped when started again with the same arguments. A damaged file is skipped and named with its line;
+the exit status is non-zero for skipped files only with --strict.
+
+datasets:
+  ntu60, ntu120   raw NTU RGB+D .skeleton tree (searched recursively); splits xsub/xview, xsub/xsetup;
+                  pipelines agcn (2s-AGCN/UmURL, what USDRL used; default) or ctrgcn (CTR-GCN/SGN)
+  pku1, pku2      PKU-MMD phase 1 / 2: skeleton/, label/ and split/ folders; trimmed action clips per
+                  split (pku1 also untrimmed videos with per-frame labels for detection)
+
+The output folder defaults to the dataset's folder under the data root (--data-root, else $USDRL_DATA,
+else ./data), where named datasets (ntu60_xsub, pku2_xsub, ...) are looked up.
+
+examples:
+  usdrl-bench data prepare ntu60 --raw ~/nturgb+d_skeletons
+  usdrl-bench data prepare ntu120 --raw ~/ntu120_raw --out /data/NTU-RGB-D-120-AGCN --workers 16
+  usdrl-bench data prepare ntu60 --raw ~/nturgb+d_skeletons --pipeline ctrgcn --out data/NTU60-CTRGCN
+  usdrl-bench data prepare pku1 --raw ~/PKU-MMD
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -92,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", help="seeds overriding the preset's: 0 1 2 or 0,1,2")
     p.add_argument("--rows", help="comma-separated row ids to run (default: all)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="where named datasets (ntu60_xsub, pku2_xsub, ...) are found (default $USDRL_DATA, else ./data)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
     p.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory (default reports/)")
 
@@ -105,6 +137,22 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check protocol files without running them", description=VALIDATE_HELP, formatter_class=fmt)
     p.add_argument("protocols", type=Path, nargs="+", help="protocol YAML files")
     p.add_argument("--preset", default=None, help="also check that this preset's data path exists (default: demo when present)")
+    p.add_argument("--data-root", type=Path, default=None, help="where named datasets are found (default $USDRL_DATA, else ./data)")
+
+    p = sub.add_parser("data", help="prepare released datasets", description="Prepare released datasets (see `data prepare -h`).",
+                       formatter_class=fmt)
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    q = data_sub.add_parser("prepare", help="prepare a dataset from its official release", description=DATA_PREPARE_HELP,
+                            formatter_class=fmt)
+    q.add_argument("dataset", choices=("ntu60", "ntu120", "pku1", "pku2"), help="the release to prepare")
+    q.add_argument("--raw", type=Path, required=True, help="the unpacked release")
+    q.add_argument("--out", type=Path, default=None, help="output folder (default: the dataset's folder under the data root)")
+    q.add_argument("--data-root", type=Path, default=None, help="data root (default $USDRL_DATA, else ./data)")
+    q.add_argument("--pipeline", choices=("agcn", "ctrgcn"), default="agcn", help="NTU preprocessing (default agcn)")
+    q.add_argument("--workers", type=int, default=None, help="reader processes (default: all cores)")
+    q.add_argument("--missing-list", type=Path, action="append", default=None,
+                   help="NTU missing-skeleton list (repeatable; default: the official lists found in or beside --raw)")
+    q.add_argument("--strict", action="store_true", help="exit with status 3 when any file was skipped")
 
     p = sub.add_parser("embed", help="encode skeletons with a pretrained encoder", description=EMBED_HELP, formatter_class=fmt)
     p.add_argument("--checkpoint", type=Path, required=True, help="official (.pth.tar) or suite (.pt) checkpoint")
@@ -122,8 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from usdrl_bench.protocols.schema import ProtocolError
 
+    if getattr(args, "data_root", None) is not None and args.command in ("run", "validate"):
+        import os
+
+        from usdrl_bench.data.named import DATA_ROOT_ENV
+
+        os.environ[DATA_ROOT_ENV] = str(args.data_root)  # named datasets resolve under it
     try:
-        return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "validate": cmd_validate, "embed": cmd_embed}[args.command](args)
+        commands = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "validate": cmd_validate, "embed": cmd_embed,
+                    "data": cmd_data}
+        return commands[args.command](args)
     except (ProtocolError, FileNotFoundError, KeyError, ValueError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         console.print(f"[bold red]error:[/] {message}", highlight=False)
@@ -237,6 +293,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failures += 1
             out.print(f"[red]invalid[/] {exc}", highlight=False)
     return 1 if failures else 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from usdrl_bench.data.named import default_output, resolve_data_root
+    from usdrl_bench.data.prepare import format_summary
+
+    root = resolve_data_root(args.data_root)
+    out_dir = args.out or default_output(args.dataset, root)
+    if args.dataset in ("ntu60", "ntu120"):
+        from usdrl_bench.data.ntu_prepare import prepare_ntu
+
+        summary = prepare_ntu(args.dataset, args.raw, out_dir, pipeline=args.pipeline, workers=args.workers,
+                              missing_lists=args.missing_list)
+    else:
+        from usdrl_bench.data.pku import prepare_pku
+
+        if args.pipeline != "agcn" or args.missing_list:
+            raise ValueError("--pipeline and --missing-list apply to NTU only")
+        summary = prepare_pku(args.dataset, args.raw, out_dir, workers=args.workers)
+    out.print(format_summary(summary, strict=args.strict), highlight=False)
+    if args.strict and summary.skipped:
+        console.print(f"[bold red]strict:[/] {len(summary.skipped)} samples skipped (see {out_dir}/manifest.json)")
+        return 3
+    return 0
 
 
 def cmd_embed(args: argparse.Namespace) -> int:

@@ -108,6 +108,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "usdrl_bench.data.ntu_raw",
     "usdrl_bench.data.agcn",
     "usdrl_bench.data.msr_action3d",
+    "usdrl_bench.data.named",
+    "usdrl_bench.data.formats",
     "usdrl_bench.encoders.dste",
     "usdrl_bench.encoders.sttr",
     "usdrl_bench.objectives.mgfd",

@@ -128,11 +128,12 @@ def read_common_list(path: str | Path) -> list[str]:
     "msr_action3d",
     description="MSR Action3D (Kinect v1, 20 joints, 20 actions), the 557 common sequences, cross-subject",
     splits=("xsub",),
-    needs_path=True,
+    needs_path=False,
     default_split="xsub",
+    named=True,
 )
 def load_msr_action3d(
-    path: str | Path,
+    path: str | Path | None = None,
     split: str = "xsub",
     *,
     sequences: Literal["cvpr12", "all"] = "cvpr12",
@@ -145,7 +146,8 @@ def load_msr_action3d(
     """Read MSR Action3D and return the cross-subject (train, test) split.
 
     Args:
-        path: directory of ``aAA_sSS_eEE_skeleton3D.txt`` files.
+        path: directory of ``aAA_sSS_eEE_skeleton3D.txt`` files; default ``MSRAction3D`` under the data
+            root (:mod:`usdrl_bench.data.named`).
         split: ``xsub`` (odd subjects train, even test).
         sequences: ``cvpr12``: the sequences of ``sequence_list`` (557); ``all``: every file (567).
         sequence_list: default ``<path>/files_used_in_cvpr12_paper.txt``.
@@ -163,6 +165,10 @@ def load_msr_action3d(
         FileNotFoundError: ``path``, the list, or a listed sequence's file is missing.
         DataFormatError: a malformed file (file and line named).
     """
+    if path is None:
+        from usdrl_bench.data.named import locate
+
+        path = locate("msr_action3d")
     path = Path(path)
     if split not in MSR_SPLITS:
         raise KeyError(f"Unknown split {split!r} for msr_action3d; available: {', '.join(MSR_SPLITS)}")

@@ -84,25 +84,12 @@ def parse_ntu_name(name: str) -> dict[str, int] | None:
 # --- the .skeleton text format ---------------------------------------------------------------------
 
 
-def parse_skeleton(text: str, file: str | Path = "<string>", *, max_bodies: int = 4, num_joints: int = NUM_JOINTS) -> np.ndarray:
-    """Parse the text of one NTU ``.skeleton`` file (FACTS §1).
-
-    CRLF line endings and blank trailing lines are accepted. Bodies are stored by their order inside
-    each frame; bodies after the first ``max_bodies`` of a frame are checked but dropped (as the
-    official ``read_xyz`` with ``max_body=4`` does).
-
-    Args:
-        text: the whole file.
-        file: the file name, for error messages.
-        max_bodies: body slots kept per frame.
-        num_joints: joints per body (25 for Kinect v2).
-
-    Returns:
-        ``(max_bodies, F, V, 3)`` float32 camera-space x, y, z (metres), zeros where a frame has
-        fewer bodies; ``F`` is the frame count of the header.
+def _scan(text: str, file: str | Path, num_joints: int) -> tuple[list[str], int, list[tuple[int, int, str, int]]]:
+    """Walk the structure of a ``.skeleton`` text: ``(lines, frame count, blocks)`` where each block is
+    ``(frame, body slot in the frame, bodyID, index of its first joint line)``, for every body.
 
     Raises:
-        DataFormatError: naming the file and the 1-based line, and what was expected there.
+        DataFormatError: a count, a body-info line or the file length does not follow FACTS §1.
     """
     lines = text.splitlines()
     end = len(lines)
@@ -125,16 +112,16 @@ def parse_skeleton(text: str, file: str | Path = "<string>", *, max_bodies: int 
         return value
 
     num_frames = read_count("the frame count")
-    blocks: list[tuple[int, int, int]] = []  # (frame, body slot, first joint line index)
+    blocks: list[tuple[int, int, str, int]] = []
     for frame in range(num_frames):
         num_bodies = read_count(f"the body count of frame {frame + 1}/{num_frames}")
         for body in range(num_bodies):
             if pos >= end:
                 raise DataFormatError(file, f"file ends early; expected the body-info line of body {body + 1} in frame {frame + 1}", line=pos + 1)
-            n_info = len(lines[pos].split())
-            if n_info != BODY_INFO_VALUES:
+            info = lines[pos].split()
+            if len(info) != BODY_INFO_VALUES:
                 raise DataFormatError(
-                    file, f"expected a body-info line with {BODY_INFO_VALUES} values (frame {frame + 1}, body {body + 1}), got {n_info} values", line=pos + 1
+                    file, f"expected a body-info line with {BODY_INFO_VALUES} values (frame {frame + 1}, body {body + 1}), got {len(info)} values", line=pos + 1
                 )
             pos += 1
             n_joints = read_count(f"the joint count ({num_joints}) of body {body + 1} in frame {frame + 1}")
@@ -144,30 +131,75 @@ def parse_skeleton(text: str, file: str | Path = "<string>", *, max_bodies: int 
                 raise DataFormatError(
                     file, f"file ends early; expected {n_joints} joint lines for body {body + 1} in frame {frame + 1}", line=end + 1
                 )
-            if body < max_bodies:
-                blocks.append((frame, body, pos))
-            else:  # still check the columns of dropped bodies
-                _check_joint_rows(lines, [pos], n_joints, file)
+            blocks.append((frame, body, info[0], pos))
             pos += n_joints
     if pos < end:
         raise DataFormatError(
             file, f"unexpected content after the last frame (the header announces {num_frames} frames): {lines[pos].strip()[:80]!r}", line=pos + 1
         )
+    return lines, num_frames, blocks
 
+
+def _joint_xyz(lines: list[str], starts: Sequence[int], num_joints: int, file: str | Path) -> np.ndarray:
+    """``(len(starts), num_joints, 3)`` float64 x, y, z of the joint blocks starting at ``starts``."""
+    if not starts:
+        return np.zeros((0, num_joints, 3))
+    rows = _check_joint_rows(lines, starts, num_joints, file)
+    try:
+        xyz = np.array([r[:3] for r in rows], dtype=np.float64)
+    except ValueError:
+        xyz = None
+    if xyz is None or not np.isfinite(xyz).all():
+        _raise_first_bad_number(rows, starts, num_joints, file)
+    return xyz.reshape(len(starts), num_joints, 3)  # type: ignore[union-attr]
+
+
+def parse_skeleton(text: str, file: str | Path = "<string>", *, max_bodies: int = 4, num_joints: int = NUM_JOINTS) -> np.ndarray:
+    """Parse the text of one NTU ``.skeleton`` file (FACTS §1).
+
+    CRLF line endings and blank trailing lines are accepted. Bodies are stored by their order inside
+    each frame; bodies after the first ``max_bodies`` of a frame are checked but dropped (as the
+    official ``read_xyz`` with ``max_body=4`` does).
+
+    Args:
+        text: the whole file.
+        file: the file name, for error messages.
+        max_bodies: body slots kept per frame.
+        num_joints: joints per body (25 for Kinect v2).
+
+    Returns:
+        ``(max_bodies, F, V, 3)`` float32 camera-space x, y, z (metres), zeros where a frame has
+        fewer bodies; ``F`` is the frame count of the header.
+
+    Raises:
+        DataFormatError: naming the file and the 1-based line, and what was expected there.
+    """
+    lines, num_frames, blocks = _scan(text, file, num_joints)
+    dropped = [b[3] for b in blocks if b[1] >= max_bodies]
+    if dropped:  # still check the columns of dropped bodies
+        _check_joint_rows(lines, dropped, num_joints, file)
+    kept = [b for b in blocks if b[1] < max_bodies]
     out = np.zeros((max_bodies, num_frames, num_joints, 3), dtype=np.float32)
-    if blocks:
-        starts = [b[2] for b in blocks]
-        rows = _check_joint_rows(lines, starts, num_joints, file)
-        try:
-            xyz = np.array([r[:3] for r in rows], dtype=np.float64)
-        except ValueError:
-            xyz = None
-        if xyz is None or not np.isfinite(xyz).all():
-            _raise_first_bad_number(rows, starts, num_joints, file)
-        frames = np.array([b[0] for b in blocks])
-        bodies = np.array([b[1] for b in blocks])
-        out[bodies, frames] = xyz.reshape(len(blocks), num_joints, 3)  # type: ignore[union-attr]
+    if kept:
+        xyz = _joint_xyz(lines, [b[3] for b in kept], num_joints, file)
+        out[[b[1] for b in kept], [b[0] for b in kept]] = xyz
     return out
+
+
+def parse_skeleton_bodies(text: str, file: str | Path = "<string>", *, num_joints: int = NUM_JOINTS) -> tuple[int, np.ndarray, list[str], np.ndarray]:
+    """Parse a ``.skeleton`` text keeping the Kinect body ids (for pipelines that track bodies by id,
+    e.g. the CTR-GCN / SGN denoising of :mod:`usdrl_bench.data.ctrgcn`).
+
+    Returns:
+        ``(num_frames, frame (K,) int, body_ids (K,), xyz (K, V, 3) float32)``: one entry per body
+        block in file order (frame-major), ``num_frames`` as in the header.
+
+    Raises:
+        DataFormatError: as :func:`parse_skeleton`.
+    """
+    lines, num_frames, blocks = _scan(text, file, num_joints)
+    xyz = _joint_xyz(lines, [b[3] for b in blocks], num_joints, file).astype(np.float32)
+    return num_frames, np.array([b[0] for b in blocks], dtype=np.int64), [b[2] for b in blocks], xyz
 
 
 def _check_joint_rows(lines: list[str], starts: Sequence[int], num_joints: int, file: str | Path) -> list[list[str]]:

@@ -137,6 +137,8 @@ class ProtocolRunner:
                 f"shape (C,T,V,M) = {train.shape[1:]}, {train.num_classes} classes "
                 f"[dim]({time.perf_counter() - t0:.1f} s)[/]"
             )
+            if train.extra.get("assumed"):  # a reader that had to read a layout says which
+                self.console.print(f"  [dim]layout assumed: {train.extra['assumed']}[/]", highlight=False)
         return self._data[key]
 
     # -- planning ---------------------------------------------------------------------------------

@@ -371,6 +371,13 @@ def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = Tru
     needs_path = entry.meta.get("needs_path", True)
     if needs_path and spec.path is None:
         raise ProtocolError(file, f"{key}.path", f"dataset {spec.name!r} needs a path")
+    if check_path and spec.path is None and entry.meta.get("named"):
+        from usdrl_bench.data.named import locate
+
+        try:
+            locate(spec.name, spec.options.get("data_root"))
+        except FileNotFoundError as exc:
+            raise ProtocolError(file, f"{key}.name", str(exc)) from None
     if check_path and spec.path is not None:
         resolved = spec.resolved_path()
         assert resolved is not None

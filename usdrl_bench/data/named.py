@@ -1,0 +1,112 @@
+"""Datasets addressed by name under a data root: ``ntu60_xsub``, ``ntu60_xview``, ``ntu120_xsub``,
+``ntu120_xset``, ``pku1_xsub``, ``pku2_xsub``, ``msr_action3d`` (``synthetic`` needs no files).
+
+The data root is ``--data-root`` (the CLI sets :data:`DATA_ROOT_ENV`), else ``$USDRL_DATA``, else
+``./data``. Under it each name resolves to the folder ``usdrl-bench data prepare`` writes (the layout
+of the official code, FACTS §3A item 7):
+
+=================  ==========================================
+``ntu60_xsub``     ``NTU-RGB-D-60-AGCN/xsub``
+``ntu60_xview``    ``NTU-RGB-D-60-AGCN/xview``
+``ntu120_xsub``    ``NTU-RGB-D-120-AGCN/xsub``
+``ntu120_xset``    ``NTU-RGB-D-120-AGCN/xsetup``
+``pku1_xsub``      ``PKU-MMD-v1-AGCN/xsub``
+``pku2_xsub``      ``PKU-MMD-v2-AGCN/xsub``
+``msr_action3d``   ``MSRAction3D`` (the skeleton text files)
+=================  ==========================================
+
+A missing dataset's error says what to download and which command prepares it. Any other location
+is read with an explicit ``format:path`` (``agcn:``, ``ntu_raw:``, ``ctrgcn_npz:``, ``pyskl:``,
+``pku_pickle:``, ``msr_action3d:``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from usdrl_bench.data.agcn import load_agcn
+from usdrl_bench.registry import DATASETS
+
+DATA_ROOT_ENV = "USDRL_DATA"
+DEFAULT_ROOT = "data"
+
+
+@dataclass(frozen=True)
+class NamedDataset:
+    folder: str  # under the data root
+    split: str
+    prepare: str  # the `data prepare` dataset that writes it
+    download: str
+    num_classes: int
+
+
+NTU_SITE = "https://rose1.ntu.edu.sg/dataset/actionRecognition/"
+PKU_SITE = "https://www.icst.pku.edu.cn/struct/Projects/PKUMMD.html"
+NAMED: dict[str, NamedDataset] = {
+    "ntu60_xsub": NamedDataset("NTU-RGB-D-60-AGCN/xsub", "xsub", "ntu60", f"nturgbd_skeletons_s001_to_s017.zip ({NTU_SITE})", 60),
+    "ntu60_xview": NamedDataset("NTU-RGB-D-60-AGCN/xview", "xview", "ntu60", f"nturgbd_skeletons_s001_to_s017.zip ({NTU_SITE})", 60),
+    "ntu120_xsub": NamedDataset("NTU-RGB-D-120-AGCN/xsub", "xsub", "ntu120",
+                                f"nturgbd_skeletons_s001_to_s017.zip and nturgbd_skeletons_s018_to_s032.zip ({NTU_SITE})", 120),
+    "ntu120_xset": NamedDataset("NTU-RGB-D-120-AGCN/xsetup", "xset", "ntu120",
+                                f"nturgbd_skeletons_s001_to_s017.zip and nturgbd_skeletons_s018_to_s032.zip ({NTU_SITE})", 120),
+    "pku1_xsub": NamedDataset("PKU-MMD-v1-AGCN/xsub", "xsub", "pku1",
+                              f"PKU-MMD Phase 1 skeletons, labels and split files ({PKU_SITE})", 51),
+    "pku2_xsub": NamedDataset("PKU-MMD-v2-AGCN/xsub", "xsub", "pku2",
+                              f"PKU-MMD Phase 2 skeletons, labels and split files ({PKU_SITE})", 51),
+}
+MSR_FOLDER = "MSRAction3D"
+#: Output folder of each `data prepare` dataset under the root.
+PREPARE_FOLDERS = {"ntu60": "NTU-RGB-D-60-AGCN", "ntu120": "NTU-RGB-D-120-AGCN", "pku1": "PKU-MMD-v1-AGCN",
+                   "pku2": "PKU-MMD-v2-AGCN"}
+
+
+def resolve_data_root(root: str | Path | None = None) -> Path:
+    """``root`` if given, else ``$USDRL_DATA``, else ``./data``."""
+    return Path(root if root is not None else os.environ.get(DATA_ROOT_ENV) or DEFAULT_ROOT).expanduser()
+
+
+def default_output(dataset: str, root: str | Path | None = None) -> Path:
+    """Where ``data prepare <dataset>`` writes by default."""
+    return resolve_data_root(root) / PREPARE_FOLDERS[dataset]
+
+
+def locate(name: str, root: str | Path | None = None) -> Path:
+    """The folder of a named dataset under the data root.
+
+    Raises:
+        FileNotFoundError: it is not there; the message says what to download and how to prepare it.
+    """
+    base = resolve_data_root(root)
+    if name == "msr_action3d":
+        folder = base / MSR_FOLDER
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"dataset msr_action3d not found: expected the skeleton files (a01_s01_e01_skeleton3D.txt ...) in {folder}. "
+                f"Download MSR Action3D (the skeleton text files) and unpack them there; set the data root with "
+                f"--data-root or ${DATA_ROOT_ENV} (now {base})")
+        return folder
+    entry = NAMED[name]
+    folder = base / entry.folder
+    if not (folder / "train_data_joint.npy").is_file():
+        raise FileNotFoundError(
+            f"dataset {name} not found: expected prepared arrays in {folder} (train_data_joint.npy, ...). "
+            f"Download {entry.download}, unpack it, then run: usdrl-bench data prepare {entry.prepare} --raw <unpacked dir> "
+            f"--out {base / PREPARE_FOLDERS[entry.prepare]}. The data root is --data-root or ${DATA_ROOT_ENV} (now {base})")
+    return folder
+
+
+def _register(name: str, entry: NamedDataset) -> None:
+    @DATASETS.register(name, description=f"{name}: prepared arrays under the data root ({entry.folder})",
+                       splits=(entry.split,), needs_path=False, default_split=entry.split, named=True)
+    def load(path: str | None = None, split: str = entry.split, *, data_root: str | None = None):
+        if split != entry.split:
+            raise KeyError(f"Unknown split {split!r} for {name}; available: {entry.split}")
+        return load_agcn(locate(name, data_root), entry.split, num_classes=entry.num_classes)
+
+    load.__doc__ = f"(train, test) of {name} from ``<data root>/{entry.folder}`` (see :mod:`usdrl_bench.data.named`)."
+
+
+for _name, _entry in NAMED.items():
+    _register(_name, _entry)
