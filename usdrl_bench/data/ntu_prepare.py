@@ -181,7 +181,7 @@ def prepare_ntu(
     prep = Preparation(
         Path(out), samples, jobs, READERS[pipeline], (3, int(max_frames), NUM_JOINTS, 2),
         options=options, fingerprint={"dataset": dataset, "excluded": excluded},
-        name_suffix=SUFFIX,
+        name_suffix=SUFFIX, parts=[f"{folder}/{p}" for folder in folders for p in ("train", "val")],
         manifest_extra={
             "dataset": dataset, "pipeline": pipeline, "source": str(raw), "num_classes": NUM_CLASSES[dataset],
             "files_found": len(files) + len(excluded), "missing_lists": [str(p) for p in lists],

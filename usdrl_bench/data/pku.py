@@ -240,6 +240,7 @@ def prepare_pku(dataset: str, raw: str | Path, out: str | Path, *, workers: int 
     prep = Preparation(
         Path(out), samples, jobs, read_pku_clips, (3, MAX_FRAMES, 25, 2),
         options={"max_frames": MAX_FRAMES, "align_z": True}, fingerprint={"dataset": dataset},
+        parts=[f"{split}/{p}" for split in splits for p in ("train", "val")],
         manifest_extra={"dataset": dataset, "pipeline": "pcm3_clips", "source": str(raw), "num_classes": NUM_CLASSES,
                         "videos": len(jobs), "missing_videos": missing_videos,
                         "label_errors": [s.__dict__ for s in skipped]},

@@ -143,11 +143,12 @@ class Preparation:
             partial run with another fingerprint is refused rather than mixed in.
         name_suffix: appended to the names in the label pickles (``.skeleton`` for NTU).
         manifest_extra: stored in the manifest.
+        parts: parts to write even when no sample goes there (a split folder always has train and val).
     """
 
     def __init__(self, out: Path, samples: Sequence[Sample], jobs: Sequence[Job], reader: Reader,
                  row_shape: tuple[int, ...], *, options: dict, fingerprint: dict, name_suffix: str = "",
-                 manifest_extra: dict | None = None) -> None:
+                 manifest_extra: dict | None = None, parts: Sequence[str] = ()) -> None:
         self.out = Path(out)
         self.samples = list(samples)
         self.jobs = list(jobs)
@@ -156,7 +157,7 @@ class Preparation:
         self.options = dict(options)
         self.name_suffix = name_suffix
         self.manifest_extra = dict(manifest_extra or {})
-        self.parts = sorted({p for s in self.samples for p in s.parts})
+        self.parts = sorted({p for s in self.samples for p in s.parts} | set(parts))
         self.fingerprint = hashlib.sha256(json.dumps(
             {**fingerprint, "options": self.options, "row_shape": self.row_shape, "version": MANIFEST_FORMAT,
              "samples": [[s.name, s.label, list(s.parts)] for s in self.samples]}, sort_keys=True).encode()).hexdigest()
