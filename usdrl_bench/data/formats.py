@@ -120,18 +120,20 @@ def _read_rows(fh, shape: tuple[int, ...], dtype: np.dtype, start: int, count: i
     return np.frombuffer(raw, dtype=dtype).reshape((count,) + shape[1:])
 
 
-def _ctrgcn_labels(zf: zipfile.ZipFile, key: str, n: int, file: Path) -> np.ndarray:
+def _ctrgcn_labels(zf: zipfile.ZipFile, key: str, n: int, file: Path) -> tuple[np.ndarray, int]:
+    """``(labels, number of classes)``: from one-hot rows (their width) or class ids (largest + 1)."""
     fh, shape, dtype = _npz_member(zf, key, file)
     y = _read_rows(fh, shape, dtype, 0, shape[0]) if shape else np.zeros(0)
     if y.ndim == 1:
         labels = y.astype(np.int64)
+        width = int(labels.max()) + 1 if len(labels) else 0
     elif y.ndim == 2 and np.allclose(y.sum(axis=1), 1) and np.isin(y, (0, 1)).all():
-        labels = y.argmax(axis=1).astype(np.int64)
+        labels, width = y.argmax(axis=1).astype(np.int64), y.shape[1]
     else:
         raise DataFormatError(file, f"{key}: expected one-hot labels (N, K) or class ids (N,), got shape {y.shape}")
     if len(labels) != n:
         raise DataFormatError(file, f"{key}: {len(labels)} labels for {n} samples")
-    return labels
+    return labels, width
 
 
 @DATASETS.register("ctrgcn_npz", description="CTR-GCN/SGN NTU60_CS.npz-style arrays (x (N, T, 150), one-hot y)",
@@ -174,8 +176,9 @@ def load_ctrgcn_npz(path: str | Path, split: str = "xsub", *, num_classes: int |
             if len(shape) != 3 or shape[2] != 150:
                 raise DataFormatError(path, f"{key}: expected (N, T, 150) = 2 bodies x 25 joints x xyz per frame, got {shape}")
             info[part] = shape
-        labels = {part: _ctrgcn_labels(zf, f"y_{part}", info[part][0], path) for part in info}
-    k = num_classes or max(int(l.max()) + 1 if len(l) else 0 for l in labels.values())
+        read = {part: _ctrgcn_labels(zf, f"y_{part}", info[part][0], path) for part in info}
+    labels = {part: r[0] for part, r in read.items()}
+    k = num_classes or max(r[1] for r in read.values())
     assumed = (f"{path.name}: x (N, T, 150) read as T frames x 2 bodies x 25 joints (NTU order) x xyz, "
                f"the CTR-GCN layout; labels from one-hot y ({k} classes); valid frames up to the last non-zero one")
     log.info("ctrgcn_npz: %s", assumed)
