@@ -249,3 +249,22 @@ def test_reader_code_identity_covers_only_what_the_reader_uses():
     a = dataset_identity(DatasetSpec(name="synthetic", split="xsub"))
     b = dataset_identity(DatasetSpec(name="msr_action3d", path="/x", split="xsub"))
     assert a["reader_code"] != b["reader_code"]
+
+
+def test_prepared_raw_release_feeds_run_by_name(tmp_path, tiny_protocol, capsys):
+    """The whole path a user takes: raw .skeleton tree -> `data prepare` into the data root -> `run
+    --dataset ntu60_xsub --data-root ...`; and the missing dataset's message before that."""
+    from usdrl_bench.data.synthetic_raw import ntu_names, write_ntu_skeleton_tree
+
+    root = tmp_path / "data"
+    args = ["run", str(tiny_protocol), "--dataset", "ntu60_xsub", "--data-root", str(root), "--rows", "R-DSTE",
+            "--results", str(tmp_path / "results"), "--reports", str(tmp_path / "reports"), "--device", "cpu"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "ntu60_xsub not found" in err and "usdrl-bench data prepare ntu60" in err
+    write_ntu_skeleton_tree(tmp_path / "raw", ntu_names([1], [1, 2], [1, 3], [1], [1, 2, 3]), min_frames=12, max_frames=16)
+    assert main(["data", "prepare", "ntu60", "--raw", str(tmp_path / "raw"), "--data-root", str(root), "--workers", "1"]) == 0
+    assert (root / "NTU-RGB-D-60-AGCN" / "xsub" / "train_data_joint.npy").is_file()
+    assert main(args) == 0
+    rows = [r for f in (tmp_path / "results" / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]]
+    assert {r["dataset"] for r in rows} == {"ntu60_xsub"} and {(r["train_samples"], r["test_samples"]) for r in rows} == {(6, 6)}
