@@ -181,8 +181,13 @@ class Preparation:
                 f"with the same arguments to finish it, or delete {self.partial} to start over"
             )
         status = np.load(self.partial / "status.npy")
+        jobs_done = int(state["jobs_done"])
+        # a crash between saving the status and the progress record leaves a chunk marked that the
+        # progress does not count: forget it, it is read again
+        for job in self.jobs[jobs_done:]:
+            status[list(job.samples)] = 0
         skipped = [Skipped(**s) for s in state["skipped"]]
-        return int(state["jobs_done"]), status, skipped
+        return jobs_done, status, skipped
 
     def _save_state(self, jobs_done: int, status: np.ndarray, skipped: list[Skipped]) -> None:
         save_npy_atomic(self.partial / "status.npy", status)
