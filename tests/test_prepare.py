@@ -123,6 +123,10 @@ def test_interrupted_preparation_resumes_to_byte_identical_files(tree, tmp_path,
         prepare_ntu("ntu60", root, tmp_path / "cut", workers=2, progress=False, on_chunk=stop_after_two)
     state = json.loads((tmp_path / "cut" / ".partial" / "progress.json").read_text())
     assert state["jobs_done"] == 32 and not (tmp_path / "cut" / "manifest.json").exists()
+    # as if the run had died after saving the status of a third chunk but before its progress record
+    status = np.load(tmp_path / "cut" / ".partial" / "status.npy")
+    status[32:48] = 25
+    np.save(tmp_path / "cut" / ".partial" / "status.npy", status)
     summary = prepare_ntu("ntu60", root, tmp_path / "cut", workers=1, progress=False)
     assert summary.resumed_from == 32
     whole = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file())
