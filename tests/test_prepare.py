@@ -243,3 +243,25 @@ def test_row_writer_and_shrink(tmp_path):
     np.testing.assert_array_equal(np.load(path, mmap_mode="r"), rows)
     with pytest.raises(ValueError):
         shrink_npy(path, 6)
+
+
+@pytest.mark.skipif(not (SHARED / "ntu60_raw").is_dir(), reason="needs ../shared/data/ntu60_raw (real NTU files)")
+def test_both_pipelines_on_the_real_ntu_samples(tmp_path):
+    agcn = prepare_ntu("ntu60", SHARED / "ntu60_raw", tmp_path / "agcn", workers=2, progress=False, missing_lists=[])
+    ctr = prepare_ntu("ntu60", SHARED / "ntu60_raw", tmp_path / "ctr", workers=2, progress=False, pipeline="ctrgcn",
+                      missing_lists=[])
+    assert not agcn.skipped and not ctr.skipped
+    stems = [f.stem for f in (SHARED / "ntu60_raw").glob("*.skeleton")]
+    xsub = sum(int(n[9:12]) in XSUB_TRAIN for n in stems)
+    xview = sum(int(n[5:8]) in (2, 3) for n in stems)
+    assert agcn.counts == ctr.counts == {"xsub/train": xsub, "xsub/val": len(stems) - xsub,
+                                         "xview/train": xview, "xview/val": len(stems) - xview}
+    assert (xsub, len(stems) - xsub) == (65, 5)  # the data README: subjects 3 and 7 are the test subjects
+    train, _ = load_agcn(tmp_path / "ctr", "xsub")
+    mutual = np.array([int(n[17:20]) >= 50 for n in train.names])
+    second = np.asarray(train.data[..., 1]).reshape(len(train), -1).any(axis=1)
+    assert second[mutual].mean() > 0.9  # the interactions keep their second actor
+    # CTR-GCN: translation only (joint 2 of actor 1's first frame at the origin), no rotation, zero padding
+    x = np.asarray(train.data[0])
+    np.testing.assert_allclose(x[:, 0, 1, 0], 0, atol=1e-6)
+    assert not x[:, train.num_frames[0]:].any()
