@@ -103,6 +103,19 @@ examples:
 """
 
 
+SCORE_HELP = """\
+Score action proposals with the official PKU-MMD metrics (evaluate.py of 2017-05-31): mAP over actions (the
+mean over classes 1..51, absent classes counting 0) and over videos at overlap theta, the pooled AP, F1 and
+2D-AP (AP averaged over theta = 0.05 ... 1), plus the VOC-style mAP some papers report (labelled as such).
+Each folder holds one file per video, <video>.txt, lines `label,start,end,confidence`; every proposal file
+needs a ground-truth file of the same name (PKU-MMD's label files are ground-truth files).
+
+example:
+  usdrl-bench score-detection --gt PKU-MMD/label --pred results/records/.../proposals
+  usdrl-bench score-detection --gt gt/ --pred pred/ --theta 0.3
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -154,6 +167,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="NTU missing-skeleton list (repeatable; default: the official lists found in or beside --raw)")
     q.add_argument("--strict", action="store_true", help="exit with status 3 when any file was skipped")
 
+    p = sub.add_parser("score-detection", help="score proposal files with the official PKU-MMD metrics",
+                       description=SCORE_HELP, formatter_class=fmt)
+    p.add_argument("--gt", type=Path, required=True, help="folder of ground-truth files <video>.txt")
+    p.add_argument("--pred", type=Path, required=True, help="folder of proposal files <video>.txt")
+    p.add_argument("--theta", type=float, default=0.5, help="overlap threshold (default 0.5)")
+    p.add_argument("--num-actions", type=int, default=51, help="classes 1..N in mAP over actions (PKU-MMD I: 51)")
+
     p = sub.add_parser("embed", help="encode skeletons with a pretrained encoder", description=EMBED_HELP, formatter_class=fmt)
     p.add_argument("--checkpoint", type=Path, required=True, help="official (.pth.tar) or suite (.pt) checkpoint")
     p.add_argument("--data", type=Path, required=True, help="(N, C, T, V, M) float32 .npy")
@@ -178,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DATA_ROOT_ENV] = str(args.data_root)  # named datasets resolve under it
     try:
         commands = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "validate": cmd_validate, "embed": cmd_embed,
-                    "data": cmd_data}
+                    "data": cmd_data, "score-detection": cmd_score_detection}
         return commands[args.command](args)
     except (ProtocolError, FileNotFoundError, KeyError, ValueError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -316,6 +336,28 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.strict and summary.skipped:
         console.print(f"[bold red]strict:[/] {len(summary.skipped)} samples skipped (see {out_dir}/manifest.json)")
         return 3
+    return 0
+
+
+def cmd_score_detection(args: argparse.Namespace) -> int:
+    from usdrl_bench.detection.metric import read_segments, score_folders
+
+    scores, voc, without = score_folders(args.gt, args.pred, theta=args.theta, num_actions=args.num_actions)
+    preds = {v: read_segments(args.pred / f"{v}.txt") for v in scores.per_video}
+    truths = {v: read_segments(args.gt / f"{v}.txt") for v in scores.per_video}
+    table = RichTable(title=f"{len(preds)} videos, {sum(map(len, preds.values()))} proposals, "
+                            f"{sum(map(len, truths.values()))} ground-truth instances; theta = {args.theta:g}",
+                      title_justify="left")
+    table.add_column("metric")
+    table.add_column("value (%)", justify="right")
+    for name, value in scores.as_dict().items():
+        table.add_row(f"{name} (official)", f"{100 * value:.2f}")
+    table.add_row("mAP_a, VOC-style (not official)", f"{100 * voc:.2f}")
+    out.print(table)
+    if without:
+        console.print(f"{len(without)} ground-truth files have no proposal file and are not scored "
+                      f"(as the official script, which lists the proposal folder): {', '.join(without[:5])}"
+                      + (" ..." if len(without) > 5 else ""))
     return 0
 
 

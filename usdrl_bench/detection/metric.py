@@ -273,7 +273,8 @@ def write_segments(path: str | Path, segments: Iterable[Segment]) -> Path:
     return write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
-def score_folders(gt_dir: str | Path, pred_dir: str | Path, *, theta: float = THETA) -> tuple[DetectionScores, float, list[str]]:
+def score_folders(gt_dir: str | Path, pred_dir: str | Path, *, theta: float = THETA,
+                  num_actions: int = NUM_ACTIONS) -> tuple[DetectionScores, float, list[str]]:
     """Score a folder of proposal files (``<video>.txt``) against a folder of GT files, as the official script
     does (every proposal file needs its GT file).
 
@@ -296,4 +297,4 @@ def score_folders(gt_dir: str | Path, pred_dir: str | Path, *, theta: float = TH
         raise FileNotFoundError(f"no ground-truth file in {gt_dir} for {', '.join(lacking[:5])}")
     gts = {v: read_segments(gt_dir / f"{v}.txt") for v in preds}
     without = sorted(p.stem for p in gt_dir.glob("*.txt") if p.stem not in preds)
-    return evaluate_detection(preds, gts, theta=theta), voc_map(preds, gts, theta), without
+    return evaluate_detection(preds, gts, theta=theta, num_actions=num_actions), voc_map(preds, gts, theta), without

@@ -54,6 +54,14 @@ EVAL_CODE = ("encoders", "evaluate", "data/augment", "data/arrays", "skeleton")
 _INFRASTRUCTURE = frozenset({"usdrl_bench.registry", "usdrl_bench.io"})
 
 
+def eval_code(evaluation: str) -> str:
+    """Code identity of an evaluation's results: :data:`EVAL_CODE` plus the sub-packages its registry
+    entry names (``code=...``, e.g. the detection evaluation's ``detection``)."""
+    entry = registry.EVALUATIONS.entry(evaluation) if evaluation in registry.EVALUATIONS.names() else None
+    extra = tuple(entry.meta.get("code", ())) if entry is not None else ()
+    return code_version(*EVAL_CODE, *extra)
+
+
 def module_closure(module: str) -> set[str]:
     """``module`` and every ``usdrl_bench`` module it uses at module level (imported modules, functions,
     classes), transitively."""
@@ -204,7 +212,7 @@ class ProtocolRunner:
     def record_path(self, plan: CellPlan, evaluation: str, options: dict[str, Any]) -> Path:
         cell = plan.cell
         key = stable_hash({"checkpoint": plan.checkpoint_hash, "evaluation": evaluation, "options": options,
-                           "dataset": dataset_identity(cell.dataset), "code": code_version(*EVAL_CODE)})
+                           "dataset": dataset_identity(cell.dataset), "code": eval_code(evaluation)})
         ds = f"{cell.dataset.name}-{cell.dataset.resolved_split()}" + (f"-{cell.dataset.stream}" if cell.dataset.stream != "joint" else "")
         return (self.results_dir / RECORDS_SUBDIR / cell.protocol.name / cell.preset_name / ds
                 / f"{cell.row.id}-seed{cell.seed}-{evaluation}-{key}.json")

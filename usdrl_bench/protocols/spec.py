@@ -214,13 +214,39 @@ def load_protocol(path: str | Path) -> Protocol:
     file = str(path)
     if not path.is_file():
         raise FileNotFoundError(f"protocol file not found: {path}")
-    data = _read_with_includes(path, ())
+    data = _resolve_extends(_read_with_includes(path, ()), file)
     protocol: Protocol = from_data(Protocol, data, file)
     protocol = dataclasses.replace(protocol, file=file)
     registry.load_builtins()
     registry.load_plugins(protocol.plugins)
     _check_names(protocol)
     return protocol
+
+
+def _resolve_extends(data: dict[str, Any], file: str) -> dict[str, Any]:
+    """Presets with ``extends: <other preset>`` get that preset's keys merged underneath their own
+    (recursively), so that a variant of ``demo`` names only what differs.
+
+    Raises:
+        ProtocolError: an unknown or circular ``extends``.
+    """
+    presets = data.get("presets")
+    if not isinstance(presets, dict):
+        return data
+
+    def resolved(name: str, chain: tuple[str, ...]) -> dict[str, Any]:
+        preset = presets[name]
+        if not isinstance(preset, dict) or "extends" not in preset:
+            return preset
+        base = preset["extends"]
+        if base not in presets:
+            raise ProtocolError(file, f"presets.{name}.extends", f"no preset {base!r}; presets: {', '.join(presets)}")
+        if base in chain:
+            raise ProtocolError(file, f"presets.{name}.extends", f"circular extends: {' -> '.join(chain + (base,))}")
+        own = {k: v for k, v in preset.items() if k != "extends"}
+        return merge(resolved(base, chain + (base,)), own)
+
+    return {**data, "presets": {name: resolved(name, (name,)) for name in presets}}
 
 
 def _read_with_includes(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:

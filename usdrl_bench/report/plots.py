@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.lines  # noqa: E402
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -198,6 +199,82 @@ def plot_embeddings(table: "Table", records: pd.DataFrame, results_dir: Path, st
             continue
         title = f"{table.title} — {column}, preset {table.preset}, seed {seed}"
         fig, _ = embedding_panels(panels, methods, title)
+        paths += save_figure(fig, stem if k == 0 else stem.with_name(f"{stem.name}__{column}"))
+    return paths
+
+
+def detection_timeline(rows: list[dict], title: str = ""):
+    """For one test video: per model row, the ground-truth segments against the predicted ones (bar
+    opacity = score) and the frame-wise probabilities over time (background and the best action class).
+
+    Args:
+        rows: ``{"label", "probs" (T, K), "labels" (T,), "truth" [Segment], "pred" [Segment], "class_names"}``.
+    Returns:
+        ``(fig, axes)``.
+    """
+    classes = sorted({s.label for r in rows for s in r["truth"] + r["pred"]})
+    palette = dict(zip(classes, sns.color_palette("tab20" if len(classes) > 10 else "tab10", max(len(classes), 1))))
+    fig, axes = plt.subplots(2 * len(rows), 1, figsize=(11, 2.6 * len(rows) + 0.8), squeeze=False,
+                             gridspec_kw={"height_ratios": [1, 1.4] * len(rows)})
+    for i, r in enumerate(rows):
+        seg_ax, prob_ax = axes[2 * i][0], axes[2 * i + 1][0]
+        for y, (name, segments) in enumerate((("ground truth", r["truth"]), ("predicted", r["pred"]))):
+            for s in segments:
+                alpha = 1.0 if name == "ground truth" else 0.35 + 0.65 * min(max(s.confidence, 0.0), 1.0)
+                seg_ax.barh(1 - y, s.end - s.start, left=s.start, height=0.7, color=palette.get(s.label, "grey"),
+                            alpha=alpha, edgecolor="black", linewidth=0.4)
+                if s.end - s.start > 0.04 * len(r["labels"]):
+                    seg_ax.text((s.start + s.end) / 2, 1 - y, str(s.label), ha="center", va="center", fontsize="x-small")
+        seg_ax.set_yticks([1, 0], ["ground truth", "predicted"], fontsize="small")
+        seg_ax.set_xlim(0, len(r["labels"]))
+        seg_ax.set_title(r["label"], fontsize="small", loc="left")
+        seg_ax.tick_params(labelbottom=False)
+        t = np.arange(len(r["labels"]))
+        probs = r["probs"]
+        prob_ax.plot(t, probs[:, 0], color="grey", lw=1, label="P(background)")
+        best = probs[:, 1:].argmax(axis=1) + 1
+        prob_ax.plot(t, probs[t, best], color="tab:red", lw=1, label="P(most likely action)")
+        truth = r["labels"]
+        prob_ax.fill_between(t, 0, 1, where=truth > 0, color="tab:blue", alpha=0.08, step="mid", label="an action (ground truth)")
+        prob_ax.set_ylim(0, 1)
+        prob_ax.set_xlim(0, len(truth))
+        prob_ax.set_ylabel("probability", fontsize="small")
+        prob_ax.set_xlabel("frame", fontsize="small")
+        prob_ax.legend(loc="upper right", fontsize="x-small", ncol=3, frameon=False)
+    handles = [matplotlib.patches.Patch(color=palette[c]) for c in classes]
+    names = rows[0]["class_names"]
+    fig.legend(handles, [f"{c} {names[c] if c < len(names) else ''}" for c in classes], loc="lower center",
+               ncol=min(len(classes), 6), fontsize="x-small", frameon=False)
+    fig.suptitle(title or "detection timeline", fontsize="medium")
+    fig.tight_layout(rect=(0, 0.05 + 0.02 * (len(classes) // 6), 1, 1))
+    return fig, axes
+
+
+def plot_detection_timelines(table: "Table", records: pd.DataFrame, results_dir: Path, stem: Path) -> list[Path]:
+    """Write :func:`detection_timeline` for the first test video of every dataset column whose records point
+    at detection outputs (the ``detection`` evaluation), lowest seed; ``[]`` when there are none."""
+    from usdrl_bench.detection.metric import read_segments
+
+    det = records[(records.evaluation == "detection") & records.artifact.notna()]
+    paths: list[Path] = []
+    for k, column in enumerate(c for c in table.columns["column"] if c in set(det["column"])):
+        sub = det[det.column == column]
+        seed = sub["seed"].min()
+        rows = []
+        for row in table.rows:
+            hit = sub[(sub.row_id == row) & (sub.seed == seed)]
+            folder = Path(results_dir) / hit["artifact"].iloc[-1] if not hit.empty else None
+            if folder is None or not (folder / "frames.npz").exists():
+                continue
+            with np.load(folder / "frames.npz", allow_pickle=False) as z:
+                video = str(z["names"][0])
+                rows.append({"label": f"{row} {hit['row_label'].iloc[-1]} — video {video}", "probs": z["probs_0"],
+                             "labels": z["labels_0"], "class_names": [str(c) for c in z["class_names"]],
+                             "truth": read_segments(folder / "truth" / f"{video}.txt"),
+                             "pred": read_segments(folder / "proposals" / f"{video}.txt")})
+        if not rows:
+            continue
+        fig, _ = detection_timeline(rows, f"{table.title} — {column}, preset {table.preset}, seed {seed}")
         paths += save_figure(fig, stem if k == 0 else stem.with_name(f"{stem.name}__{column}"))
     return paths
 

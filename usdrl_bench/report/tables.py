@@ -37,10 +37,16 @@ METRIC_TITLES: dict[str, str] = {
     "silhouette_features": "silhouette of the features (cosine)",
     "silhouette_tsne": "silhouette in the t-SNE plane",
     "silhouette_umap": "silhouette in the UMAP plane",
+    "map_action@0.5": "mAP over actions, θ = 0.5 (official PKU-MMD)",
+    "map_video@0.5": "mAP over videos, θ = 0.5 (official PKU-MMD)",
+    "voc_map_action@0.5": "VOC-style mAP over actions, IoU 0.5 (not the official metric)",
+    "ap_2d": "2D-AP (official AP averaged over θ = 0.05 ... 1)",
+    "frame_top1": "frame-wise top-1, background included",
 }
 
 #: metrics in percent (the others are shown with three decimals)
-PERCENT_METRICS = ("linear_top1", "knn1_top1", "linear_top1_best_of_evals", "semi_top1_1pct", "semi_top1_10pct")
+PERCENT_METRICS = ("linear_top1", "knn1_top1", "linear_top1_best_of_evals", "semi_top1_1pct", "semi_top1_10pct",
+                   "map_action@0.5", "map_video@0.5", "voc_map_action@0.5", "ap_2d", "frame_top1")
 
 #: titles of the paper's tables and figures, by the protocols' ``paper_table``
 PAPER_TITLES: dict[str, str] = {
@@ -322,7 +328,8 @@ def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str |
     """Write every table (``.md``, ``.csv``, ``.tex``), its figures (``.png`` and ``.pdf``), the loss
     curves of its pretrained cells (when ``results_dir`` holds their histories) and an index
     ``README.md`` to ``out_dir``. Returns the paths written."""
-    from usdrl_bench.report.plots import plot_embeddings, plot_loss_curves, plot_sweep, plot_table
+    from usdrl_bench.report.plots import (plot_detection_timelines, plot_embeddings, plot_loss_curves, plot_sweep,
+                                         plot_table)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -341,6 +348,7 @@ def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str |
         if results_dir is not None:
             sub = records[(records.protocol == table.protocol) & (records.preset == table.preset)]
             figures += plot_embeddings(table, sub, Path(results_dir), out_dir / f"{table.slug}__embedding")
+            figures += plot_detection_timelines(table, sub, Path(results_dir), out_dir / f"{table.slug}__timeline")
             figures += plot_loss_curves(sub, Path(results_dir), out_dir / f"{table.slug}__loss")
         written += figures
         index += [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"] + [""]
