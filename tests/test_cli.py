@@ -268,3 +268,22 @@ def test_prepared_raw_release_feeds_run_by_name(tmp_path, tiny_protocol, capsys)
     assert main(args) == 0
     rows = [r for f in (tmp_path / "results" / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]]
     assert {r["dataset"] for r in rows} == {"ntu60_xsub"} and {(r["train_samples"], r["test_samples"]) for r in rows} == {(6, 6)}
+
+
+def test_parallel_pretraining_trains_each_model_once(tmp_path, tiny_protocol, capsys):
+    """--jobs 2 pretrains the missing checkpoints in two worker processes before the evaluations; the
+    records then say how long each took, and a second run trains nothing."""
+    results = tmp_path / "results"
+    args = ["run", str(tiny_protocol), "--results", str(results), "--reports", str(tmp_path / "reports"),
+            "--device", "cpu", "--jobs", "2"]
+    assert main(args) == 0
+    assert "pretrained 1 models, 2 at a time" in capsys.readouterr().err  # the random-init row needs none
+    rows = [r for f in (results / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]]
+    trained = {r["row_id"]: r["pretrain_wall_time_s"] for r in rows}
+    assert trained["7"] > 0 and trained["R-DSTE"] == 0
+    ckpts = sorted((results / "checkpoints").glob("*/encoder.pt"))
+    mtimes = [c.stat().st_mtime_ns for c in ckpts]
+    assert main(args) == 0
+    assert "pretrained" not in capsys.readouterr().err
+    assert [c.stat().st_mtime_ns for c in ckpts] == mtimes
+    assert main(args[:-1] + ["0"]) == 2  # --jobs 0

@@ -135,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", help="seeds overriding the preset's: 0 1 2 or 0,1,2")
     p.add_argument("--rows", help="comma-separated row ids to run (default: all)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--jobs", default="auto",
+                   help="models pretrained at once on a CPU, each with cores/jobs threads (default auto: 2 on a "
+                        "CPU with 2 or more cores, 1 on a GPU)")
     p.add_argument("--data-root", type=Path, default=None,
                    help="where named datasets (ntu60_xsub, pku2_xsub, ...) are found (default $USDRL_DATA, else ./data)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
@@ -220,6 +223,21 @@ def _ints(values: list[str] | None) -> tuple[int, ...] | None:
         raise ValueError(f"--seeds must be integers (0 1 2 or 0,1,2), got {' '.join(values)!r}") from None
 
 
+def _jobs(value: str, device) -> int:
+    """``--jobs``: an integer >= 1, or ``auto`` (2 on a CPU with 2 or more cores, else 1)."""
+    import os
+
+    if value == "auto":
+        return 2 if device.type == "cpu" and len(os.sched_getaffinity(0)) >= 2 else 1
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise ValueError(f"--jobs must be an integer >= 1 or 'auto', got {value!r}") from None
+    if jobs < 1:
+        raise ValueError(f"--jobs must be an integer >= 1 or 'auto', got {value!r}")
+    return jobs
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from usdrl_bench.io import resolve_device
     from usdrl_bench.protocols.runner import ProtocolRunner
@@ -229,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # every file is checked before any work starts
     protocols = [load_protocol(path) for path in args.protocol]
-    jobs = []
+    work = []
     for protocol in protocols:
         dataset = parse_dataset_override(args.dataset, args.split) if args.dataset else None
         if dataset is None and args.split and args.preset in protocol.presets:
@@ -242,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             dataset = replace(datasets[0], split=args.split, id=None)
         cells = expand_cells(protocol, args.preset, dataset=dataset, seeds=_ints(args.seeds),
                              rows=tuple(args.rows.split(",")) if args.rows else None)
-        jobs.append((protocol, cells))
+        work.append((protocol, cells))
     device = resolve_device(args.device)
     import pandas as pd
 
@@ -250,15 +268,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     runner = ProtocolRunner(results_dir=args.results, device=device, console=console)
     t_all = time.perf_counter()
-    for protocol, cells in jobs:
+    jobs = _jobs(args.jobs, device)
+    if jobs > 1:
+        from rich.progress import Progress
+
+        with Progress(console=console, transient=True) as progress:
+            trained = runner.pretrain_missing([c for _, cells in work for c in cells], jobs, progress)
+        if trained:
+            console.print(f"pretrained {trained} models, {jobs} at a time, in {time.perf_counter() - t_all:.0f} s")
+    for protocol, cells in work:
         t0 = time.perf_counter()
         rows = runner.run(cells)
         console.print(f"[green]done[/] {protocol.name} in {time.perf_counter() - t0:.0f} s on {device}; "
                       f"records under {args.results}/records")
         for table in build_tables(pd.DataFrame(rows, columns=list(RECORD_COLUMNS))):
             out.print(to_markdown(table), highlight=False, soft_wrap=True)
-    if len(jobs) > 1:
-        console.print(f"[green]all {len(jobs)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
+    if len(work) > 1:
+        console.print(f"[green]all {len(work)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
     written = write_reports(load_records(args.results), args.reports, args.results)
     console.print(f"reports written under {args.reports}/ ({len(written)} files)")
     return 0

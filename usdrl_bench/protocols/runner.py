@@ -131,6 +131,7 @@ class ProtocolRunner:
         self.device = device or torch.device("cpu")
         self.console = console or Console(stderr=True)
         self._data: dict[str, tuple[SkeletonArrays, SkeletonArrays]] = {}
+        self._trained: dict[str, float] = {}  # checkpoints trained by pretrain_missing: wall time, s
 
     # -- data -------------------------------------------------------------------------------------
     def data(self, spec: DatasetSpec) -> tuple[SkeletonArrays, SkeletonArrays]:
@@ -172,14 +173,56 @@ class ProtocolRunner:
         return CellPlan(cell=cell, encoder_config=config, checkpoint_hash=stable_hash(key_parts))
 
     # -- work -------------------------------------------------------------------------------------
+    def pretrain_missing(self, cells: list[Cell], jobs: int, progress: Progress | None = None) -> int:
+        """Pretrain, in ``jobs`` worker processes, every checkpoint that ``cells`` still need (each once),
+        so that the evaluations that follow find them cached. On a CPU each worker gets
+        ``torch.get_num_threads() // jobs`` threads: small models run faster as several single-threaded
+        trainings than as one multi-threaded one. Returns the number of checkpoints trained.
+
+        Raises:
+            ValueError: ``jobs`` < 1, or ``jobs`` > 1 on a CUDA device (one GPU trains one model at a time).
+        """
+        if jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {jobs}")
+        todo: dict[str, Cell] = {}
+        for cell in cells:
+            if cell.row.ensemble is not None or cell.row.objective is None:
+                continue
+            plan = self.plan(cell)
+            if (self.results_dir / "checkpoints" / plan.checkpoint_hash / ENCODER_FILE).exists():
+                continue
+            if any(not self.record_path(plan, n, o).exists() for n, o in cell.evaluations.items()):
+                todo.setdefault(plan.checkpoint_hash, cell)
+        if not todo or jobs == 1:
+            return 0
+        if self.device.type != "cpu":
+            raise ValueError("--jobs > 1 trains several models at once on the CPU; on a GPU use --jobs 1")
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, torch.get_num_threads() // jobs)
+        context = multiprocessing.get_context("fork")  # workers inherit the registries (plugins included)
+        task = progress.add_task(f"pretrain {len(todo)} models, {jobs} at a time", total=len(todo)) if progress else None
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                                 initargs=(str(self.results_dir), threads)) as pool:
+            futures = [pool.submit(_pretrain_in_worker, cell) for cell in todo.values()]
+            for future in as_completed(futures):
+                key, seconds = future.result()
+                self._trained[key] = seconds
+                if progress is not None and task is not None:
+                    progress.advance(task)
+        if progress is not None and task is not None:
+            progress.remove_task(task)
+        return len(todo)
+
     def checkpoint(self, plan: CellPlan, progress: Progress) -> tuple[torch.nn.Module, float]:
         """The cell's encoder: loaded when cached, else pretrained (resuming) or randomly initialised.
-        Returns (encoder, pretraining wall time in seconds, 0 when cached)."""
+        Returns (encoder, pretraining wall time in seconds: 0 when cached before this run)."""
         cell = plan.cell
         workdir = self.results_dir / "checkpoints" / plan.checkpoint_hash
         path = workdir / ENCODER_FILE
         if path.exists():
-            return load_encoder(path), 0.0
+            return load_encoder(path), self._trained.get(plan.checkpoint_hash, 0.0)
         train, _ = self.data(cell.dataset)
         encoder = self.build_encoder(cell, train)
         write_json_atomic(workdir / "config.json", {
@@ -343,3 +386,21 @@ class ProtocolRunner:
             "artifact": artifact,
         }
 
+
+
+# --- parallel pretraining (ProtocolRunner.pretrain_missing) ---------------------------------------------
+_WORKER: ProtocolRunner | None = None
+
+
+def _init_worker(results_dir: str, threads: int) -> None:
+    global _WORKER
+    torch.set_num_threads(threads)
+    _WORKER = ProtocolRunner(Path(results_dir), torch.device("cpu"), console=Console(stderr=True, quiet=True))
+
+
+def _pretrain_in_worker(cell: Cell) -> tuple[str, float]:
+    assert _WORKER is not None
+    plan = _WORKER.plan(cell)
+    with Progress(disable=True) as progress:
+        _, seconds = _WORKER.checkpoint(plan, progress)
+    return plan.checkpoint_hash, seconds
