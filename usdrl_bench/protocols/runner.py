@@ -201,6 +201,8 @@ class ProtocolRunner:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         threads = max(1, torch.get_num_threads() // jobs)
+        global _PARENT_DATA
+        _PARENT_DATA = self._data  # the datasets loaded while planning, inherited by the forked workers
         context = multiprocessing.get_context("fork")  # workers inherit the registries (plugins included)
         task = progress.add_task(f"pretrain {len(todo)} models, {jobs} at a time", total=len(todo)) if progress else None
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
@@ -390,12 +392,14 @@ class ProtocolRunner:
 
 # --- parallel pretraining (ProtocolRunner.pretrain_missing) ---------------------------------------------
 _WORKER: ProtocolRunner | None = None
+_PARENT_DATA: dict = {}
 
 
 def _init_worker(results_dir: str, threads: int) -> None:
     global _WORKER
     torch.set_num_threads(threads)
     _WORKER = ProtocolRunner(Path(results_dir), torch.device("cpu"), console=Console(stderr=True, quiet=True))
+    _WORKER._data = dict(_PARENT_DATA)
 
 
 def _pretrain_in_worker(cell: Cell) -> tuple[str, float]:
