@@ -45,7 +45,7 @@ TIMELINE_VIDEOS = 3
 @functools.lru_cache(maxsize=4)
 def _videos(key: str) -> VideoSet:
     spec = json.loads(key)
-    return load_videos(spec.pop("name"), spec.pop("path", None), **spec.pop("options", {}))
+    return load_videos(spec.pop("name"), spec.pop("path", None), **(spec.pop("options", None) or {}))
 
 
 def _features(encoder: nn.Module, x: torch.Tensor, window: int) -> torch.Tensor:
