@@ -192,7 +192,9 @@ def test_registered():
     entry = DATASETS.entry("ntu_raw")
     assert entry.obj is load_ntu_raw and entry.meta["splits"] == ("xsub", "xview", "xset")
     assert DATASETS.get("agcn") is load_agcn and DATASETS.get("msr_action3d") is load_msr_action3d
-    assert all(DATASETS.entry(n).meta["needs_path"] for n in ("ntu_raw", "agcn", "msr_action3d"))
+    assert all(DATASETS.entry(n).meta["needs_path"] for n in ("ntu_raw", "agcn"))
+    # MSR Action3D may also be addressed by name, under the data root
+    assert not DATASETS.entry("msr_action3d").meta["needs_path"] and DATASETS.entry("msr_action3d").meta["named"]
 
 
 # --- real NTU samples ------------------------------------------------------------------------------------
