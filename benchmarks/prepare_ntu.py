@@ -22,16 +22,51 @@ import tempfile
 import time
 from pathlib import Path
 
+# Peak memory is the kernel's high-water mark of the resident set (VmHWM), read in each process itself:
+# ru_maxrss would carry over the memory of the process that started it (Linux keeps it across exec).
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+from concurrent.futures import ProcessPoolExecutor
+
+def hwm_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+import usdrl_bench.data.prepare as prepare
 from usdrl_bench.data.ntu_prepare import prepare_ntu
+
+worker_peaks = []
+run_job = prepare._run_job
+
+def measured_job(reader, job, options):  # runs in the workers: report their own high-water mark
+    return run_job(reader, job, options), hwm_mb()
+
+class Pool(ProcessPoolExecutor):
+    def submit(self, fn, *args):
+        future = super().submit(measured_job, *args)
+        original = future.result
+        def result(timeout=None):
+            value, peak = original(timeout)
+            worker_peaks.append(peak)
+            return value
+        future.result = result
+        return future
+
+prepare.ProcessPoolExecutor = Pool
 raw, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t0 = time.perf_counter()
 s = prepare_ntu("ntu60", raw, out, workers=workers, progress=False)
 seconds = time.perf_counter() - t0
-print(json.dumps({"files": s.files, "seconds": seconds, "skipped": len(s.skipped),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+print(json.dumps({"files": s.files, "seconds": seconds, "skipped": len(s.skipped), "peak_rss_mb": hwm_mb(),
+                  "worker_peak_rss_mb": max(worker_peaks, default=0.0)}))
+"""
+TREE = r"""
+import sys
+sys.path.insert(0, sys.argv[3])
+from prepare_ntu import synthetic_tree
+from pathlib import Path
+synthetic_tree(Path(sys.argv[1]), int(sys.argv[2]))
 """
 
 
@@ -64,7 +99,8 @@ def main() -> int:
         if raw is None:
             raw = scratch / "raw"
             t0 = time.perf_counter()
-            synthetic_tree(raw, args.files)
+            # in its own process, so that generating the data does not count in what is measured
+            subprocess.run([sys.executable, "-c", TREE, str(raw), str(args.files), str(Path(__file__).parent)], check=True)
             print(f"generated {args.files} synthetic .skeleton files in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         rows = []
         for n in workers:
