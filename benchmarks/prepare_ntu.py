@@ -25,8 +25,7 @@ from pathlib import Path
 # Peak memory is the kernel's high-water mark of the resident set (VmHWM), read in each process itself:
 # ru_maxrss would carry over the memory of the process that started it (Linux keeps it across exec).
 CHILD = r"""
-import json, sys, time
-from concurrent.futures import ProcessPoolExecutor
+import json, os, sys, tempfile, time
 
 def hwm_mb():
     for line in open("/proc/self/status"):
@@ -36,28 +35,21 @@ def hwm_mb():
 import usdrl_bench.data.prepare as prepare
 from usdrl_bench.data.ntu_prepare import prepare_ntu
 
-worker_peaks = []
+peaks = tempfile.mkdtemp()
 run_job = prepare._run_job
 
-def measured_job(reader, job, options):  # runs in the workers: report their own high-water mark
-    return run_job(reader, job, options), hwm_mb()
+def measured_job(reader, job, options):  # in the workers: leave their own high-water mark in a file
+    result = run_job(reader, job, options)
+    with open(os.path.join(peaks, str(os.getpid())), "w") as fh:
+        fh.write(str(hwm_mb()))
+    return result
 
-class Pool(ProcessPoolExecutor):
-    def submit(self, fn, *args):
-        future = super().submit(measured_job, *args)
-        original = future.result
-        def result(timeout=None):
-            value, peak = original(timeout)
-            worker_peaks.append(peak)
-            return value
-        future.result = result
-        return future
-
-prepare.ProcessPoolExecutor = Pool
+prepare._run_job = measured_job  # the forked workers inherit the patched module
 raw, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t0 = time.perf_counter()
 s = prepare_ntu("ntu60", raw, out, workers=workers, progress=False)
 seconds = time.perf_counter() - t0
+worker_peaks = [float(open(os.path.join(peaks, f)).read()) for f in os.listdir(peaks) if f != str(os.getpid())]
 print(json.dumps({"files": s.files, "seconds": seconds, "skipped": len(s.skipped), "peak_rss_mb": hwm_mb(),
                   "worker_peak_rss_mb": max(worker_peaks, default=0.0)}))
 """
