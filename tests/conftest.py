@@ -35,3 +35,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def _cache_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache-home")
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch, _cache_home):
+    """Readers' caches go to a temporary folder, not the user's ~/.cache, and no test sees (or leaves
+    behind) a data root: `run --data-root` sets USDRL_DATA in the process, restored here after each test."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_cache_home))
+    monkeypatch.delenv("USDRL_DATA", raising=False)

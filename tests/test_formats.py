@@ -169,3 +169,15 @@ def test_named_datasets_resolve_under_the_data_root(tmp_path, monkeypatch):
     np.testing.assert_array_equal(a.data, train.data)
     with pytest.raises(FileNotFoundError, match="MSRAction3D"):
         DATASETS.get("msr_action3d")(None)
+
+
+def test_run_refuses_a_split_with_an_empty_side(tmp_path, capsys):
+    from usdrl_bench.cli import main
+
+    x = np.zeros((4, 20, 150), dtype=np.float32)
+    x[:, :5] = 1.0
+    np.savez(tmp_path / "NTU60_CV.npz", x_train=x, y_train=np.eye(60)[:4], x_test=x[:0], y_test=np.eye(60)[:0])
+    protocol = Path(__file__).resolve().parents[1] / "protocols" / "table5_ablation.yaml"
+    code = main(["run", str(protocol), "--dataset", f"ctrgcn_npz:{tmp_path}", "--split", "xview", "--rows", "R-DSTE",
+                 "--results", str(tmp_path / "results"), "--reports", str(tmp_path / "reports")])
+    assert code == 2 and "the test part of split xview is empty (4 train / 0 test samples)" in capsys.readouterr().err

@@ -143,3 +143,13 @@ def test_load_records_keeps_columns_of_the_same_dataset_apart(tmp_path):
     write_records(tmp_path / "records" / "c.json", [base | {"column": "synthetic_xsub", "value": 81.0, "date": "2026-01-03"}])
     df = load_records(tmp_path)
     assert sorted(zip(df["column"], df["value"])) == [("synthetic120_xsub", 40.0), ("synthetic_xsub", 81.0)]
+
+
+def test_paper_data_or_stand_in():
+    from usdrl_bench.report.tables import _is_paper_data
+
+    assert _is_paper_data("ntu60_xsub", "xsub", "ntu60_xsub", (40_091, 16_487))
+    assert not _is_paper_data("ntu60_xsub", "xsub", "ntu60_xsub", (65, 5))  # a few prepared sample files
+    assert not _is_paper_data("pku1_xsub", "xsub", "ntu60_xsub", (64, 35))  # another benchmark in its place
+    assert _is_paper_data("pku2_xsub", "xsub", "pku2_xsub", (123, 45))  # sizes unknown: the name decides
+    assert not _is_paper_data("synthetic", "xsub", "ntu60_xsub") and _is_paper_data("agcn", "xsub", "ntu60_xsub")

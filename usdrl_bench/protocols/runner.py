@@ -139,8 +139,13 @@ class ProtocolRunner:
         if key not in self._data:
             path = spec.resolved_path()
             t0 = time.perf_counter()
-            self._data[key] = load_dataset(spec.name, str(path) if path else None, spec.resolved_split(), **spec.options)
-            train, test = self._data[key]
+            train, test = load_dataset(spec.name, str(path) if path else None, spec.resolved_split(), **spec.options)
+            for part, arrays in (("training", train), ("test", test)):
+                if len(arrays) == 0:
+                    raise ValueError(f"dataset {spec.describe()} ({train.source}): the {part} part of split "
+                                     f"{spec.resolved_split()} is empty ({len(train)} train / {len(test)} test "
+                                     "samples); pretraining and evaluation need both")
+            self._data[key] = (train, test)
             self.console.print(
                 f"[bold]data[/] {spec.describe()}: {len(train)} train / {len(test)} test samples, "
                 f"shape (C,T,V,M) = {train.shape[1:]}, {train.num_classes} classes "

@@ -81,8 +81,10 @@ class DatasetSpec:
 
     @property
     def column(self) -> str:
-        """The table column this dataset fills."""
-        return self.id or f"{self.name}_{self.resolved_split()}"
+        """The table column this dataset fills: its id, else ``<name>_<split>`` (a named dataset such as
+        ``ntu60_xsub`` already carries its split)."""
+        split = self.resolved_split()
+        return self.id or (self.name if self.name.endswith(f"_{split}") else f"{self.name}_{split}")
 
 
 @dataclass(frozen=True)

@@ -240,7 +240,7 @@ def detection_timeline(rows: list[dict], title: str = ""):
         prob_ax.set_xlim(0, len(truth))
         prob_ax.set_ylabel("probability", fontsize="small")
         prob_ax.set_xlabel("frame", fontsize="small")
-        prob_ax.legend(loc="upper right", fontsize="x-small", ncol=3, frameon=False)
+        prob_ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize="x-small", ncol=3, frameon=False)
     handles = [matplotlib.patches.Patch(color=palette[c]) for c in classes]
     names = rows[0]["class_names"]
     fig.legend(handles, [f"{c} {names[c] if c < len(names) else ''}" for c in classes], loc="lower center",
