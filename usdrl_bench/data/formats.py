@@ -114,7 +114,8 @@ def _npz_member(zf: zipfile.ZipFile, name: str, file: Path) -> tuple[Any, tuple[
     return fh, tuple(shape), np.dtype(dtype)
 
 
-def _read_rows(fh, shape: tuple[int, ...], dtype: np.dtype, start: int, count: int) -> np.ndarray:
+def _read_rows(fh, shape: tuple[int, ...], dtype: np.dtype, count: int) -> np.ndarray:
+    """The next ``count`` rows of an open npy member stream."""
     row = int(np.prod(shape[1:])) * dtype.itemsize
     raw = fh.read(row * count)
     return np.frombuffer(raw, dtype=dtype).reshape((count,) + shape[1:])
@@ -123,7 +124,7 @@ def _read_rows(fh, shape: tuple[int, ...], dtype: np.dtype, start: int, count: i
 def _ctrgcn_labels(zf: zipfile.ZipFile, key: str, n: int, file: Path) -> tuple[np.ndarray, int]:
     """``(labels, number of classes)``: from one-hot rows (their width) or class ids (largest + 1)."""
     fh, shape, dtype = _npz_member(zf, key, file)
-    y = _read_rows(fh, shape, dtype, 0, shape[0]) if shape else np.zeros(0)
+    y = _read_rows(fh, shape, dtype, shape[0]) if shape else np.zeros(0)
     if y.ndim == 1:
         labels = y.astype(np.int64)
         width = int(labels.max()) + 1 if len(labels) else 0
@@ -189,7 +190,7 @@ def load_ctrgcn_npz(path: str | Path, split: str = "xsub", *, num_classes: int |
                 fh, shape, dtype = _npz_member(z, key, path)
                 with fh:
                     for start in range(0, n, _CHUNK):
-                        rows = _read_rows(fh, shape, dtype, start, min(_CHUNK, n - start))
+                        rows = _read_rows(fh, shape, dtype, min(_CHUNK, n - start))
                         t = rows.shape[1]
                         yield start, rows.reshape(len(rows), t, 2, 25, 3).transpose(0, 4, 1, 3, 2)
 

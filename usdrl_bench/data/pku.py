@@ -128,14 +128,20 @@ def read_split_file(path: str | Path) -> tuple[list[str], list[str]]:
     return names(lines[1]), names(lines[3])
 
 
-def _subdir(raw: Path, name: str) -> Path:
+def find_subdir(raw: Path, name: str) -> Path:
+    """The folder ``name`` of a release (``skeleton``, ``label``, ``split``), matched case-insensitively.
+
+    Raises:
+        FileNotFoundError: there is none.
+    """
     for p in sorted(raw.iterdir()):
         if p.is_dir() and p.name.lower() == name:
             return p
     raise FileNotFoundError(f"{raw} has no {name}/ folder; expected the PKU-MMD release layout skeleton/, label/, split/")
 
 
-def _find_split(split_dir: Path, names: tuple[str, ...]) -> Path | None:
+def find_split_file(split_dir: Path, names: tuple[str, ...]) -> Path | None:
+    """The first of ``names`` present in ``split_dir`` (the lists' file names vary between copies), else None."""
     for n in names:
         if (split_dir / n).is_file():
             return split_dir / n
@@ -199,10 +205,10 @@ def prepare_pku(dataset: str, raw: str | Path, out: str | Path, *, workers: int 
     raw = Path(raw)
     if not raw.is_dir():
         raise FileNotFoundError(f"{raw} is not a directory; download PKU-MMD (skeletons, labels, split files) and unpack it")
-    skel_dir, label_dir, split_dir = (_subdir(raw, n) for n in ("skeleton", "label", "split"))
+    skel_dir, label_dir, split_dir = (find_subdir(raw, n) for n in ("skeleton", "label", "split"))
     splits = {}
     for split, names in SPLIT_FILES[dataset].items():
-        f = _find_split(split_dir, names)
+        f = find_split_file(split_dir, names)
         if f is not None:
             splits[split] = read_split_file(f)
     if "xsub" not in splits:

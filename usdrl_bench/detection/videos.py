@@ -132,7 +132,7 @@ def load_pku1_videos(path: str | Path, *, split: str = "xsub") -> VideoSet:
     Raises:
         FileNotFoundError: neither layout is found, or no video of a part is there.
     """
-    from usdrl_bench.data.pku import (SPLIT_FILES, _find_split, _subdir, read_pku_labels, read_pku_skeleton,
+    from usdrl_bench.data.pku import (SPLIT_FILES, find_split_file, find_subdir, read_pku_labels, read_pku_skeleton,
                                       read_split_file)
 
     path = Path(path)
@@ -148,8 +148,8 @@ def load_pku1_videos(path: str | Path, *, split: str = "xsub") -> VideoSet:
                 labels = np.load(f.with_name(f.stem + "_label.npy"))
                 parts[part].append(Video(f.stem, normalise_video(joints, align_z=True), labels))
     elif (path / "skeleton").is_dir() or (path / "Skeleton").is_dir():
-        skel, lab, split_dir = (_subdir(path, n) for n in ("skeleton", "label", "split"))
-        split_file = _find_split(split_dir, SPLIT_FILES["pku1"][split])
+        skel, lab, split_dir = (find_subdir(path, n) for n in ("skeleton", "label", "split"))
+        split_file = find_split_file(split_dir, SPLIT_FILES["pku1"][split])
         if split_file is None:
             raise FileNotFoundError(f"no {split} split list in {split_dir}")
         for part, videos in zip(parts, read_split_file(split_file)):
