@@ -265,3 +265,39 @@ def test_both_pipelines_on_the_real_ntu_samples(tmp_path):
     x = np.asarray(train.data[0])
     np.testing.assert_allclose(x[:, 0, 1, 0], 0, atol=1e-6)
     assert not x[:, train.num_frames[0]:].any()
+
+
+def test_killed_preparation_resumes_to_byte_identical_files(tree, tmp_path):
+    """SIGKILL in the middle of a run (no clean-up at all), then the same command again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, _, _ = tree
+    script = (
+        "import sys, time\n"
+        "import usdrl_bench.data.prepare as p\n"
+        "p.CHUNK_JOBS = 8\n"
+        "from usdrl_bench.data.ntu_prepare import prepare_ntu\n"
+        "slow = (lambda done: time.sleep(0.3)) if sys.argv[3] == 'slow' else None\n"
+        "prepare_ntu('ntu60', sys.argv[1], sys.argv[2], workers=1, progress=False, on_chunk=slow)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(root), str(tmp_path / "whole"), "fast"], check=True)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(root), str(tmp_path / "cut"), "slow"])
+    progress = tmp_path / "cut" / ".partial" / "progress.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if progress.is_file() and json.loads(progress.read_text() or "{}").get("jobs_done", 0) >= 24:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "manifest.json").exists()  # it died before the end
+    subprocess.run([sys.executable, "-c", script, str(root), str(tmp_path / "cut"), "fast"], check=True)
+    whole = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file())
+    cut = sorted(p.relative_to(tmp_path / "cut") for p in (tmp_path / "cut").rglob("*") if p.is_file())
+    assert whole == cut
+    for rel in whole:
+        assert (tmp_path / "whole" / rel).read_bytes() == (tmp_path / "cut" / rel).read_bytes(), rel
