@@ -136,6 +136,11 @@ def _read_part(directory: Path, part: str, layout: str | None) -> dict:
     return {"data": data, "names": names, "labels": labels, "num_frames": num_frames, "layout": layout}
 
 
+def files_have_frames(directory: Path) -> bool:
+    """Whether both parts of an AGCN folder carry their ``*_num_frame.npy``."""
+    return all(agcn_files(directory, part)["num_frame"].is_file() for part in PARTS)
+
+
 def _last_valid_frame(x: np.ndarray) -> int:
     valid = np.flatnonzero(np.any(np.asarray(x) != 0, axis=(0, 2, 3)))
     return int(valid[-1]) + 1 if len(valid) else 1
@@ -156,7 +161,8 @@ def load_agcn(
     class_names: Sequence[str] | None = None,
     layout: str | None = None,
 ) -> tuple[SkeletonArrays, SkeletonArrays]:
-    """Read one AGCN-layout directory as (train = ``train_*``, test = ``val_*``).
+    """Read one AGCN-layout directory as (train = ``train_*``, test = ``val_*``). What was inferred rather
+    than given (layout from V, number of classes, frame counts) is stated in ``extra["assumed"]``.
 
     The split is decided by the directory: ``path`` itself when it holds ``train_data_joint.npy``,
     otherwise ``path/<split>`` (``xset`` also finds the official ``xsetup`` folder). ``split`` is
@@ -188,12 +194,19 @@ def load_agcn(
     metas = {part: _meta_from_names(p["names"]) for part, p in parts.items()}
     all_labels = np.concatenate([p["labels"] for p in parts.values()])
     max_label = int(all_labels.max()) if all_labels.size else -1
+    assumed = []
+    if layout is None:
+        assumed.append(f"layout {parts['train']['layout']} from V={parts['train']['data'].shape[3]} joints")
     if num_classes is None:
         if all(m[1] for m in metas.values()):
             num_classes = 60 if max(m[2] for m in metas.values()) <= NTU60_MAX_SETUP else 120
             num_classes = max(num_classes, max_label + 1)
+            assumed.append(f"{num_classes} classes (NTU names, setups up to S{max(m[2] for m in metas.values()):03d})")
         else:
             num_classes = max_label + 1
+            assumed.append(f"{num_classes} classes (the largest label + 1)")
+    if not files_have_frames(directory):
+        assumed.append("valid frames up to the last non-zero one (no *_num_frame.npy)")
     if all_labels.size and (all_labels.min() < 0 or max_label >= num_classes):
         raise ValueError(f"agcn: labels in {directory} span [{int(all_labels.min())}, {max_label}], outside [0, {num_classes})")
     if class_names is not None and len(class_names) != num_classes:
@@ -205,7 +218,7 @@ def load_agcn(
         out.append(SkeletonArrays(
             data=p["data"], labels=p["labels"], num_frames=p["num_frames"], meta=metas[part][0], names=p["names"],
             num_classes=num_classes, layout=p["layout"], class_names=list(class_names) if class_names is not None else None,
-            source=str(directory), extra={"split": split, "part": part},
+            source=str(directory), extra={"split": split, "part": part, "assumed": "; ".join(assumed)},
         ))
     return out[0], out[1]
 
