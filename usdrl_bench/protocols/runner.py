@@ -135,7 +135,8 @@ class ProtocolRunner:
 
     # -- data -------------------------------------------------------------------------------------
     def data(self, spec: DatasetSpec) -> tuple[SkeletonArrays, SkeletonArrays]:
-        key = stable_hash(dataset_identity(spec))
+        # one load per dataset: the streams (bone, motion) are computed from these joints later
+        key = stable_hash({k: v for k, v in dataset_identity(spec).items() if k != "stream"})
         if key not in self._data:
             path = spec.resolved_path()
             t0 = time.perf_counter()
@@ -147,7 +148,7 @@ class ProtocolRunner:
                                      "samples); pretraining and evaluation need both")
             self._data[key] = (train, test)
             self.console.print(
-                f"[bold]data[/] {spec.describe()}: {len(train)} train / {len(test)} test samples, "
+                f"[bold]data[/] {spec.name}/{spec.resolved_split()}: {len(train)} train / {len(test)} test samples, "
                 f"shape (C,T,V,M) = {train.shape[1:]}, {train.num_classes} classes "
                 f"[dim]({time.perf_counter() - t0:.1f} s)[/]"
             )

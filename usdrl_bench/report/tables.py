@@ -221,7 +221,8 @@ def _column_frame(cols: pd.DataFrame) -> pd.DataFrame:
     info = first.set_index("column").loc[order, ["dataset", "split", "stream", "paper_setting", "train_samples",
                                                  "test_samples"]].copy()
     # rows on their own streams (Table 1): name them all
-    streams = cols.groupby("column")["stream"].agg(lambda s: ", ".join(dict.fromkeys(s.dropna())))
+    by_row = cols.sort_values("row_index", kind="stable") if "row_index" in cols else cols  # the protocol's row order
+    streams = by_row.groupby("column")["stream"].agg(lambda s: ", ".join(dict.fromkeys(s.dropna())))
     info["stream"] = streams.loc[order].to_numpy()
     return info.reset_index()
 
