@@ -115,9 +115,11 @@ def _run_job(reader: Reader, job: Job, options: dict) -> list:
         if len(results) != len(job.samples):
             raise DataFormatError(job.source, f"reader returned {len(results)} samples, expected {len(job.samples)}")
         return results
-    except (DataFormatError, OSError, UnicodeDecodeError, ValueError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # any failure on one file (a damaged file can break a reader in many ways)
         if not isinstance(exc, DataFormatError):
-            exc = DataFormatError(job.source, f"{type(exc).__name__}: {exc}")
+            exc = DataFormatError(job.source, f"could not be read: {type(exc).__name__}: {exc}")
         return [exc] * len(job.samples)
 
 
