@@ -4,7 +4,6 @@ and the detection protocol end to end (records, proposal files, the score-detect
 from __future__ import annotations
 
 import json
-import textwrap
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from usdrl_bench.detection.frames import (
     segments_from_labels,
     window_starts,
 )
-from usdrl_bench.detection.metric import Segment
 from usdrl_bench.detection.videos import Video, generate_untrimmed
 
 

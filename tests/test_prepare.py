@@ -53,7 +53,7 @@ def test_split_counts_follow_the_official_rules(tree, tmp_path):
     assert _counts(tmp_path / "ntu60") == {"xsub/train": xsub[0], "xsub/val": xsub[1],
                                            "xview/train": xview[0], "xview/val": xview[1]}
     assert sorted(s60.excluded) == sorted(m for m in missing if m in ntu60)
-    s120 = prepare_ntu("ntu120", root, tmp_path / "ntu120", workers=1, progress=False)
+    prepare_ntu("ntu120", root, tmp_path / "ntu120", workers=1, progress=False)
     xsub = _expected(names, missing, lambda n: subject(n) in XSUB_TRAIN)
     xset = _expected(names, missing, lambda n: setup(n) % 2 == 0)
     assert _counts(tmp_path / "ntu120") == {"xsub/train": xsub[0], "xsub/val": xsub[1],

@@ -366,13 +366,11 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_score_detection(args: argparse.Namespace) -> int:
-    from usdrl_bench.detection.metric import read_segments, score_folders
+    from usdrl_bench.detection.metric import score_folders
 
     scores, voc, without = score_folders(args.gt, args.pred, theta=args.theta, num_actions=args.num_actions)
-    preds = {v: read_segments(args.pred / f"{v}.txt") for v in scores.per_video}
-    truths = {v: read_segments(args.gt / f"{v}.txt") for v in scores.per_video}
-    table = RichTable(title=f"{len(preds)} videos, {sum(map(len, preds.values()))} proposals, "
-                            f"{sum(map(len, truths.values()))} ground-truth instances; theta = {args.theta:g}",
+    table = RichTable(title=f"{len(scores.per_video)} videos, {scores.num_proposals} proposals, "
+                            f"{scores.num_truths} ground-truth instances; theta = {args.theta:g}",
                       title_justify="left")
     table.add_column("metric")
     table.add_column("value (%)", justify="right")

@@ -33,7 +33,7 @@ from usdrl_bench.data.ntu_raw import (
     read_missing_list,
     read_ntu_sample,
 )
-from usdrl_bench.data.prepare import Job, Preparation, PrepareSummary, Sample, Skipped, default_workers
+from usdrl_bench.data.prepare import Job, Preparation, PrepareSummary, Sample, Skipped, default_workers, update_manifest
 from usdrl_bench.data.preprocess import pre_normalization
 
 log = logging.getLogger(__name__)
@@ -197,19 +197,10 @@ def prepare_ntu(
 
 def _check_official(summary: PrepareSummary, dataset: str, complete: bool) -> None:
     """Compare the per-split counts with FACTS §2 when the release is complete (recorded in the manifest)."""
-    import json
-
-    from usdrl_bench.io import write_json_atomic
-
     official = {f"{k}/{p}": n for k, (tr, te) in OFFICIAL_COUNTS[dataset].items() for p, n in (("train", tr), ("val", te))}
     match = None
     if complete:
         match = all(summary.counts.get(k) == v for k, v in official.items())
         if not match:
             log.warning("%s: counts %s differ from the official %s", dataset, summary.counts, official)
-    summary.manifest["official_counts"] = official
-    summary.manifest["official_counts_match"] = match
-    path = summary.out / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest.update(official_counts=official, official_counts_match=match)
-    write_json_atomic(path, manifest)
+    update_manifest(summary, official_counts=official, official_counts_match=match)

@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.prepare import Job, Preparation, PrepareSummary, Sample, Skipped, default_workers
+from usdrl_bench.data.prepare import (Job, Preparation, PrepareSummary, Sample, Skipped, default_workers,
+                                      update_manifest)
 from usdrl_bench.data.preprocess import pre_normalization
-from usdrl_bench.io import save_npy_atomic, write_json_atomic
+from usdrl_bench.io import save_npy_atomic
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,15 @@ def read_pku_labels(path: str | Path) -> list[tuple[int, int, int, int]]:
     return out
 
 
+def frame_labels(num_frames: int, instances: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """``(num_frames,)`` int64 per-frame labels of a video: 0 = background, the instance's label over its
+    ``[start, end)`` (a later instance wins where two overlap)."""
+    labels = np.zeros(num_frames, dtype=np.int64)
+    for label, start, end, _ in instances:
+        labels[start:min(end, num_frames)] = label
+    return labels
+
+
 def read_split_file(path: str | Path) -> tuple[list[str], list[str]]:
     """``(train videos, test videos)`` from an official 4-line split file.
 
@@ -176,9 +186,7 @@ def _write_untrimmed(args: tuple[str, str, list[tuple[int, int, int, int]]]) -> 
         video = read_pku_skeleton(source)
     except (DataFormatError, OSError) as exc:
         return exc if isinstance(exc, DataFormatError) else DataFormatError(source, str(exc))
-    frames = np.zeros(video.shape[1], dtype=np.int64)
-    for label, start, end, _ in instances:
-        frames[start:min(end, len(frames))] = label
+    frames = frame_labels(video.shape[1], instances)
     if not (target_path.is_file() and labels_path.is_file()):  # resumable: finished videos are kept
         save_npy_atomic(labels_path, frames)
         save_npy_atomic(target_path, video)
@@ -262,8 +270,6 @@ def prepare_pku(dataset: str, raw: str | Path, out: str | Path, *, workers: int 
 
 def _prepare_untrimmed(summary: PrepareSummary, skel_dir: Path, instances_of: dict, part_of: dict, workers: int) -> None:
     """Phase 1: whole videos and per-frame labels for detection, per cross-subject part."""
-    import json
-
     jobs = []
     for video, instances in instances_of.items():
         part = next(p for p in part_of[video] if p.startswith("xsub/")).split("/")[1]
@@ -280,10 +286,6 @@ def _prepare_untrimmed(summary: PrepareSummary, skel_dir: Path, instances_of: di
         if isinstance(r, DataFormatError):
             continue  # already skipped (and reported) with its clips
         written[str(Path(target).relative_to(summary.out))] = r[1]
-    path = summary.out / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["untrimmed"] = {"videos": dict(sorted(written.items())),
-                             "labels": "per-frame int64, 0 = background, 1-51 = action id",
-                             "coordinates": "camera space (metres) as in the files, not normalised"}
-    summary.manifest.update(untrimmed=manifest["untrimmed"])
-    write_json_atomic(path, manifest)
+    update_manifest(summary, untrimmed={"videos": dict(sorted(written.items())),
+                                        "labels": "per-frame int64, 0 = background, 1-51 = action id",
+                                        "coordinates": "camera space (metres) as in the files, not normalised"})

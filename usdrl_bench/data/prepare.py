@@ -325,6 +325,15 @@ class Preparation:
         write_text_atomic(self.out / SAMPLES_CSV, buffer.getvalue())
 
 
+def update_manifest(summary: PrepareSummary, **fields: Any) -> None:
+    """Add ``fields`` to a finished preparation's ``manifest.json`` (and to ``summary.manifest``)."""
+    path = summary.out / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest.update(fields)
+    write_json_atomic(path, manifest)
+    summary.manifest.update(fields)
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     from usdrl_bench.io import atomic_write
 

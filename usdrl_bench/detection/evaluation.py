@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from usdrl_bench.detection.frames import (PAD_LABEL, PROPOSALS, dense_frame_features, make_windows, merge_windows,
-                                          segments_from_labels, window_starts)
+                                          segments_from_labels)
 from usdrl_bench.detection.metric import evaluate_detection, voc_map, write_segments
 from usdrl_bench.detection.videos import VideoSet, load_videos
 from usdrl_bench.evaluate.base import Metric

@@ -137,6 +137,8 @@ class DetectionScores:
     per_class: dict[int, float]
     per_video: dict[str, float]
     theta: float
+    num_proposals: int = 0  # proposals scored (all videos)
+    num_truths: int = 0  # ground-truth instances of the videos given
 
     def as_dict(self) -> dict[str, float]:
         return {"mAP_a": self.map_action, "mAP_v": self.map_video, "AP": self.ap, "F1": self.f1, "2D-AP": self.ap_2d}
@@ -181,7 +183,7 @@ def evaluate_detection(proposals: Mapping[str, Sequence[Segment]], truths: Mappi
         ap=official_ap(pooled_p, pooled_g, theta),
         f1=official_f1(pooled_p, pooled_g, theta),
         ap_2d=float(np.mean([official_ap(pooled_p, pooled_g, t) for t in THETAS_2D])),
-        per_class=per_class, per_video=per_video, theta=theta,
+        per_class=per_class, per_video=per_video, theta=theta, num_proposals=len(all_props), num_truths=len(all_gts),
     )
 
 

@@ -132,8 +132,8 @@ def load_pku1_videos(path: str | Path, *, split: str = "xsub") -> VideoSet:
     Raises:
         FileNotFoundError: neither layout is found, or no video of a part is there.
     """
-    from usdrl_bench.data.pku import (SPLIT_FILES, find_split_file, find_subdir, read_pku_labels, read_pku_skeleton,
-                                      read_split_file)
+    from usdrl_bench.data.pku import (SPLIT_FILES, find_split_file, find_subdir, frame_labels, read_pku_labels,
+                                      read_pku_skeleton, read_split_file)
 
     path = Path(path)
     names = ["background"] + [f"action {i}" for i in range(1, 52)]
@@ -159,10 +159,8 @@ def load_pku1_videos(path: str | Path, *, split: str = "xsub") -> VideoSet:
                 from usdrl_bench.detection.metric import Segment
 
                 joints = read_pku_skeleton(skel / f"{v}.txt")
-                labels = np.zeros(joints.shape[1], dtype=np.int64)
                 instances = read_pku_labels(lab / f"{v}.txt")
-                for label, start, end, _ in instances:
-                    labels[start:min(end, len(labels))] = label
+                labels = frame_labels(joints.shape[1], instances)
                 truth = [Segment(label, start, end, conf, v) for label, start, end, conf in instances]
                 parts[part].append(Video(v, normalise_video(joints, align_z=True), labels, truth))
     else:
