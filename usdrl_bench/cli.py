@@ -31,9 +31,20 @@ datasets for --dataset (NAME or FORMAT:PATH; see `usdrl-bench list`):
   pku_pickle:PATH                       the USDRL code's PKUv2_xsub_{train,val}.pkl folder
   msr_action3d:PATH                     MSR Action3D skeleton files (cross-subject split)
 
+scale (each missing checkpoint trains once; a file lock makes concurrent runs and jobs share it):
+  --nproc N                             data-parallel pretraining on N processes (starts torchrun for you;
+                                        or: torchrun --nproc-per-node N -m usdrl_bench run ...)
+  --jobs N                              N models at once: CPU worker processes, or one model per GPU on CUDA
+  --launcher local|slurm                each pretraining as a submitit job (local processes or SLURM),
+                                        then the evaluations here; --gpus-per-job, --partition, --time-min
+  live logs: results/checkpoints/<hash>/train_log.csv and tensorboard/ while training; --wandb PROJECT
+
 examples:
   usdrl-bench run protocols/table5_ablation.yaml
   usdrl-bench run protocols/table5_ablation.yaml --seeds 0 1 2
+  usdrl-bench run protocols/table1_linear.yaml --preset paper --data-root /data --nproc 8
+  torchrun --nproc-per-node 8 -m usdrl_bench run protocols/table1_linear.yaml --preset paper --data-root /data
+  usdrl-bench run protocols/table1_linear.yaml --preset paper --launcher slurm --gpus-per-job 4 --partition gpu
   usdrl-bench run protocols/*.yaml                      # every table and figure, demo preset
   usdrl-bench run protocols/table5_ablation.yaml --dataset msr_action3d:../shared/data/msr_action3d
   usdrl-bench run protocols/table5_ablation.yaml --dataset ntu_raw:../shared/data/ntu60_raw --split xsub
@@ -116,6 +127,23 @@ example:
 """
 
 
+BENCH_HELP = """\
+Time pretraining steps (the same step the training loop runs) for several configurations side by side in one
+process, rounds interleaved, medians reported: samples/s, milliseconds per step split into input, views,
+forward, backward and optimiser, peak device memory, FLOPs per sample and, on CUDA, model FLOPs utilisation
+against the device's peak. Configurations are every combination of --encoder, --batch-size, --precision and
+--compile. Inputs are random NTU-shaped skeletons (3 x 300 x 25 x 2); 4 views per sample. Writes
+results/bench/bench-<time>.json.
+
+With no arguments on a CPU: DSTE and STTR at the demo size (hidden 64, T 32), batch 32, fp32 (about a minute).
+
+examples:
+  usdrl-bench bench
+  usdrl-bench bench --encoder dste --preset paper --batch-size 8 --steps 3
+  usdrl-bench bench --device cuda --preset paper --batch-size 356 --precision fp32 bf16 --compile off on
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -142,6 +170,42 @@ def _parser() -> argparse.ArgumentParser:
                    help="where named datasets (ntu60_xsub, pku2_xsub, ...) are found (default $USDRL_DATA, else ./data)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
     p.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory (default reports/)")
+    p.add_argument("--nproc", type=int, default=None,
+                   help="train each missing checkpoint data-parallel on N processes (runs torchrun; NCCL on CUDA, "
+                        "one GPU per process; gloo on CPU)")
+    p.add_argument("--launcher", choices=("inline", "local", "slurm"), default="inline",
+                   help="inline (default): pretrain in this process; local / slurm: one submitit job per missing "
+                        "checkpoint, then evaluate here")
+    p.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per job (DDP inside the job); default 0 (CPU)")
+    p.add_argument("--partition", default=None, help="SLURM partition (--launcher slurm)")
+    p.add_argument("--time-min", type=int, default=24 * 60, help="job time limit in minutes (default 1440)")
+    p.add_argument("--max-parallel", type=int, default=8, help="jobs running at once (default 8)")
+    p.add_argument("--log-every", type=int, default=20,
+                   help="steps between reads of the losses from the device (each read is one host synchronisation; "
+                        "every step still gets its CSV row) (default 20)")
+    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
+    p.add_argument("--wandb", metavar="PROJECT", default=None, help="also log pretraining to this W&B project")
+
+    p = sub.add_parser("bench", help="time pretraining steps of several configurations side by side",
+                       description=BENCH_HELP, formatter_class=fmt)
+    p.add_argument("--encoder", nargs="+", default=None, help="encoders to time (default: dste sttr)")
+    p.add_argument("--preset", default=None, help="encoder preset (default small on a CPU, paper on CUDA)")
+    p.add_argument("--hidden-size", type=int, default=None, help="override the preset's hidden size H")
+    p.add_argument("--frames", type=int, default=None, help="override the preset's view length T")
+    p.add_argument("--batch-size", type=int, nargs="+", default=None,
+                   help="global batch sizes (default 32 on a CPU, 356 on CUDA)")
+    p.add_argument("--precision", nargs="+", default=None, choices=("fp32", "bf16", "fp16", "auto"),
+                   help="precisions (default fp32 on a CPU; fp32 bf16 on CUDA)")
+    p.add_argument("--compile", nargs="+", default=None, choices=("off", "on"),
+                   help="torch.compile settings (default off on a CPU; off on on CUDA)")
+    p.add_argument("--objective", default="mgfd", help="objective (default mgfd)")
+    p.add_argument("--drop-path", type=float, default=None, help="DSTE DropPath (default: the preset's)")
+    p.add_argument("--steps", type=int, default=5, help="steps per round (default 5)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per configuration (default 2)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: known GPUs)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--out", type=Path, default=Path("results/bench"), help="JSON output folder (default results/bench)")
 
     p = sub.add_parser("report", help="regenerate tables and figures from the records", description=REPORT_HELP, formatter_class=fmt)
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
@@ -189,7 +253,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from usdrl_bench.protocols.schema import ProtocolError
 
@@ -201,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DATA_ROOT_ENV] = str(args.data_root)  # named datasets resolve under it
     try:
         commands = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "validate": cmd_validate, "embed": cmd_embed,
-                    "data": cmd_data, "score-detection": cmd_score_detection}
+                    "data": cmd_data, "score-detection": cmd_score_detection, "bench": cmd_bench}
         return commands[args.command](args)
     except (ProtocolError, FileNotFoundError, KeyError, ValueError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -238,8 +304,38 @@ def _jobs(value: str, device) -> int:
     return jobs
 
 
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` / ``option=VALUE``."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == option:
+            skip = True
+        elif not item.startswith(option + "="):
+            out.append(item)
+    return out
+
+
+def _launch_torchrun(args: argparse.Namespace) -> int:
+    """Re-run this command under ``torchrun --standalone --nproc-per-node N``."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "usdrl_bench", *_without_option(args.argv, "--nproc")]
+    console.print(f"starting {args.nproc} processes: {' '.join(command[1:])}", highlight=False)
+    return subprocess.call(command)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import os
+
     from usdrl_bench.io import resolve_device
+
+    if args.nproc is not None and args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_torchrun(args)
     from usdrl_bench.protocols.runner import ProtocolRunner
     from usdrl_bench.protocols.spec import expand_cells, load_protocol, parse_dataset_override
     from usdrl_bench.records import load_records
@@ -264,18 +360,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     import pandas as pd
 
+    from usdrl_bench import distributed as dist_utils
     from usdrl_bench.records import RECORD_COLUMNS
 
-    runner = ProtocolRunner(results_dir=args.results, device=device, console=console)
+    if args.log_every < 1:
+        raise ValueError(f"--log-every must be >= 1, got {args.log_every}")
+    context = dist_utils.init_from_env(device.type)
+    if context is not None and device.type == "cuda":
+        device = __import__("torch").device("cuda", context.local_rank)
+    main = context is None or context.is_main
+    run_console = console if main else Console(stderr=True, quiet=True)
+    runner = ProtocolRunner(results_dir=args.results, device=device, console=run_console, log_every=args.log_every,
+                            tensorboard=not args.no_tensorboard, wandb_project=args.wandb if main else None)
     t_all = time.perf_counter()
-    jobs = _jobs(args.jobs, device)
-    if jobs > 1:
-        from rich.progress import Progress
+    all_cells = [c for _, cells in work for c in cells]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        with Progress(console=console, transient=True) as progress:
-            trained = runner.pretrain_missing([c for _, cells in work for c in cells], jobs, progress)
-        if trained:
-            console.print(f"pretrained {trained} models, {jobs} at a time, in {time.perf_counter() - t_all:.0f} s")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    if context is not None:
+        import torch.distributed as dist
+
+        with Progress(*columns, console=run_console, transient=True, disable=not main) as progress:
+            trained = runner.pretrain_distributed(all_cells, progress)
+        dist.barrier()
+        dist.destroy_process_group()  # evaluations run on rank 0 alone
+        if not main:
+            return 0
+        console.print(f"pretrained {trained} models data-parallel on {context.world_size} processes "
+                      f"({context.backend}) in {time.perf_counter() - t_all:.0f} s")
+    elif args.launcher != "inline":
+        from usdrl_bench.data.named import DATA_ROOT_ENV
+        from usdrl_bench.train.launch import LauncherOptions, submit_pretrainings
+
+        options = LauncherOptions(launcher=args.launcher, gpus_per_job=args.gpus_per_job, partition=args.partition,
+                                  time_min=args.time_min, max_parallel=args.max_parallel)
+        submitted = submit_pretrainings(runner, all_cells, options, data_root=os.environ.get(DATA_ROOT_ENV), console=console)
+        if submitted:
+            console.print(f"{submitted} pretraining job(s) finished ({args.launcher}) in {time.perf_counter() - t_all:.0f} s")
+    else:
+        jobs = _jobs(args.jobs, device)
+        if jobs > 1:
+            with Progress(console=console, transient=True) as progress:
+                trained = runner.pretrain_missing(all_cells, jobs, progress)
+            if trained:
+                console.print(f"pretrained {trained} models, {jobs} at a time, in {time.perf_counter() - t_all:.0f} s")
     for protocol, cells in work:
         t0 = time.perf_counter()
         rows = runner.run(cells)
@@ -285,9 +413,57 @@ def cmd_run(args: argparse.Namespace) -> int:
             out.print(to_markdown(table), highlight=False, soft_wrap=True)
     if len(work) > 1:
         console.print(f"[green]all {len(work)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
+    console.print(f"checkpoints: {len(runner._trained)} trained by this run, {len(runner.reused)} trained by a "
+                  "concurrent run and reused")
     written = write_reports(load_records(args.results), args.reports, args.results)
     console.print(f"reports written under {args.reports}/ ({len(written)} files)")
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import itertools
+
+    from rich.progress import Progress
+
+    from usdrl_bench.bench import BenchConfig, results_table, run_bench, write_results
+    from usdrl_bench.io import resolve_device
+
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    encoders = args.encoder or ["dste", "sttr"]
+    preset = args.preset or ("paper" if cuda else "small")
+    batches = args.batch_size or ([356] if cuda else [32])
+    precisions = args.precision or (["fp32", "bf16"] if cuda else ["fp32"])
+    compiles = args.compile or (["off", "on"] if cuda else ["off"])
+    for value, name in ((args.steps, "--steps"), (args.repeats, "--repeats")):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if any(b < 2 for b in batches):
+        raise ValueError(f"--batch-size must be >= 2 (batch statistics), got {batches}")
+    configs = []
+    for encoder, batch, precision, comp in itertools.product(encoders, batches, precisions, compiles):
+        options = {}
+        if args.hidden_size:
+            options["hidden_size"] = args.hidden_size
+        if args.frames:
+            options["num_frames"] = args.frames
+        if args.drop_path is not None and encoder == "dste":
+            options["drop_path"] = args.drop_path
+        configs.append(BenchConfig(encoder, preset, batch, precision, comp == "on", args.objective, options))
+    console.print(f"timing {len(configs)} configuration(s) on {device} ({__import__('torch').get_num_threads()} threads): "
+                  f"{args.repeats} interleaved rounds of {args.steps} steps after {args.warmup} warm-up steps, "
+                  "random NTU-shaped inputs (3 x 300 x 25 x 2), 4 views per sample", highlight=False)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("bench", total=len(configs) * args.repeats)
+        results = run_bench(configs, device, steps=args.steps, repeats=args.repeats, warmup=args.warmup,
+                            peak_tflops=args.peak_tflops,
+                            on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    out.print(results_table(results))
+    path = write_results(results, device, args.out)
+    console.print(f"samples/s: whole steps (input, views, forward, backward, optimiser) without synchronisation, median of "
+                  f"{args.repeats} rounds; phase times with a synchronisation after each phase. Written to {path}",
+                  highlight=False)
+    return 0 if all(r.error is None for r in results) else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -15,18 +15,26 @@ What the official code does (FACTS §6, §7; USDRL's feeder, inherited from UmUR
   corruption or shear with probability 1/2 each (:func:`make_views`).
 
 The official feeder draws with ``random``/``np.random`` per sample in worker processes; here the
-same distributions are drawn per batch from a ``torch.Generator``, so the random streams (not the
-distributions) differ from the official code.
+same distributions are drawn per batch, so the random streams (not the distributions) differ from the
+official code. Two sources of randomness are accepted:
+
+* a ``torch.Generator`` (one stream for the whole batch: the views of a sample depend on the batch);
+* :class:`SampleKeys` (pretraining): every sample's numbers are a counter-based hash of
+  (seed, epoch, sample index, draw number), so a sample gets the same views whichever batch, rank or
+  world size it is processed in (data-parallel runs on 1, 2 or 8 processes see the same views), and no
+  generator state needs saving to resume.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable, Union
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "SampleKeys",
     "ViewConfig",
     "resize_frames",
     "resize_valid",
@@ -68,15 +76,91 @@ def _as_index(value: Tensor | int | list | tuple, n: int, device: torch.device, 
     return t
 
 
-def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator, x: Tensor) -> Tensor:
+# --- randomness -----------------------------------------------------------------------------------
+
+_M32 = 0xFFFFFFFF
+_MIX = 0x45D9F3B  # < 2**27: products of 32-bit values stay below 2**59, exact in int64 on every device
+
+
+def _mix32(h: Tensor) -> Tensor:
+    """A 32-bit integer hash (two xor-shift-multiply rounds) of int64 tensors holding values in [0, 2**32)."""
+    h = ((h >> 16) ^ h) * _MIX & _M32
+    h = ((h >> 16) ^ h) * _MIX & _M32
+    return (h >> 16) ^ h
+
+
+@dataclass(frozen=True)
+class SampleKeys:
+    """Per-sample random streams keyed by (seed, epoch, sample index): world-size invariant views.
+
+    Draw ``j`` of sample ``n`` is ``hash(seed, epoch, index[n], j)`` (counter-based, as Philox-style
+    generators are), computed for the whole batch in a few integer tensor operations on the batch's
+    device: no Python loop over samples and no host synchronisation. The same (seed, epoch, index) gives
+    the same numbers on CPU and CUDA and in any batch composition.
+
+    Attributes:
+        seed: the run's seed.
+        epoch: the epoch (0-based).
+        index: ``(N,)`` integer dataset indices of the batch's samples (any device; moved to x's).
+    """
+
+    seed: int
+    epoch: int
+    index: Tensor
+
+    def drawer(self, device: torch.device) -> "_Draw":
+        index = torch.as_tensor(self.index, device=device).to(torch.int64)
+        if index.ndim != 1:
+            raise ValueError(f"SampleKeys.index must be 1-D (N,), got shape {tuple(index.shape)}")
+        base = _mix32(torch.tensor((int(self.seed) & _M32), dtype=torch.int64, device=device))
+        base = _mix32(base ^ (int(self.epoch) & _M32))
+        keys = _mix32(base ^ (index & _M32))  # (N,)
+        state = {"counter": 0}
+
+        def draw(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Tensor:
+            if shape[0] != keys.shape[0]:
+                raise ValueError(f"SampleKeys has {keys.shape[0]} samples, asked for shape {shape}")
+            k = 1
+            for s in shape[1:]:
+                k *= int(s)
+            counter = torch.arange(state["counter"], state["counter"] + k, device=device, dtype=torch.int64)
+            state["counter"] += k
+            h = _mix32(keys[:, None] ^ _mix32(counter[None, :] * 0x9E3779 & _M32))  # (N, k) in [0, 2**32)
+            if dtype == torch.float64:
+                u = h.to(torch.float64) * 2.0**-32
+            else:
+                u = (h >> 8).to(torch.float32) * 2.0**-24  # 24 random bits: exact in float32, < 1
+            return u.reshape(shape).to(dtype)
+
+        return draw
+
+
+_Draw = Callable[..., Tensor]
+Randomness = Union[torch.Generator, SampleKeys]
+
+
+def _drawer(source: "Randomness | _Draw", x: Tensor, where: str) -> _Draw:
+    """A ``draw(shape, dtype=float32) -> U[0, 1)`` function on x's device from a generator or keys."""
+    if isinstance(source, SampleKeys):
+        if len(source.index) != x.shape[0]:
+            raise ValueError(f"{where}: SampleKeys has {len(source.index)} indices for a batch of {x.shape[0]}")
+        return source.drawer(x.device)
+    if isinstance(source, torch.Generator):
+        _check_generator(source, x, where)
+        return lambda shape, dtype=torch.float32: torch.rand(shape, generator=source, device=x.device, dtype=dtype)
+    if callable(source):
+        return source
+    raise TypeError(f"{where}: generator must be a torch.Generator or SampleKeys, got {type(source).__name__}")
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float, draw: _Draw, x: Tensor) -> Tensor:
     """U[low, high) of ``shape`` in float32 on x's device."""
-    u = torch.rand(shape, generator=generator, device=x.device, dtype=torch.float32)
-    return low + (high - low) * u
+    return low + (high - low) * draw(shape)
 
 
-def _random_joint_mask(n: int, v: int, k: int, generator: torch.Generator, x: Tensor) -> Tensor:
+def _random_joint_mask(n: int, v: int, k: int, draw: _Draw, x: Tensor) -> Tensor:
     """``(N, V)`` bool, exactly ``k`` True per row, uniformly without replacement."""
-    scores = torch.rand((n, v), generator=generator, device=x.device)
+    scores = draw((n, v))
     chosen = scores.argsort(dim=1)[:, :k]
     mask = torch.zeros((n, v), dtype=torch.bool, device=x.device)
     mask.scatter_(1, chosen, True)
@@ -135,12 +219,18 @@ def resize_frames(x: Tensor, start: Tensor, length: Tensor, out_frames: int) -> 
     start = _as_index(start, N, x.device, "start", where)
     length = _as_index(length, N, x.device, "length", where)
     bad = (length < 1) | (start < 0) | (start + length > T)
-    if bool(bad.any()):
+    if bool(bad.any()):  # a host synchronisation: the views' hot path uses _resize (crops valid by construction)
         i = int(bad.nonzero()[0, 0])
         raise ValueError(
             f"{where}: sample {i} asks for frames [{int(start[i])}, {int(start[i] + length[i])}) "
             f"but x has T = {T} frames (need length >= 1, start >= 0, start + length <= T)"
         )
+    return _resize(x, start, length, out_frames)
+
+
+def _resize(x: Tensor, start: Tensor, length: Tensor, out_frames: int) -> Tensor:
+    """:func:`resize_frames` without the checks (no host synchronisation): ``start``/``length`` ``(N,)`` int64."""
+    N, C, T, V, M = x.shape
     # Index arithmetic as PyTorch's upsample kernels (area_pixel_compute_source_index): the scale
     # length / out_frames in float32 ("opmath") for float32 / half / bfloat16 inputs (float64 for
     # float64), and scale * (j + 0.5) - 0.5 rounded once, as the kernel's fused multiply-add: the
@@ -183,7 +273,7 @@ def random_crop_resize(
     x: Tensor,
     num_frames: Tensor,
     out_frames: int,
-    generator: torch.Generator,
+    generator: Randomness,
     min_scale: float = 0.1,
     max_scale: float = 1.0,
     min_length: int | None = None,
@@ -198,7 +288,7 @@ def random_crop_resize(
         x: ``(N, C, T, V, M)``.
         num_frames: ``(N,)`` valid frames per sample.
         out_frames: output length ``T'`` (64 officially).
-        generator: randomness; must live on x's device type.
+        generator: randomness: a ``torch.Generator`` on x's device type, or :class:`SampleKeys`.
         min_scale, max_scale: crop-scale range (official 0.1 and 1.0).
         min_length: shortest crop in frames; ``None`` = ``out_frames`` (official: 64). Samples with
             fewer valid frames are taken whole.
@@ -207,32 +297,42 @@ def random_crop_resize(
     """
     where = "random_crop_resize"
     _check_x(x, where)
-    _check_generator(generator, x, where)
+    draw = _drawer(generator, x, where)
     if not 0.0 < min_scale <= max_scale:
         raise ValueError(f"{where}: need 0 < min_scale <= max_scale, got min_scale={min_scale}, max_scale={max_scale}")
-    start, length = _random_crops(x, num_frames, out_frames, generator, min_scale, max_scale, min_length, where)
-    return resize_frames(x, start, length, out_frames)
+    start, length = _random_crops(x, num_frames, out_frames, draw, min_scale, max_scale, min_length, where)
+    return _resize(x, start, length, out_frames)
+
+
+def check_num_frames(num_frames: Tensor, max_frames: int, where: str) -> None:
+    """Raise ValueError unless every valid-frame count lies in ``[1, max_frames]`` (a host
+    synchronisation when ``num_frames`` lives on a GPU: do it once per dataset, not per batch)."""
+    n = torch.as_tensor(num_frames)
+    if n.numel() and bool(((n < 1) | (n > max_frames)).any()):
+        raise ValueError(f"{where}: num_frames must lie in [1, T={max_frames}]; got min {int(n.min())}, max {int(n.max())}")
 
 
 def _random_crops(
     x: Tensor,
     num_frames: Tensor,
     out_frames: int,
-    generator: torch.Generator,
+    generator: "Randomness | _Draw",
     min_scale: float,
     max_scale: float,
     min_length: int | None,
     where: str,
+    check: bool = True,
 ) -> tuple[Tensor, Tensor]:
     N = x.shape[0]
+    draw = _drawer(generator, x, where)
     n = _as_index(num_frames, N, x.device, "num_frames", where)
-    if bool(((n < 1) | (n > x.shape[2])).any()):
-        raise ValueError(f"{where}: num_frames must lie in [1, T={x.shape[2]}]; got min {int(n.min())}, max {int(n.max())}")
+    if check:
+        check_num_frames(n, x.shape[2], where)
     min_length = out_frames if min_length is None else int(min_length)
-    scale = _uniform((N,), min_scale, max_scale, generator, x).to(torch.float64)
+    scale = _uniform((N,), min_scale, max_scale, draw, x).to(torch.float64)
     length = torch.floor(n.to(torch.float64) * scale).to(torch.int64)
     length = torch.minimum(length.clamp_min(min_length), n).clamp_min(1)
-    u = torch.rand((N,), generator=generator, device=x.device, dtype=torch.float64)
+    u = draw((N,), torch.float64)
     span = (n - length + 1).to(torch.float64)
     start = torch.minimum(torch.floor(u * span).to(torch.int64), n - length)
     return start, length
@@ -242,7 +342,7 @@ def _random_crops(
 
 
 def _corruption_params(
-    x: Tensor, generator: torch.Generator, num_joints: int, p_zero: float, where: str
+    x: Tensor, draw: _Draw, num_joints: int, p_zero: float, where: str
 ) -> tuple[Tensor, Tensor]:
     """Per-sample (matrix (N, 3, 3), joint mask (N, V)) of joint corruption."""
     N, _, _, V, _ = x.shape
@@ -250,22 +350,22 @@ def _corruption_params(
         raise ValueError(f"{where}: num_joints must lie in [0, V={V}], got {num_joints}")
     if not 0.0 <= p_zero <= 1.0:
         raise ValueError(f"{where}: p_zero must lie in [0, 1], got {p_zero}")
-    zero = torch.rand((N,), generator=generator, device=x.device) < p_zero
-    mask = _random_joint_mask(N, V, num_joints, generator, x)
-    matrix = _uniform((N, 3, 3), -1.0, 1.0, generator, x)
+    zero = draw((N,)) < p_zero
+    mask = _random_joint_mask(N, V, num_joints, draw, x)
+    matrix = _uniform((N, 3, 3), -1.0, 1.0, draw, x)
     matrix = torch.where(zero[:, None, None], torch.zeros_like(matrix), matrix)
     return matrix, mask
 
 
-def _shear_params(x: Tensor, generator: torch.Generator, magnitude: float) -> Tensor:
+def _shear_params(x: Tensor, draw: _Draw, magnitude: float) -> Tensor:
     """Per-sample shear matrices ``(N, 3, 3)``, diagonal 1, off-diagonals U(-magnitude, magnitude)."""
     N = x.shape[0]
     eye = torch.eye(3, device=x.device, dtype=torch.float32)
-    off = _uniform((N, 3, 3), -magnitude, magnitude, generator, x) * (1 - eye)
+    off = _uniform((N, 3, 3), -magnitude, magnitude, draw, x) * (1 - eye)
     return eye + off
 
 
-def joint_corruption(x: Tensor, generator: torch.Generator, num_joints: int = 15, p_zero: float = 0.5) -> Tensor:
+def joint_corruption(x: Tensor, generator: Randomness, num_joints: int = 15, p_zero: float = 0.5) -> Tensor:
     """Official joint corruption (FACTS §7; ``joint_courruption`` in the UmURL/USDRL feeder tools).
 
     Per sample, ``num_joints`` of the ``V`` joints are chosen uniformly without replacement (the same
@@ -283,12 +383,11 @@ def joint_corruption(x: Tensor, generator: torch.Generator, num_joints: int = 15
     """
     where = "joint_corruption"
     _check_xyz(x, where)
-    _check_generator(generator, x, where)
-    matrix, mask = _corruption_params(x, generator, num_joints, p_zero, where)
+    matrix, mask = _corruption_params(x, _drawer(generator, x, where), num_joints, p_zero, where)
     return _transform_joints(x, matrix, mask)
 
 
-def shear(x: Tensor, generator: torch.Generator, magnitude: float = 1.0) -> Tensor:
+def shear(x: Tensor, generator: Randomness, magnitude: float = 1.0) -> Tensor:
     """Official shear (FACTS §7): per sample ``x_new = S x`` (column vectors) for every joint.
 
     ``S`` is ``3 x 3`` with ones on the diagonal and off-diagonal entries U(-magnitude, magnitude)
@@ -303,10 +402,10 @@ def shear(x: Tensor, generator: torch.Generator, magnitude: float = 1.0) -> Tens
     """
     where = "shear"
     _check_xyz(x, where)
-    _check_generator(generator, x, where)
+    draw = _drawer(generator, x, where)
     if magnitude < 0:
         raise ValueError(f"{where}: magnitude must be >= 0, got {magnitude}")
-    s = _shear_params(x, generator, magnitude)
+    s = _shear_params(x, draw, magnitude)
     # column form S x  ==  row form x @ S^T (the official np.dot(x, R.transpose()))
     return _transform_joints(x, s.transpose(1, 2))
 
@@ -355,7 +454,7 @@ class ViewConfig:
         if self.num_corrupt_joints < 0:
             raise ValueError(f"ViewConfig.num_corrupt_joints must be >= 0, got {self.num_corrupt_joints}")
 
-    def make_views(self, x: Tensor, num_frames: Tensor, generator: torch.Generator) -> list[Tensor]:
+    def make_views(self, x: Tensor, num_frames: Tensor, generator: Randomness) -> list[Tensor]:
         """:func:`make_views` with these settings."""
         return make_views(x, num_frames, generator=generator, **asdict(self))
 
@@ -366,7 +465,7 @@ def make_views(
     num_views: int = 4,
     out_frames: int = 64,
     *,
-    generator: torch.Generator,
+    generator: Randomness,
     min_scale: float = 0.1,
     max_scale: float = 1.0,
     min_length: int | None = None,
@@ -374,6 +473,7 @@ def make_views(
     shear_magnitude: float = 1.0,
     num_corrupt_joints: int = 15,
     p_zero: float = 0.5,
+    check: bool = True,
 ) -> list[Tensor]:
     """USDRL's pretraining views (FACTS §7, the official pretraining feeder).
 
@@ -387,26 +487,30 @@ def make_views(
         num_frames: ``(N,)`` valid frames per sample.
         num_views: views per sample (4).
         out_frames: frames per view ``T'`` (64).
-        generator: randomness; must live on x's device type (``torch.Generator(device=x.device)``).
+        generator: randomness: a ``torch.Generator`` on x's device type, or :class:`SampleKeys` (the
+            pretraining loop's: each sample's views then depend on (seed, epoch, index) only).
         min_scale, max_scale, min_length: crop settings, see :func:`random_crop_resize`.
         p_shear: probability of shear (else joint corruption), per sample and view.
         shear_magnitude: see :func:`shear`.
         num_corrupt_joints, p_zero: see :func:`joint_corruption`.
+        check: validate ``num_frames`` (a host synchronisation on a GPU); the pretraining loop checks the
+            whole dataset once and passes False.
     Returns:
         ``num_views`` tensors of shape ``(N, 3, T', V, M)``.
     """
     cfg = ViewConfig(num_views, out_frames, min_scale, max_scale, min_length, p_shear, shear_magnitude, num_corrupt_joints, p_zero)
     where = "make_views"
     _check_xyz(x, where)
-    _check_generator(generator, x, where)
+    draw = _drawer(generator, x, where)
     N, _, _, V, _ = x.shape
     views = []
     for _ in range(cfg.num_views):
-        start, length = _random_crops(x, num_frames, cfg.out_frames, generator, cfg.min_scale, cfg.max_scale, cfg.min_length, where)
-        view = resize_frames(x, start, length, cfg.out_frames)
-        use_shear = torch.rand((N,), generator=generator, device=x.device) < cfg.p_shear
-        corrupt, joints = _corruption_params(view, generator, cfg.num_corrupt_joints, cfg.p_zero, where)
-        sheared = _shear_params(view, generator, cfg.shear_magnitude).transpose(1, 2)
+        start, length = _random_crops(x, num_frames, cfg.out_frames, draw, cfg.min_scale, cfg.max_scale, cfg.min_length,
+                                      where, check=check)
+        view = _resize(x, start, length, cfg.out_frames)
+        use_shear = draw((N,)) < cfg.p_shear
+        corrupt, joints = _corruption_params(view, draw, cfg.num_corrupt_joints, cfg.p_zero, where)
+        sheared = _shear_params(view, draw, cfg.shear_magnitude).transpose(1, 2)
         matrix = torch.where(use_shear[:, None, None], sheared, corrupt)
         mask = joints | use_shear[:, None]
         views.append(_transform_joints(view, matrix, mask))

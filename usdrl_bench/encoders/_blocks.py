@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
@@ -227,6 +228,46 @@ class SinusoidalPositionalEncoding(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``(N, L, D) -> (N, L, D)``, L ≤ max_len."""
         return x + self.pe[:, : x.size(1), :]
+
+
+def self_attention(attn: nn.MultiheadAttention, x: Tensor) -> Tensor:
+    """``attn(x, x, x, need_weights=False)[0]`` for a batch-first ``nn.MultiheadAttention``, computed with the
+    same parameters in fewer kernels: one packed input projection viewed as ``(N, L, 3, heads, d)`` and
+    ``unbind`` into q, k, v (PyTorch's training path selects them one by one, and each selection's
+    backward writes a zero-filled copy of the whole projection), ``F.scaled_dot_product_attention``, one
+    output projection. Same result up to float rounding; the state dict is the module's own.
+
+    Falls back to the module itself for what this path does not cover (not batch-first, separate q/k/v
+    weights, bias_k / zero attention, attention dropout while training).
+
+    Shapes: ``(N, L, E) -> (N, L, E)``.
+    """
+    if (not attn.batch_first or not attn._qkv_same_embed_dim or attn.bias_k is not None or attn.add_zero_attn
+            or (attn.dropout > 0 and attn.training) or x.dim() != 3):
+        return attn(x, x, x, need_weights=False)[0]
+    n, length, embed = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).view(n, length, 3, heads, embed // heads)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (N, heads, L, d)
+    out = F.scaled_dot_product_attention(q, k, v)
+    out = out.transpose(1, 2).reshape(n, length, embed)
+    return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
+
+
+class TransformerEncoderLayer(nn.TransformerEncoderLayer):
+    """``nn.TransformerEncoderLayer`` (same parameters, state-dict keys and defaults) whose self-attention
+    runs through :func:`self_attention`. Post-norm or pre-norm and ReLU/GELU as configured; no masks."""
+
+    def forward(self, src: Tensor, src_mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
+                is_causal: bool = False) -> Tensor:
+        if src_mask is not None or src_key_padding_mask is not None or is_causal:
+            return super().forward(src, src_mask, src_key_padding_mask, is_causal)
+        x = src
+        if self.norm_first:
+            x = x + self.dropout1(self_attention(self.self_attn, self.norm1(x)))
+            return x + self._ff_block(self.norm2(x))
+        x = self.norm1(x + self.dropout1(self_attention(self.self_attn, x)))
+        return self.norm2(x + self._ff_block(x))
 
 
 def drop_path(x: Tensor, drop_prob: float = 0.0, training: bool = False) -> Tensor:

@@ -37,6 +37,7 @@ from usdrl_bench.encoders._blocks import (
     config_from_preset,
     init_official_,
     register_presets,
+    self_attention,
 )
 from usdrl_bench.registry import ENCODERS
 
@@ -140,7 +141,7 @@ def dense_shift(x: Tensor, wt1: nn.Linear, wt2: nn.Linear, keep: Tensor) -> Tens
 
 
 def _self_attention(attn: nn.MultiheadAttention, x: Tensor) -> Tensor:
-    return attn(x, x, x, need_weights=False)[0]
+    return self_attention(attn, x)
 
 
 class DenseShiftAttention(nn.Module):

@@ -27,6 +27,7 @@ from usdrl_bench.encoders._blocks import (
     SinusoidalPositionalEncoding,
     SkeletonEmbedding,
     SkeletonEncoder,
+    TransformerEncoderLayer,
     config_from_preset,
     init_official_,
     register_presets,
@@ -103,8 +104,9 @@ class STTR(SkeletonEncoder):
 
     @staticmethod
     def _layer(config: STTRConfig) -> nn.TransformerEncoderLayer:
-        # post-norm (norm_first=False), ReLU, feed-forward H: PyTorch defaults as the official code uses them
-        return nn.TransformerEncoderLayer(
+        # post-norm (norm_first=False), ReLU, feed-forward H: PyTorch defaults as the official code uses them;
+        # nn.TransformerEncoderLayer's parameters with a leaner attention (encoders._blocks.self_attention)
+        return TransformerEncoderLayer(
             config.hidden_size, config.num_heads, config.feedforward_size, dropout=config.dropout,
             activation="relu", batch_first=True, norm_first=False,
         )

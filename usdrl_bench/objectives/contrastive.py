@@ -174,16 +174,16 @@ class NegativeContrastive(nn.Module):
         keys = keys.detach().to(self.queue.dtype)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             gathered = [torch.empty_like(keys) for _ in range(dist.get_world_size())]
-            dist.all_gather(gathered, keys)
+            dist.all_gather(gathered, keys.contiguous())
             keys = torch.cat(gathered, dim=0)
         n = keys.shape[0]
-        ptr = int(self.queue_ptr)
-        slots = (ptr + torch.arange(n, device=keys.device)) % self.queue_size
         keep = min(n, self.queue_size)
-        self.queue[slots[-keep:].to(self.queue.device)] = keys[-keep:]
-        self.queue_ptr.fill_((ptr + n) % self.queue_size)
+        # pointer arithmetic on the device: no host synchronisation
+        slots = (self.queue_ptr + torch.arange(n - keep, n, device=self.queue_ptr.device)) % self.queue_size
+        self.queue.index_copy_(0, slots.to(self.queue.device), keys[-keep:].to(self.queue.device))
+        self.queue_ptr.copy_((self.queue_ptr + n) % self.queue_size)
 
-    def forward(self, encoder: nn.Module, views: Sequence[Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def forward(self, encoder: nn.Module, views: Sequence[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """InfoNCE of view 0 (query) against view 1 (key) and the queue.
 
         Args:
@@ -191,8 +191,9 @@ class NegativeContrastive(nn.Module):
             views: at least 2 augmented views of the same N samples, each (N, C, T, V, M).
 
         Returns:
-            ``(loss, logs)``: the scalar loss and ``{"infonce", "accuracy", "total"}`` as floats, where
-            accuracy is the fraction of queries whose positive has the largest logit.
+            ``(loss, logs)``: the scalar loss and ``{"infonce", "accuracy", "total"}`` as detached 0-d
+            tensors (no host synchronisation), where accuracy is the fraction of queries whose positive has
+            the largest logit.
 
         Raises:
             ValueError: fewer than 2 views, or views of different shapes.
@@ -215,6 +216,6 @@ class NegativeContrastive(nn.Module):
             loss = F.cross_entropy(logits, target)
         if self.training:
             self.enqueue(key)
-        accuracy = (logits.detach().argmax(dim=1) == 0).float().mean().item()
-        value = loss.detach().item()
+        accuracy = (logits.detach().argmax(dim=1) == 0).float().mean()
+        value = loss.detach()
         return loss, {"infonce": value, "accuracy": accuracy, "total": value}

@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from usdrl_bench.distributed import gather_with_grad
 from usdrl_bench.objectives.projector import Projector
 from usdrl_bench.objectives.terms import (
     DOMAIN_WEIGHT,
@@ -127,7 +128,7 @@ class MGFD(nn.Module):
 
     Shapes:
         ``forward(encoder, [x_1..x_K])`` with each x_k ``(N, C, T, V, M)``, N >= 2 ->
-        ``(scalar loss, {"sim", "vac", "xcorr", "total"} floats)``; disabled terms are absent.
+        ``(scalar loss, {"sim", "vac", "xcorr", "total"} 0-d tensors)``; disabled terms are absent.
 
     Raises:
         ValueError: an unknown form, a negative or non-finite weight, a non-positive width, κ/η or a
@@ -294,7 +295,7 @@ class MGFD(nn.Module):
             return list(zip(*(f.split(sizes, dim=0) for f in feats)))
         return list(feats.split(sizes, dim=0))
 
-    def forward(self, encoder: nn.Module, views: Sequence[Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def forward(self, encoder: nn.Module, views: Sequence[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Encode and project each view, then compute the loss.
 
         Args:
@@ -303,7 +304,10 @@ class MGFD(nn.Module):
                 K = 4.
 
         Returns:
-            ``(total, logs)``: the scalar loss to backpropagate and the detached terms as floats.
+            ``(total, logs)``: the scalar loss to backpropagate and the detached terms as 0-d tensors on the
+            loss's device (read them with ``float()`` off the training loop's hot path: reading is a host
+            synchronisation on a GPU). Inside a process group the projections of all ranks are gathered
+            first (:func:`usdrl_bench.distributed.gather_with_grad`), so the loss is that of the global batch.
 
         Raises:
             ValueError: fewer than 2 views or views of different shapes.
@@ -313,12 +317,13 @@ class MGFD(nn.Module):
         if len(views) < 2 or len(set(shapes)) != 1:
             raise ValueError(f"MGFD needs at least 2 views of one shape (N, C, T, V, M), got shapes {shapes}")
         feats = self._encode(encoder, views)
+        # data-parallel: every batch statistic sees the global batch (projections gathered with gradients)
         if self.multi_grained:
-            zt = [self.t_proj(y_t) for y_t, _, _ in feats]
-            zs = [self.s_proj(y_s) for _, y_s, _ in feats]
-            zi = [self.i_proj(y_i) for _, _, y_i in feats]
+            zt = [gather_with_grad(self.t_proj(y_t)) for y_t, _, _ in feats]
+            zs = [gather_with_grad(self.s_proj(y_s)) for _, y_s, _ in feats]
+            zi = [gather_with_grad(self.i_proj(y_i)) for _, _, y_i in feats]
         else:
             zt = zs = None
-            zi = [self.i_proj(y_i) for y_i in feats]
+            zi = [gather_with_grad(self.i_proj(y_i)) for y_i in feats]
         terms = self.loss_from_projections(zi, zt, zs)
-        return terms["total"], {k: v.detach().item() for k, v in terms.items()}
+        return terms["total"], {k: v.detach() for k, v in terms.items()}

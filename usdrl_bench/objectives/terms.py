@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Literal, Sequence
 
 import torch
@@ -79,9 +80,39 @@ def _check_views(views: Sequence[Tensor], min_batch: int = 1) -> None:
 
 
 def _off_diagonal(m: Tensor) -> Tensor:
-    """The off-diagonal entries of a square ``(D, D)`` matrix, flattened to ``(D*D - D,)``."""
-    keep = ~torch.eye(m.shape[0], dtype=torch.bool, device=m.device)
-    return m[keep]
+    """The off-diagonal entries of a square ``(D, D)`` matrix, flattened to ``(D*D - D,)``.
+
+    By a reshape, as the official ``off_diagonal`` (no boolean-mask indexing, hence no ``nonzero`` and no
+    host synchronisation): dropping the last element of the flattened matrix and viewing the rest as
+    ``(D - 1, D + 1)`` puts every diagonal entry in column 0.
+    """
+    n = m.shape[0]
+    return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
+
+
+def product_offdiag_sq_sum(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """``(Σ_{i≠j} (aᵀb)_ij², diag(aᵀb))`` for ``a``, ``b`` of shape ``(N, D)``, without forming ``aᵀb``
+    when ``N < D``.
+
+    With fewer samples than dimensions (the paper's batch 356 against D = 4096 instance dimensions) the
+    squared Frobenius norm is taken from the two ``(N, N)`` Gram matrices,
+    ``||aᵀb||_F² = Σ_{n,m} (a aᵀ)_{nm} (b bᵀ)_{nm}``, in ``O(N² D)`` instead of ``O(N D²)`` time and
+    ``O(N²)`` instead of ``O(D²)`` memory; the diagonal is ``Σ_n a_{ni} b_{ni}``. Mathematically identical
+    to the official ``D x D`` computation (float rounding differs). There the off-diagonal mass cannot be
+    small: ``aᵀb`` has rank <= N, so ``||aᵀb||_F² >= (tr aᵀb)² / N``, and the subtraction of the
+    diagonal loses no precision. With ``N >= D`` the ``D x D`` matrix is formed and its off-diagonal taken
+    by :func:`_off_diagonal`, as the official code does.
+
+    Returns:
+        (scalar off-diagonal sum of squares, ``(D,)`` diagonal).
+    """
+    n, d = a.shape
+    if n < d:
+        diag = (a * b).sum(dim=0)
+        gram = (a @ a.T) * (b @ b.T) if a is not b else (a @ a.T).pow(2)
+        return gram.sum() - diag.pow(2).sum(), diag
+    m = a.T @ b
+    return _off_diagonal(m).pow(2).sum(), torch.diagonal(m)
 
 
 def similarity_loss(
@@ -144,8 +175,8 @@ def similarity_loss(
     distance = (stacked - mean_view).norm(dim=-1)  # (K, N)
     unit = F.normalize(stacked, dim=-1)
     cosine = torch.einsum("and,bnd->abn", unit, unit)  # (K, K, N)
-    off_self = ~torch.eye(K, dtype=torch.bool, device=stacked.device)
-    invariance = (1.0 - cosine)[off_self].sum(dim=0)  # (N,): Σ_a Σ_{b≠a}
+    # Σ_a Σ_{b≠a} (1 - cos): the sum over all pairs minus the K diagonal ones (no boolean-mask indexing)
+    invariance = (1.0 - cosine).sum(dim=(0, 1)) - (1.0 - torch.diagonal(cosine, dim1=0, dim2=1)).sum(dim=-1)  # (N,)
     per_sample = (kappa * distance.sum(dim=0) + eta * invariance) / K
     return per_sample.mean()
 
@@ -200,9 +231,9 @@ def covariance_loss(z: Tensor) -> Tensor:
     """
     _check_embedding(z, min_batch=2)
     N, D = z.shape
-    centred = z - z.mean(dim=0)
-    cov = centred.T @ centred / (N - 1)  # (D, D)
-    return _off_diagonal(cov).pow(2).sum() / D
+    centred = (z - z.mean(dim=0)) / math.sqrt(N - 1)  # Cov(z) = centredᵀ centred
+    off_diag, _ = product_offdiag_sq_sum(centred, centred)
+    return off_diag / D
 
 
 def vac_loss(
@@ -288,11 +319,19 @@ def cross_correlation_loss(
         ValueError: unknown form; shapes differ, are not 2-D, or N < 2.
     """
     _check_form(form)
-    c = cross_correlation_matrix(a, b)
-    off_diag = _off_diagonal(c).pow(2).sum()
+    _check_embedding(a, "a", min_batch=2)
+    _check_embedding(b, "b", min_batch=2)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape (N, D), got {tuple(a.shape)} and {tuple(b.shape)}")
+    # C = âᵀ b̂ / N as in cross_correlation_matrix, without forming it when N < D
+    N = a.shape[0]
+    scale = math.sqrt(N)
+    a_std = (a - a.mean(dim=0)) / (a.std(dim=0, unbiased=True) * scale)
+    b_std = (b - b.mean(dim=0)) / (b.std(dim=0, unbiased=True) * scale)
+    off_diag, diag = product_offdiag_sq_sum(a_std, b_std)
     if form == "paper":
         return off_diag
-    on_diag = (torch.diagonal(c) - 1.0).pow(2).sum()
+    on_diag = (diag - 1.0).pow(2).sum()
     return on_diag + offdiag_weight * off_diag
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import contextlib
 import json
 import logging
 import time
@@ -40,7 +41,8 @@ from usdrl_bench.io import code_version, git_revision, stable_hash, write_json_a
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.protocols.spec import Cell, DatasetSpec
 from usdrl_bench.records import RECORDS_SUBDIR, read_records, write_records
-from usdrl_bench.train.pretrain import ENCODER_FILE, pretrain
+from usdrl_bench import distributed as dist_utils
+from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, ENCODER_FILE, pretrain, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +128,24 @@ class ProtocolRunner:
     """
 
     def __init__(self, results_dir: Path = Path("results"), device: torch.device | None = None,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, *, log_every: int = DEFAULT_LOG_EVERY, tensorboard: bool = True,
+                 wandb_project: str | None = None) -> None:
         self.results_dir = Path(results_dir)
         self.device = device or torch.device("cpu")
         self.console = console or Console(stderr=True)
+        self.log_every, self.tensorboard, self.wandb_project = log_every, tensorboard, wandb_project
         self._data: dict[str, tuple[SkeletonArrays, SkeletonArrays]] = {}
-        self._trained: dict[str, float] = {}  # checkpoints trained by pretrain_missing: wall time, s
+        self._trained: dict[str, float] = {}  # checkpoints trained by this process (or its workers): wall time, s
+        self.reused: set[str] = set()  # checkpoints another process trained while this one waited for it
+
+    def lock(self, name: str):
+        """An inter-process file lock ``results/locks/<name>.lock`` (filelock): two runs, or two jobs, that
+        need the same checkpoint or record do the work once; the second waits, then finds it done."""
+        from filelock import FileLock
+
+        path = self.results_dir / "locks" / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(path))
 
     # -- data -------------------------------------------------------------------------------------
     def data(self, spec: DatasetSpec) -> tuple[SkeletonArrays, SkeletonArrays]:
@@ -175,44 +189,58 @@ class ProtocolRunner:
             key_parts["objective"] = "random-init"
         else:
             key_parts.update(objective=cell.row.objective, objective_options=cell.objective_options,
-                             pretrain=dataclasses.asdict(cell.preset.pretrain))
+                             pretrain=self.pretrain_identity(cell))
         return CellPlan(cell=cell, encoder_config=config, checkpoint_hash=stable_hash(key_parts))
+
+    def pretrain_identity(self, cell: Cell) -> dict[str, Any]:
+        """The schedule as it determines the checkpoint: the precision resolved for this device (``auto``
+        is bf16 on CUDA, fp32 on CPU), and, when BatchNorm statistics are per process
+        (``sync_batchnorm: false``), the number of processes. The world size is otherwise not part of it:
+        a data-parallel run trains the same model as one process (views keyed by sample, global-batch
+        statistics)."""
+        spec = cell.preset.pretrain
+        identity = dataclasses.asdict(spec)
+        identity["precision"] = resolve_precision(spec.precision, self.device)
+        if not spec.sync_batchnorm and dist_utils.world_size() > 1:
+            identity["batchnorm_processes"] = dist_utils.world_size()
+        return identity
 
     # -- work -------------------------------------------------------------------------------------
     def pretrain_missing(self, cells: list[Cell], jobs: int, progress: Progress | None = None) -> int:
         """Pretrain, in ``jobs`` worker processes, every checkpoint that ``cells`` still need (each once),
         so that the evaluations that follow find them cached. On a CPU each worker gets
         ``torch.get_num_threads() // jobs`` threads: small models run faster as several single-threaded
-        trainings than as one multi-threaded one. Returns the number of checkpoints trained.
+        trainings than as one multi-threaded one. On CUDA each worker trains on its own GPU
+        (``cuda:0`` ... ``cuda:<jobs-1>``): independent models one per GPU, for throughput. Returns the
+        number of checkpoints trained.
 
         Raises:
-            ValueError: ``jobs`` < 1, or ``jobs`` > 1 on a CUDA device (one GPU trains one model at a time).
+            ValueError: ``jobs`` < 1, or more jobs than visible GPUs on CUDA.
         """
         if jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {jobs}")
-        todo: dict[str, Cell] = {}
-        for cell in cells:
-            if cell.row.ensemble is not None or cell.row.objective is None:
-                continue
-            plan = self.plan(cell)
-            if (self.results_dir / "checkpoints" / plan.checkpoint_hash / ENCODER_FILE).exists():
-                continue
-            if any(not self.record_path(plan, n, o).exists() for n, o in cell.evaluations.items()):
-                todo.setdefault(plan.checkpoint_hash, cell)
+        todo = self.missing_checkpoints(cells)
         if not todo or jobs == 1:
             return 0
-        if self.device.type != "cpu":
-            raise ValueError("--jobs > 1 trains several models at once on the CPU; on a GPU use --jobs 1")
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        threads = max(1, torch.get_num_threads() // jobs)
+        devices: list[str] = ["cpu"]
+        if self.device.type == "cuda":
+            count = torch.cuda.device_count()
+            if jobs > count:
+                raise ValueError(f"--jobs {jobs} on CUDA trains one model per GPU, but {count} GPU(s) are visible")
+            devices = [f"cuda:{i}" for i in range(jobs)]
+        threads = max(1, torch.get_num_threads() // jobs) if self.device.type == "cpu" else torch.get_num_threads()
         global _PARENT_DATA
         _PARENT_DATA = self._data  # the datasets loaded while planning, inherited by the forked workers
         context = multiprocessing.get_context("fork")  # workers inherit the registries (plugins included)
+        slots = context.Queue()
+        for i in range(jobs):
+            slots.put(devices[i % len(devices)])
         task = progress.add_task(f"pretrain {len(todo)} models, {jobs} at a time", total=len(todo)) if progress else None
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                                 initargs=(str(self.results_dir), threads)) as pool:
+                                 initargs=(str(self.results_dir), threads, slots, self._runner_options())) as pool:
             futures = [pool.submit(_pretrain_in_worker, cell) for cell in todo.values()]
             for future in as_completed(futures):
                 key, seconds = future.result()
@@ -223,42 +251,94 @@ class ProtocolRunner:
             progress.remove_task(task)
         return len(todo)
 
-    def checkpoint(self, plan: CellPlan, progress: Progress) -> tuple[torch.nn.Module, float]:
+    def checkpoint(self, plan: CellPlan, progress: Progress | None = None) -> tuple[torch.nn.Module, float]:
         """The cell's encoder: loaded when cached, else pretrained (resuming) or randomly initialised.
-        Returns (encoder, pretraining wall time in seconds: 0 when cached before this run)."""
-        cell = plan.cell
+
+        Training holds the checkpoint's file lock: a second process (another ``run``, a cluster job) that
+        needs the same checkpoint waits for it and loads it instead of training it again. Inside a process
+        group every rank must call this together (rank 0 holds the lock and tells the others whether to
+        train). Returns (encoder, pretraining wall time in seconds: 0 when cached before this run)."""
         workdir = self.results_dir / "checkpoints" / plan.checkpoint_hash
         path = workdir / ENCODER_FILE
         if path.exists():
             return load_encoder(path), self._trained.get(plan.checkpoint_hash, 0.0)
+        main = dist_utils.rank() == 0
+        with self.lock(f"checkpoint-{plan.checkpoint_hash}") if main else contextlib.nullcontext():
+            done = dist_utils.broadcast_object(path.exists())
+            if done:  # trained by another process while this one waited
+                self.reused.add(plan.checkpoint_hash)
+                return load_encoder(path), 0.0
+            return self._train(plan, workdir, progress)
+
+    def _train(self, plan: CellPlan, workdir: Path, progress: Progress | None) -> tuple[torch.nn.Module, float]:
+        cell = plan.cell
+        path = workdir / ENCODER_FILE
         train, _ = self.data(cell.dataset)
         encoder = self.build_encoder(cell, train)
-        write_json_atomic(workdir / "config.json", {
-            "row": dataclasses.asdict(cell.row), "encoder_config": plan.encoder_config,
-            "dataset": dataset_identity(cell.dataset), "seed": cell.seed,
-            "pretrain": dataclasses.asdict(cell.preset.pretrain), "objective_options": cell.objective_options,
-            "package_version": __version__, "git_revision": git_revision(),
-        })
+        main = dist_utils.rank() == 0
+        if main:
+            write_json_atomic(workdir / "config.json", {
+                "row": dataclasses.asdict(cell.row), "encoder_config": plan.encoder_config,
+                "dataset": dataset_identity(cell.dataset), "seed": cell.seed,
+                "pretrain": self.pretrain_identity(cell), "objective_options": cell.objective_options,
+                "device": str(self.device), "world_size": dist_utils.world_size(),
+                "package_version": __version__, "git_revision": git_revision(), "torch_version": torch.__version__,
+            })
         t0 = time.perf_counter()
         if cell.row.objective is None:
             from usdrl_bench.encoders.checkpoint import save_encoder
 
-            save_encoder(path, encoder.eval(), objective=None)
+            if main:
+                save_encoder(path, encoder.eval(), objective=None)
+            dist_utils.barrier()
             return encoder.eval(), 0.0
         objective = create_objective(cell.row.objective, encoder, **cell.objective_options)
         spec = cell.preset.pretrain
-        task = progress.add_task(f"pretrain {cell.row.label} (seed {cell.seed})", total=spec.epochs)
+        label = f"pretrain {cell.row.label} (seed {cell.seed})"
+        task = progress.add_task(label, total=None) if progress is not None and main else None
 
-        def on_epoch(done: int, total: int, loss: float) -> None:
-            progress.update(task, completed=done, description=f"pretrain {cell.row.label} (seed {cell.seed}) loss {loss:.3f}")
+        def on_step(done: int, total: int, rate: float, loss: float) -> None:
+            if progress is not None and task is not None:
+                progress.update(task, completed=done, total=total,
+                                description=f"{label} loss {loss:.3f}, {rate:,.0f} samples/s")
 
         result = pretrain(encoder, objective, train, spec, workdir=workdir, seed=cell.seed, device=self.device,
-                          stream=cell.dataset.stream, on_epoch=on_epoch,
-                          extra={"objective": cell.row.objective, "objective_options": cell.objective_options})
-        progress.remove_task(task)
-        if result.resumed_from_epoch:
+                          stream=cell.dataset.stream, on_step=on_step, log_every=self.log_every,
+                          tensorboard=self.tensorboard, wandb_project=self.wandb_project,
+                          extra={"objective": cell.row.objective, "objective_options": cell.objective_options,
+                                 "precision": resolve_precision(spec.precision, self.device), "compile": spec.compile,
+                                 "world_size": dist_utils.world_size(), "device": str(self.device)})
+        if progress is not None and task is not None:
+            progress.remove_task(task)
+        if result.resumed_from_epoch and main:
             self.console.print(f"resumed {cell.row.label} from epoch {result.resumed_from_epoch}")
-        return encoder.eval(), time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        self._trained[plan.checkpoint_hash] = seconds
+        return encoder.eval(), seconds
+
+    def missing_checkpoints(self, cells: list[Cell]) -> dict[str, Cell]:
+        """The checkpoints ``cells`` still need for a missing record, one cell per checkpoint hash (random-init
+        and ensemble rows need no pretraining)."""
+        todo: dict[str, Cell] = {}
+        for cell in cells:
+            if cell.row.ensemble is not None or cell.row.objective is None:
+                continue
+            plan = self.plan(cell)
+            if (self.results_dir / "checkpoints" / plan.checkpoint_hash / ENCODER_FILE).exists():
+                continue
+            if any(not self.record_path(plan, n, o).exists() for n, o in cell.evaluations.items()):
+                todo.setdefault(plan.checkpoint_hash, cell)
+        return todo
+
+    def pretrain_distributed(self, cells: list[Cell], progress: Progress | None = None) -> int:
+        """Inside a process group (torchrun): train every missing checkpoint of ``cells`` data-parallel across
+        the ranks, one after the other. Every rank must call it with the same cells. Returns the number of
+        checkpoints trained."""
+        todo = self.missing_checkpoints(cells)
+        keys = dist_utils.broadcast_object(sorted(todo))  # the same work, in the same order, on every rank
+        for key in keys:
+            self.checkpoint(self.plan(todo[key]), progress)
+        return len(keys)
 
     def record_path(self, plan: CellPlan, evaluation: str, options: dict[str, Any]) -> Path:
         cell = plan.cell
@@ -361,14 +441,17 @@ class ProtocolRunner:
                           cache_dir=self.results_dir / "features" / f"{plan.checkpoint_hash}-{data_hash}")
         for name, options in evaluations.items():
             record = self.record_path(plan, name, options)
-            ctx.artifact_dir = record.with_suffix("")  # beside the record, named after it
-            t0 = time.perf_counter()
-            metrics = registry.EVALUATIONS.get(name)(ctx, **options)
-            wall = time.perf_counter() - t0
-            artifact = ctx.artifacts.get(name)
-            rows = [self._row(plan, name, options, m, wall, pretrain_s,
-                              str(artifact.relative_to(self.results_dir)) if artifact else None) for m in metrics]
-            write_records(record, rows)
+            with self.lock(f"record-{record.stem}"):
+                if record.exists():  # written by another process while this one waited
+                    continue
+                ctx.artifact_dir = record.with_suffix("")  # beside the record, named after it
+                t0 = time.perf_counter()
+                metrics = registry.EVALUATIONS.get(name)(ctx, **options)
+                wall = time.perf_counter() - t0
+                artifact = ctx.artifacts.get(name)
+                rows = [self._row(plan, name, options, m, wall, pretrain_s,
+                                  str(artifact.relative_to(self.results_dir)) if artifact else None) for m in metrics]
+                write_records(record, rows)
         progress.remove_task(task)
 
     def _row(self, plan: CellPlan, evaluation: str, options: dict[str, Any], metric: Any, wall: float,
@@ -394,6 +477,8 @@ class ProtocolRunner:
             "artifact": artifact,
         }
 
+    def _runner_options(self) -> dict[str, Any]:
+        return {"log_every": self.log_every, "tensorboard": self.tensorboard, "wandb_project": self.wandb_project}
 
 
 # --- parallel pretraining (ProtocolRunner.pretrain_missing) ---------------------------------------------
@@ -401,10 +486,13 @@ _WORKER: ProtocolRunner | None = None
 _PARENT_DATA: dict = {}
 
 
-def _init_worker(results_dir: str, threads: int) -> None:
+def _init_worker(results_dir: str, threads: int, slots: Any, options: dict[str, Any]) -> None:
     global _WORKER
     torch.set_num_threads(threads)
-    _WORKER = ProtocolRunner(Path(results_dir), torch.device("cpu"), console=Console(stderr=True, quiet=True))
+    device = torch.device(slots.get())
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    _WORKER = ProtocolRunner(Path(results_dir), device, console=Console(stderr=True, quiet=True), **options)
     _WORKER._data = dict(_PARENT_DATA)
 
 

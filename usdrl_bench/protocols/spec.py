@@ -90,7 +90,19 @@ class DatasetSpec:
 @dataclass(frozen=True)
 class PretrainSpec:
     """Self-supervised pretraining schedule. Official values (FACTS §7): Adam, lr 5e-4, weight decay
-    1e-5, batch 356, 451 epochs, lr x0.1 from epoch 351, AMP."""
+    1e-5, batch 356, 451 epochs, lr x0.1 from epoch 351, fp16 autocast with GradScaler.
+
+    Attributes:
+        epochs, batch_size, lr, weight_decay, milestones, gamma: the schedule; ``batch_size`` is the
+            global batch, split evenly across the processes of a data-parallel run.
+        precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16``, ``fp16`` (GradScaler, the official
+            code's; CUDA only) or ``fp32`` (TF32 matmuls on CUDA). The resolved value is part of the
+            checkpoint's key.
+        compile: wrap encoder and objective in ``torch.compile``.
+        sync_batchnorm: BatchNorm statistics over the global batch in data-parallel runs (True); False
+            keeps them per process, as the official DataParallel training did per GPU.
+        views: keyword options of :func:`usdrl_bench.data.augment.make_views`.
+    """
 
     epochs: int
     batch_size: int
@@ -98,7 +110,9 @@ class PretrainSpec:
     weight_decay: float = 1e-5
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
-    amp: bool = True  # mixed precision (bf16 autocast) on CUDA; ignored on CPU
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False
+    sync_batchnorm: bool = True
     views: dict[str, Any] = field(default_factory=dict)  # keyword options of augment.make_views
 
 

@@ -1,33 +1,64 @@
-"""Self-supervised pretraining loop: batched views on the training device, resumable checkpoints.
+"""Self-supervised pretraining loop: data-parallel, no host synchronisation per step, live logs, resumable.
 
 Official setup (FACTS §7, ``pretrain.py``): Adam (lr 5e-4, weight decay 1e-5), batch 356, 451 epochs with
-lr x0.1 from epoch 351, AMP, 4 views per sample. The schedule comes from :class:`PretrainSpec`.
+lr x0.1 from epoch 351, fp16 autocast with GradScaler, 4 views per sample, 2 GPUs with DataParallel. The
+schedule comes from :class:`PretrainSpec`.
 
-Resuming: after every epoch the full training state (encoder, objective, optimiser, scheduler, random
-generators, loss history) is written atomically to ``workdir/state.pt``; a later call with the same
-``workdir`` continues from the last completed epoch and gives the same result as an uninterrupted run.
-The finished encoder is written to ``workdir/encoder.pt`` (suite format) last, so its presence means
-the run is complete.
+**Data parallel.** Inside a process group (``torchrun``, :mod:`usdrl_bench.distributed`) the global batch
+is ``spec.batch_size``, split in contiguous slices across the ranks; the encoder and objective are wrapped
+in ``DistributedDataParallel``, BatchNorm layers become :class:`~usdrl_bench.distributed.GlobalBatchNorm`
+(``sync_batchnorm``), and objectives gather their projections, so every batch statistic is the global
+batch's. Each sample's views are drawn from :class:`~usdrl_bench.data.augment.SampleKeys` (seed, epoch,
+sample index): 1, 2 or 8 processes see the same views, and with DropPath 0 train the same model up to
+float rounding. Rank 0 writes the state, logs and checkpoint.
+
+**Hot path.** Nothing in a step reads a device value on the host: views are drawn without validity
+checks (frame counts are checked once per dataset), loss and logged terms stay on the device and are
+read every ``log_every`` steps in one transfer (a non-finite loss is detected there), the MoCo queue
+pointer lives on the device. On CUDA the training set is kept in device memory when it fits (batches are
+indexed there), else the next batch is gathered into pinned memory by a thread and copied on a side stream.
+
+**Precision** (``spec.precision``): ``bf16`` autocast (default on CUDA), ``fp16`` autocast with GradScaler
+(the official code's), ``fp32`` (default on CPU; TF32 matmuls on CUDA). Adam is fused where PyTorch has a
+fused kernel for the device. ``spec.compile`` wraps encoder and objective in ``torch.compile``.
+
+**Resuming.** After every epoch the full training state (encoder, objective, optimiser, scheduler,
+GradScaler, sample-order generator, global RNG, loss history) is written atomically to
+``workdir/state.pt``; a later call with the same ``workdir`` continues from the last completed epoch and
+gives the same result as an uninterrupted run. The finished encoder is written to
+``workdir/encoder.pt`` (suite format) last, so its presence means the run is complete.
+
+**Live logs.** ``workdir/train_log.csv`` gets a header, then a row per step (epoch, step, loss, each loss
+term, learning rate, samples/s, peak device memory), written while training; TensorBoard event files
+go to ``workdir/tensorboard/`` when the ``tensorboard`` package is installed, and to Weights & Biases
+when ``wandb_project`` is given.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
+import math
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from usdrl_bench import distributed as dist_utils
 from usdrl_bench.data.arrays import SkeletonArrays
-from usdrl_bench.data.augment import make_views
+from usdrl_bench.data.augment import SampleKeys, check_num_frames, make_views
 from usdrl_bench.encoders.checkpoint import save_encoder
 from usdrl_bench.io import torch_save_atomic, write_json_atomic
 from usdrl_bench.protocols.spec import PretrainSpec
 from usdrl_bench.skeleton import get_layout, to_stream
+from usdrl_bench.train.logs import StepLogger
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +66,16 @@ STATE_FILE = "state.pt"
 ENCODER_FILE = "encoder.pt"
 HISTORY_FILE = "history.json"
 OBJECTIVE_FILE = "objective.pt"
+LOG_FILE = "train_log.csv"
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: steps between two reads of the device-side losses (one host synchronisation each)
+DEFAULT_LOG_EVERY = 20
 
 #: progress callback: (epochs done, total epochs, mean loss of the last epoch)
 ProgressFn = Callable[[int, int, float], None]
+#: per-flush callback: (steps done, total steps, samples per second, last loss)
+StepProgressFn = Callable[[int, int, float, float], None]
 
 
 @dataclass
@@ -46,6 +84,22 @@ class PretrainResult:
     history: list[dict]
     wall_time_s: float
     resumed_from_epoch: int
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` on CUDA, ``fp32`` elsewhere.
+
+    Raises:
+        ValueError: an unknown precision, or ``fp16`` off CUDA (GradScaler's fp16 path needs a GPU).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 (autocast + GradScaler, the official code's) needs a CUDA device; "
+                         "use fp32 or bf16 on the CPU")
+    return precision
 
 
 def batch_to_device(data: np.ndarray, index: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -66,6 +120,200 @@ def _unique_trainable(*modules: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+def _fused_adam_available(device: torch.device) -> bool:
+    try:
+        p = nn.Parameter(torch.zeros(1, device=device))
+        p.grad = torch.zeros_like(p)
+        torch.optim.Adam([p], fused=True).step()
+        return True
+    except (RuntimeError, TypeError, ValueError):
+        return False
+
+
+class _Pretrainer(nn.Module):
+    """Encoder + objective as one module, so that DDP and ``torch.compile`` see the whole step."""
+
+    def __init__(self, encoder: nn.Module, objective: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.objective = objective
+
+    def forward(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.objective(self.encoder, views)
+
+
+class TrainStep:
+    """One optimisation step of self-supervised pretraining: forward (autocast), backward, Adam.
+
+    The pretraining loop and ``usdrl-bench bench`` both run this object, so what is benchmarked is what
+    trains. Phases are separate methods so the benchmark can time them.
+
+    Args:
+        encoder, objective: as :func:`pretrain`.
+        spec: learning rate, weight decay, milestones, precision, compile, sync_batchnorm.
+        device: training device (the modules are moved there).
+        distributed: wrap in ``DistributedDataParallel`` (inside an initialised process group).
+    """
+
+    def __init__(self, encoder: nn.Module, objective: nn.Module, spec: PretrainSpec, device: torch.device, *,
+                 distributed: bool = False) -> None:
+        self.device = device
+        self.precision = resolve_precision(spec.precision, device)
+        if device.type == "cuda" and self.precision == "fp32":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        encoder.to(device)
+        objective.to(device)
+        self.encoder, self.objective = encoder, objective
+        self.module: nn.Module = _Pretrainer(encoder, objective)
+        if distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            if spec.sync_batchnorm:
+                dist_utils.convert_global_batchnorm(objective)
+                dist_utils.convert_global_batchnorm(encoder)
+            self.module = DDP(self.module, device_ids=[device.index] if device.type == "cuda" else None,
+                              broadcast_buffers=not spec.sync_batchnorm)
+        self.forward_fn: Callable = torch.compile(self.module) if spec.compile else self.module
+        params = _unique_trainable(encoder, objective)
+        self.fused = _fused_adam_available(device)
+        self.optimizer = torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay,
+                                          **({"fused": True} if self.fused else {}))
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(spec.milestones),
+                                                              gamma=spec.gamma)
+        self.scaler = torch.amp.GradScaler(device.type) if self.precision == "fp16" else None
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+
+    def train(self) -> None:
+        self.module.train()
+
+    def forward(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            return self.forward_fn(views)
+
+    def backward(self, loss: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def optimizer_step(self) -> None:
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
+    def __call__(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        loss, logs = self.forward(views)
+        self.backward(loss)
+        self.optimizer_step()
+        return loss.detach(), logs
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"encoder": self.encoder.state_dict(), "objective": self.objective.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": _plain(self.scheduler.state_dict()),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.encoder.load_state_dict(state["encoder"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        scheduler = dict(state["scheduler"])
+        if isinstance(scheduler.get("milestones"), dict):
+            scheduler["milestones"] = collections.Counter(scheduler["milestones"])
+        self.scheduler.load_state_dict(scheduler)
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def _plain(state: dict[str, Any]) -> dict[str, Any]:
+    """A scheduler state with its ``Counter`` as a dict, so that ``weights_only`` loading accepts it."""
+    return {k: dict(v) if isinstance(v, collections.Counter) else v for k, v in state.items()}
+
+
+class BatchSource:
+    """Batches of ``(x (n, C, T, V, M) float32, num_frames (n,) int64)`` on the training device.
+
+    * CPU: gathered from the (memory-mapped) array per step.
+    * CUDA, data fits in device memory (``resident``): the whole set is copied to the device once (in
+      chunks) and batches are indexed there.
+    * CUDA otherwise: a thread gathers the next batch into pinned memory while the current one trains;
+      the copy runs on a side stream.
+
+    Args:
+        train: the training arrays.
+        device: training device.
+        resident: ``None`` = decide (the set takes at most half the free device memory), True / False.
+    """
+
+    def __init__(self, train: SkeletonArrays, device: torch.device, resident: bool | None = None) -> None:
+        self.train, self.device = train, device
+        self.num_frames = torch.as_tensor(np.asarray(train.num_frames), dtype=torch.int64)
+        self.data_dev: Tensor | None = None
+        self.stream = None
+        if device.type == "cuda":
+            nbytes = int(np.prod(train.data.shape)) * 4
+            if resident is None:
+                free, _ = torch.cuda.mem_get_info(device)
+                resident = nbytes <= free // 2
+            if resident:
+                self.data_dev = torch.empty(tuple(train.data.shape), dtype=torch.float32, device=device)
+                chunk = max(1, (256 << 20) // max(1, nbytes // max(1, len(train))))
+                for i in range(0, len(train), chunk):
+                    block = torch.from_numpy(np.asarray(train.data[i:i + chunk], dtype=np.float32))
+                    self.data_dev[i:i + chunk].copy_(block)
+            else:
+                self.stream = torch.cuda.Stream(device)
+            self.num_frames = self.num_frames.to(device)
+        self.resident = self.data_dev is not None
+
+    def _host_batch(self, index: np.ndarray) -> Tensor:
+        batch = torch.from_numpy(np.asarray(self.train.data[index], dtype=np.float32))
+        return batch.pin_memory() if self.device.type == "cuda" else batch
+
+    def batches(self, indices: list[np.ndarray]):
+        """Yield ``(x, num_frames, index_tensor)`` for each sorted index array, in order."""
+        if self.device.type != "cuda":
+            for index in indices:
+                yield self._host_batch(index), self.num_frames[index], torch.from_numpy(index)
+            return
+        if self.resident:
+            for index in indices:
+                idx = torch.from_numpy(index).to(self.device, non_blocking=True)
+                yield self.data_dev.index_select(0, idx), self.num_frames.index_select(0, idx), idx
+            return
+        # pinned host gather in a thread, one batch ahead; copy on a side stream
+        ahead: queue.Queue = queue.Queue(maxsize=2)
+
+        def produce() -> None:
+            for index in indices:
+                ahead.put((index, self._host_batch(index)))
+            ahead.put(None)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        current = torch.cuda.current_stream(self.device)
+        while (item := ahead.get()) is not None:
+            index, host = item
+            with torch.cuda.stream(self.stream):
+                x = host.to(self.device, non_blocking=True)
+                idx = torch.from_numpy(index).to(self.device, non_blocking=True)
+            current.wait_stream(self.stream)
+            x.record_stream(current)
+            idx.record_stream(current)
+            yield x, self.num_frames.index_select(0, idx), idx
+        thread.join()
+
+
+def _load_state(path: Path, device: torch.device) -> dict[str, Any]:
+    """The resumable state, loaded without executing code (``weights_only``); a damaged file is named."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is reported with the file
+        raise RuntimeError(f"cannot read the pretraining state {path} ({type(exc).__name__}: {exc}); delete it to "
+                           "restart this checkpoint from epoch 0") from exc
+
+
 def pretrain(
     encoder: nn.Module,
     objective: nn.Module,
@@ -77,43 +325,57 @@ def pretrain(
     device: torch.device,
     stream: str = "joint",
     on_epoch: ProgressFn | None = None,
+    on_step: StepProgressFn | None = None,
     extra: dict | None = None,
+    log_every: int = DEFAULT_LOG_EVERY,
+    tensorboard: bool = True,
+    wandb_project: str | None = None,
 ) -> PretrainResult:
-    """Pretrain ``encoder`` with ``objective`` on ``train`` (labels unused).
+    """Pretrain ``encoder`` with ``objective`` on ``train`` (labels unused), data-parallel inside a process group.
 
     Args:
         encoder: an encoder (``forward_features``; ``num_frames`` is the view length T).
-        objective: ``forward(encoder, views) -> (loss, logs)``; owns its projectors.
+        objective: ``forward(encoder, views) -> (loss, logs)``; owns its projectors. Logs may be floats or
+            0-d tensors (kept on the device until the next log flush).
         train: training samples ``(N, C, T_max, V, M)`` with valid frame counts.
-        spec: schedule (epochs, batch size, optimiser, views).
-        workdir: directory for the resumable state and the final checkpoint.
-        seed: seeds the sample order and the augmentations.
-        device: training device; views are made there.
+        spec: schedule (epochs, global batch size, optimiser, views, precision, compile, sync_batchnorm).
+        workdir: directory for the resumable state, the live logs and the final checkpoint (shared by all
+            ranks; only rank 0 writes).
+        seed: seeds the sample order, the views (with the epoch and sample index) and DropPath.
+        device: training device of this rank; views are made there.
         stream: ``joint``/``bone``/``motion``, derived from the augmented joints (as the official code).
-        on_epoch: called after each epoch with (epochs done, total, mean loss).
+        on_epoch: called after each epoch with (epochs done, total, mean loss) (rank 0).
+        on_step: called at each log flush with (steps done, total steps, samples/s, loss) (rank 0).
         extra: stored with the final checkpoint (provenance).
+        log_every: steps between reads of the device-side losses (each read is one host synchronisation).
+        tensorboard: also write TensorBoard events (when the ``tensorboard`` package is installed).
+        wandb_project: also log to this Weights & Biases project (needs ``wandb``).
     Returns:
         the final checkpoint path, per-epoch history and wall time of this call.
     Raises:
-        ValueError: fewer than 2 training samples (batch statistics need 2).
+        ValueError: fewer than 2 training samples (batch statistics need 2), a global batch that does not
+            split evenly across the ranks, frame counts outside ``[1, T]``, an unknown precision.
+        FloatingPointError: the loss became NaN or infinite (the last completed epoch stays resumable).
     """
-    workdir.mkdir(parents=True, exist_ok=True)
     start_time = time.perf_counter()
     n = len(train)
     if n < 2:
         raise ValueError(f"pretraining needs at least 2 training samples, got {n}")
+    world, rank = dist_utils.world_size(), dist_utils.rank()
+    main = rank == 0
     batch_size = min(spec.batch_size, n)
-    steps_per_epoch = max(1, n // batch_size)  # drop_last, as the official loader
+    if batch_size % world:
+        raise ValueError(f"the global batch of {batch_size} samples does not split evenly across {world} processes; "
+                         f"choose a batch size divisible by {world} (e.g. {batch_size - batch_size % world})")
+    local_batch = batch_size // world
+    steps_per_epoch = max(1, n // batch_size)  # drop_last
     layout = get_layout(train.layout)
+    check_num_frames(torch.as_tensor(np.asarray(train.num_frames)), train.data.shape[2], f"pretraining data {train.source}")
+    if main:
+        workdir.mkdir(parents=True, exist_ok=True)
 
-    encoder.to(device)
-    objective.to(device)
-    params = _unique_trainable(encoder, objective)
-    optimizer = torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(spec.milestones), gamma=spec.gamma)
+    step_fn = TrainStep(encoder, objective, spec, device, distributed=dist_utils.is_distributed())
     order_gen = torch.Generator().manual_seed(seed)
-    view_gen = torch.Generator(device=device).manual_seed(seed + 1)
-    use_amp = spec.amp and device.type == "cuda"
 
     history: list[dict] = []
     first_epoch = 0
@@ -121,13 +383,9 @@ def pretrain(
     # DropPath draws from the global generator: seed it here and keep its state in the resumable state
     torch.manual_seed(seed + 2)
     if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        encoder.load_state_dict(state["encoder"])
-        objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = _load_state(state_path, device)
+        step_fn.load_state_dict(state)
         order_gen.set_state(state["order_gen"].cpu())  # RNG states are CPU byte tensors
-        view_gen.set_state(state["view_gen"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
@@ -135,63 +393,88 @@ def pretrain(
         first_epoch = state["epoch"]
         log.info("resuming pretraining in %s from epoch %d/%d", workdir, first_epoch, spec.epochs)
 
-    num_frames_all = torch.as_tensor(train.num_frames)
     view_options = dict(spec.views)
     # views per sample: the protocol's choice, else what the objective consumes (MG-FD: 4, InfoNCE: 2)
     num_views = int(view_options.pop("num_views", getattr(objective, "num_views", 4)))
-    for epoch in range(first_epoch, spec.epochs):
-        encoder.train()
-        objective.train()
-        perm = torch.randperm(n, generator=order_gen).numpy()
-        losses, logs_sum = [], {}
-        for step in range(steps_per_epoch):
-            index = perm[step * batch_size:(step + 1) * batch_size]
-            index = np.sort(index)
-            x = batch_to_device(train.data, index, device)
-            nf = num_frames_all[index].to(device)
-            views = make_views(x, nf, num_views=num_views, out_frames=encoder.num_frames, generator=view_gen, **view_options)
-            views = [to_stream(v, stream, layout) for v in views]
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss, logs = objective(encoder, views)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"pretraining loss is {loss.item()} at epoch {epoch} step {step} ({workdir})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            for k, v in logs.items():
-                logs_sum[k] = logs_sum.get(k, 0.0) + float(v)
-        scheduler.step()
-        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"]}
-        record.update({k: v / steps_per_epoch for k, v in logs_sum.items()})
-        history.append(record)
-        torch_save_atomic(
-            {
-                "epoch": epoch + 1,
-                "encoder": encoder.state_dict(),
-                "objective": objective.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "order_gen": order_gen.get_state(),
-                "view_gen": view_gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "history": history,
-            },
-            state_path,
-        )
-        if on_epoch is not None:
-            on_epoch(epoch + 1, spec.epochs, record["loss"])
+    source = BatchSource(train, device)
+    logger = StepLogger(workdir / LOG_FILE, resume_epoch=first_epoch, tensorboard_dir=workdir / "tensorboard"
+                        if tensorboard else None, wandb_project=wandb_project, wandb_name=workdir.name,
+                        device=device) if main else None
+    total_steps = spec.epochs * steps_per_epoch
+    try:
+        for epoch in range(first_epoch, spec.epochs):
+            step_fn.train()
+            perm = torch.randperm(n, generator=order_gen).numpy()
+            shards = [np.sort(perm[s * batch_size:(s + 1) * batch_size])[rank * local_batch:(rank + 1) * local_batch]
+                      for s in range(steps_per_epoch)]
+            lr = step_fn.optimizer.param_groups[0]["lr"]
+            pending: list[tuple[int, Tensor, dict[str, Tensor]]] = []
+            epoch_rows: list[dict[str, float]] = []
+            t_flush = time.perf_counter()
+            for step, (x, nf, idx) in enumerate(source.batches(shards)):
+                views = make_views(x, nf, num_views=num_views, out_frames=encoder.num_frames,
+                                   generator=SampleKeys(seed, epoch, idx), check=False, **view_options)
+                views = [to_stream(v, stream, layout) for v in views]
+                loss, logs = step_fn(views)
+                pending.append((step, loss, logs))
+                if len(pending) >= log_every or step == steps_per_epoch - 1:
+                    rows = _read_pending(pending, device)  # the one host synchronisation
+                    now = time.perf_counter()
+                    rate = len(pending) * batch_size / max(now - t_flush, 1e-9)
+                    t_flush = now
+                    for s, values in rows:
+                        if not math.isfinite(values["loss"]):
+                            raise FloatingPointError(f"pretraining loss is {values['loss']} at epoch {epoch} step {s} "
+                                                     f"({workdir}); the state of epoch {epoch} is kept")
+                    epoch_rows.extend(v for _, v in rows)
+                    if logger is not None:
+                        logger.log(epoch + 1, rows, steps_per_epoch, lr=lr, samples_per_s=rate)
+                        if on_step is not None:
+                            on_step(epoch * steps_per_epoch + step + 1, total_steps, rate, rows[-1][1]["loss"])
+                    pending = []
+            step_fn.scheduler.step()
+            record = {"epoch": epoch + 1, "loss": float(np.mean([r["loss"] for r in epoch_rows])), "lr": lr}
+            for key in epoch_rows[0]:
+                if key != "loss":
+                    record[key] = float(np.mean([r[key] for r in epoch_rows]))
+            history.append(record)
+            if main:
+                state = step_fn.state_dict()
+                state.update(epoch=epoch + 1, order_gen=order_gen.get_state(), torch_rng=torch.get_rng_state(),
+                             cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                             history=history)
+                torch_save_atomic(state, state_path)
+                if logger is not None:
+                    logger.flush()
+                if on_epoch is not None:
+                    on_epoch(epoch + 1, spec.epochs, record["loss"])
+    finally:
+        if logger is not None:
+            logger.close()
 
     encoder.eval()
-    write_json_atomic(workdir / HISTORY_FILE, history)
-    checkpoint = save_encoder(workdir / ENCODER_FILE, encoder, epochs=spec.epochs, history=history, **(extra or {}))
-    torch_save_atomic(objective.state_dict(), workdir / OBJECTIVE_FILE)  # projectors, for later analysis
-    # the state file (optimiser moments included) is no longer needed once the encoder is final
-    state_path.unlink(missing_ok=True)
+    if main:
+        write_json_atomic(workdir / HISTORY_FILE, history)
+        checkpoint = save_encoder(workdir / ENCODER_FILE, encoder, epochs=spec.epochs, history=history, **(extra or {}))
+        torch_save_atomic(objective.state_dict(), workdir / OBJECTIVE_FILE)  # projectors, for later analysis
+        # the state file (optimiser moments included) is no longer needed once the encoder is final
+        state_path.unlink(missing_ok=True)
+    else:
+        checkpoint = workdir / ENCODER_FILE
+    dist_utils.barrier()  # every rank sees the finished checkpoint
     return PretrainResult(
         checkpoint=Path(checkpoint) if checkpoint else workdir / ENCODER_FILE,
         history=history,
         wall_time_s=time.perf_counter() - start_time,
         resumed_from_epoch=first_epoch,
     )
+
+
+def _read_pending(pending: list[tuple[int, Tensor, dict[str, Any]]], device: torch.device) -> list[tuple[int, dict[str, float]]]:
+    """Read the losses and logged terms of several steps in one device-to-host transfer."""
+    keys = [k for k in pending[0][2] if k != "loss"]
+    stacked = torch.stack([torch.stack([loss.float().reshape(())] +
+                                       [torch.as_tensor(logs[k], device=loss.device).float().reshape(()) for k in keys])
+                           for _, loss, logs in pending])
+    values = stacked.cpu().tolist()
+    return [(step, dict(zip(["loss", *keys], row))) for (step, _, _), row in zip(pending, values)]

@@ -1,0 +1,159 @@
+"""Pretraining as cluster jobs (submitit): one job per missing checkpoint, on SLURM or locally.
+
+``usdrl-bench run PROTOCOL --launcher slurm`` submits each checkpoint the protocol still needs as a SLURM
+job through submitit (GPUs per job, partition and time limit as options), waits for them, then evaluates
+in the launching process; ``--launcher local`` runs the same jobs with submitit's local executor (each in
+its own process), which is how the tests exercise it. With ``gpus_per_job > 1`` a job runs one task per
+GPU and trains data-parallel (DDP) inside the job, the process group set up from submitit's
+environment.
+
+Jobs and runs coordinate through the checkpoint's file lock (:meth:`ProtocolRunner.checkpoint`): a
+checkpoint that two jobs, or a job and another ``run``, need is trained once; the other waits and reuses it.
+Job logs (stdout, stderr, pickled results) go under ``results/jobs/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from usdrl_bench.protocols.spec import Cell
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LauncherOptions", "PretrainJob", "submit_pretrainings"]
+
+LAUNCHERS = ("inline", "local", "slurm")
+
+
+@dataclass(frozen=True)
+class LauncherOptions:
+    """How jobs are submitted.
+
+    Attributes:
+        launcher: ``local`` (submitit's local executor) or ``slurm``.
+        gpus_per_job: GPUs (and DDP tasks) per job; 0 on a CPU.
+        partition: SLURM partition (None: the cluster's default).
+        time_min: job time limit in minutes.
+        cpus_per_task: CPU cores per task.
+        max_parallel: jobs running at once (local executor: waves of this size; SLURM: an array limit).
+        slurm_options: extra ``slurm_*`` parameters for submitit (e.g. ``{"slurm_account": "x"}``).
+    """
+
+    launcher: str = "local"
+    gpus_per_job: int = 0
+    partition: str | None = None
+    time_min: int = 24 * 60
+    cpus_per_task: int = 4
+    max_parallel: int = 8
+    slurm_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.launcher not in ("local", "slurm"):
+            raise ValueError(f"launcher must be local or slurm, got {self.launcher!r}")
+        if self.gpus_per_job < 0 or self.time_min < 1 or self.cpus_per_task < 1 or self.max_parallel < 1:
+            raise ValueError(f"invalid launcher options: {self}")
+
+
+@dataclass
+class PretrainJob:
+    """A picklable job: train one checkpoint of ``cell`` under ``results_dir`` (submitit calls it).
+
+    Inside the job the plug-ins of the protocol are imported, the process group is initialised when the
+    job has several tasks, and :meth:`ProtocolRunner.checkpoint` trains (or, when another process got
+    there first, reuses) the checkpoint. Returns its hash.
+    """
+
+    results_dir: str
+    cell: Cell
+    device: str
+    data_root: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> str:
+        from rich.console import Console
+
+        from usdrl_bench import distributed as dist_utils
+        from usdrl_bench import registry
+        from usdrl_bench.data.named import DATA_ROOT_ENV
+        from usdrl_bench.protocols.runner import ProtocolRunner
+
+        if self.data_root:
+            os.environ[DATA_ROOT_ENV] = self.data_root
+        registry.load_builtins()
+        registry.load_plugins(self.cell.protocol.plugins)
+        device = torch.device(self.device)
+        if int(os.environ.get("SUBMITIT_LOCAL_NTASKS", os.environ.get("SLURM_NTASKS", "1"))) > 1:
+            import submitit
+
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+            ctx = dist_utils.init_from_env(device.type)
+            if ctx is not None and device.type == "cuda":
+                device = torch.device("cuda", ctx.local_rank)
+        runner = ProtocolRunner(Path(self.results_dir), device, console=Console(stderr=True), **self.options)
+        plan = runner.plan(self.cell)
+        runner.checkpoint(plan, None)
+        if dist_utils.is_distributed():
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+        return plan.checkpoint_hash
+
+
+def _executor(options: LauncherOptions, folder: Path):
+    import submitit
+
+    if options.launcher == "local":
+        executor = submitit.LocalExecutor(folder=str(folder))
+        executor.update_parameters(timeout_min=options.time_min, gpus_per_node=options.gpus_per_job,
+                                   tasks_per_node=max(1, options.gpus_per_job), cpus_per_task=options.cpus_per_task)
+        return executor
+    executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+    params: dict[str, Any] = {"timeout_min": options.time_min, "gpus_per_node": options.gpus_per_job,
+                              "tasks_per_node": max(1, options.gpus_per_job), "cpus_per_task": options.cpus_per_task,
+                              "nodes": 1, "slurm_array_parallelism": options.max_parallel}
+    if options.partition:
+        params["slurm_partition"] = options.partition
+    params.update(options.slurm_options)
+    executor.update_parameters(**params)
+    return executor
+
+
+def submit_pretrainings(runner: Any, cells: list[Cell], options: LauncherOptions, *, data_root: str | None = None,
+                        console: Any = None) -> int:
+    """Submit every checkpoint that ``cells`` still need as a job, wait for all, return how many were
+    submitted. A failed job raises with its log path (submitit's ``FailedJobError``).
+
+    Raises:
+        ImportError: submitit is not installed.
+    """
+    try:
+        import submitit  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - submitit is a dependency
+        raise ImportError("--launcher needs submitit: pip install submitit") from exc
+    todo = runner.missing_checkpoints(cells)
+    if not todo:
+        return 0
+    folder = runner.results_dir / "jobs" / "%j"
+    executor = _executor(options, folder)
+    device = "cuda" if options.gpus_per_job > 0 else "cpu"
+    jobs_options = runner._runner_options()
+    pending = [PretrainJob(str(runner.results_dir.resolve()), cell, device, data_root, jobs_options)
+               for cell in todo.values()]
+    wave = options.max_parallel if options.launcher == "local" else len(pending)
+    done = 0
+    for start in range(0, len(pending), wave):
+        jobs = [executor.submit(job) for job in pending[start:start + wave]]
+        if console is not None:
+            console.print(f"submitted {len(jobs)} pretraining job(s) with the {options.launcher} launcher: "
+                          + ", ".join(str(j.job_id) for j in jobs) + f" (logs under {runner.results_dir}/jobs/)")
+        for job in jobs:
+            key = job.result()  # waits; raises FailedJobError with the job's stderr on failure
+            runner._trained[key] = 0.0
+            done += 1
+    return done
