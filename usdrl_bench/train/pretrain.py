@@ -19,8 +19,9 @@ pointer lives on the device. On CUDA the training set is kept in device memory w
 indexed there), else the next batch is gathered into pinned memory by a thread and copied on a side stream.
 
 **Precision** (``spec.precision``): ``bf16`` autocast (default on CUDA), ``fp16`` autocast with GradScaler
-(the official code's), ``fp32`` (default on CPU; TF32 matmuls on CUDA). Adam is fused where PyTorch has a
-fused kernel for the device. ``spec.compile`` wraps encoder and objective in ``torch.compile``.
+(the official code's), ``fp32`` (default on CPU; TF32 matmuls on CUDA). Adam is fused on CUDA (one kernel,
+no synchronisation; on a CPU the fused kernel reads its scalars per parameter and is no faster than the
+default). ``spec.compile`` wraps encoder and objective in ``torch.compile``.
 
 **Resuming.** After every epoch the full training state (encoder, objective, optimiser, scheduler,
 GradScaler, sample-order generator, global RNG, loss history) is written atomically to
@@ -172,11 +173,17 @@ class TrainStep:
             if spec.sync_batchnorm:
                 dist_utils.convert_global_batchnorm(objective)
                 dist_utils.convert_global_batchnorm(encoder)
+            # buffers: identical on every rank with global BatchNorm; with per-process BatchNorm, rank 0's
+            # running statistics are broadcast at every forward (what DataParallel keeps: device 0's)
+            import inspect
+
+            sync_key = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP).parameters \
+                else "broadcast_buffers"
             self.module = DDP(self.module, device_ids=[device.index] if device.type == "cuda" else None,
-                              broadcast_buffers=not spec.sync_batchnorm)
+                              **{sync_key: not spec.sync_batchnorm})
         self.forward_fn: Callable = torch.compile(self.module) if spec.compile else self.module
         params = _unique_trainable(encoder, objective)
-        self.fused = _fused_adam_available(device)
+        self.fused = device.type == "cuda" and _fused_adam_available(device)
         self.optimizer = torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay,
                                           **({"fused": True} if self.fused else {}))
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(spec.milestones),
@@ -471,10 +478,16 @@ def pretrain(
 
 
 def _read_pending(pending: list[tuple[int, Tensor, dict[str, Any]]], device: torch.device) -> list[tuple[int, dict[str, float]]]:
-    """Read the losses and logged terms of several steps in one device-to-host transfer."""
+    """Read the losses and logged terms of several steps in one device-to-host transfer (averaged over the
+    ranks of a data-parallel run: every rank calls this at the same steps)."""
     keys = [k for k in pending[0][2] if k != "loss"]
     stacked = torch.stack([torch.stack([loss.float().reshape(())] +
                                        [torch.as_tensor(logs[k], device=loss.device).float().reshape(()) for k in keys])
                            for _, loss, logs in pending])
+    if dist_utils.is_distributed():  # a rank's share of a per-sample mean (InfoNCE) -> the global batch's
+        import torch.distributed as dist
+
+        dist.all_reduce(stacked)
+        stacked = stacked / dist.get_world_size()
     values = stacked.cpu().tolist()
     return [(step, dict(zip(["loss", *keys], row))) for (step, _, _), row in zip(pending, values)]

@@ -1,0 +1,222 @@
+"""Data-parallel pretraining (gloo, 2 processes on the CPU) equals one process on the global batch.
+
+* the gathered loss, its gradients and the MoCo queue equal the single-process ones on the whole batch;
+* GlobalBatchNorm equals BatchNorm on the whole batch (outputs, input gradients, running statistics);
+* ``torchrun --nproc-per-node 2 -m usdrl_bench run`` writes the checkpoints and records of a 1-process run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from usdrl_bench.distributed import GlobalBatchNorm, convert_global_batchnorm, gather_with_grad
+from usdrl_bench.encoders import create_encoder
+from usdrl_bench.objectives import create_objective
+from usdrl_bench.protocols.spec import PretrainSpec
+from usdrl_bench.train.pretrain import TrainStep
+
+WORLD = 2
+BATCH = 16
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _build(objective: str):
+    torch.manual_seed(0)
+    encoder = create_encoder("dste", "tiny", drop_path=0.0, num_joints=25, num_bodies=2, in_channels=3)
+    options = {"queue_size": 40, "proj_dim": 8} if objective == "negative_contrastive" else {}
+    return encoder, create_objective(objective, encoder, **options)
+
+
+def _views(k: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(BATCH, 3, 16, 25, 2, generator=g) for _ in range(k)]
+
+
+def _step_worker(rank: int, port: int, objective: str, out: dict) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    torch.set_num_threads(1)
+    try:
+        encoder, obj = _build(objective)
+        step = TrainStep(encoder, obj, PretrainSpec(epochs=1, batch_size=BATCH, precision="fp32"), torch.device("cpu"),
+                         distributed=True)
+        step.train()
+        n = BATCH // WORLD
+        views = [v[rank * n:(rank + 1) * n] for v in _views(obj.num_views)]
+        loss, logs = step.forward(views)
+        step.backward(loss)
+        grads = {name: p.grad.numpy().copy() for name, p in step.module.module.named_parameters() if p.grad is not None}
+        # the loss each rank reports: MG-FD's is the global one; InfoNCE's is the rank's share (mean over ranks)
+        reported = loss.detach().reshape(1).clone()
+        dist.all_reduce(reported)
+        state = {k: v.numpy().copy() for k, v in obj.state_dict().items() if k in ("queue", "queue_ptr")}
+        if rank == 0:
+            out.update(loss=float(reported) / WORLD, grads=grads, state=state)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn(target, *args) -> dict:
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        out = manager.dict()
+        port = _free_port()
+        procs = [ctx.Process(target=target, args=(r, port, *args, out)) for r in range(WORLD)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=240)
+        assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+        return dict(out)
+
+
+@pytest.mark.parametrize("objective", ["mgfd", "negative_contrastive"])
+def test_gathered_loss_and_gradients_equal_the_full_batch(objective):
+    encoder, obj = _build(objective)
+    step = TrainStep(encoder, obj, PretrainSpec(epochs=1, batch_size=BATCH, precision="fp32"), torch.device("cpu"))
+    step.train()
+    loss, _ = step.forward(_views(obj.num_views))
+    step.backward(loss)
+    ref = {name: p.grad for name, p in step.module.named_parameters() if p.grad is not None}
+    ddp = _spawn(_step_worker, objective)
+
+    assert ddp["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    assert set(ddp["grads"]) == set(ref)
+    # the DDP gradient is the full batch's: a missing or doubled rank factor, or per-rank BatchNorm
+    # statistics, would be off by O(1) of the gradient's scale. (Gradients that are zero in exact arithmetic,
+    # e.g. of a bias before BatchNorm, are float noise of about 1e-5 of the scale on both sides.)
+    scale = max(float(g.abs().max()) for g in ref.values())
+    for name, g in ref.items():
+        torch.testing.assert_close(torch.from_numpy(ddp["grads"][name]), g, rtol=1e-4, atol=1e-4 * scale, msg=name)
+    if objective == "negative_contrastive":  # every rank enqueued the keys of the whole batch, in order
+        np.testing.assert_allclose(ddp["state"]["queue"], obj.queue.numpy(), atol=1e-6)
+        assert int(ddp["state"]["queue_ptr"]) == int(obj.queue_ptr) == BATCH
+
+
+def _bn_worker(rank: int, port: int, out: dict) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        torch.manual_seed(0)
+        x = torch.randn(BATCH, 6) * 3 + 1
+        bn = convert_global_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm1d(6)))[0]
+        assert isinstance(bn, GlobalBatchNorm)
+        with torch.no_grad():
+            bn.weight.copy_(torch.linspace(0.5, 2, 6))
+        n = BATCH // WORLD
+        local = x[rank * n:(rank + 1) * n].clone().requires_grad_(True)
+        y = bn(local)
+        # a loss of the global batch: gather the outputs, as the objectives do
+        (gather_with_grad(y) * torch.arange(BATCH * 6).reshape(BATCH, 6)).pow(2).sum().backward()
+        grads = [torch.empty_like(local.grad) for _ in range(WORLD)]
+        dist.all_gather(grads, local.grad)
+        outs = [torch.empty_like(y) for _ in range(WORLD)]
+        dist.all_gather(outs, y.detach())
+        if rank == 0:
+            out.update(y=torch.cat(outs).numpy(), grad=torch.cat(grads).numpy() / WORLD,
+                       mean=bn.running_mean.numpy().copy(), var=bn.running_var.numpy().copy(),
+                       weight_grad=bn.weight.grad.numpy().copy())
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_global_batchnorm_equals_batchnorm_on_the_whole_batch():
+    torch.manual_seed(0)
+    x = (torch.randn(BATCH, 6) * 3 + 1).requires_grad_(True)
+    bn = torch.nn.BatchNorm1d(6)
+    with torch.no_grad():
+        bn.weight.copy_(torch.linspace(0.5, 2, 6))
+    y = bn(x)
+    (y * torch.arange(BATCH * 6).reshape(BATCH, 6)).pow(2).sum().backward()
+    ddp = _spawn(_bn_worker)
+    np.testing.assert_allclose(ddp["y"], y.detach().numpy(), atol=1e-5)
+    # each rank's input gradient carries the world-size factor that DDP's average removes
+    np.testing.assert_allclose(ddp["grad"], x.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ddp["mean"], bn.running_mean.numpy(), atol=1e-6)
+    np.testing.assert_allclose(ddp["var"], bn.running_var.numpy(), rtol=1e-5)  # unbiased, global
+    # a rank's BatchNorm weight gradient is W x its rows' share; DDP averages the ranks' into the full one
+    assert ddp["weight_grad"].shape == (6,)
+
+
+def test_gather_is_the_identity_outside_a_process_group():
+    x = torch.randn(3, 2, requires_grad=True)
+    assert gather_with_grad(x) is x
+    bn = GlobalBatchNorm(2)
+    ref = torch.nn.BatchNorm1d(2)
+    torch.testing.assert_close(bn(x), ref(x))
+
+
+TINY = """\
+name: ddp_tiny
+version: 1
+paper_table: table5_ablation
+rows:
+  - {id: "7", label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}
+  - {id: "4", label: "DSTE, negative contrastive", encoder: dste, objective: negative_contrastive}
+presets:
+  demo:
+    dataset: {name: synthetic, split: xsub, options: {seed: 0, num_classes: 5, num_subjects: 4, num_cameras: 2,
+                                                      samples_per_class_subject_camera: 2}}
+    encoder_preset: tiny
+    encoder_options: {drop_path: 0.0}
+    pretrain: {epochs: 2, batch_size: 20, lr: 1.0e-5}
+    objective_options:
+      negative_contrastive: {queue_size: 60, proj_dim: 8}
+    evaluations:
+      knn: {k: 1}
+"""
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_torchrun_two_processes_write_the_single_process_checkpoints_and_records(tmp_path):
+    protocol = tmp_path / "tiny.yaml"
+    protocol.write_text(TINY)
+    _cli("-m", "usdrl_bench", "run", str(protocol), "--results", "one", "--reports", "rep1", "--jobs", "1",
+         "--no-tensorboard", cwd=tmp_path)
+    two = _cli("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "usdrl_bench", "run",
+               str(protocol), "--results", "two", "--reports", "rep2", "--no-tensorboard", cwd=tmp_path)
+    assert "data-parallel on 2 processes (gloo)" in two.stderr
+    one_ckpts = sorted(p.parent.name for p in (tmp_path / "one" / "checkpoints").glob("*/encoder.pt"))
+    two_ckpts = sorted(p.parent.name for p in (tmp_path / "two" / "checkpoints").glob("*/encoder.pt"))
+    assert one_ckpts == two_ckpts and len(one_ckpts) == 2  # same keys: the world size is not part of them
+    for key in one_ckpts:
+        a = torch.load(tmp_path / "one" / "checkpoints" / key / "encoder.pt", weights_only=True)
+        b = torch.load(tmp_path / "two" / "checkpoints" / key / "encoder.pt", weights_only=True)
+        assert b["world_size"] == 2 and a["world_size"] == 1
+        worst = max(float((a["state_dict"][k].float() - b["state_dict"][k].float()).abs().max()) for k in a["state_dict"])
+        assert worst <= 1e-4, (key, worst)
+        # the logged losses are the global batch's on both
+        assert [h["loss"] for h in a["history"]] == pytest.approx([h["loss"] for h in b["history"]], rel=1e-5)
+
+    def records(root: Path) -> dict:
+        rows = [r for f in sorted((root / "records").rglob("*.json")) for r in json.loads(f.read_text())["rows"]]
+        return {(r["row_id"], r["metric"]): r["value"] for r in rows}
+
+    assert records(tmp_path / "one") == records(tmp_path / "two")
