@@ -458,7 +458,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results = run_bench(configs, device, steps=args.steps, repeats=args.repeats, warmup=args.warmup,
                             peak_tflops=args.peak_tflops,
                             on_progress=lambda done, total: progress.update(task, completed=done, total=total))
-    out.print(results_table(results))
+    (out if out.is_terminal else Console(width=170)).print(results_table(results))  # whole rows in logs
     path = write_results(results, device, args.out)
     console.print(f"samples/s: whole steps (input, views, forward, backward, optimiser) without synchronisation, median of "
                   f"{args.repeats} rounds; phase times with a synchronisation after each phase. Written to {path}",

@@ -101,7 +101,7 @@ class PretrainSpec:
         compile: wrap encoder and objective in ``torch.compile``.
         sync_batchnorm: BatchNorm statistics over the global batch in data-parallel runs (True); False
             keeps them per process, as the official DataParallel training did per GPU.
-        views: keyword options of :func:`usdrl_bench.data.augment.make_views`.
+        views: the view options (:class:`usdrl_bench.data.augment.ViewConfig`'s fields but ``out_frames``).
     """
 
     epochs: int
@@ -368,13 +368,13 @@ def _check_names(protocol: Protocol) -> None:
         for oname, options in preset.objective_options.items():
             _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
             _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
-        from usdrl_bench.data.augment import make_views
+        from usdrl_bench.data.augment import ViewConfig
 
-        # x, num_frames are the batch; out_frames is the encoder's T
+        # the options are ViewConfig's; out_frames is the encoder's T, the randomness is the trainer's
         views = {k: v for k, v in preset.pretrain.views.items()}
         if "out_frames" in views:
             raise ProtocolError(file, f"{where}.pretrain.views.out_frames", "set by the encoder's num_frames; remove it")
-        _check_option_names(make_views, views, file, f"{where}.pretrain.views", skip=2)
+        _check_option_names(ViewConfig, views, file, f"{where}.pretrain.views")
         if not preset.evaluations:
             raise ProtocolError(file, f"{where}.evaluations", "at least one evaluation is needed")
         for ename, options in preset.evaluations.items():

@@ -1,0 +1,242 @@
+"""The pretraining loop at scale: no host synchronisation per step, live logs, precision in the key, file
+locks across concurrent runs, submitit jobs, and the ``bench`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from usdrl_bench.cli import main
+from usdrl_bench.data.augment import SampleKeys, make_views
+from usdrl_bench.data.synthetic import generate_synthetic
+from usdrl_bench.encoders import create_encoder
+from usdrl_bench.objectives import create_objective
+from usdrl_bench.protocols.spec import PretrainSpec
+from usdrl_bench.skeleton import get_layout, to_stream
+from usdrl_bench.train.logs import read_step_log
+from usdrl_bench.train.pretrain import LOG_FILE, TrainStep, pretrain, resolve_precision
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+#: operators that read a device value on the host (a synchronisation on a GPU) or index by a boolean mask
+SYNC_OPS = {"aten::nonzero", "aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "aten::masked_select"}
+
+
+def _ops(fn) -> dict[str, int]:
+    """Operator name -> number of calls while ``fn`` runs."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key: e.count for e in prof.key_averages()}
+
+
+@pytest.mark.parametrize("encoder_name", ["dste", "sttr"])
+@pytest.mark.parametrize("objective_name", ["mgfd", "negative_contrastive"])
+def test_a_training_step_reads_nothing_from_the_device(encoder_name, objective_name):
+    torch.manual_seed(0)
+    encoder = create_encoder(encoder_name, "tiny", num_joints=25, num_bodies=2, in_channels=3)
+    objective = create_objective(objective_name, encoder, **({"queue_size": 20} if objective_name != "mgfd" else {}))
+    step = TrainStep(encoder, objective, PretrainSpec(epochs=1, batch_size=8), torch.device("cpu"))
+    step.train()
+    x, nf, idx = torch.randn(8, 3, 40, 25, 2), torch.randint(10, 41, (8,)), torch.arange(8)
+    layout = get_layout("ntu25")
+
+    def one_step(stream: str) -> None:
+        """Views, streams, forward, loss, backward: the suite's part of a step. (Adam's step is PyTorch's: on
+        CUDA the fused kernel, sync-free; its CPU path reads its host-side step counters.)"""
+        views = make_views(x, nf, num_views=objective.num_views, out_frames=encoder.num_frames,
+                           generator=SampleKeys(0, 0, idx), check=False)
+        loss, logs = step.forward([to_stream(v, stream, layout) for v in views])
+        step.backward(loss)
+
+    one_step("joint")  # first call: lazy initialisation
+    step.optimizer_step()
+    for stream in ("joint", "bone", "motion"):
+        found = set(_ops(lambda: one_step(stream))) & SYNC_OPS
+        assert not found, f"{encoder_name}/{objective_name}/{stream}: {found}"
+    # the checks that do synchronise are where they belong: validating input once, not per step
+    assert "aten::is_nonzero" in _ops(lambda: make_views(x, nf, generator=SampleKeys(0, 0, idx), check=True))
+
+
+@pytest.fixture(scope="module")
+def train():
+    return generate_synthetic(num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
+
+
+def test_the_loop_reads_losses_once_per_log_block(train, tmp_path):
+    torch.manual_seed(0)
+    encoder = create_encoder("sttr", "tiny")
+    objective = create_objective("mgfd", encoder)
+    spec = PretrainSpec(epochs=1, batch_size=6)  # 24 samples: 4 steps
+    ops = _ops(lambda: pretrain(encoder, objective, train, spec, workdir=tmp_path, seed=0, device=torch.device("cpu"),
+                                log_every=100, tensorboard=False))
+    assert "aten::nonzero" not in ops and "aten::masked_select" not in ops
+    assert ops.get("aten::is_nonzero", 0) == 1  # the frame counts, checked once for the whole dataset
+    assert len(read_step_log(tmp_path / LOG_FILE)) == 4
+
+
+def test_live_logs_are_written_while_training_and_cut_back_on_resume(train, tmp_path):
+    tb = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    spec = PretrainSpec(epochs=3, batch_size=8, lr=1e-3)  # 24 samples: 3 steps per epoch
+    seen: list[list[dict]] = []
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(done, total, loss):
+        rows = read_step_log(tmp_path / LOG_FILE)  # read by another reader while the run goes on
+        seen.append(rows)
+        events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+        assert events, "no TensorBoard event file while training"
+        if done == 2:
+            raise Stop
+
+    def run(callback):
+        torch.manual_seed(0)
+        encoder = create_encoder("dste", "tiny")
+        objective = create_objective("mgfd", encoder)
+        return pretrain(encoder, objective, train, spec, workdir=tmp_path, seed=0, device=torch.device("cpu"),
+                        on_epoch=callback, log_every=2)
+
+    with pytest.raises(Stop):
+        run(on_epoch)
+    assert [len(rows) for rows in seen] == [3, 6]
+    first = seen[0][0]
+    assert set(first) >= {"epoch", "step", "global_step", "loss", "sim", "vac", "xcorr", "lr", "samples_per_s"}
+    assert [int(r["global_step"]) for r in seen[1]] == list(range(6))
+    assert all(float(r["samples_per_s"]) > 0 and float(r["loss"]) > 0 for r in seen[1])
+    # a run killed in the middle of epoch 3 left rows of it behind: resuming drops them first
+    with open(tmp_path / LOG_FILE, "a") as f:
+        f.write("3,0,6,99,1,1,1,99,0.001,1.0,,0\n")
+    run(None)
+    rows = read_step_log(tmp_path / LOG_FILE)
+    assert [int(r["global_step"]) for r in rows] == list(range(9))
+    assert [int(r["epoch"]) for r in rows] == [1] * 3 + [2] * 3 + [3] * 3
+    assert all(float(r["loss"]) != 99 for r in rows)
+    acc = tb.EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert "pretrain/loss" in acc.Tags()["scalars"] and "pretrain/samples_per_s" in acc.Tags()["scalars"]
+    steps = sorted({e.step for e in acc.Scalars("pretrain/loss")})
+    assert steps == list(range(9))
+
+
+def test_precision_is_resolved_per_device_and_checked():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("auto", cuda) == "bf16"
+    assert resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="fp16 .* needs a CUDA device"):
+        resolve_precision("fp16", cpu)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp8", cpu)
+
+
+def test_bf16_pretraining_on_the_cpu_runs_and_is_keyed_apart(train, tmp_path):
+    from usdrl_bench.protocols.runner import ProtocolRunner
+    from usdrl_bench.protocols.spec import expand_cells, load_protocol
+
+    torch.manual_seed(0)
+    encoder = create_encoder("sttr", "tiny")
+    objective = create_objective("mgfd", encoder)
+    result = pretrain(encoder, objective, train, PretrainSpec(epochs=1, batch_size=8, precision="bf16"),
+                      workdir=tmp_path / "bf16", seed=0, device=torch.device("cpu"), tensorboard=False)
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in result.history)
+
+    path = tmp_path / "p.yaml"
+    keys = {}
+    for precision in ("auto", "fp32", "bf16"):
+        path.write_text(TINY.replace("batch_size: 16", f"batch_size: 16, precision: {precision}"))
+        cells = expand_cells(load_protocol(path), "demo")
+        keys[precision] = ProtocolRunner(tmp_path / "r", torch.device("cpu")).plan(cells[0]).checkpoint_hash
+    assert keys["auto"] == keys["fp32"] != keys["bf16"]  # auto is fp32 on a CPU
+
+
+TINY = """\
+name: scale_tiny
+version: 1
+paper_table: table5_ablation
+rows:
+  - {id: "7", label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}
+  - {id: "5", label: "DSTE, MG-FD without XC", encoder: dste, objective: mgfd, objective_options: {xc: false}}
+presets:
+  demo:
+    dataset: {name: synthetic, split: xsub, options: {seed: 0, num_classes: 3, samples_per_class_subject_camera: 1}}
+    encoder_preset: tiny
+    pretrain: {epochs: 4, batch_size: 16}
+    evaluations:
+      knn: {k: 1}
+"""
+
+
+def _start(cwd: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "usdrl_bench", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_two_concurrent_runs_train_each_checkpoint_once(tmp_path):
+    (tmp_path / "p.yaml").write_text(TINY)
+    args = ("run", "p.yaml", "--results", "results", "--jobs", "1", "--no-tensorboard")
+    first = _start(tmp_path, *args, "--reports", "rep1")
+    time.sleep(0.5)
+    second = _start(tmp_path, *args, "--reports", "rep2")
+    outputs = [p.communicate(timeout=600) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, [err[-2000:] for _, err in outputs]
+    counts = []
+    for _, err in outputs:
+        match = re.search(r"checkpoints: (\d+) trained by this run, (\d+) trained by a concurrent run", err)
+        assert match, err[-2000:]
+        counts.append((int(match[1]), int(match[2])))
+    assert sum(trained for trained, _ in counts) == 2  # two checkpoints, each trained by exactly one run
+    for log in (tmp_path / "results" / "checkpoints").glob("*/" + LOG_FILE):
+        rows = read_step_log(log)
+        assert [int(r["global_step"]) for r in rows] == list(range(len(rows)))  # one training, not two interleaved
+    records = list((tmp_path / "results" / "records").rglob("*.json"))
+    assert len(records) == 2
+    # both runs print the same table
+    assert outputs[0][0].count("|") == outputs[1][0].count("|") > 0
+
+
+def test_launcher_local_runs_the_pretrainings_as_submitit_jobs(tmp_path, capsys):
+    pytest.importorskip("submitit")
+    (tmp_path / "p.yaml").write_text(TINY.replace("epochs: 4", "epochs: 1"))
+    results = tmp_path / "results"
+    assert main(["run", str(tmp_path / "p.yaml"), "--results", str(results), "--reports", str(tmp_path / "rep"),
+                 "--launcher", "local", "--no-tensorboard"]) == 0
+    err = capsys.readouterr().err
+    assert "2 pretraining job(s) finished (local)" in err
+    job_logs = list((results / "jobs").rglob("*_log.err"))
+    assert len(job_logs) == 2  # one submitit job per checkpoint, each with its log
+    assert len(list((results / "checkpoints").glob("*/encoder.pt"))) == 2
+    assert len(list((results / "records").rglob("*.json"))) == 2
+    # a second run finds everything: no job is submitted
+    assert main(["run", str(tmp_path / "p.yaml"), "--results", str(results), "--reports", str(tmp_path / "rep"),
+                 "--launcher", "local"]) == 0
+    assert "job(s) finished" not in capsys.readouterr().err
+
+
+def test_bench_prints_and_writes_the_measurements(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["bench", "--encoder", "sttr", "dste", "--preset", "tiny", "--batch-size", "8", "--steps", "1",
+                 "--repeats", "2", "--warmup", "1", "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    printed = capsys.readouterr()
+    assert "samples/s" in printed.out and "sttr-tiny b8 fp32" in printed.out
+    files = list(out.glob("bench-*.json"))
+    assert len(files) == 1
+    data = json.loads(files[0].read_text())
+    assert data["environment"]["device"] == "cpu"
+    assert [r["config"]["encoder"] for r in data["results"]] == ["sttr", "dste"]
+    for r in data["results"]:
+        assert r["error"] is None and r["samples_per_s"] > 0 and len(r["rounds_samples_per_s"]) == 2
+        assert set(r["phase_ms"]) == {"input", "views", "forward", "backward", "optimizer"}
+        assert r["flops_per_sample"] > 0 and r["mfu"] is None  # no known peak for a CPU
+        assert r["ms_per_step"] == pytest.approx(8 / r["samples_per_s"] * 1e3)
+    assert main(["bench", "--batch-size", "1"]) == 2
