@@ -240,3 +240,21 @@ def test_bench_prints_and_writes_the_measurements(tmp_path, capsys):
         assert r["flops_per_sample"] > 0 and r["mfu"] is None  # no known peak for a CPU
         assert r["ms_per_step"] == pytest.approx(8 / r["samples_per_s"] * 1e3)
     assert main(["bench", "--batch-size", "1"]) == 2
+
+
+def test_gpu_check_script_dry_run(tmp_path):
+    """benchmarks/gpu_check.sh, prepared for a GPU machine, runs end to end on the CPU at toy sizes."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), "--dry-run", "--steps", "1",
+                             "--repeats", "1"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert {r["config"]["precision"] for r in bench["results"]} == {"fp32", "bf16"}
+    assert all(r["error"] is None and r["samples_per_s"] > 0 for r in bench["results"])
+    epoch = json.loads((tmp_path / "epoch.json").read_text())
+    assert epoch["steps"] == 8 and len(epoch["loss_per_step"]) == 8
+    assert epoch["projected_451_epochs_h"] == pytest.approx(epoch["seconds_per_epoch"] * 451 / 3600)
+    linear = json.loads((tmp_path / "linear.json").read_text())
+    assert {m["name"] for m in linear["metrics"]} == {"linear_top1", "linear_top1_best_of_evals"}
+    assert not (tmp_path / "work").exists()  # the checkpoint stays behind on the machine, only numbers return
