@@ -260,14 +260,15 @@ class ProtocolRunner:
         train). Returns (encoder, pretraining wall time in seconds: 0 when cached before this run)."""
         workdir = self.results_dir / "checkpoints" / plan.checkpoint_hash
         path = workdir / ENCODER_FILE
-        if path.exists():
+        if not dist_utils.is_distributed() and path.exists():  # (in a process group rank 0 decides for all)
             return load_encoder(path), self._trained.get(plan.checkpoint_hash, 0.0)
         main = dist_utils.rank() == 0
         with self.lock(f"checkpoint-{plan.checkpoint_hash}") if main else contextlib.nullcontext():
             done = dist_utils.broadcast_object(path.exists())
-            if done:  # trained by another process while this one waited
-                self.reused.add(plan.checkpoint_hash)
-                return load_encoder(path), 0.0
+            if done:  # cached, or trained by another process while this one waited
+                if plan.checkpoint_hash not in self._trained:
+                    self.reused.add(plan.checkpoint_hash)
+                return load_encoder(path), self._trained.get(plan.checkpoint_hash, 0.0)
             return self._train(plan, workdir, progress)
 
     def _train(self, plan: CellPlan, workdir: Path, progress: Progress | None) -> tuple[torch.nn.Module, float]:
@@ -334,11 +335,12 @@ class ProtocolRunner:
         """Inside a process group (torchrun): train every missing checkpoint of ``cells`` data-parallel across
         the ranks, one after the other. Every rank must call it with the same cells. Returns the number of
         checkpoints trained."""
-        todo = self.missing_checkpoints(cells)
-        keys = dist_utils.broadcast_object(sorted(todo))  # the same work, in the same order, on every rank
-        for key in keys:
-            self.checkpoint(self.plan(todo[key]), progress)
-        return len(keys)
+        todo = self.missing_checkpoints(cells) if dist_utils.rank() == 0 else {}
+        # rank 0's list: the same work, in the same order, on every rank
+        work = dist_utils.broadcast_object([todo[key] for key in sorted(todo)])
+        for cell in work:
+            self.checkpoint(self.plan(cell), progress)
+        return len(work)
 
     def record_path(self, plan: CellPlan, evaluation: str, options: dict[str, Any]) -> Path:
         cell = plan.cell
