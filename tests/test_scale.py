@@ -258,3 +258,26 @@ def test_gpu_check_script_dry_run(tmp_path):
     linear = json.loads((tmp_path / "linear.json").read_text())
     assert {m["name"] for m in linear["metrics"]} == {"linear_top1", "linear_top1_best_of_evals"}
     assert not (tmp_path / "work").exists()  # the checkpoint stays behind on the machine, only numbers return
+
+
+def test_slurm_jobs_ask_for_the_gpus_partition_and_time_given(tmp_path, monkeypatch):
+    """No cluster here: a stand-in ``srun`` lets submitit build the SLURM executor, and the sbatch script it
+    would submit carries the options of ``--launcher slurm``."""
+    submitit = pytest.importorskip("submitit")
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    from usdrl_bench.train.launch import LauncherOptions, _executor
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    executor = _executor(LauncherOptions("slurm", gpus_per_job=4, partition="gpu", time_min=90), tmp_path / "%j")
+    assert isinstance(executor, submitit.AutoExecutor)
+    script = _make_sbatch_string(command="python -m x", folder=str(tmp_path), **executor._executor.parameters)
+    for line in ("#SBATCH --gpus-per-node=4", "#SBATCH --ntasks-per-node=4", "#SBATCH --partition=gpu",
+                 "#SBATCH --time=90", "#SBATCH --nodes=1"):
+        assert line in script, line
+    with pytest.raises(ValueError, match="launcher must be local or slurm"):
+        LauncherOptions("pbs")
