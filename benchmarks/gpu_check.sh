@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The paper configuration on one GPU, one command, under 10 minutes on one H200 (benchmarks/gpu_check.py):
+# The paper configuration on one GPU, one command, prepared for 9 minutes on one H200 (benchmarks/gpu_check.py):
 #   1. `bench` at the paper configuration (hidden 1024, T 64, batch 356, 4 views): DSTE and STTR in fp32 (TF32),
 #      bf16, bf16 + torch.compile: samples/s, ms per phase, peak memory, FLOPs per sample, MFU;
-#   2. one pretraining epoch on an NTU-60 xsub sized set (40,091 samples, 300 frames), projected to 451 epochs;
-#   3. feature extraction and the 160-epoch linear probe of that checkpoint, timed.
+#   2. two pretraining epochs of table5_ablation row 7 (paper DSTE, MG-FD) on an NTU-60 xsub sized set (40,091
+#      samples, 300 frames) in fp32 and bf16: loss curves, their difference, projected 451-epoch time;
+#   3. feature extraction and the 160-epoch linear probe of that checkpoint, timed;
+#   4. the largest batch that trains at the paper configuration, and samples/s there;
+#   5. pytest tests/cuda (JUnit XML and counts).
 # JSON goes to $OUT (default results/gpu_check). Nothing is installed: the machine's PyTorch is used, and the
 # suite is imported from this checkout.
 #

@@ -314,3 +314,25 @@ def test_generator_on_another_device_is_rejected():
         shear(x, torch.Generator())
     views = make_views(x, torch.tensor([10, 10], device="cuda"), generator=torch.Generator(device="cuda").manual_seed(0))
     assert views[0].device.type == "cuda"
+
+
+def test_sample_keys_views_depend_on_the_sample_not_the_batch():
+    """World-size invariance: a sample's views are the same in a batch of 8, in a half batch (another rank's
+    share) or in another order, and change with the epoch and the seed."""
+    from usdrl_bench.data.augment import SampleKeys
+
+    x, nf = batch(n=8, t=50), torch.tensor([50, 40, 30, 20, 50, 45, 12, 5])
+    idx = torch.arange(100, 108)
+    whole = make_views(x, nf, generator=SampleKeys(0, 3, idx))
+    half = make_views(x[4:], nf[4:], generator=SampleKeys(0, 3, idx[4:]))
+    order = torch.tensor([7, 2, 5, 0, 1, 6, 3, 4])
+    shuffled = make_views(x[order], nf[order], generator=SampleKeys(0, 3, idx[order]))
+    for a, b, c in zip(whole, half, shuffled):
+        assert torch.equal(a[4:], b)
+        assert torch.equal(a[order], c)
+    for other in (SampleKeys(0, 4, idx), SampleKeys(1, 3, idx)):
+        assert not torch.allclose(make_views(x, nf, generator=other)[0], whole[0])
+    u = SampleKeys(0, 0, torch.arange(20000)).drawer(torch.device("cpu"))((20000, 3))
+    assert u.min() >= 0 and u.max() < 1
+    assert u.mean().item() == pytest.approx(0.5, abs=0.01) and u.std().item() == pytest.approx(12 ** -0.5, abs=0.01)
+    assert abs(torch.corrcoef(u.T)[0, 1].item()) < 0.03  # draws of one sample are not correlated

@@ -243,7 +243,7 @@ def test_bench_prints_and_writes_the_measurements(tmp_path, capsys):
 
 
 def test_gpu_check_script_dry_run(tmp_path):
-    """benchmarks/gpu_check.sh, prepared for a GPU machine, runs end to end on the CPU at toy sizes."""
+    """benchmarks/gpu_check.sh, prepared for a GPU machine, runs every part end to end on the CPU at toy sizes."""
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), "--dry-run", "--steps", "1",
@@ -252,32 +252,17 @@ def test_gpu_check_script_dry_run(tmp_path):
     bench = json.loads((tmp_path / "bench.json").read_text())
     assert {r["config"]["precision"] for r in bench["results"]} == {"fp32", "bf16"}
     assert all(r["error"] is None and r["samples_per_s"] > 0 for r in bench["results"])
-    epoch = json.loads((tmp_path / "epoch.json").read_text())
-    assert epoch["steps"] == 8 and len(epoch["loss_per_step"]) == 8
-    assert epoch["projected_451_epochs_h"] == pytest.approx(epoch["seconds_per_epoch"] * 451 / 3600)
+    epochs = json.loads((tmp_path / "epochs.json").read_text())
+    assert [r["precision"] for r in epochs["runs"]] == ["fp32", "bf16"]
+    for run in epochs["runs"]:
+        assert run["steps"] == 16 and len(run["loss_per_step"]) == 16 and len(run["loss_per_epoch"]) == 2
+        assert run["projected_451_epochs_h"] == pytest.approx(run["seconds_per_epoch"] * 40_091 / 64 * 451 / 3600)
+    assert 0 <= epochs["bf16_vs_fp32"]["max_relative_difference_per_epoch"] < 0.5
     linear = json.loads((tmp_path / "linear.json").read_text())
     assert {m["name"] for m in linear["metrics"]} == {"linear_top1", "linear_top1_best_of_evals"}
-    assert not (tmp_path / "work").exists()  # the checkpoint stays behind on the machine, only numbers return
-
-
-def test_slurm_jobs_ask_for_the_gpus_partition_and_time_given(tmp_path, monkeypatch):
-    """No cluster here: a stand-in ``srun`` lets submitit build the SLURM executor, and the sbatch script it
-    would submit carries the options of ``--launcher slurm``."""
-    submitit = pytest.importorskip("submitit")
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    from usdrl_bench.train.launch import LauncherOptions, _executor
-
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
-    (bin_dir / "srun").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    executor = _executor(LauncherOptions("slurm", gpus_per_job=4, partition="gpu", time_min=90), tmp_path / "%j")
-    assert isinstance(executor, submitit.AutoExecutor)
-    script = _make_sbatch_string(command="python -m x", folder=str(tmp_path), **executor._executor.parameters)
-    for line in ("#SBATCH --gpus-per-node=4", "#SBATCH --ntasks-per-node=4", "#SBATCH --partition=gpu",
-                 "#SBATCH --time=90", "#SBATCH --nodes=1"):
-        assert line in script, line
-    with pytest.raises(ValueError, match="launcher must be local or slurm"):
-        LauncherOptions("pbs")
+    largest = json.loads((tmp_path / "largest_batch.json").read_text())
+    assert largest["largest_batch"] == 32 and largest["samples_per_s"] > 0  # the dry run's cap: nothing runs out
+    tests = json.loads((tmp_path / "cuda_tests.json").read_text())
+    assert tests["tests"] > 0 and tests["tests"] == tests["skipped"] and tests["failures"] == tests["errors"] == 0
+    assert (tmp_path / "cuda_tests.xml").exists()
+    assert not (tmp_path / "work").exists()  # checkpoints stay behind on the machine, only numbers return

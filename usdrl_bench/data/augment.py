@@ -82,8 +82,9 @@ _M32 = 0xFFFFFFFF
 _MIX = 0x45D9F3B  # < 2**27: products of 32-bit values stay below 2**59, exact in int64 on every device
 
 
-def _mix32(h: Tensor) -> Tensor:
-    """A 32-bit integer hash (two xor-shift-multiply rounds) of int64 tensors holding values in [0, 2**32)."""
+def _mix32(h):
+    """A 32-bit integer hash (two xor-shift-multiply rounds) of int64 tensors (or Python ints) holding values
+    in [0, 2**32); the same numbers either way."""
     h = ((h >> 16) ^ h) * _MIX & _M32
     h = ((h >> 16) ^ h) * _MIX & _M32
     return (h >> 16) ^ h
@@ -112,9 +113,8 @@ class SampleKeys:
         index = torch.as_tensor(self.index, device=device).to(torch.int64)
         if index.ndim != 1:
             raise ValueError(f"SampleKeys.index must be 1-D (N,), got shape {tuple(index.shape)}")
-        base = _mix32(torch.tensor((int(self.seed) & _M32), dtype=torch.int64, device=device))
-        base = _mix32(base ^ (int(self.epoch) & _M32))
-        keys = _mix32(base ^ (index & _M32))  # (N,)
+        base = _mix32(_mix32(int(self.seed) & _M32) ^ (int(self.epoch) & _M32))  # on the host: no transfer
+        keys = _mix32((index & _M32) ^ base)  # (N,)
         state = {"counter": 0}
 
         def draw(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Tensor:

@@ -234,7 +234,10 @@ class ProtocolRunner:
         threads = max(1, torch.get_num_threads() // jobs) if self.device.type == "cpu" else torch.get_num_threads()
         global _PARENT_DATA
         _PARENT_DATA = self._data  # the datasets loaded while planning, inherited by the forked workers
-        context = multiprocessing.get_context("fork")  # workers inherit the registries (plugins included)
+        # CPU: forked workers inherit the registries (plug-ins included) and the loaded data; CUDA cannot be
+        # used in a child forked after the parent touched the driver, so GPU workers start fresh (spawn),
+        # import the protocol's plug-ins and load the data themselves
+        context = multiprocessing.get_context("spawn" if self.device.type == "cuda" else "fork")
         slots = context.Queue()
         for i in range(jobs):
             slots.put(devices[i % len(devices)])
@@ -500,6 +503,8 @@ def _init_worker(results_dir: str, threads: int, slots: Any, options: dict[str, 
 
 def _pretrain_in_worker(cell: Cell) -> tuple[str, float]:
     assert _WORKER is not None
+    registry.load_builtins()
+    registry.load_plugins(cell.protocol.plugins)  # already there in a forked worker; needed in a spawned one
     plan = _WORKER.plan(cell)
     with Progress(disable=True) as progress:
         _, seconds = _WORKER.checkpoint(plan, progress)

@@ -38,7 +38,6 @@ when ``wandb_project`` is given.
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import math
 import queue
@@ -179,8 +178,10 @@ class TrainStep:
 
             sync_key = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP).parameters \
                 else "broadcast_buffers"
-            self.module = DDP(self.module, device_ids=[device.index] if device.type == "cuda" else None,
-                              **{sync_key: not spec.sync_batchnorm})
+            device_ids = None
+            if device.type == "cuda":
+                device_ids = [device.index if device.index is not None else torch.cuda.current_device()]
+            self.module = DDP(self.module, device_ids=device_ids, **{sync_key: not spec.sync_batchnorm})
         self.forward_fn: Callable = torch.compile(self.module) if spec.compile else self.module
         params = _unique_trainable(encoder, objective)
         self.fused = device.type == "cuda" and _fused_adam_available(device)
@@ -284,9 +285,9 @@ class BatchSource:
             for index in indices:
                 yield self._host_batch(index), self.num_frames[index], torch.from_numpy(index)
             return
-        if self.resident:
-            for index in indices:
-                idx = torch.from_numpy(index).to(self.device, non_blocking=True)
+        if self.resident:  # the epoch's indices go to the device in one copy; batches are gathered there
+            all_idx = torch.from_numpy(np.stack(indices)).to(self.device)
+            for idx in all_idx:
                 yield self.data_dev.index_select(0, idx), self.num_frames.index_select(0, idx), idx
             return
         # pinned host gather in a thread, one batch ahead; copy on a side stream
