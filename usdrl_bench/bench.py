@@ -76,7 +76,7 @@ class BenchConfig:
                 + (" compile" if self.compile else ""))
 
 
-#: ``usdrl-bench bench`` with no arguments on a CPU: both encoders at the demo size, about a minute
+#: ``usdrl-bench bench`` with no arguments on a CPU: both encoders at the demo size (seconds)
 DEFAULT_CONFIGS = (
     BenchConfig("dste", "small", 32, "fp32"),
     BenchConfig("sttr", "small", 32, "fp32"),

@@ -135,7 +135,7 @@ against the device's peak. Configurations are every combination of --encoder, --
 --compile. Inputs are random NTU-shaped skeletons (3 x 300 x 25 x 2); 4 views per sample. Writes
 results/bench/bench-<time>.json.
 
-With no arguments on a CPU: DSTE and STTR at the demo size (hidden 64, T 32), batch 32, fp32 (about a minute).
+With no arguments on a CPU: DSTE and STTR at the demo size (hidden 64, T 32), batch 32, fp32 (13 s on a 2-core CPU).
 
 examples:
   usdrl-bench bench
