@@ -23,7 +23,7 @@ from usdrl_bench.encoders.checkpoint import (
 log = logging.getLogger(__name__)
 
 BACKBONES = ["dste", "sttr"]
-TOL = 1e-5  # max abs difference accepted against the official outputs
+TOL = 1e-6  # max abs difference accepted against the official outputs (measured: 1.8e-7 DSTE, 7.2e-7 STTR)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
