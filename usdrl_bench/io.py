@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -124,3 +125,26 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
     return device
+
+
+#: names that become path components (protocol, preset, row ids, dataset columns, video names): a letter or
+#: digit first, then letters, digits, ``.``, ``_``, ``+``, ``-``; so no ``/``, no ``..``, no hidden files
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def is_safe_name(name: object) -> bool:
+    """True when ``name`` can be one path component under a folder of ours (see :data:`SAFE_NAME`)."""
+    return isinstance(name, str) and bool(SAFE_NAME.match(name)) and ".." not in name
+
+
+def ensure_inside(path: str | Path, root: str | Path) -> Path:
+    """``path`` if it resolves inside ``root``.
+
+    Raises:
+        ValueError: ``path`` would leave ``root`` (a name built from data or protocol text with ``..`` or ``/``).
+    """
+    resolved, base = Path(path).resolve(), Path(root).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise ValueError(f"refusing to write {path}: it is outside {root}")
+    return Path(path)
+

@@ -28,6 +28,7 @@ from numpy.lib.format import open_memmap
 
 from usdrl_bench.data.arrays import META_COLUMNS, SkeletonArrays
 from usdrl_bench.data.errors import DataFormatError
+from usdrl_bench.data.safe_pickle import load_pickle
 from usdrl_bench.data.ntu_raw import NTU60_MAX_SETUP, parse_ntu_name
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import LAYOUTS
@@ -76,12 +77,7 @@ def read_label_pickle(path: str | Path) -> tuple[list[str], np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file not found: {path}")
-    with open(path, "rb") as fh:
-        try:
-            obj = pickle.load(fh)
-        except UnicodeDecodeError:
-            fh.seek(0)
-            obj = pickle.load(fh, encoding="latin1")
+    obj = load_pickle(path)  # restricted: a label file cannot run code
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
         raise DataFormatError(path, f"expected a pickled pair (names, labels), got {type(obj).__name__}")
     names, labels = obj

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import shutil
 import tempfile
 import zipfile
@@ -34,6 +33,7 @@ import pandas as pd
 
 from usdrl_bench.data.arrays import META_COLUMNS, SkeletonArrays
 from usdrl_bench.data.errors import DataFormatError
+from usdrl_bench.data.safe_pickle import load_pickle
 from usdrl_bench.data.npy_writer import NpyRowWriter
 from usdrl_bench.data.ntu_raw import parse_ntu_name
 from usdrl_bench.registry import DATASETS
@@ -212,16 +212,8 @@ def load_ctrgcn_npz(path: str | Path, split: str = "xsub", *, num_classes: int |
 
 
 def _load_pickle(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"pickle not found: {path}")
-    with open(path, "rb") as fh:
-        try:
-            return pickle.load(fh)
-        except UnicodeDecodeError:
-            fh.seek(0)
-            return pickle.load(fh, encoding="latin1")
-        except (pickle.UnpicklingError, EOFError) as exc:
-            raise DataFormatError(path, f"not a readable pickle ({exc})") from None
+    """A dataset pickle through the restricted unpickler (:mod:`usdrl_bench.data.safe_pickle`): no code runs."""
+    return load_pickle(path)
 
 
 @DATASETS.register("pyskl", description="pyskl/mmaction2 annotation pickle ({'split', 'annotations'}), 3-D keypoints",

@@ -1,17 +1,54 @@
-"""Load a dataset named in a protocol through the dataset registry."""
+"""Load a dataset named in a protocol through the dataset registry, and check what came back."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from usdrl_bench import registry
 from usdrl_bench.data.arrays import SkeletonArrays
 
+#: samples checked per block when scanning (possibly memory-mapped) arrays for non-finite values
+_CHUNK = 512
 
-def load_dataset(name: str, path: str | None, split: str, **options) -> tuple[SkeletonArrays, SkeletonArrays]:
-    """(train, test) of dataset ``name`` (a registered reader) at ``path`` under ``split``.
+
+def check_arrays(arrays: SkeletonArrays, part: str) -> None:
+    """Reject what would silently give a wrong number: non-finite coordinates (an all-NaN probe still
+    "scores" a top-1) and labels outside ``[0, num_classes)`` (which would become an extra class).
+
+    Scans memory-mapped data block by block (NTU-60 xsub's 7.2 GB: a few seconds), once per dataset.
 
     Raises:
-        KeyError: unknown dataset or split; FileNotFoundError: missing path; DataFormatError: bad file.
+        ValueError: naming the source, the part, the first offending sample (index and name) and the value.
+    """
+    def where(i: int) -> str:
+        name = arrays.names[i] if i < len(arrays.names) else ""
+        return f"{arrays.source} ({part} part), sample {i}" + (f" ({name})" if name else "")
+
+    labels = np.asarray(arrays.labels)
+    bad = np.flatnonzero((labels < 0) | (labels >= arrays.num_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{where(i)}: label {int(labels[i])} is outside [0, {arrays.num_classes}) "
+                         f"({bad.size} such samples); check the label file or the reader's num_classes")
+    for lo in range(0, len(arrays), _CHUNK):
+        block = np.asarray(arrays.data[lo:lo + _CHUNK])
+        finite = np.isfinite(block).reshape(len(block), -1).all(axis=1)
+        if not finite.all():
+            i = lo + int(np.flatnonzero(~finite)[0])
+            raise ValueError(f"{where(i)}: non-finite coordinates (NaN or infinity); repair or drop the sample")
+
+
+def load_dataset(name: str, path: str | None, split: str, **options) -> tuple[SkeletonArrays, SkeletonArrays]:
+    """(train, test) of dataset ``name`` (a registered reader) at ``path`` under ``split``, checked with
+    :func:`check_arrays`.
+
+    Raises:
+        KeyError: unknown dataset or split; FileNotFoundError: missing path; DataFormatError: bad file;
+        ValueError: non-finite coordinates or a label outside the class range (naming the sample).
     """
     registry.load_builtins()
     reader = registry.DATASETS.get(name)
-    return reader(path, split, **options)
+    train, test = reader(path, split, **options)
+    check_arrays(train, "training")
+    check_arrays(test, "test")
+    return train, test

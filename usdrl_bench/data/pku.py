@@ -36,7 +36,7 @@ from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.prepare import (Job, Preparation, PrepareSummary, Sample, Skipped, default_workers,
                                       update_manifest)
 from usdrl_bench.data.preprocess import pre_normalization
-from usdrl_bench.io import save_npy_atomic
+from usdrl_bench.io import is_safe_name, save_npy_atomic
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +132,18 @@ def read_split_file(path: str | Path) -> tuple[list[str], list[str]]:
     if len(lines) != 4 or not lines[0].lower().startswith("train") or not lines[2].lower().startswith("valid"):
         raise DataFormatError(path, "expected 4 lines: 'Training videos:', a list, 'Validataion videos:', a list")
 
-    def names(line: str) -> list[str]:
-        return [n.strip() for n in line.split(",") if n.strip()]
+    numbered = [(i + 1, l.strip()) for i, l in enumerate(path.read_text(encoding="latin-1").splitlines()) if l.strip()]
 
-    return names(lines[1]), names(lines[3])
+    def names(k: int) -> list[str]:
+        line_no, line = numbered[k]
+        out = [n.strip() for n in line.split(",") if n.strip()]
+        for name in out:  # video names become file names under the output folder
+            if not is_safe_name(name):
+                raise DataFormatError(path, f"video name {name!r} is not a plain file name (letters, digits, '.', "
+                                            "'_', '-'; no '/' or '..')", line=line_no)
+        return out
+
+    return names(1), names(3)
 
 
 def find_subdir(raw: Path, name: str) -> Path:

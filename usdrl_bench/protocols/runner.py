@@ -37,7 +37,7 @@ from usdrl_bench.data.loading import load_dataset
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.encoders.checkpoint import load_encoder
 from usdrl_bench.evaluate.features import EvalContext
-from usdrl_bench.io import code_version, git_revision, stable_hash, write_json_atomic
+from usdrl_bench.io import code_version, ensure_inside, git_revision, stable_hash, write_json_atomic
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.protocols.spec import Cell, DatasetSpec
 from usdrl_bench.records import RECORDS_SUBDIR, read_records, write_records
@@ -264,15 +264,33 @@ class ProtocolRunner:
         workdir = self.results_dir / "checkpoints" / plan.checkpoint_hash
         path = workdir / ENCODER_FILE
         if not dist_utils.is_distributed() and path.exists():  # (in a process group rank 0 decides for all)
-            return load_encoder(path), self._trained.get(plan.checkpoint_hash, 0.0)
+            encoder = self._load_cached(path)
+            if encoder is not None:
+                return encoder, self._trained.get(plan.checkpoint_hash, 0.0)
         main = dist_utils.rank() == 0
         with self.lock(f"checkpoint-{plan.checkpoint_hash}") if main else contextlib.nullcontext():
-            done = dist_utils.broadcast_object(path.exists())
+            done = dist_utils.broadcast_object(path.exists() and (not main or self._readable(path)))
             if done:  # cached, or trained by another process while this one waited
                 if plan.checkpoint_hash not in self._trained:
                     self.reused.add(plan.checkpoint_hash)
                 return load_encoder(path), self._trained.get(plan.checkpoint_hash, 0.0)
             return self._train(plan, workdir, progress)
+
+    def _load_cached(self, path: Path) -> torch.nn.Module | None:
+        """A cached encoder, or None after moving an unreadable one aside (truncated, empty, foreign: it is
+        retrained, with a warning; nothing in it runs: ``weights_only`` loading)."""
+        try:
+            return load_encoder(path)
+        except Exception as exc:  # noqa: BLE001
+            from usdrl_bench.train.pretrain import move_aside
+
+            moved = move_aside(path, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            self.console.print(f"[yellow]warning:[/] cached checkpoint {path} is unreadable ({type(exc).__name__}); "
+                               f"moved to {moved.name} and trained again", highlight=False)
+            return None
+
+    def _readable(self, path: Path) -> bool:
+        return self._load_cached(path) is not None
 
     def _train(self, plan: CellPlan, workdir: Path, progress: Progress | None) -> tuple[torch.nn.Module, float]:
         cell = plan.cell
@@ -350,8 +368,9 @@ class ProtocolRunner:
         key = stable_hash({"checkpoint": plan.checkpoint_hash, "evaluation": evaluation, "options": options,
                            "dataset": dataset_identity(cell.dataset), "code": eval_code(evaluation)})
         ds = f"{cell.dataset.name}-{cell.dataset.resolved_split()}" + (f"-{cell.dataset.stream}" if cell.dataset.stream != "joint" else "")
-        return (self.results_dir / RECORDS_SUBDIR / cell.protocol.name / cell.preset_name / ds
+        path = (self.results_dir / RECORDS_SUBDIR / cell.protocol.name / cell.preset_name / ds
                 / f"{cell.row.id}-seed{cell.seed}-{evaluation}-{key}.json")
+        return ensure_inside(path, self.results_dir / RECORDS_SUBDIR)  # names come from protocol text
 
     def run(self, cells: list[Cell]) -> list[dict[str, Any]]:
         """Run ``cells`` (pretraining what is missing, evaluating what is missing) and return every

@@ -35,6 +35,7 @@ from typing import Any, Literal
 import yaml
 
 from usdrl_bench import registry
+from usdrl_bench.io import is_safe_name
 from usdrl_bench.protocols.schema import ProtocolError, convert, from_data, merge
 
 
@@ -327,9 +328,15 @@ def _check_names(protocol: Protocol) -> None:
         raise ProtocolError(file, "rows", "a protocol needs at least one row")
     if not protocol.presets:
         raise ProtocolError(file, "presets", "a protocol needs at least one preset")
+    unsafe = ("must be a name that can be a file name: a letter or digit first, then letters, digits, '.', '_', "
+              "'+', '-' (no '/' or '..')")
+    if not is_safe_name(protocol.name):
+        raise ProtocolError(file, "name", f"{protocol.name!r} {unsafe}")
     seen: set[str] = set()
     for i, row in enumerate(protocol.rows):
         where = f"rows[{i}]"
+        if not is_safe_name(row.id):
+            raise ProtocolError(file, f"{where}.id", f"{row.id!r} {unsafe}")
         if row.id in seen:
             raise ProtocolError(file, f"{where}.id", f"duplicate row id {row.id!r}")
         seen.add(row.id)
@@ -355,12 +362,16 @@ def _check_names(protocol: Protocol) -> None:
                                 f"{where}.objective_options", skip=1)
     for pname, preset in protocol.presets.items():
         where = f"presets.{pname}"
+        if not is_safe_name(pname):
+            raise ProtocolError(file, where, f"preset name {pname!r} {unsafe}")
         if (preset.dataset is None) == (not preset.datasets):
             raise ProtocolError(file, f"{where}.dataset", "give either 'dataset' (one) or 'datasets' (a list), not both or neither")
         columns: set[str] = set()
         for i, ds in enumerate(preset.all_datasets):
             key = f"{where}.datasets[{i}]" if preset.datasets else f"{where}.dataset"
             check_dataset(ds, file, key, check_path=False)
+            if ds.id is not None and not is_safe_name(ds.id):
+                raise ProtocolError(file, f"{key}.id", f"{ds.id!r} {unsafe}")
             if ds.column in columns:
                 raise ProtocolError(file, f"{key}.id", f"duplicate dataset column {ds.column!r}; give each an 'id'")
             columns.add(ds.column)

@@ -313,13 +313,30 @@ class BatchSource:
         thread.join()
 
 
-def _load_state(path: Path, device: torch.device) -> dict[str, Any]:
-    """The resumable state, loaded without executing code (``weights_only``); a damaged file is named."""
+def move_aside(path: Path, why: str) -> Path:
+    """Rename an unreadable file to ``<name>.unreadable-<UTC time>`` (kept for inspection) and warn."""
+    import datetime as dt
+
+    target = path.with_name(f"{path.name}.unreadable-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%S%f')}")
+    path.replace(target)
+    log.warning("%s is unreadable (%s): moved to %s; it is computed again", path, why, target.name)
+    return target
+
+
+def _load_state(path: Path, device: torch.device) -> dict[str, Any] | None:
+    """The resumable state, loaded without executing code (``weights_only=True``: tensors and plain
+    containers only). A truncated, empty or foreign file is moved aside with a warning (None returned: the
+    checkpoint restarts from epoch 0); nothing in it runs."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to read is reported with the file
-        raise RuntimeError(f"cannot read the pretraining state {path} ({type(exc).__name__}: {exc}); delete it to "
-                           "restart this checkpoint from epoch 0") from exc
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not {"epoch", "encoder", "objective", "optimizer"} <= set(state):
+            raise ValueError("not a pretraining state")
+        return state
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, it is not used
+        if dist_utils.rank() == 0:
+            move_aside(path, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        dist_utils.barrier()
+        return None
 
 
 def pretrain(
@@ -390,8 +407,8 @@ def pretrain(
     state_path = workdir / STATE_FILE
     # DropPath draws from the global generator: seed it here and keep its state in the resumable state
     torch.manual_seed(seed + 2)
-    if state_path.exists():
-        state = _load_state(state_path, device)
+    state = _load_state(state_path, device) if state_path.exists() else None
+    if state is not None:
         step_fn.load_state_dict(state)
         order_gen.set_state(state["order_gen"].cpu())  # RNG states are CPU byte tensors
         torch.set_rng_state(state["torch_rng"].cpu())

@@ -1,0 +1,184 @@
+"""Nothing from a dataset or results folder runs code when loaded, no path built from data or protocol text
+leaves its folder, and an unreadable cached file is moved aside and recomputed, not fatal."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from usdrl_bench.cli import main
+from usdrl_bench.data.agcn import read_label_pickle
+from usdrl_bench.data.errors import DataFormatError
+from usdrl_bench.data.safe_pickle import load_pickle
+from usdrl_bench.io import ensure_inside, is_safe_name
+
+
+class _WritesMarker:
+    """Unpickling this calls ``open(marker, "w")``: a harmless stand-in for code execution."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_label_pickle_cannot_run_code(tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / "train_label.pkl"
+    path.write_bytes(pickle.dumps((["S001C001P001R001A001"], [_WritesMarker(marker)])))
+    with pytest.raises(DataFormatError, match=r"train_label\.pkl.*refusing to load .*open"):
+        read_label_pickle(path)
+    assert not marker.exists()
+
+
+def test_plain_dataset_pickles_still_load(tmp_path):
+    path = tmp_path / "ann.pkl"
+    obj = {"split": {"xsub_train": ["a"]}, "annotations": [{"keypoint": np.zeros((1, 5, 17, 3), np.float32),
+                                                            "label": np.int64(3), "frame_dir": "a"}]}
+    path.write_bytes(pickle.dumps(obj, protocol=4))
+    loaded = load_pickle(path)
+    assert loaded["annotations"][0]["keypoint"].shape == (1, 5, 17, 3) and loaded["annotations"][0]["label"] == 3
+    path.write_bytes(b"not a pickle")
+    with pytest.raises(DataFormatError, match="not a readable pickle"):
+        load_pickle(path)
+
+
+def test_a_planted_pretraining_state_runs_nothing_and_is_moved_aside(tmp_path, caplog):
+    from usdrl_bench.data.synthetic import generate_synthetic
+    from usdrl_bench.encoders import create_encoder
+    from usdrl_bench.objectives import create_objective
+    from usdrl_bench.protocols.spec import PretrainSpec
+    from usdrl_bench.train.pretrain import ENCODER_FILE, STATE_FILE, pretrain
+
+    marker = tmp_path / "marker"
+    work = tmp_path / "ckpt"
+    work.mkdir()
+    torch.save({"epoch": 1, "encoder": _WritesMarker(marker)}, work / STATE_FILE)
+    train = generate_synthetic(num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
+    encoder = create_encoder("sttr", "tiny")
+    result = pretrain(encoder, create_objective("mgfd", encoder), train, PretrainSpec(epochs=1, batch_size=8),
+                      workdir=work, seed=0, device=torch.device("cpu"), tensorboard=False)
+    assert not marker.exists()
+    assert result.resumed_from_epoch == 0 and (work / ENCODER_FILE).exists()
+    assert len(list(work.glob(f"{STATE_FILE}.unreadable-*"))) == 1
+    assert "is unreadable" in caplog.text
+
+
+TINY = """\
+name: safety_tiny
+version: 1
+paper_table: table5_ablation
+rows:
+  - {id: "7", label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}
+presets:
+  demo:
+    dataset: {name: synthetic, split: xsub, options: {seed: 0, num_classes: 3, samples_per_class_subject_camera: 1}}
+    encoder_preset: tiny
+    pretrain: {epochs: 1, batch_size: 16}
+    evaluations:
+      knn: {k: 1}
+"""
+
+
+def test_a_truncated_cached_checkpoint_is_retrained(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text(TINY)
+    results = tmp_path / "results"
+    args = ["run", str(tmp_path / "p.yaml"), "--results", str(results), "--reports", str(tmp_path / "rep"), "--jobs", "1"]
+    assert main(args) == 0
+    (ckpt,) = results.glob("checkpoints/*/encoder.pt")
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # a disk that filled up, a copy cut short
+    for record in (results / "records").rglob("*.json"):
+        record.unlink()  # the evaluation needs the checkpoint again
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "is unreadable" in err and "trained again" in err
+    assert torch.load(ckpt, weights_only=True)["epochs"] == 1  # a whole checkpoint again
+    assert len(list(ckpt.parent.glob("encoder.pt.unreadable-*"))) == 1
+
+
+@pytest.mark.parametrize("field, value, key", [
+    ("row", "../../evil", "rows[0].id"),
+    ("row", ".hidden", "rows[0].id"),
+    ("name", "../outside", "name"),
+    ("preset", "de/mo", "presets.de/mo"),
+])
+def test_protocol_names_cannot_leave_the_results_folder(tmp_path, capsys, field, value, key):
+    text = TINY
+    if field == "row":
+        text = text.replace('id: "7"', f'id: "{value}"')
+    elif field == "name":
+        text = text.replace("name: safety_tiny", f'name: "{value}"')
+    else:
+        text = text.replace("  demo:", f'  "{value}":')
+    (tmp_path / "p.yaml").write_text(text)
+    code = main(["run", str(tmp_path / "p.yaml"), "--results", str(tmp_path / "results"), "--preset", value if field == "preset" else "demo"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "p.yaml" in err and key in err and "file name" in err
+    assert not (tmp_path / "results").exists() and not (tmp_path.parent / "evil").exists()
+
+
+def test_path_helpers():
+    assert is_safe_name("S001C001P001R001A001") and is_safe_name("0002-L") and is_safe_name("3s-DSTE")
+    for bad in ("..", "../x", "a/b", ".git", "", "a..b", None, 7):
+        assert not is_safe_name(bad)
+    root = Path("/tmp/results")
+    assert ensure_inside(root / "a" / "b.json", root) == root / "a" / "b.json"
+    with pytest.raises(ValueError, match="outside"):
+        ensure_inside(root / ".." / "x.json", root)
+
+
+def test_a_split_file_naming_paths_is_refused(tmp_path):
+    from usdrl_bench.data.pku import read_split_file
+
+    path = tmp_path / "cross-subject.txt"
+    path.write_text("Training videos:\n0002-L, ../../../outside\nValidataion videos:\n0003-M\n")
+    with pytest.raises(DataFormatError, match=r"cross-subject\.txt:2: video name '\.\./\.\./\.\./outside'"):
+        read_split_file(path)
+    path.write_text("Training videos:\n0002-L, 0002-M\nValidataion videos:\n0003-M\n")
+    assert read_split_file(path) == (["0002-L", "0002-M"], ["0003-M"])
+
+
+def _agcn_folder(root: Path, poison: str) -> Path:
+    """A small AGCN-layout dataset (synthetic samples) with one poisoned training sample."""
+    from usdrl_bench.data.agcn import save_agcn
+    from usdrl_bench.data.synthetic import generate_synthetic
+
+    train = generate_synthetic(num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
+    test = generate_synthetic(seed=1, num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
+    data = np.array(train.data)
+    if poison == "nan":
+        data[5, 0, 3, 4, 0] = np.nan
+    train = type(train)(**{**train.__dict__, "data": data})
+    save_agcn(root / "xsub", train, test)
+    return root
+
+
+def test_non_finite_coordinates_are_refused_naming_the_sample(tmp_path, capsys):
+    folder = _agcn_folder(tmp_path / "data", "nan")
+    (tmp_path / "p.yaml").write_text(TINY)
+    code = main(["run", str(tmp_path / "p.yaml"), "--dataset", f"agcn:{folder}", "--split", "xsub",
+                 "--results", str(tmp_path / "results"), "--jobs", "1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "training part), sample 5" in err and "non-finite" in err
+    assert not list((tmp_path / "results").rglob("*.json"))  # no record was written from NaN features
+
+
+def test_labels_outside_the_class_range_are_refused():
+    from usdrl_bench.data.loading import check_arrays
+    from usdrl_bench.data.synthetic import generate_synthetic
+
+    arrays = generate_synthetic(num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=1)
+    labels = np.array(arrays.labels)
+    labels[2] = 3
+    bad = type(arrays)(**{**arrays.__dict__, "labels": labels})
+    with pytest.raises(ValueError, match=r"sample 2 .*label 3 is outside \[0, 3\)"):
+        check_arrays(bad, "training")
+    check_arrays(arrays, "training")  # the untouched set passes
