@@ -1,4 +1,23 @@
 """usdrl-bench: benchmarking and evaluation suite for self-supervised skeleton-based action
-representation learning, built around USDRL (Weng et al., AAAI 2025)."""
+representation learning, built around USDRL (Weng et al., AAAI 2025).
+
+The Python API (imported on first use, so that ``import usdrl_bench`` stays light):
+
+- :func:`run_protocol` / :func:`run_protocols`: run protocols (a YAML path or a shipped name) and get the
+  records as a pandas DataFrame;
+- :func:`list_protocols`: the shipped protocols;
+- :func:`load_encoder`, :func:`embed`: a pretrained encoder and its features.
+"""
 
 __version__ = "0.1.0"
+
+_API = ("run_protocol", "run_protocols", "list_protocols", "protocol_path", "load_encoder", "embed")
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from usdrl_bench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'usdrl_bench' has no attribute {name!r}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 from rich.console import Console
@@ -40,6 +39,7 @@ scale (each missing checkpoint trains once; a file lock makes concurrent runs an
   live logs: results/checkpoints/<hash>/train_log.csv and tensorboard/ while training; --wandb PROJECT
 
 examples:
+  usdrl-bench run table5_ablation                       # a shipped protocol by name, from any directory
   usdrl-bench run protocols/table5_ablation.yaml
   usdrl-bench run protocols/table5_ablation.yaml --seeds 0 1 2
   usdrl-bench run protocols/table1_linear.yaml --preset paper --data-root /data --nproc 8
@@ -65,6 +65,7 @@ List every registered encoder, objective, dataset and evaluation (built-ins and 
 
 example:
   usdrl-bench list
+  usdrl-bench list --protocols
   usdrl-bench list --plugin baselines.mlp_encoder
 """
 
@@ -156,7 +157,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a protocol (pretrain once, evaluate many, record)", description=RUN_HELP, formatter_class=fmt)
-    p.add_argument("protocol", type=Path, nargs="+", help="protocol YAML file(s), run in turn (shared work is done once)")
+    p.add_argument("protocol", nargs="+",
+                   help="protocol YAML file(s) or shipped protocol name(s) (`usdrl-bench list --protocols`), run in "
+                        "turn (shared work is done once)")
     p.add_argument("--preset", default="demo", help="preset of the protocol (demo | paper; default demo)")
     p.add_argument("--dataset", help="override the preset's dataset: NAME or NAME:PATH")
     p.add_argument("--split", help="named split of the dataset (xsub, xview, xset)")
@@ -213,9 +216,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered encoders, objectives, datasets, evaluations", description=LIST_HELP, formatter_class=fmt)
     p.add_argument("--plugin", action="append", default=[], help="also import this module (repeatable)")
+    p.add_argument("--protocols", action="store_true", help="list the shipped protocols (run them by name)")
 
     p = sub.add_parser("validate", help="check protocol files without running them", description=VALIDATE_HELP, formatter_class=fmt)
-    p.add_argument("protocols", type=Path, nargs="+", help="protocol YAML files")
+    p.add_argument("protocols", nargs="+", help="protocol YAML files or shipped protocol names")
     p.add_argument("--preset", default=None, help="also check that this preset's data path exists (default: demo when present)")
     p.add_argument("--data-root", type=Path, default=None, help="where named datasets are found (default $USDRL_DATA, else ./data)")
 
@@ -330,91 +334,33 @@ def _launch_torchrun(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import os
 
-    from usdrl_bench.io import resolve_device
-
     if args.nproc is not None and args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_torchrun(args)
-    from usdrl_bench.protocols.runner import ProtocolRunner
-    from usdrl_bench.protocols.spec import expand_cells, load_protocol, parse_dataset_override
+    from usdrl_bench.api import run_protocols
     from usdrl_bench.records import load_records
     from usdrl_bench.report.tables import build_tables, to_markdown, write_reports
 
-    # every file is checked before any work starts
-    protocols = [load_protocol(path) for path in args.protocol]
-    work = []
-    for protocol in protocols:
-        dataset = parse_dataset_override(args.dataset, args.split) if args.dataset else None
-        if dataset is None and args.split and args.preset in protocol.presets:
-            from dataclasses import replace
+    launcher = None
+    if args.launcher != "inline":
+        from usdrl_bench.train.launch import LauncherOptions
 
-            datasets = protocol.presets[args.preset].all_datasets
-            if len(datasets) != 1:
-                raise ValueError(f"{protocol.file}: --split needs --dataset: preset {args.preset!r} has "
-                                 f"{len(datasets)} datasets")
-            dataset = replace(datasets[0], split=args.split, id=None)
-        cells = expand_cells(protocol, args.preset, dataset=dataset, seeds=_ints(args.seeds),
-                             rows=tuple(args.rows.split(",")) if args.rows else None)
-        work.append((protocol, cells))
+        launcher = LauncherOptions(launcher=args.launcher, gpus_per_job=args.gpus_per_job, partition=args.partition,
+                                   time_min=args.time_min, max_parallel=args.max_parallel)
+    from usdrl_bench.io import resolve_device
+
     device = resolve_device(args.device)
-    import pandas as pd
-
-    from usdrl_bench import distributed as dist_utils
-    from usdrl_bench.records import RECORD_COLUMNS
-
-    if args.log_every < 1:
-        raise ValueError(f"--log-every must be >= 1, got {args.log_every}")
-    context = dist_utils.init_from_env(device.type)
-    if context is not None and device.type == "cuda":
-        device = __import__("torch").device("cuda", context.local_rank)
-    main = context is None or context.is_main
-    run_console = console if main else Console(stderr=True, quiet=True)
-    runner = ProtocolRunner(results_dir=args.results, device=device, console=run_console, log_every=args.log_every,
-                            tensorboard=not args.no_tensorboard, wandb_project=args.wandb if main else None)
-    t_all = time.perf_counter()
-    all_cells = [c for _, cells in work for c in cells]
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    if context is not None:
-        import torch.distributed as dist
-
-        with Progress(*columns, console=run_console, transient=True, disable=not main) as progress:
-            trained = runner.pretrain_distributed(all_cells, progress)
-        dist.barrier()
-        dist.destroy_process_group()  # evaluations run on rank 0 alone
-        if not main:
-            return 0
-        console.print(f"pretrained {trained} models data-parallel on {context.world_size} processes "
-                      f"({context.backend}) in {time.perf_counter() - t_all:.0f} s")
-    elif args.launcher != "inline":
-        from usdrl_bench.data.named import DATA_ROOT_ENV
-        from usdrl_bench.train.launch import LauncherOptions, submit_pretrainings
-
-        options = LauncherOptions(launcher=args.launcher, gpus_per_job=args.gpus_per_job, partition=args.partition,
-                                  time_min=args.time_min, max_parallel=args.max_parallel)
-        submitted = submit_pretrainings(runner, all_cells, options, data_root=os.environ.get(DATA_ROOT_ENV), console=console)
-        if submitted:
-            console.print(f"{submitted} pretraining job(s) finished ({args.launcher}) in {time.perf_counter() - t_all:.0f} s")
-    else:
-        jobs = _jobs(args.jobs, device)
-        if jobs > 1:
-            with Progress(console=console, transient=True) as progress:
-                trained = runner.pretrain_missing(all_cells, jobs, progress)
-            if trained:
-                console.print(f"pretrained {trained} models, {jobs} at a time, in {time.perf_counter() - t_all:.0f} s")
-    for protocol, cells in work:
-        t0 = time.perf_counter()
-        rows = runner.run(cells)
-        console.print(f"[green]done[/] {protocol.name} in {time.perf_counter() - t0:.0f} s on {device}; "
-                      f"records under {args.results}/records")
-        for table in build_tables(pd.DataFrame(rows, columns=list(RECORD_COLUMNS))):
+    done = run_protocols(args.protocol, preset=args.preset, rows=args.rows.split(",") if args.rows else None,
+                         dataset=args.dataset, split=args.split, seeds=_ints(args.seeds), results=args.results,
+                         device=device, jobs=_jobs(args.jobs, device) if launcher is None else 1, launcher=launcher,
+                         log_every=args.log_every, tensorboard=not args.no_tensorboard, wandb_project=args.wandb,
+                         console=console)
+    if not done:  # a torchrun rank other than 0: rank 0 evaluates and reports
+        return 0
+    for _, records in done:
+        for table in build_tables(records):
             out.print(to_markdown(table), highlight=False, soft_wrap=True)
-    if len(work) > 1:
-        console.print(f"[green]all {len(work)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
-    console.print(f"checkpoints: {len(runner._trained)} trained by this run, {len(runner.reused)} trained by a "
-                  "concurrent run and reused")
     written = write_reports(load_records(args.results), args.reports, args.results)
     console.print(f"reports written under {args.reports}/ ({len(written)} files)")
     return 0
@@ -485,6 +431,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from usdrl_bench import registry
 
+    if args.protocols:
+        from usdrl_bench.api import list_protocols, protocol_path
+        from usdrl_bench.protocols.spec import load_protocol
+
+        table = RichTable(title="shipped protocols (usdrl-bench run NAME)", title_justify="left")
+        for col in ("name", "paper table", "presets", "rows"):
+            table.add_column(col)
+        for name in list_protocols():
+            protocol = load_protocol(protocol_path(name))
+            table.add_row(name, protocol.paper_table or "", ", ".join(protocol.presets), str(len(protocol.rows)))
+        out.print(table)
+        return 0
     registry.load_builtins()
     registry.load_plugins(args.plugin)
     for kind, reg in registry.ALL.items():
@@ -501,12 +459,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from usdrl_bench.api import protocol_path
     from usdrl_bench.protocols.spec import expand_cells, load_protocol
 
     failures = 0
     for path in args.protocols:
         try:
-            protocol = load_protocol(path)
+            protocol = load_protocol(protocol_path(path))
             preset = args.preset or ("demo" if "demo" in protocol.presets else None)
             cells = expand_cells(protocol, preset) if preset else []
             out.print(f"[green]ok[/] {path}: {len(protocol.rows)} rows, presets {', '.join(protocol.presets)}"

@@ -1,0 +1,259 @@
+"""The Python API: what ``usdrl-bench run`` and ``embed`` do, callable from a script or a notebook.
+
+The command line is a thin layer over these functions (it parses flags, starts torchrun for ``--nproc``,
+prints tables and writes reports), so a script and the command line cannot drift apart::
+
+    import usdrl_bench
+
+    records = usdrl_bench.run_protocol("table5_ablation", rows=["7", "R-DSTE"], results="results")
+    records.pivot_table(index="row_label", columns="metric", values="value")
+
+    encoder = usdrl_bench.load_encoder("results/checkpoints/<hash>/encoder.pt")
+    features = usdrl_bench.embed(encoder, x)          # x: (N, C, T, V, M) -> (N, 2H)
+
+Protocols are given as a path to a YAML file or as the name of a shipped one (``usdrl-bench list
+--protocols``; they are package data, so names work after ``pip install`` from any directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import torch
+    from rich.console import Console
+
+    from usdrl_bench.protocols.spec import Protocol
+    from usdrl_bench.train.launch import LauncherOptions
+
+__all__ = ["SHIPPED_PROTOCOLS", "list_protocols", "protocol_path", "run_protocol", "run_protocols", "embed",
+           "load_encoder"]
+
+#: the protocols shipped with the package (``protocols/`` in a checkout links here)
+SHIPPED_PROTOCOLS = Path(__file__).resolve().parent / "protocols" / "shipped"
+
+
+def list_protocols() -> list[str]:
+    """Names of the shipped protocols (``table5_ablation``, ...)."""
+    return sorted(p.stem for p in SHIPPED_PROTOCOLS.glob("*.yaml"))
+
+
+def protocol_path(protocol: str | os.PathLike) -> Path:
+    """The YAML file of ``protocol``: an existing path, else a shipped protocol's name.
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped protocol (the shipped names are listed).
+    """
+    path = Path(protocol)
+    if path.is_file():
+        return path
+    name = path.stem if path.suffix in (".yaml", ".yml") else str(protocol)
+    shipped = SHIPPED_PROTOCOLS / f"{name}.yaml"
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f"no protocol file {protocol} and no shipped protocol named {name!r}; shipped: "
+                            f"{', '.join(list_protocols())}")
+
+
+@contextlib.contextmanager
+def _data_root(data_root: str | os.PathLike | None):
+    from usdrl_bench.data.named import DATA_ROOT_ENV
+
+    if data_root is None:
+        yield
+        return
+    before = os.environ.get(DATA_ROOT_ENV)
+    os.environ[DATA_ROOT_ENV] = str(data_root)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DATA_ROOT_ENV, None)
+        else:
+            os.environ[DATA_ROOT_ENV] = before
+
+
+def _cells(protocol: "Protocol", preset: str, dataset: str | None, split: str | None, seeds, rows):
+    from usdrl_bench.protocols.spec import expand_cells, parse_dataset_override
+
+    override = parse_dataset_override(dataset, split) if dataset else None
+    if override is None and split and preset in protocol.presets:
+        datasets = protocol.presets[preset].all_datasets
+        if len(datasets) != 1:
+            raise ValueError(f"{protocol.file}: split={split!r} needs a dataset: preset {preset!r} has "
+                             f"{len(datasets)} datasets")
+        override = replace(datasets[0], split=split, id=None)
+    return expand_cells(protocol, preset, dataset=override, seeds=tuple(seeds) if seeds else None,
+                        rows=tuple(rows) if rows else None)
+
+
+def run_protocols(
+    protocols: Sequence[str | os.PathLike],
+    *,
+    preset: str = "demo",
+    rows: Iterable[str] | None = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    seeds: Iterable[int] | None = None,
+    results: str | os.PathLike = "results",
+    device: "str | torch.device" = "auto",
+    jobs: int = 1,
+    data_root: str | os.PathLike | None = None,
+    launcher: "LauncherOptions | None" = None,
+    log_every: int = 20,
+    tensorboard: bool = True,
+    wandb_project: str | None = None,
+    console: "Console | None" = None,
+) -> list[tuple["Protocol", "pd.DataFrame"]]:
+    """Run several protocols, sharing their work: pretrain every missing checkpoint once (in this process,
+    ``jobs`` at a time, data-parallel across the ranks when started by torchrun, or as submitit jobs with
+    ``launcher``), evaluate what is missing, and return each protocol's records.
+
+    Every file is validated before any work starts. Inside a torchrun process group the ranks other than 0
+    return ``[]`` after the data-parallel pretraining; rank 0 evaluates.
+
+    Returns:
+        ``[(protocol, records)]``: one DataFrame per protocol, one row per metric, the record fields as
+        columns (:data:`usdrl_bench.records.RECORD_COLUMNS`).
+    Raises:
+        ProtocolError, FileNotFoundError, KeyError, ValueError: bad protocol, data or option (before any work).
+    """
+    import pandas as pd
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from usdrl_bench import distributed as dist_utils
+    from usdrl_bench.io import resolve_device
+    from usdrl_bench.protocols.runner import ProtocolRunner
+    from usdrl_bench.protocols.spec import load_protocol
+    from usdrl_bench.records import RECORD_COLUMNS
+
+    console = console or Console(stderr=True, soft_wrap=True)
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if log_every < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every}")
+    with _data_root(data_root):
+        loaded = [load_protocol(protocol_path(p)) for p in protocols]  # every file checked first
+        work = [(protocol, _cells(protocol, preset, dataset, split, seeds, rows)) for protocol in loaded]
+        device = resolve_device(device) if isinstance(device, str) else device
+        context = dist_utils.init_from_env(device.type)
+        if context is not None and device.type == "cuda":
+            device = torch.device("cuda", context.local_rank)
+        main = context is None or context.is_main
+        run_console = console if main else Console(stderr=True, quiet=True)
+        runner = ProtocolRunner(results_dir=Path(results), device=device, console=run_console, log_every=log_every,
+                                tensorboard=tensorboard, wandb_project=wandb_project if main else None)
+        t_all = time.perf_counter()
+        all_cells = [c for _, cells in work for c in cells]
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        if context is not None:
+            import torch.distributed as dist
+
+            with Progress(*columns, console=run_console, transient=True, disable=not main) as progress:
+                trained = runner.pretrain_distributed(all_cells, progress)
+            dist.barrier()
+            dist.destroy_process_group()  # evaluations run on rank 0 alone
+            if not main:
+                return []
+            console.print(f"pretrained {trained} models data-parallel on {context.world_size} processes "
+                          f"({context.backend}) in {time.perf_counter() - t_all:.0f} s")
+        elif launcher is not None:
+            from usdrl_bench.data.named import DATA_ROOT_ENV
+            from usdrl_bench.train.launch import submit_pretrainings
+
+            submitted = submit_pretrainings(runner, all_cells, launcher, data_root=os.environ.get(DATA_ROOT_ENV),
+                                            console=console)
+            if submitted:
+                console.print(f"{submitted} pretraining job(s) finished ({launcher.launcher}) in "
+                              f"{time.perf_counter() - t_all:.0f} s")
+        elif jobs > 1:
+            with Progress(console=console, transient=True) as progress:
+                trained = runner.pretrain_missing(all_cells, jobs, progress)
+            if trained:
+                console.print(f"pretrained {trained} models, {jobs} at a time, in {time.perf_counter() - t_all:.0f} s")
+        out = []
+        for protocol, cells in work:
+            t0 = time.perf_counter()
+            records = pd.DataFrame(runner.run(cells), columns=list(RECORD_COLUMNS))
+            console.print(f"[green]done[/] {protocol.name} in {time.perf_counter() - t0:.0f} s on {device}; "
+                          f"records under {results}/records")
+            out.append((protocol, records))
+        if len(work) > 1:
+            console.print(f"[green]all {len(work)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
+        console.print(f"checkpoints: {len(runner._trained)} trained by this run, {len(runner.reused)} trained by a "
+                      "concurrent run and reused")
+    return out
+
+
+def run_protocol(protocol: str | os.PathLike, *, preset: str = "demo", rows: Iterable[str] | None = None,
+                 dataset: str | None = None, split: str | None = None, seeds: Iterable[int] | None = None,
+                 results: str | os.PathLike = "results", device: "str | torch.device" = "auto", jobs: int = 1,
+                 data_root: str | os.PathLike | None = None, **options: Any) -> "pd.DataFrame":
+    """Run one protocol (see :func:`run_protocols`) and return its records.
+
+    Args:
+        protocol: a YAML path, or a shipped protocol's name (``"table5_ablation"``).
+        preset: ``demo`` (embedded data, CPU minutes) or ``paper`` (the paper's setting).
+        rows: row ids to run (default: the preset's).
+        dataset: ``NAME`` or ``FORMAT:PATH`` overriding the preset's data; ``split``: its named split.
+        seeds: seeds overriding the preset's.
+        results: the results folder (checkpoints, features, records are cached there and reused).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+        jobs: models pretrained at once (CPU worker processes, or one per GPU on CUDA).
+        data_root: where named datasets (``ntu60_xsub``, ...) are found.
+        **options: ``launcher``, ``log_every``, ``tensorboard``, ``wandb_project``, ``console``.
+    Returns:
+        the records, one row per metric (``row_id``, ``row_label``, ``metric``, ``value``, ``seed``, provenance).
+    """
+    return run_protocols([protocol], preset=preset, rows=rows, dataset=dataset, split=split, seeds=seeds,
+                         results=results, device=device, jobs=jobs, data_root=data_root, **options)[0][1]
+
+
+def load_encoder(path: str | os.PathLike, **overrides: Any):
+    """An encoder from a suite checkpoint (``results/checkpoints/<hash>/encoder.pt``) or an official USDRL
+    ``.pth.tar``, in eval mode, loaded without running code (``weights_only``).
+    See :func:`usdrl_bench.encoders.checkpoint.load_encoder`."""
+    from usdrl_bench.encoders.checkpoint import load_encoder as _load
+
+    return _load(path, **overrides)
+
+
+def embed(encoder, x: np.ndarray, num_frames: np.ndarray | None = None, dense: bool = False, *, batch_size: int = 256,
+          device: "str | torch.device" = "cpu", stream: str = "joint") -> np.ndarray | dict[str, np.ndarray]:
+    """Encode skeletons as the official downstream code does (each sample's valid frames resized to T).
+
+    Args:
+        encoder: a suite encoder (:func:`load_encoder`, or one being trained).
+        x: ``(N, C, T', V, M)`` float32 joints (may be memory-mapped).
+        num_frames: ``(N,)`` valid frames per sample; ``None`` = up to each sample's last non-zero frame.
+        dense: return the token features instead of the pooled ones.
+        batch_size, device: how the encoder runs.
+        stream: ``joint``, ``bone`` (NTU layout) or ``motion``.
+    Returns:
+        ``(N, 2H)`` float32 features [max over temporal tokens, max over spatial tokens]; with ``dense``,
+        ``{"temporal": (N, T, H), "spatial": (N, M·V, H)}``.
+    Raises:
+        ValueError: ``x`` is not 5-D or ``num_frames`` has the wrong length.
+    """
+    from usdrl_bench.evaluate.features import extract
+    from usdrl_bench.skeleton import get_layout
+
+    x = np.asarray(x) if not isinstance(x, np.memmap) else x
+    if x.ndim != 5:
+        raise ValueError(f"embed: expected x of shape (N, C, T, V, M), got {x.shape}")
+    if num_frames is not None and len(num_frames) != len(x):
+        raise ValueError(f"embed: {len(num_frames)} frame counts for {len(x)} samples")
+    layout = get_layout("ntu25") if stream == "bone" else None
+    return extract(encoder, x, None if num_frames is None else np.asarray(num_frames), layout=layout, stream=stream,
+                   batch_size=batch_size, device=device, dense=dense)
