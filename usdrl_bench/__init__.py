@@ -7,12 +7,16 @@ The Python API (imported on first use, so that ``import usdrl_bench`` stays ligh
   records as a pandas DataFrame;
 - :func:`list_protocols`: the shipped protocols;
 - :func:`load_encoder`, :func:`embed`: a pretrained encoder and its features.
+
+The extension contract (:mod:`usdrl_bench.extend`): :class:`SkeletonEncoder`, :class:`EncoderConfig`,
+:class:`Objective`, :func:`register_encoder`, :func:`register_objective`.
 """
 
 __version__ = "0.1.0"
 
 _API = ("run_protocol", "run_protocols", "list_protocols", "protocol_path", "load_encoder", "embed")
-__all__ = ["__version__", *_API]
+_EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective")
+__all__ = ["__version__", *_API, *_EXTEND]
 
 
 def __getattr__(name: str):
@@ -20,4 +24,8 @@ def __getattr__(name: str):
         from usdrl_bench import api
 
         return getattr(api, name)
+    if name in _EXTEND:
+        from usdrl_bench import extend
+
+        return getattr(extend, name)
     raise AttributeError(f"module 'usdrl_bench' has no attribute {name!r}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
@@ -122,28 +123,53 @@ BUILTIN_MODULES: tuple[str, ...] = (
 )
 
 
+#: entry-point group of pip-installed plug-in packages (``[project.entry-points."usdrl_bench.plugins"]``)
+ENTRY_POINT_GROUP = "usdrl_bench.plugins"
+_entry_points_loaded = False
+
+
 def load_builtins() -> None:
-    """Import every built-in module that registers components (idempotent)."""
+    """Import every built-in module that registers components, then every installed plug-in of the
+    entry-point group :data:`ENTRY_POINT_GROUP` (idempotent).
+
+    Raises:
+        ImportError: an installed plug-in fails to import (naming it and its package).
+    """
     import importlib
 
+    global _entry_points_loaded
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plug-in is named, not hidden
+                dist = getattr(ep, "dist", None)
+                raise ImportError(f"installed plug-in {ep.name!r} ({ep.value}"
+                                  f"{', package ' + dist.name if dist is not None else ''}) failed to import: {exc}") from exc
 
 
-def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
+def load_plugins(modules: list[str] | tuple[str, ...], relative_to: str | os.PathLike | None = None) -> None:
     """Import user modules (a protocol's ``plugins:``) so that their components register themselves.
 
-    The working directory is put on ``sys.path`` first, so modules of a checkout (``baselines.*``) import.
+    A module is found relative to ``relative_to`` (the protocol file's folder: ``plugins: [my_method]`` next
+    to the YAML), then on ``sys.path`` (the working directory included, so that ``baselines.x`` resolves
+    from a checkout, as with ``python -m``), or as an installed package.
 
     Raises:
         ImportError: naming the module that could not be imported.
     """
     import importlib
-    import os
     import sys
 
-    if modules and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # so that `baselines.x` resolves from a checkout, as with `python -m`
+    if modules:
+        for folder in (os.getcwd(), os.fspath(relative_to) if relative_to is not None else None):
+            if folder and folder not in sys.path:
+                sys.path.insert(0, folder)
     for module in modules:
         try:
             importlib.import_module(module)

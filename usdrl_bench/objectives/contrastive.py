@@ -28,7 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from usdrl_bench.registry import OBJECTIVES
+from usdrl_bench.objectives.base import Objective, register_objective
 
 # MoCo v2 / AimCLR defaults (the paper gives none for its negative-contrastive baseline):
 #: τ, softmax temperature of InfoNCE.
@@ -72,8 +72,8 @@ def info_nce_logits(query: Tensor, key: Tensor, negatives: Tensor, temperature: 
     return torch.cat([positive, negative], dim=1) / temperature
 
 
-@OBJECTIVES.register("negative_contrastive", description="MoCo-style InfoNCE with momentum encoder and negative queue")
-class NegativeContrastive(nn.Module):
+@register_objective("negative_contrastive", description="MoCo-style InfoNCE with momentum encoder and negative queue")
+class NegativeContrastive(Objective):
     """InfoNCE with a momentum key encoder and a queue of negatives (the paper's negative-based baseline).
 
     A query ``q = normalize(head(encoder(views[0])))`` is contrasted with its key

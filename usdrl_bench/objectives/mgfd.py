@@ -36,7 +36,7 @@ from usdrl_bench.objectives.terms import (
     similarity_loss,
     vac_loss,
 )
-from usdrl_bench.registry import OBJECTIVES
+from usdrl_bench.objectives.base import Objective, register_objective
 
 # Outer weights of the total loss, `ws` in the official `pretrain.py` (FACTS.md §7):
 #: weight of the similarity (consistency) term.
@@ -77,8 +77,8 @@ def _check_domain(name: str, zs: Sequence[Tensor]) -> None:
         raise ValueError(f"{name} must hold per-view tensors of one shape (N, D), got {shapes}")
 
 
-@OBJECTIVES.register("mgfd", description="USDRL multi-grained feature decorrelation (similarity + VAC + Xcorr)")
-class MGFD(nn.Module):
+@register_objective("mgfd", description="USDRL multi-grained feature decorrelation (similarity + VAC + Xcorr)")
+class MGFD(Objective):
     """USDRL's Multi-Grained Feature Decorrelation objective; implements Equations 7-13 of [0] as [1] does.
 
     For each domain d ∈ {t (temporal), s (spatial), i (instance)} and K views z_1..z_K of shape (N, D_d):

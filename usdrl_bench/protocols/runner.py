@@ -102,6 +102,15 @@ def module_code(module: str) -> str:
     return stable_hash(digest, length=12)
 
 
+def plugin_code(component: Any) -> str | None:
+    """:func:`module_code` of a component registered from outside the package (a plug-in), else None (the
+    suite's own code is part of every key through :data:`PRETRAIN_CODE`)."""
+    module = getattr(component, "__module__", None) or ""
+    if not module or module == "usdrl_bench" or module.startswith("usdrl_bench."):
+        return None
+    return module_code(module)
+
+
 def dataset_identity(spec: DatasetSpec) -> dict[str, Any]:
     """What identifies a dataset for caching: name, absolute path, split, stream, reader options and the
     reader's code (:func:`module_code`)."""
@@ -185,6 +194,14 @@ class ProtocolRunner:
             "encoder": cell.row.encoder, "encoder_config": config, "dataset": dataset_identity(cell.dataset),
             "seed": cell.seed, "code": code_version(*PRETRAIN_CODE),
         }
+        # a plug-in's own source (and the suite modules it uses) identifies what it computes: editing it
+        # retrains its rows
+        plugins = {kind: plugin_code(reg.get(name)) for kind, reg, name in (
+            ("encoder", registry.ENCODERS, cell.row.encoder), ("objective", registry.OBJECTIVES, cell.row.objective))
+            if name is not None}
+        plugins = {k: v for k, v in plugins.items() if v is not None}
+        if plugins:
+            key_parts["plugin_code"] = plugins
         if cell.row.objective is None:
             key_parts["objective"] = "random-init"
         else:
@@ -523,7 +540,7 @@ def _init_worker(results_dir: str, threads: int, slots: Any, options: dict[str, 
 def _pretrain_in_worker(cell: Cell) -> tuple[str, float]:
     assert _WORKER is not None
     registry.load_builtins()
-    registry.load_plugins(cell.protocol.plugins)  # already there in a forked worker; needed in a spawned one
+    registry.load_plugins(cell.protocol.plugins, relative_to=Path(cell.protocol.file).resolve().parent)  # already there in a forked worker; needed in a spawned one
     plan = _WORKER.plan(cell)
     with Progress(disable=True) as progress:
         _, seconds = _WORKER.checkpoint(plan, progress)

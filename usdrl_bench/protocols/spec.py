@@ -235,7 +235,7 @@ def load_protocol(path: str | Path) -> Protocol:
     protocol: Protocol = from_data(Protocol, data, file)
     protocol = dataclasses.replace(protocol, file=file)
     registry.load_builtins()
-    registry.load_plugins(protocol.plugins)
+    registry.load_plugins(protocol.plugins, relative_to=Path(protocol.file).resolve().parent)
     _check_names(protocol)
     return protocol
 

@@ -86,7 +86,7 @@ class PretrainJob:
         if self.data_root:
             os.environ[DATA_ROOT_ENV] = self.data_root
         registry.load_builtins()
-        registry.load_plugins(self.cell.protocol.plugins)
+        registry.load_plugins(self.cell.protocol.plugins, relative_to=Path(self.cell.protocol.file).resolve().parent)
         device = torch.device(self.device)
         if int(os.environ.get("SUBMITIT_LOCAL_NTASKS", os.environ.get("SLURM_NTASKS", "1"))) > 1:
             import submitit

@@ -1,0 +1,134 @@
+"""The README's "Adding a method" walkthrough, word for word, from an empty temporary folder; the checks
+the registration decorators make; and the plug-in's source in the cache key."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _walkthrough() -> tuple[str, str, list[str]]:
+    """(my_method.py, my_protocol.yaml, the command) as the README's section gives them."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Adding a method"):]
+    section = section[:section.index("\n## ", 5)] if "\n## " in section[5:] else section
+    python = re.search(r"```python\n(.*?)```", section, re.S)[1]
+    yaml = re.search(r"```yaml\n(.*?)```", section, re.S)[1]
+    command = re.search(r"\n    (usdrl-bench run \S+)\n", section)[1]
+    assert "write `my_method.py`" in section and "`my_protocol.yaml` beside it" in section
+    return python, yaml, shlex.split(command)
+
+
+def _run(folder: Path, command: list[str]) -> subprocess.CompletedProcess:
+    assert command[0] == "usdrl-bench"  # the console script is `python -m usdrl_bench`
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run([sys.executable, "-m", "usdrl_bench", *command[1:]], cwd=folder, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _checkpoints(folder: Path) -> dict[str, set[str]]:
+    """row id -> the checkpoint hashes of its records under ``folder/results``."""
+    out: dict[str, set[str]] = {}
+    for f in (folder / "results" / "records").rglob("*.json"):
+        for row in json.loads(f.read_text())["rows"]:
+            out.setdefault(row["row_id"], set()).add(row["checkpoint_hash"])
+    return out
+
+
+def test_the_readme_walkthrough_runs_word_for_word(tmp_path):
+    python, yaml, command = _walkthrough()
+    (tmp_path / "my_method.py").write_text(python)
+    (tmp_path / "my_protocol.yaml").write_text(yaml)
+    result = _run(tmp_path, command)
+    for label in ("GRU, VICReg", "DSTE, VICReg", "GRU, MG-FD", "GRU, random init"):
+        assert label in result.stdout, label
+    records = [r for f in (tmp_path / "results" / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]]
+    assert {r["row_id"] for r in records} == {"gru-vicreg", "dste-vicreg", "gru-mgfd", "gru-random", "dste-mgfd"}
+    assert all(0 <= r["value"] <= 100 for r in records)
+    logs = list((tmp_path / "results" / "checkpoints").glob("*/train_log.csv"))
+    assert any("std" in p.read_text().splitlines()[0] for p in logs)  # VICReg's own terms are logged
+    before = _checkpoints(tmp_path)
+
+    # editing the plug-in retrains its rows, and only those
+    (tmp_path / "my_method.py").write_text(python.replace("sim_weight: float = 25.0", "sim_weight: float = 20.0"))
+    _run(tmp_path, command)
+    after = _checkpoints(tmp_path)
+    assert all(len(hashes) == 1 for hashes in before.values())
+    assert after["dste-mgfd"] == before["dste-mgfd"]  # built-in encoder and objective: reused
+    for row in ("gru-vicreg", "dste-vicreg", "gru-mgfd", "gru-random"):
+        assert len(after[row] - before[row]) == 1, row  # a new checkpoint (and records) for the edited code
+
+
+def test_registrations_are_checked():
+    import torch
+    from torch import nn
+
+    from usdrl_bench import EncoderConfig, Objective, SkeletonEncoder, register_encoder, register_objective
+
+    with pytest.raises(TypeError, match="subclass of usdrl_bench.Objective"):
+        register_objective("not_an_objective")(nn.Module)
+
+    class NoEncoder(Objective):
+        def __init__(self, *, weight: float = 1.0):
+            super().__init__(None)
+
+    with pytest.raises(TypeError, match="encoder as its first argument"):
+        register_objective("no_encoder")(NoEncoder)
+
+    @dataclass(frozen=True)
+    class Config(EncoderConfig):
+        width: int = 3
+
+    with pytest.raises(TypeError, match="subclass of usdrl_bench.SkeletonEncoder"):
+        register_encoder("bad_encoder", Config)(nn.Linear)
+    with pytest.raises(TypeError, match="derived from usdrl_bench.EncoderConfig"):
+        register_encoder("bad_config", dict)
+    with pytest.raises(ValueError, match="unknown field"):
+        register_encoder("bad_preset", Config, presets={"tiny": {"widht": 3}})
+    with pytest.raises(ValueError, match="already registered"):
+        register_objective("mgfd")(type("Other", (Objective,), {"__init__": lambda self, encoder: None}))
+
+    @register_encoder("contract_test_linear", Config, presets={"tiny": {"hidden_size": 8, "num_frames": 8}})
+    class Linear(SkeletonEncoder):
+        def __init__(self, config):
+            super().__init__(config)
+            self.t = nn.Linear(config.temporal_input_size, config.hidden_size)
+            self.s = nn.Linear(config.spatial_input_size, config.hidden_size)
+
+        def forward_tokens(self, x_t, x_s):
+            return self.t(x_t), self.s(x_s)
+
+    from usdrl_bench.encoders import create_encoder, list_presets
+
+    assert list_presets("contract_test_linear") == ["tiny"]  # one preset store
+    encoder = create_encoder("contract_test_linear", "tiny")
+    assert encoder.encoder_name == "contract_test_linear" and encoder(torch.randn(2, 3, 8, 25, 2)).shape == (2, 16)
+
+
+def test_the_baseline_plugin_uses_only_the_public_api(tmp_path):
+    source = (ROOT / "baselines" / "mlp_encoder.py").read_text()
+    imports = re.findall(r"^from (usdrl_bench\S*) import", source, re.M)
+    assert imports == ["usdrl_bench"], imports
+    (tmp_path / "p.yaml").write_text(
+        "name: mlp_demo\nversion: 1\nplugins: [baselines.mlp_encoder]\nrows:\n"
+        "  - {id: mlp, label: MLP, encoder: mlp, objective: mgfd}\npresets:\n  demo:\n"
+        "    dataset: {name: synthetic, split: xsub, options: {num_classes: 3, samples_per_class_subject_camera: 1}}\n"
+        "    encoder_preset: tiny\n    pretrain: {epochs: 1, batch_size: 16}\n    evaluations: {knn: {k: 1}}\n")
+    result = subprocess.run([sys.executable, "-m", "usdrl_bench", "run", str(tmp_path / "p.yaml"), "--results",
+                             str(tmp_path / "results"), "--reports", str(tmp_path / "rep"), "--jobs", "1"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| mlp " in result.stdout

@@ -1,0 +1,74 @@
+"""The base class of pretraining objectives (the public contract: ``usdrl_bench.Objective``)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Sequence, TypeVar
+
+from torch import Tensor, nn
+
+from usdrl_bench.registry import OBJECTIVES
+
+__all__ = ["Objective", "register_objective"]
+
+O = TypeVar("O", bound=type)
+
+
+class Objective(nn.Module):
+    """A self-supervised pretraining objective.
+
+    Subclass it, take the encoder first in the constructor and options as keywords (``(encoder, **options)``:
+    a protocol's ``objective_options`` are checked against this signature), set ``num_views`` (how many
+    augmented views of each sample the trainer makes: MG-FD 4, InfoNCE 2), and implement :meth:`forward`.
+    The objective owns its heads (projectors); the encoder is passed to :meth:`forward`, not held as a
+    submodule. Register it with ``@usdrl_bench.register_objective("name")``.
+
+    Data-parallel runs: the trainer wraps encoder and objective in DDP and turns BatchNorm layers into
+    global-batch ones; a loss built on batch statistics should gather its projections with
+    :func:`usdrl_bench.distributed.gather_with_grad` (the identity in one process).
+    """
+
+    #: augmented views per sample the trainer makes for this objective
+    num_views: int = 2
+
+    def __init__(self, encoder: nn.Module | None = None, **options: Any) -> None:
+        super().__init__()
+
+    def forward(self, encoder: nn.Module, views: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
+        """One step's loss.
+
+        Args:
+            encoder: the encoder being trained (``encoder(x) -> (N, 2H)``, ``encoder.forward_features(x) ->
+                ((N, H), (N, H), (N, 2H))``, ``encoder.forward_dense(x)`` -> tokens).
+            views: ``num_views`` tensors ``(N, C, T, V, M)``, augmented views of the same N samples.
+        Returns:
+            ``(loss, logs)``: the scalar loss, and named values to log (detached 0-d tensors, read by the
+            trainer off the hot path; floats also work).
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(encoder, views)")
+
+
+def register_objective(name: str, *, description: str = "") -> Callable[[O], O]:
+    """Class decorator registering an :class:`Objective` subclass as objective ``name``.
+
+    Raises:
+        TypeError: the class is not an :class:`Objective` subclass, its constructor does not take the encoder
+            first, or ``num_views`` is not a positive int.
+        ValueError: ``name`` is taken by another component.
+    """
+
+    def decorator(cls: O) -> O:
+        if not (isinstance(cls, type) and issubclass(cls, Objective)):
+            raise TypeError(f"register_objective({name!r}) decorates a subclass of usdrl_bench.Objective, got {cls!r}")
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # after self
+        if not params or params[0].kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                                                inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            raise TypeError(f"register_objective({name!r}): {cls.__name__}.__init__ must take the encoder as its "
+                            "first argument: __init__(self, encoder, **options)")
+        views = getattr(cls, "num_views", None)
+        if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+            raise TypeError(f"register_objective({name!r}): {cls.__name__}.num_views must be a positive int, got {views!r}")
+        OBJECTIVES.register(name, description=description or (cls.__doc__ or "").strip().split("\n")[0])(cls)
+        return cls
+
+    return decorator
