@@ -86,3 +86,24 @@ def test_the_wheel_ships_the_protocols(tmp_path):
     for name in usdrl_bench.list_protocols():
         assert f"usdrl_bench/protocols/shipped/{name}.yaml" in names
     assert "usdrl_bench/protocols/shipped/include/presets.yaml" in names
+
+
+def test_set_overrides_any_key_and_is_recorded(tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    results = tmp_path / "results"
+    sets = ["presets.demo.pretrain.epochs=2", "rows.0.label=My DSTE", "presets.demo.evaluations.knn={k: 3}"]
+    args = ["run", str(path), "--results", str(results), "--reports", str(tmp_path / "rep"), "--rows", "7", "--jobs", "1"]
+    assert main(args + [a for s in sets for a in ("--set", s)]) == 0
+    assert "My DSTE" in capsys.readouterr().out
+    (record,) = (results / "records").rglob("*.json")
+    row = json.loads(record.read_text())["rows"][0]
+    assert row["overrides"] == sets and row["protocol_version"] == 1 and row["row_label"] == "My DSTE"
+    (config,) = (results / "checkpoints").glob("*/config.json")
+    assert json.loads(config.read_text())["pretrain"]["epochs"] == 2
+    for bad, message in (("presets.demo.pretrain.epohcs=2", "epohcs: unknown key (did you mean 'epochs'?)"),
+                         ("presets.demo.pretrain.epochs=abc", "presets.demo.pretrain.epochs: expected an integer"),
+                         ("rows.9.label=x", "rows.9: --set: '9' is not an index"),
+                         ("epochs", "--set: expected KEY.PATH=VALUE")):
+        assert main(args + ["--set", bad]) == 2
+        assert message in capsys.readouterr().err, bad

@@ -112,11 +112,14 @@ def run_protocols(
     tensorboard: bool = True,
     wandb_project: str | None = None,
     console: "Console | None" = None,
+    overrides: Sequence[str] = (),
 ) -> list[tuple["Protocol", "pd.DataFrame"]]:
     """Run several protocols, sharing their work: pretrain every missing checkpoint once (in this process,
     ``jobs`` at a time, data-parallel across the ranks when started by torchrun, or as submitit jobs with
     ``launcher``), evaluate what is missing, and return each protocol's records.
 
+    ``overrides`` are ``KEY.PATH=VALUE`` settings applied to every protocol file (``--set``; see
+    :func:`usdrl_bench.protocols.spec.load_protocol`), validated like the file and recorded in the records.
     Every file is validated before any work starts. Inside a torchrun process group the ranks other than 0
     return ``[]`` after the data-parallel pretraining; rank 0 evaluates.
 
@@ -143,7 +146,7 @@ def run_protocols(
     if log_every < 1:
         raise ValueError(f"log_every must be >= 1, got {log_every}")
     with _data_root(data_root):
-        loaded = [load_protocol(protocol_path(p)) for p in protocols]  # every file checked first
+        loaded = [load_protocol(protocol_path(p), tuple(overrides)) for p in protocols]  # every file checked first
         work = [(protocol, _cells(protocol, preset, dataset, split, seeds, rows)) for protocol in loaded]
         device = resolve_device(device) if isinstance(device, str) else device
         context = dist_utils.init_from_env(device.type)
@@ -212,7 +215,8 @@ def run_protocol(protocol: str | os.PathLike, *, preset: str = "demo", rows: Ite
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         jobs: models pretrained at once (CPU worker processes, or one per GPU on CUDA).
         data_root: where named datasets (``ntu60_xsub``, ...) are found.
-        **options: ``launcher``, ``log_every``, ``tensorboard``, ``wandb_project``, ``console``.
+        **options: ``overrides`` (``["presets.demo.pretrain.epochs=3"]``), ``launcher``, ``log_every``,
+            ``tensorboard``, ``wandb_project``, ``console``.
     Returns:
         the records, one row per metric (``row_id``, ``row_label``, ``metric``, ``value``, ``seed``, provenance).
     """

@@ -165,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="named split of the dataset (xsub, xview, xset)")
     p.add_argument("--seeds", nargs="+", help="seeds overriding the preset's: 0 1 2 or 0,1,2")
     p.add_argument("--rows", help="comma-separated row ids to run (default: all)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override any protocol key, e.g. presets.demo.pretrain.epochs=3 or rows.0.label=mine "
+                        "(repeatable; VALUE is YAML; validated like the file; kept in the records)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--jobs", default="auto",
                    help="models pretrained at once on a CPU, each with cores/jobs threads (default auto: 2 on a "
@@ -355,7 +358,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          dataset=args.dataset, split=args.split, seeds=_ints(args.seeds), results=args.results,
                          device=device, jobs=_jobs(args.jobs, device) if launcher is None else 1, launcher=launcher,
                          log_every=args.log_every, tensorboard=not args.no_tensorboard, wandb_project=args.wandb,
-                         console=console)
+                         console=console, overrides=args.overrides)
     if not done:  # a torchrun rank other than 0: rank 0 evaluates and reports
         return 0
     for _, records in done:

@@ -515,7 +515,8 @@ class ProtocolRunner:
             "checkpoint_hash": plan.checkpoint_hash, "git_revision": git_revision(), "package_version": __version__,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "wall_time_s": round(wall, 3),
             "pretrain_wall_time_s": round(pretrain_s, 3), "device": str(self.device),
-            "artifact": artifact,
+            "artifact": artifact, "protocol_version": cell.protocol.version,
+            "overrides": list(cell.protocol.overrides),
         }
 
     def _runner_options(self) -> dict[str, Any]:

@@ -189,6 +189,7 @@ class Protocol:
     paper_table: str | None = None
     plugins: tuple[str, ...] = ()
     file: str = ""
+    overrides: tuple[str, ...] = ()  # --set KEY.PATH=VALUE applied to the file (provenance; not a YAML key)
 
 
 @dataclass(frozen=True)
@@ -220,24 +221,74 @@ class Cell:
                 for name, options in self.preset.evaluations.items()}
 
 
-def load_protocol(path: str | Path) -> Protocol:
+def load_protocol(path: str | Path, overrides: "tuple[str, ...] | list[str]" = ()) -> Protocol:
     """Read and structurally validate a protocol YAML (types, keys, registry names, options).
+
+    Args:
+        path: the YAML file.
+        overrides: ``KEY.PATH=VALUE`` strings (``--set``) applied to the file's content after includes and
+            ``extends`` are resolved and before validation, so they are checked like the file's own keys.
+            ``KEY.PATH`` is dot-separated (a list element by its index: ``rows.0.label``); ``VALUE`` is read as
+            YAML (``3``, ``true``, ``[120, 140]``, ``{k: 1}``, text). They are kept in ``Protocol.overrides``
+            and reach every record.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ProtocolError: invalid content; names the file and the key.
+        ProtocolError: invalid content or override; names the file and the key.
     """
     path = Path(path)
     file = str(path)
     if not path.is_file():
         raise FileNotFoundError(f"protocol file not found: {path}")
     data = _resolve_extends(_read_with_includes(path, ()), file)
+    data = apply_overrides(data, overrides, file)
+    data.pop("overrides", None)
     protocol: Protocol = from_data(Protocol, data, file)
-    protocol = dataclasses.replace(protocol, file=file)
+    protocol = dataclasses.replace(protocol, file=file, overrides=tuple(overrides))
     registry.load_builtins()
     registry.load_plugins(protocol.plugins, relative_to=Path(protocol.file).resolve().parent)
     _check_names(protocol)
     return protocol
+
+
+def apply_overrides(data: dict[str, Any], overrides: "tuple[str, ...] | list[str]", file: str) -> dict[str, Any]:
+    """``data`` with each ``KEY.PATH=VALUE`` of ``overrides`` set (see :func:`load_protocol`); a copy.
+
+    Raises:
+        ProtocolError: an override without ``=``, an empty key, a list index that is not a number or out of
+            range, or a path through a value that is not a mapping or list (naming the file and the key).
+    """
+    import copy
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ProtocolError(file, "--set", f"expected KEY.PATH=VALUE, got {item!r}")
+        parts = key.strip().split(".")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ProtocolError(file, key, f"--set value {raw!r} is not valid YAML: {exc}") from None
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[:depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ProtocolError(file, where, f"--set: {part!r} is not an index of this list of {len(node)}")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ProtocolError(file, where, f"--set: {'.'.join(parts[:depth])} holds {node!r}, not a mapping or list")
+    return data
 
 
 def _resolve_extends(data: dict[str, Any], file: str) -> dict[str, Any]:
