@@ -182,3 +182,71 @@ def test_labels_outside_the_class_range_are_refused():
     with pytest.raises(ValueError, match=r"sample 2 .*label 3 is outside \[0, 3\)"):
         check_arrays(bad, "training")
     check_arrays(arrays, "training")  # the untouched set passes
+
+
+def test_report_skips_a_bad_record_names_it_and_fails_at_the_end(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text(TINY)
+    results = tmp_path / "results"
+    assert main(["run", str(tmp_path / "p.yaml"), "--results", str(results), "--reports", str(tmp_path / "rep"),
+                 "--jobs", "1"]) == 0
+    bad = results / "records" / "safety_tiny" / "demo" / "broken.json"
+    bad.write_text('{"rows": [')  # a record cut short
+    capsys.readouterr()
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "rep2")]) == 1
+    captured = capsys.readouterr()
+    assert "broken.json" in captured.err and "1 unreadable record file(s) skipped" in captured.err
+    assert "DSTE, MG-FD with XC" in captured.out  # the other records are reported
+    assert list((tmp_path / "rep2").glob("safety_tiny__demo*.md"))
+
+
+def test_evaluation_option_ranges_are_checked_before_any_work(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text(TINY.replace("knn: {k: 1}", "knn: {k: 0}"))
+    assert main(["validate", str(tmp_path / "p.yaml")]) == 1
+    assert "presets.demo.evaluations.knn: k must be a whole number >= 1" in capsys.readouterr().out
+    (tmp_path / "q.yaml").write_text(TINY.replace("knn: {k: 1}", "linear: {epochs: 10, milestones: [20]}"))
+    assert main(["run", str(tmp_path / "q.yaml"), "--results", str(tmp_path / "results")]) == 2
+    assert "milestones must lie in 1..epochs (10)" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("line, message", [
+    ("3,50,40,0.9", "0 <= start <= end"),
+    ("3,-5,40,0.9", "0 <= start <= end"),
+    ("0,5,40,0.9", "label 0 is not in 1..51"),
+    ("52,5,40,0.9", "label 52 is not in 1..51"),
+    ("3,5,40,nan", "NaN or infinity"),
+    ("3.5,5,40,0.9", "label 3.5"),
+])
+def test_score_detection_validates_proposal_lines(tmp_path, capsys, line, message):
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir()
+    pred.mkdir()
+    (gt / "v1.txt").write_text("3,10,40,1\n")
+    (pred / "v1.txt").write_text(f"3,12,41,0.5\n{line}\n")
+    assert main(["score-detection", "--gt", str(gt), "--pred", str(pred)]) == 2
+    err = capsys.readouterr().err
+    assert "v1.txt:2:" in err and message in err
+
+
+def test_score_detection_refuses_zero_actions(tmp_path, capsys):
+    for d in ("gt", "pred"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "v1.txt").write_text("3,10,40,1\n")
+    assert main(["score-detection", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"),
+                 "--num-actions", "0"]) == 2
+    assert "num_actions must be a positive number" in capsys.readouterr().err
+
+
+def test_embed_checks_its_output_before_any_work(tmp_path, capsys, official_fixtures, monkeypatch):
+    import usdrl_bench.evaluate.features as features
+
+    def fail(*args, **kwargs):
+        raise AssertionError("features were computed although the output cannot be written")
+
+    monkeypatch.setattr(features, "extract", fail)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["embed", "--checkpoint", str(official_fixtures / "official_dste_h32.pth.tar"), "--data",
+                 str(official_fixtures / "parity_input.npy"), "--out", str(blocker / "features.npy")])
+    assert code == 2
+    assert "cannot write there" in capsys.readouterr().err

@@ -419,7 +419,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from usdrl_bench.records import load_records
     from usdrl_bench.report.tables import build_tables, to_markdown, write_reports
 
-    records = load_records(args.results)
+    bad: list[str] = []
+    records = load_records(args.results, bad=bad)
+    for message in bad:
+        console.print(f"[bold red]skipped[/] {message}", highlight=False)
     if records.empty:
         console.print(f"no records under {args.results}/records; run a protocol first, e.g. "
                       "`usdrl-bench run protocols/table5_ablation.yaml`")
@@ -428,6 +431,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         out.print(to_markdown(table), highlight=False, soft_wrap=True)
     written = write_reports(records, args.out, args.results)
     console.print(f"{len(written)} files written under {args.out}/")
+    if bad:
+        console.print(f"[bold red]{len(bad)} unreadable record file(s) skipped[/] (listed above): delete them and run "
+                      "the protocol again to recompute them", highlight=False)
+        return 1
     return 0
 
 
@@ -532,6 +539,17 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     if not args.data.is_file():
         raise FileNotFoundError(f"--data file not found: {args.data}")
+    # the output must be writable before any work is done
+    import tempfile
+
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=args.out.parent, prefix=f".{args.out.name}.", delete=True):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {args.out}: cannot write there ({exc.strerror or exc}); nothing was computed") from None
+    if args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give a file name (.npy, or .npz with --dense)")
     x = np.load(args.data, mmap_mode="r")
     if x.ndim != 5:
         raise ValueError(f"{args.data}: expected an (N, C, T, V, M) array, got shape {x.shape}")

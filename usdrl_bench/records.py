@@ -46,20 +46,34 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     """
     try:
         data = json.loads(Path(path).read_text())
-        return list(data["rows"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        rows = list(data["rows"])
+        if not all(isinstance(r, dict) for r in rows):
+            raise TypeError("rows must be objects")
+        return rows
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a usdrl-bench record file ({exc})") from exc
 
 
-def load_records(results_dir: str | Path, latest_only: bool = True) -> pd.DataFrame:
+def load_records(results_dir: str | Path, latest_only: bool = True, bad: list[str] | None = None) -> pd.DataFrame:
     """Every record under ``results_dir/records`` as a DataFrame with :data:`RECORD_COLUMNS`.
 
     Args:
         latest_only: keep, per (protocol, preset, column, dataset, split, stream, row, seed, metric), only the
             most recent record (older ones come from earlier code or configurations).
+        bad: when given, an unreadable record file is skipped and its message appended here (the report goes
+            on with the others); when None, it raises.
+    Raises:
+        ValueError: an unreadable record file (naming it), unless ``bad`` is given.
     """
     files = sorted((Path(results_dir) / RECORDS_SUBDIR).rglob("*.json"))
-    rows = [row for f in files for row in read_records(f)]
+    rows = []
+    for f in files:
+        try:
+            rows.extend(read_records(f))
+        except ValueError as exc:
+            if bad is None:
+                raise
+            bad.append(str(exc))
     df = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
     if latest_only and len(df):
         key = ["protocol", "preset", "column", "dataset", "split", "stream", "row_id", "seed", "metric"]

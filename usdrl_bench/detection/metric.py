@@ -30,6 +30,8 @@ interpolated precision-recall curve; the mean runs over the classes present in t
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -245,11 +247,15 @@ def voc_map(proposals: Mapping[str, Sequence[Segment]], truths: Mapping[str, Seq
 # --- files in the official format --------------------------------------------------------------------------
 
 
-def read_segments(path: str | Path) -> list[Segment]:
-    """One video's file: lines ``label,start,end,confidence`` (commas or spaces).
+def read_segments(path: str | Path, num_actions: int | None = None) -> list[Segment]:
+    """One video's file: lines ``label,start,end,confidence`` (commas or spaces); ground truth and proposals
+    alike.
 
+    Args:
+        num_actions: when given, labels must lie in ``1..num_actions``.
     Raises:
-        DataFormatError: a line that is not 4 numbers (file and line named).
+        DataFormatError: a line that is not 4 finite numbers, a label that is not a whole number >= 1 (or above
+            ``num_actions``), a negative frame, a start after its end (file and line named).
     """
     path = Path(path)
     out = []
@@ -257,12 +263,21 @@ def read_segments(path: str | Path) -> list[Segment]:
         line = raw.replace(",", " ").split()
         if not line:
             continue
+        text = raw.strip()[:80]
         if len(line) != 4:
-            raise DataFormatError(path, f"expected label,start,end,confidence, got {raw.strip()[:80]!r}", line=i)
+            raise DataFormatError(path, f"expected label,start,end,confidence, got {text!r}", line=i)
         try:
             label, start, end, conf = (float(x) for x in line)
         except ValueError:
-            raise DataFormatError(path, f"expected 4 numbers, got {raw.strip()[:80]!r}", line=i) from None
+            raise DataFormatError(path, f"expected 4 numbers, got {text!r}", line=i) from None
+        if not all(math.isfinite(v) for v in (label, start, end, conf)):
+            raise DataFormatError(path, f"NaN or infinity in {text!r}", line=i)
+        if label != int(label) or label < 1 or (num_actions is not None and label > num_actions):
+            limit = f"1..{num_actions}" if num_actions is not None else "a whole number >= 1"
+            raise DataFormatError(path, f"label {line[0]} is not in {limit} (0 is the background, not an action)", line=i)
+        if start < 0 or end < start:
+            raise DataFormatError(path, f"frames must satisfy 0 <= start <= end, got start {line[1]}, end {line[2]}",
+                                  line=i)
         out.append(Segment(int(label), start, end, conf, path.stem))
     return out
 
@@ -287,16 +302,20 @@ def score_folders(gt_dir: str | Path, pred_dir: str | Path, *, theta: float = TH
         FileNotFoundError: a folder is missing, or holds no ``.txt`` file; a proposal file has no GT file.
         DataFormatError: a malformed line (file and line named).
     """
+    if isinstance(num_actions, bool) or not isinstance(num_actions, int) or num_actions < 1:
+        raise ValueError(f"num_actions must be a positive number of classes (PKU-MMD: 51), got {num_actions!r}")
+    if not 0.0 < theta <= 1.0:
+        raise ValueError(f"theta must lie in (0, 1], got {theta}")
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     for d in (gt_dir, pred_dir):
         if not d.is_dir():
             raise FileNotFoundError(f"not a directory: {d}")
-    preds = {p.stem: read_segments(p) for p in sorted(pred_dir.glob("*.txt"))}
+    preds = {p.stem: read_segments(p, num_actions) for p in sorted(pred_dir.glob("*.txt"))}
     if not preds:
         raise FileNotFoundError(f"no proposal files (<video>.txt) in {pred_dir}")
     lacking = [v for v in preds if not (gt_dir / f"{v}.txt").is_file()]
     if lacking:
         raise FileNotFoundError(f"no ground-truth file in {gt_dir} for {', '.join(lacking[:5])}")
-    gts = {v: read_segments(gt_dir / f"{v}.txt") for v in preds}
+    gts = {v: read_segments(gt_dir / f"{v}.txt", num_actions) for v in preds}
     without = sorted(p.stem for p in gt_dir.glob("*.txt") if p.stem not in preds)
     return evaluate_detection(preds, gts, theta=theta, num_actions=num_actions), voc_map(preds, gts, theta), without

@@ -116,7 +116,25 @@ def train_linear_probe(
     return final, best, curve
 
 
-@EVALUATIONS.register("linear", description="linear evaluation: fc on frozen 2H features, test top-1 (FACTS §6)")
+def check_linear_options(*, epochs: int = 160, batch_size: int = 512, lr: float = 0.006, momentum: float = 0.9,
+                         weight_decay: float = 0.0, milestones=(120, 140), gamma: float = 0.1, eval_every: int = 5) -> None:
+    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("eval_every", eval_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    for name, value in (("lr", lr), ("gamma", gamma)):
+        if not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+    for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
+        if not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    bad = [m for m in milestones if not 0 < m <= epochs]
+    if bad:
+        raise ValueError(f"milestones must lie in 1..epochs ({epochs}), got {list(milestones)}")
+
+
+@EVALUATIONS.register("linear", description="linear evaluation: fc on frozen 2H features, test top-1 (FACTS §6)",
+                      check=check_linear_options)
 def linear_evaluation(
     ctx: EvalContext,
     *,

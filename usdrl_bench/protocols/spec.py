@@ -442,6 +442,14 @@ def _check_names(protocol: Protocol) -> None:
         for ename, options in preset.evaluations.items():
             _check_registry(registry.EVALUATIONS, ename, file, f"{where}.evaluations.{ename}")
             _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{where}.evaluations.{ename}", skip=1)
+            check = registry.EVALUATIONS.entry(ename).meta.get("check")
+            if check is not None:  # value ranges, with each dataset's overrides merged in
+                for ds in preset.all_datasets or (None,):
+                    merged = {**(options or {}), **(ds.evaluations.get(ename, {}) if ds is not None else {})}
+                    try:
+                        check(**merged)
+                    except (ValueError, TypeError) as exc:
+                        raise ProtocolError(file, f"{where}.evaluations.{ename}", str(exc)) from None
         if not preset.seeds:
             raise ProtocolError(file, f"{where}.seeds", "at least one seed is needed")
         for encoder, overrides in preset.encoder_evaluations.items():
