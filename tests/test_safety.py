@@ -250,3 +250,55 @@ def test_embed_checks_its_output_before_any_work(tmp_path, capsys, official_fixt
                  str(official_fixtures / "parity_input.npy"), "--out", str(blocker / "features.npy")])
     assert code == 2
     assert "cannot write there" in capsys.readouterr().err
+
+
+def test_workers_end_when_the_main_process_is_killed(tmp_path):
+    """The pretraining workers' initialiser asks for SIGTERM on the parent's death: a main process killed
+    with -9 leaves no worker behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "main.py"
+    script.write_text(
+        "import multiprocessing, sys, time\n"
+        "from usdrl_bench.io import die_with_parent\n"
+        "def work():\n    die_with_parent()\n    time.sleep(120)\n"
+        "if __name__ == '__main__':\n"
+        "    p = multiprocessing.get_context('fork').Process(target=work)\n    p.start()\n"
+        "    print(p.pid, flush=True)\n    time.sleep(120)\n")
+    main_proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(main_proc.stdout.readline())
+    time.sleep(0.5)
+    os.kill(main_proc.pid, signal.SIGKILL)
+    main_proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        return "\\nState:\\tZ" not in state  # a zombie has exited
+
+    deadline = time.time() + 10
+    while alive(worker) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not alive(worker)
+
+
+def test_an_unexpected_failure_is_one_line_and_the_traceback_needs_v(tmp_path, capsys, monkeypatch):
+    import usdrl_bench.protocols.runner as runner
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "results" / "checkpoints" / "x" / "state.pt"))
+
+    (tmp_path / "p.yaml").write_text(TINY)
+    monkeypatch.setattr(runner, "pretrain", disk_full)
+    args = ["run", str(tmp_path / "p.yaml"), "--results", str(tmp_path / "results"), "--jobs", "1"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "state.pt" in err and "Traceback" not in err
+    with pytest.raises(OSError, match="No space left"):
+        main(["-v", *args])

@@ -283,6 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished checkpoints and records are kept; run the same command to resume")
         return 130
+    except (OSError, RuntimeError, FloatingPointError) as exc:  # disk full, a broken file, a diverged run...
+        if args.verbose:
+            raise
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and getattr(exc, "filename", None) else ""
+        console.print(f"[bold red]error:[/] {type(exc).__name__}{where}: {exc}\n"
+                      "finished checkpoints and records are kept; run with -v for the traceback", highlight=False)
+        return 1
 
 
 def _ints(values: list[str] | None) -> tuple[int, ...] | None:

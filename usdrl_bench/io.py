@@ -148,3 +148,20 @@ def ensure_inside(path: str | Path, root: str | Path) -> Path:
         raise ValueError(f"refusing to write {path}: it is outside {root}")
     return Path(path)
 
+
+def die_with_parent() -> bool:
+    """Ask the kernel to send this process SIGTERM when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``),
+    so that worker processes do not outlive a main process killed with ``kill -9`` (they would otherwise
+    go on training, then hang holding memory). Returns False where unsupported (no effect)."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        return libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+

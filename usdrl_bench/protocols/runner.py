@@ -530,6 +530,9 @@ _PARENT_DATA: dict = {}
 
 def _init_worker(results_dir: str, threads: int, slots: Any, options: dict[str, Any]) -> None:
     global _WORKER
+    from usdrl_bench.io import die_with_parent
+
+    die_with_parent()  # a main process killed with -9 takes its workers with it (no orphans holding memory)
     torch.set_num_threads(threads)
     device = torch.device(slots.get())
     if device.type == "cuda":
