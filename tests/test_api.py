@@ -107,3 +107,25 @@ def test_set_overrides_any_key_and_is_recorded(tmp_path, capsys):
                          ("epochs", "--set: expected KEY.PATH=VALUE")):
         assert main(args + ["--set", bad]) == 2
         assert message in capsys.readouterr().err, bad
+
+
+def test_embed_uses_the_official_frame_counts_beside_agcn_data(tmp_path, official_fixtures, capsys):
+    """AGCN arrays repeat each sequence up to 300 frames: the last non-zero frame is not the last valid one.
+    `embed` reads `<prefix>_num_frame.npy` beside `<prefix>_data_joint.npy` (or --num-frames), as the official
+    downstream code uses the frame counts."""
+    x = np.load(official_fixtures / "parity_input.npy")[:, :, :40]  # 40 valid frames
+    padded = np.concatenate([x, x, x], axis=2)[:, :, :100]  # repeat-padded to 100 frames, as the AGCN layout
+    np.save(tmp_path / "val_data_joint.npy", padded)
+    np.save(tmp_path / "val_num_frame.npy", np.full(4, 40))
+    ckpt = str(official_fixtures / "official_dste_h32.pth.tar")
+    assert main(["embed", "--checkpoint", ckpt, "--data", str(tmp_path / "val_data_joint.npy"),
+                 "--out", str(tmp_path / "f.npy")]) == 0
+    assert "val_num_frame.npy" in capsys.readouterr().err
+    encoder = usdrl_bench.load_encoder(ckpt)
+    expected = usdrl_bench.embed(encoder, x)  # the 40 valid frames alone
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, atol=1e-6)
+    assert np.abs(usdrl_bench.embed(encoder, padded) - expected).max() > 1e-3  # the last non-zero frame: wrong
+    np.save(tmp_path / "counts.npy", np.full(3, 40))
+    assert main(["embed", "--checkpoint", ckpt, "--data", str(tmp_path / "val_data_joint.npy"), "--num-frames",
+                 str(tmp_path / "counts.npy"), "--out", str(tmp_path / "g.npy")]) == 2
+    assert "3 frame counts for the 4 samples" in capsys.readouterr().err

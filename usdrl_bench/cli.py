@@ -80,14 +80,18 @@ example:
 
 EMBED_HELP = """\
 Encode skeletons with a pretrained encoder (an official USDRL checkpoint or one of the suite's) in eval
-mode. X is (N, C, T, V, M) float32; samples whose length differs from the encoder's T are resized as the
-official downstream code does (valid frames = up to the last non-zero frame).
+mode. X is (N, C, T, V, M) float32; each sample's valid frames are resized to the encoder's T as the official
+downstream code does. The valid frame counts come from --num-frames FILE ((N,) integers, .npy), else from
+the official `<prefix>_num_frame.npy` beside an AGCN `<prefix>_data_joint.npy` (whose sequences are padded to
+300 frames by repeating them, so the last non-zero frame is not the last valid one), else up to each
+sample's last non-zero frame (zero-padded data). The command says which it used.
 Writes (N, 2H) instance features [max over temporal tokens, max over spatial tokens] to a .npy, or with
 --dense an .npz with temporal (N, T, H) and spatial (N, M*V, H).
 
 example:
   usdrl-bench embed --checkpoint checkpoint_0450.pth.tar --data X.npy --out features.npy
   usdrl-bench embed --checkpoint results/checkpoints/<hash>/encoder.pt --data X.npy --out dense.npz --dense
+  usdrl-bench embed --checkpoint ckpt.pth.tar --data xsub/val_data_joint.npy --out f.npy   # val_num_frame.npy used
 """
 
 
@@ -254,6 +258,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output .npy (features) or .npz (--dense)")
     p.add_argument("--dense", action="store_true", help="write the temporal and spatial token features")
     p.add_argument("--frames", type=int, default=None, help="encoder T for official STTR checkpoints (not inferable; default 64)")
+    p.add_argument("--num-frames", type=Path, default=None,
+                   help="(N,) valid frame counts (.npy); default: <prefix>_num_frame.npy beside <prefix>_data_joint.npy")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     return parser
@@ -537,6 +543,27 @@ def cmd_score_detection(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed_num_frames(args: argparse.Namespace, n: int, t: int):
+    """(frame counts or None, what was used) for ``embed`` (see EMBED_HELP)."""
+    import numpy as np
+
+    path = args.num_frames
+    if path is None and args.data.name.endswith("_data_joint.npy"):
+        beside = args.data.with_name(args.data.name[: -len("_data_joint.npy")] + "_num_frame.npy")
+        path = beside if beside.is_file() else None
+    if path is None:
+        return None, "up to each sample's last non-zero frame (no frame-count file)"
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--num-frames file not found: {path}")
+    counts = np.load(path, allow_pickle=False).astype(np.int64).reshape(-1)
+    if len(counts) != n:
+        raise ValueError(f"{path}: {len(counts)} frame counts for the {n} samples of {args.data}")
+    bad = np.flatnonzero((counts < 1) | (counts > t))
+    if bad.size:
+        raise ValueError(f"{path}: sample {int(bad[0])} has {int(counts[bad[0]])} valid frames, outside [1, {t}]")
+    return counts, f"{path}"
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -560,9 +587,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
     x = np.load(args.data, mmap_mode="r")
     if x.ndim != 5:
         raise ValueError(f"{args.data}: expected an (N, C, T, V, M) array, got shape {x.shape}")
+    num_frames, source = _embed_num_frames(args, len(x), x.shape[2])
+    console.print(f"valid frames: {source}", highlight=False)
     overrides = {"num_frames": args.frames} if args.frames else {}
     encoder = load_encoder(args.checkpoint, **overrides)
-    result = extract(encoder, x, None, batch_size=args.batch_size, device=resolve_device(args.device), dense=args.dense)
+    result = extract(encoder, x, num_frames, batch_size=args.batch_size, device=resolve_device(args.device),
+                     dense=args.dense)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from usdrl_bench.io import save_npy_atomic, save_npz_atomic
 
