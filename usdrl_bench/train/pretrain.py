@@ -449,8 +449,8 @@ def pretrain(
                     t_flush = now
                     for s, values in rows:
                         if not math.isfinite(values["loss"]):
-                            raise FloatingPointError(f"pretraining loss is {values['loss']} at epoch {epoch} step {s} "
-                                                     f"({workdir}); the state of epoch {epoch} is kept")
+                            raise FloatingPointError(f"pretraining loss is {values['loss']} at epoch {epoch + 1} step "
+                                                     f"{s} ({workdir}); the resumable state after epoch {epoch} is kept")
                     epoch_rows.extend(v for _, v in rows)
                     if logger is not None:
                         logger.log(epoch + 1, rows, steps_per_epoch, lr=lr, samples_per_s=rate)
