@@ -132,11 +132,11 @@ def run_protocols(
     import pandas as pd
     import torch
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress
 
     from usdrl_bench import distributed as dist_utils
     from usdrl_bench.io import resolve_device
-    from usdrl_bench.protocols.runner import ProtocolRunner
+    from usdrl_bench.protocols.runner import ProtocolRunner, progress_columns
     from usdrl_bench.protocols.spec import load_protocol
     from usdrl_bench.records import RECORD_COLUMNS
 
@@ -158,12 +158,10 @@ def run_protocols(
                                 tensorboard=tensorboard, wandb_project=wandb_project if main else None)
         t_all = time.perf_counter()
         all_cells = [c for _, cells in work for c in cells]
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn())
         if context is not None:
             import torch.distributed as dist
 
-            with Progress(*columns, console=run_console, transient=True, disable=not main) as progress:
+            with Progress(*progress_columns(), console=run_console, transient=True, disable=not main) as progress:
                 trained = runner.pretrain_distributed(all_cells, progress)
             dist.barrier()
             dist.destroy_process_group()  # evaluations run on rank 0 alone

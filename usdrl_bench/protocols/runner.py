@@ -102,6 +102,13 @@ def module_code(module: str) -> str:
     return stable_hash(digest, length=12)
 
 
+def progress_columns() -> tuple:
+    """The columns of the run's progress lines: description (with loss and samples/s while pretraining),
+    bar, done/total, elapsed, time left."""
+    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn())
+
+
 def plugin_code(component: Any) -> str | None:
     """:func:`module_code` of a component registered from outside the package (a plug-in), else None (the
     suite's own code is part of every key through :data:`PRETRAIN_CODE`)."""
@@ -286,11 +293,11 @@ class ProtocolRunner:
                 return encoder, self._trained.get(plan.checkpoint_hash, 0.0)
         main = dist_utils.rank() == 0
         with self.lock(f"checkpoint-{plan.checkpoint_hash}") if main else contextlib.nullcontext():
-            done = dist_utils.broadcast_object(path.exists() and (not main or self._readable(path)))
-            if done:  # cached, or trained by another process while this one waited
+            encoder = self._load_cached(path) if main and path.exists() else None
+            if dist_utils.broadcast_object(encoder is not None):  # cached, or trained by another process meanwhile
                 if plan.checkpoint_hash not in self._trained:
                     self.reused.add(plan.checkpoint_hash)
-                return load_encoder(path), self._trained.get(plan.checkpoint_hash, 0.0)
+                return encoder if encoder is not None else load_encoder(path), self._trained.get(plan.checkpoint_hash, 0.0)
             return self._train(plan, workdir, progress)
 
     def _load_cached(self, path: Path) -> torch.nn.Module | None:
@@ -305,9 +312,6 @@ class ProtocolRunner:
             self.console.print(f"[yellow]warning:[/] cached checkpoint {path} is unreadable ({type(exc).__name__}); "
                                f"moved to {moved.name} and trained again", highlight=False)
             return None
-
-    def _readable(self, path: Path) -> bool:
-        return self._load_cached(path) is not None
 
     def _train(self, plan: CellPlan, workdir: Path, progress: Progress | None) -> tuple[torch.nn.Module, float]:
         cell = plan.cell
@@ -396,9 +400,7 @@ class ProtocolRunner:
         plans = [self.plan(c) for c in cells if c.row.ensemble is None]
         ensembles = [c for c in cells if c.row.ensemble is not None]
         by_key = {(p.cell.row.id, p.cell.dataset.column, p.cell.seed): p for p in plans}
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=self.console, transient=False) as progress:
+        with Progress(*progress_columns(), console=self.console, transient=False) as progress:
             overall = progress.add_task("[bold]cells", total=len(plans) + len(ensembles))
             for plan in plans:
                 cell = plan.cell

@@ -102,13 +102,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def batch_to_device(data: np.ndarray, index: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Gather samples ``index`` of an ``(N, C, T, V, M)`` array (possibly memory-mapped) as a float32
-    tensor on ``device``. Indices are read in ascending order (fast on memory maps)."""
-    batch = np.asarray(data[np.sort(index)], dtype=np.float32)
-    return torch.from_numpy(batch).to(device, non_blocking=True)
-
-
 def _unique_trainable(*modules: nn.Module) -> list[nn.Parameter]:
     seen: set[int] = set()
     params = []
