@@ -336,3 +336,19 @@ def test_sample_keys_views_depend_on_the_sample_not_the_batch():
     assert u.min() >= 0 and u.max() < 1
     assert u.mean().item() == pytest.approx(0.5, abs=0.01) and u.std().item() == pytest.approx(12 ** -0.5, abs=0.01)
     assert abs(torch.corrcoef(u.T)[0, 1].item()) < 0.03  # draws of one sample are not correlated
+
+
+def test_centre_crop_resize_is_the_official_test_branch():
+    """``crop_subsequence`` with l_ratio[0] != 0.1 (FACTS §6): s = int((1 - r) · n / 2), frames [s, n - s),
+    resized; hand-computed starts for n = 7, 100, 1 and r = 0.5, and r = 1 equals resize_valid."""
+    from usdrl_bench.data.augment import centre_crop_resize
+
+    x = batch(n=3, t=100)
+    nf = torch.tensor([7, 100, 1])
+    out = centre_crop_resize(x, nf, 0.5, 16)
+    for i, (start, stop) in enumerate([(1, 6), (25, 75), (0, 1)]):  # int(1.75) = 1; int(25.0) = 25; int(0.25) = 0
+        ref = official_resize(x[i], start, stop - start, 16)
+        assert (out[i] - ref).abs().max() < 1e-6, i
+    assert torch.equal(centre_crop_resize(x, nf, 1.0, 16), resize_valid(x, nf, 16))
+    with pytest.raises(ValueError, match=r"ratio must be in \(0, 1\]"):
+        centre_crop_resize(x, nf, 0.0, 16)

@@ -200,6 +200,14 @@ def test_streams_and_ensemble(tmp_path):
     _, test = load_dataset("synthetic", None, "xsub", num_classes=3, samples_per_class_subject_camera=1)
     scores = [np.load(results / rows[k]["artifact"]) for k in ("J", "M", "B")]
     assert ens["value"] == pytest.approx(ensemble_top1(scores, test.labels, [2, 1, 1]))
+    # the official number's counterpart: each stream's classifier at its best evaluation, fused
+    best = {r["row_id"]: r for f in (results / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]
+            if r["metric"] == "linear_top1_best_of_evals"}
+    assert set(best) == {"J", "M", "B", "3s"}
+    best_scores = [np.load((results / rows[k]["artifact"]).with_name("test_probs_best.npy")) for k in ("J", "M", "B")]
+    for k, s in zip("JMB", best_scores):  # the saved best scores give the member's best-of-evaluations number
+        assert 100 * np.mean(s.argmax(1) == test.labels) == pytest.approx(best[k]["value"])
+    assert best["3s"]["value"] == pytest.approx(ensemble_top1(best_scores, test.labels, [2, 1, 1]))
 
 
 @pytest.mark.parametrize("row, message", [
@@ -236,7 +244,8 @@ def test_reader_code_identity_covers_only_what_the_reader_uses():
     data package: a new reader for another format leaves checkpoints of synthetic data valid, while a
     change to the synthetic generator or to the preprocessing it calls invalidates them."""
     from usdrl_bench import registry
-    from usdrl_bench.protocols.runner import PRETRAIN_CODE, dataset_identity, module_closure
+    from usdrl_bench.code_identity import module_closure
+    from usdrl_bench.protocols.runner import dataset_identity
     from usdrl_bench.protocols.spec import DatasetSpec
 
     registry.load_builtins()
@@ -245,7 +254,6 @@ def test_reader_code_identity_covers_only_what_the_reader_uses():
             "usdrl_bench.skeleton"} <= closure
     assert not closure & {"usdrl_bench.data.ntu_raw", "usdrl_bench.data.msr_action3d", "usdrl_bench.data.agcn"}
     assert "usdrl_bench.data.ntu_raw" in module_closure("usdrl_bench.data.agcn")  # agcn parses NTU names
-    assert "data" not in PRETRAIN_CODE and "skeleton" in PRETRAIN_CODE  # streams are computed in skeleton.py
     a = dataset_identity(DatasetSpec(name="synthetic", split="xsub"))
     b = dataset_identity(DatasetSpec(name="msr_action3d", path="/x", split="xsub"))
     assert a["reader_code"] != b["reader_code"]

@@ -264,3 +264,28 @@ def test_dste_direct_construction_defaults_to_official_code():
     assert isinstance(create_encoder("dste", "tiny"), DSTE)
     with pytest.raises(ValueError, match="max_len"):
         DSTEConfig(num_frames=300)
+
+
+def test_dste_separate_attention_for_ca_and_dsa():
+    """``shared_attention=False``: CA and DSA each own an attention module (two per layer and stream);
+    with the DSA's set to a copy of the CA's the function is the shared model's, with another it is not."""
+    shared = create_encoder("dste", "tiny").eval()
+    separate = create_encoder("dste", "tiny", shared_attention=False).eval()
+    keys = list(separate.state_dict())
+    assert sum(k.endswith("in_proj_weight") for k in keys) == 4 * separate.config.num_layers
+    state = dict(shared.state_dict())
+    for k, v in shared.state_dict().items():  # the DSA's attention := the shared one
+        if ".attn." in k:
+            state[k.replace(".attn.", ".dsa_attn.")] = v.clone()
+    separate.load_state_dict(state)
+    x = _input((3, 16, 25, 2), n=2)
+    with torch.no_grad():
+        torch.testing.assert_close(separate(x), shared(x), rtol=0, atol=1e-6)
+        separate.temporal_layers[0].dsa_attn.out_proj.weight.mul_(-1.0)
+        assert not torch.allclose(separate(x), shared(x), atol=1e-4)
+    # every attention module gets gradients: CA's through CA only, DSA's through both DSA branches
+    separate.train()
+    separate(x).square().sum().backward()
+    layer = separate.temporal_layers[0]
+    assert layer.attn.in_proj_weight.grad.abs().sum() > 0 and layer.dsa_attn.in_proj_weight.grad.abs().sum() > 0
+    assert create_encoder("dste", "paper_eqs", num_layers=1, hidden_size=16).config.shared_attention is False

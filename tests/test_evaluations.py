@@ -75,6 +75,30 @@ def test_linear_probe_returns_test_probabilities():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 5)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
-    final, _, _, probs = train_linear_probe(x, y, x, y, 2, epochs=30, batch_size=8, lr=0.5, milestones=(), return_probs=True)
+    final, _, _, probs, _ = train_linear_probe(x, y, x, y, 2, epochs=30, batch_size=8, lr=0.5, milestones=(), return_probs=True)
     assert probs.shape == (40, 2) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
     assert (probs.argmax(1) == y).mean() * 100 == pytest.approx(final)
+
+
+def test_linear_train_crop_encodes_the_middle_of_each_training_sequence(tmp_path):
+    """``linear: {train_crop: 0.5}`` (official PKU-MMD II): training features from the centred half of
+    each valid sequence, cached under their own name; test features from the whole sequence."""
+    import torch
+
+    from usdrl_bench.data.synthetic import load_synthetic
+    from usdrl_bench.encoders import create_encoder
+    from usdrl_bench.evaluate.features import EvalContext, extract
+    from usdrl_bench.evaluate.linear import check_linear_options, linear_evaluation
+
+    train, test = load_synthetic(None, "xsub", num_classes=3, samples_per_class_subject_camera=1)
+    torch.manual_seed(0)
+    encoder = create_encoder("dste", "tiny").eval()
+    ctx = EvalContext(encoder=encoder, train=train, test=test, device=torch.device("cpu"), seed=0, cache_dir=tmp_path)
+    linear_evaluation(ctx, epochs=2, batch_size=8, lr=0.1, eval_every=1, train_crop=0.5)
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["test.npy", "train-crop0.5.npy"]
+    cropped = np.load(tmp_path / "train-crop0.5.npy")
+    expected = extract(encoder, train.data, train.num_frames, crop=0.5)
+    assert np.allclose(cropped, expected, atol=1e-6)
+    assert not np.allclose(cropped, extract(encoder, train.data, train.num_frames), atol=1e-3)
+    with pytest.raises(ValueError, match=r"train_crop must be in \(0, 1\]"):
+        check_linear_options(train_crop=1.5)

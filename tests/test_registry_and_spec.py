@@ -10,6 +10,7 @@ import yaml
 
 from usdrl_bench import registry
 from usdrl_bench.protocols.schema import ProtocolError
+from usdrl_bench.api import protocol_path
 from usdrl_bench.protocols.spec import expand_cells, load_protocol, parse_dataset_override
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,3 +164,41 @@ def test_evaluation_options_merge_preset_dataset_encoder(tmp_path):
     path.write_text(bad)
     with pytest.raises(ProtocolError, match=r"encoder_evaluations\.sttr\.knn: not an evaluation of this preset"):
         load_protocol(path)
+
+
+def test_pretraining_schedule_per_dataset(tmp_path):
+    """``datasets[i].pretrain`` overrides the preset's schedule for that column only (the official PKU-MMD
+    II schedule in table1's paper preset), checked like the preset's own keys."""
+    path = _write(tmp_path, """\
+        name: t
+        version: 1
+        rows:
+          - {id: d, label: D, encoder: dste, objective: mgfd}
+        presets:
+          demo:
+            datasets:
+              - {id: a, name: synthetic, split: xsub}
+              - {id: b, name: synthetic, split: xview, pretrain: {batch_size: 512, epochs: 1201, milestones: [801]}}
+            encoder_preset: tiny
+            pretrain: {epochs: 451, batch_size: 356, milestones: [351]}
+            evaluations: {linear: {epochs: 3}}
+        """)
+    cells = {c.dataset.column: c for c in expand_cells(load_protocol(path), "demo")}
+    assert (cells["a"].pretrain.batch_size, cells["a"].pretrain.epochs, cells["a"].pretrain.milestones) == (356, 451, (351,))
+    assert (cells["b"].pretrain.batch_size, cells["b"].pretrain.epochs, cells["b"].pretrain.milestones) == (512, 1201, (801,))
+    assert cells["b"].pretrain.lr == cells["a"].pretrain.lr
+    path.write_text(path.read_text().replace("epochs: 1201", "epoch: 1201"))
+    with pytest.raises(ProtocolError, match=r"datasets\[1\]\.pretrain\.epoch: unknown key \(did you mean 'epochs'\?\)"):
+        load_protocol(path)
+
+    from usdrl_bench.protocols.spec import Cell
+
+    table1 = load_protocol(protocol_path("table1_linear"))
+    paper = table1.presets["paper"]
+    shipped = {d.column: Cell(table1, "paper", paper, table1.rows[0], d, 0) for d in paper.all_datasets}
+    pku = shipped["pku2_xsub"]
+    assert (pku.pretrain.batch_size, pku.pretrain.epochs, pku.pretrain.milestones) == (512, 1201, (801,))
+    assert pku.evaluations["linear"]["train_crop"] == 0.5 and pku.evaluations["linear"]["lr"] == 0.01
+    ntu = shipped["ntu60_xsub"]
+    assert (ntu.pretrain.batch_size, ntu.pretrain.epochs, ntu.pretrain.milestones) == (356, 451, (351,))
+    assert ntu.evaluations["linear"].get("train_crop", 1.0) == 1.0

@@ -153,9 +153,12 @@ def _agcn_folder(root: Path, poison: str) -> Path:
     train = generate_synthetic(num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
     test = generate_synthetic(seed=1, num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
     data = np.array(train.data)
+    labels = np.array(train.labels)
     if poison == "nan":
         data[5, 0, 3, 4, 0] = np.nan
-    train = type(train)(**{**train.__dict__, "data": data})
+    if poison == "label":
+        labels[4] = 60  # NTU names: 60 classes, labels 0..59
+    train = type(train)(**{**train.__dict__, "data": data, "labels": labels})
     save_agcn(root / "xsub", train, test)
     return root
 
@@ -169,6 +172,20 @@ def test_non_finite_coordinates_are_refused_naming_the_sample(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "training part), sample 5" in err and "non-finite" in err
     assert not list((tmp_path / "results").rglob("*.json"))  # no record was written from NaN features
+
+
+def test_agcn_reader_refuses_a_label_outside_the_class_range_naming_the_sample(tmp_path):
+    """NTU names give 60 classes; label 60 is not an extra, 61st class but an error naming the label
+    file and the sample."""
+    from usdrl_bench.data.agcn import load_agcn
+
+    folder = _agcn_folder(tmp_path / "data", "label")
+    with pytest.raises(ValueError, match=r"train_label\.pkl: sample 4 \(S\d{3}C\d{3}P\d{3}R\d{3}A\d{3}.*\) has label 60, "
+                                         r"outside \[0, 60\)"):
+        load_agcn(folder, "xsub")
+    clean = _agcn_folder(tmp_path / "clean", "none")
+    train, _ = load_agcn(clean, "xsub")
+    assert train.num_classes == 60
 
 
 def test_labels_outside_the_class_range_are_refused():
@@ -207,6 +224,25 @@ def test_evaluation_option_ranges_are_checked_before_any_work(tmp_path, capsys):
     assert main(["run", str(tmp_path / "q.yaml"), "--results", str(tmp_path / "results")]) == 2
     assert "milestones must be epochs >= 1, got [0]" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("evaluation, message", [
+    ("semi: {ratios: [0.01, 1.5]}", "ratios must be a non-empty list of fractions in (0, 1]"),
+    ("semi: {subset: balanced}", "subset must be one of random, stratified"),
+    ("semi: {repeats: 0}", "repeats must be a whole number >= 1"),
+    ("embedding: {num_classes: 1}", "num_classes must be a whole number >= 2"),
+    ("embedding: {methods: [pca]}", "methods.[0]: expected one of 'tsne', 'umap', got 'pca'"),
+    ("detection: {data: {name: synthetic_untrimmed}, theta: 0}", "theta must be a number in (0, 1]"),
+    ("detection: {data: {name: synthetic_untrimmed}, head: mlp}", "head must be one of linear, finetune"),
+    ("detection: {data: {name: synthetic_untrimmed}, window: 0}", "window must be a whole number >= 1"),
+    ("linear: {train_crop: 0}", "train_crop must be in (0, 1]"),
+])
+def test_every_evaluation_checks_its_option_ranges_at_load(tmp_path, capsys, evaluation, message):
+    name = evaluation.split(":")[0]
+    (tmp_path / "p.yaml").write_text(TINY.replace("knn: {k: 1}", evaluation))
+    assert main(["validate", str(tmp_path / "p.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert f"presets.demo.evaluations.{name}" in out and message in out, out
 
 
 @pytest.mark.parametrize("line, message", [
@@ -302,3 +338,40 @@ def test_an_unexpected_failure_is_one_line_and_the_traceback_needs_v(tmp_path, c
     assert "No space left on device" in err and "state.pt" in err and "Traceback" not in err
     with pytest.raises(OSError, match="No space left"):
         main(["-v", *args])
+
+
+def test_a_full_disk_is_named_with_the_path_and_leaves_the_old_file(tmp_path, monkeypatch):
+    """Whether the writer raises OSError(ENOSPC) or, as torch.save's zip writer does, a RuntimeError on a
+    nearly full disk, the error is ENOSPC naming the file; the previous file and no temporary remain."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from usdrl_bench import io
+
+    target = tmp_path / "state.pt"
+    target.write_bytes(b"old")
+
+    def enospc(p):
+        p.write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as info:
+        io.atomic_write(target, enospc)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert "no space left on the device while writing" in str(info.value) and str(target) in str(info.value)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
+
+    def torch_like(p):
+        raise RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed writing file data/0: file write failed")
+
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: Usage(10 << 30, 10 << 30, 1 << 20))  # 1 MiB left
+    with pytest.raises(OSError) as info:
+        io.atomic_write(target, torch_like)
+    assert info.value.errno == errno.ENOSPC and "PytorchStreamWriter failed" in str(info.value)
+    assert "1 MiB free" in str(info.value)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: Usage(10 << 30, 1 << 30, 9 << 30))  # plenty: not the disk
+    with pytest.raises(RuntimeError, match="PytorchStreamWriter"):
+        io.atomic_write(target, torch_like)
+    assert target.read_bytes() == b"old"

@@ -266,3 +266,39 @@ def test_gpu_check_script_dry_run(tmp_path):
     assert tests["tests"] > 0 and tests["tests"] == tests["skipped"] and tests["failures"] == tests["errors"] == 0
     assert (tmp_path / "cuda_tests.xml").exists()
     assert not (tmp_path / "work").exists()  # checkpoints stay behind on the machine, only numbers return
+
+
+def test_the_last_partial_batch_is_kept_as_the_official_loader_does(train, tmp_path, monkeypatch):
+    """24 samples, batch 10: batches of 10, 10 and 4, every sample once per epoch (the official
+    ``DataLoader`` has no ``drop_last``); ``drop_last: true`` leaves the 4 out; too small a rest (1
+    sample, or under 2 per process) is always left out, since batch statistics need 2."""
+    from usdrl_bench.train import pretrain as pretrain_module
+    from usdrl_bench.train.pretrain import epoch_batch_sizes
+
+    assert epoch_batch_sizes(24, 10) == [10, 10, 4]
+    assert epoch_batch_sizes(24, 10, drop_last=True) == [10, 10]
+    assert epoch_batch_sizes(21, 10) == [10, 10]  # a rest of 1
+    assert epoch_batch_sizes(25, 10, world=2) == [10, 10, 4]  # rest 5 -> 4, 2 per process
+    assert epoch_batch_sizes(23, 10, world=2) == [10, 10]  # rest 3 -> 2, 1 per process
+    with pytest.raises(ValueError, match="does not split evenly"):
+        epoch_batch_sizes(24, 9, world=2)
+
+    seen: list[list[int]] = []
+    real = pretrain_module.make_views
+
+    def spy(x, nf, *, generator, **kw):
+        seen.append(torch.as_tensor(generator.index).tolist())
+        return real(x, nf, generator=generator, **kw)
+
+    monkeypatch.setattr(pretrain_module, "make_views", spy)
+    for drop_last, expected in ((False, [10, 10, 4]), (True, [10, 10])):
+        seen.clear()
+        torch.manual_seed(0)
+        encoder = create_encoder("dste", "tiny")
+        pretrain(encoder, create_objective("mgfd", encoder), train,
+                 PretrainSpec(epochs=1, batch_size=10, drop_last=drop_last), workdir=tmp_path / str(drop_last),
+                 seed=0, device=torch.device("cpu"), tensorboard=False)
+        assert [len(s) for s in seen] == expected
+        assert len(read_step_log(tmp_path / str(drop_last) / LOG_FILE)) == len(expected)
+        if not drop_last:
+            assert sorted(i for s in seen for i in s) == list(range(24))

@@ -19,6 +19,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
     A crash mid-write leaves the previous ``path`` (or nothing) in place, never a truncated file.
+
+    Raises:
+        OSError: ``errno.ENOSPC`` naming ``path`` and the free space when the disk (or quota) is full,
+            whichever way the writer reports it (an ``OSError``, or PyTorch's ``RuntimeError`` from its
+            zip writer); other errors as raised.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,10 +35,44 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         with open(tmp, "rb+") as f:  # on disk before the rename makes it visible
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        full = _disk_full(exc, path)
+        if full is not None:
+            raise full from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+#: below this many free bytes a failed write is taken for a full disk
+_NEARLY_FULL = 64 << 20
+
+
+def _disk_full(exc: BaseException, path: Path) -> OSError | None:
+    """An ``OSError(ENOSPC)`` naming ``path`` (its ``filename``) when ``exc`` is (or, for a writer that
+    hides the errno, looks like) a full disk or quota; else None."""
+    import errno
+    import shutil
+
+    folder = path.parent
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "no space left on the device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+    else:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return None
+        if free >= _NEARLY_FULL:
+            return None
+        reason = "no space left on the device (the writer said: " + str(exc).splitlines()[0][:200] + ")"
+    try:
+        free_text = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free"
+    except OSError:
+        free_text = "free space unknown"
+    return OSError(errno.ENOSPC, f"{reason} while writing {path} ({free_text} in {folder}); free some space and "
+                                 f"run again: completed work is kept", str(path))
 
 
 def _umask() -> int:
@@ -80,21 +119,6 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     """Hex digest of the canonical JSON of ``obj`` (sorted keys), truncated to ``length``."""
     text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-@functools.lru_cache(maxsize=None)
-def code_version(*subpackages: str) -> str:
-    """Hash of the package's source files under ``subpackages`` (all when empty): a cache key part that
-    changes whenever code that determines a result changes."""
-    root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    dirs = [root / s for s in subpackages] if subpackages else [root]
-    for d in dirs:
-        files = sorted(d.rglob("*.py")) if d.is_dir() else [d.with_suffix(".py")]
-        for f in files:
-            digest.update(str(f.relative_to(root)).encode())
-            digest.update(f.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 @functools.lru_cache(maxsize=None)

@@ -168,6 +168,7 @@ def load_agcn(
         path: the split directory, or its parent.
         split: label of the split (and sub-folder to use when ``path`` is the parent).
         num_classes: default: 60/120 for NTU names (setups <= 17 or not), else the largest label + 1.
+            A label outside ``[0, num_classes)`` is an error (naming the label file and the sample).
         class_names: optional, one per class.
         layout: skeleton layout name; default from ``V`` (25: ``ntu25``, 20: ``kinect20``).
 
@@ -196,15 +197,19 @@ def load_agcn(
     if num_classes is None:
         if all(m[1] for m in metas.values()):
             num_classes = 60 if max(m[2] for m in metas.values()) <= NTU60_MAX_SETUP else 120
-            num_classes = max(num_classes, max_label + 1)
             assumed.append(f"{num_classes} classes (NTU names, setups up to S{max(m[2] for m in metas.values()):03d})")
         else:
             num_classes = max_label + 1
             assumed.append(f"{num_classes} classes (the largest label + 1)")
     if not files_have_frames(directory):
         assumed.append("valid frames up to the last non-zero one (no *_num_frame.npy)")
-    if all_labels.size and (all_labels.min() < 0 or max_label >= num_classes):
-        raise ValueError(f"agcn: labels in {directory} span [{int(all_labels.min())}, {max_label}], outside [0, {num_classes})")
+    for part, p in parts.items():  # a label outside the classes would silently become an extra class
+        bad = np.flatnonzero((p["labels"] < 0) | (p["labels"] >= num_classes))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"{agcn_files(directory, part)['label']}: sample {i} ({p['names'][i]}) has label "
+                             f"{int(p['labels'][i])}, outside [0, {num_classes}) ({bad.size} such samples); pass "
+                             f"num_classes if the dataset has more classes")
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(f"agcn: {len(class_names)} class names for {num_classes} classes")
 

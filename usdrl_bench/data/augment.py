@@ -269,6 +269,31 @@ def resize_valid(x: Tensor, num_frames: Tensor, out_frames: int = 64) -> Tensor:
     return resize_frames(x, torch.zeros_like(num_frames), num_frames, out_frames)
 
 
+def centre_crop_resize(x: Tensor, num_frames: Tensor, ratio: float, out_frames: int = 64) -> Tensor:
+    """The official deterministic crop (``crop_subsequence``'s test branch, FACTS §6): frames
+    ``[s, n - s)`` with ``s = int((1 - ratio) · n / 2)`` of each sample's ``n`` valid frames, resized to
+    ``out_frames`` (:func:`resize_frames`). ``ratio = 1`` is :func:`resize_valid`. The official PKU-MMD II
+    linear training (``l_ratio = [0.5, 1.0]``) takes this branch with ratio 0.5: the middle half.
+
+    Args:
+        x: ``(N, C, T, V, M)``, zero-padded beyond each sample's valid frames.
+        num_frames: ``(N,)`` valid frames, ``1 <= num_frames <= T``.
+        ratio: in ``(0, 1]``.
+        out_frames: output length.
+    Returns:
+        ``(N, C, out_frames, V, M)``.
+    Raises:
+        ValueError: ``ratio`` outside ``(0, 1]``, or bad frame counts.
+    """
+    if not 0 < ratio <= 1:
+        raise ValueError(f"centre_crop_resize: ratio must be in (0, 1], got {ratio!r}")
+    num_frames = _as_index(num_frames, x.shape[0], x.device, "num_frames", "centre_crop_resize")
+    # int() of a positive float64 is floor; the official computes it in Python floats (float64)
+    start = torch.floor((1.0 - ratio) * num_frames.to(torch.float64) / 2).to(torch.int64)
+    length = torch.clamp(num_frames - 2 * start, min=1)
+    return resize_frames(x, start, length, out_frames)
+
+
 def random_crop_resize(
     x: Tensor,
     num_frames: Tensor,

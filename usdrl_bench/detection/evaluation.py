@@ -33,7 +33,7 @@ from usdrl_bench.detection.frames import (PAD_LABEL, PROPOSALS, dense_frame_feat
                                           segments_from_labels)
 from usdrl_bench.detection.metric import evaluate_detection, voc_map, write_segments
 from usdrl_bench.detection.videos import VideoSet, load_videos
-from usdrl_bench.evaluate.base import Metric
+from usdrl_bench.evaluate.base import Metric, check_number, check_whole
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.registry import EVALUATIONS
 
@@ -129,8 +129,32 @@ def frame_probabilities(encoder: nn.Module, classifier: nn.Module, videos, windo
     return out
 
 
+def check_detection_options(*, data: dict[str, Any] | None = None, head: str = "linear", window: int | None = None,
+                            train_stride: int | None = None, test_stride: int | None = None, epochs: int = 30,
+                            lr: float = 0.1, batch_size: int = 64, momentum: float = 0.9, weight_decay: float = 0.0,
+                            proposals: str = "activity", smooth: int = 10, threshold: float = 0.4,
+                            theta: float = 0.5) -> None:
+    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError(f"data must be a mapping with the videos' reader name ({{name: pku1, path: DIR}}), got {data!r}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    if proposals not in PROPOSALS:
+        raise ValueError(f"proposals must be one of {', '.join(PROPOSALS)}, got {proposals!r}")
+    for name, value in (("window", window), ("train_stride", train_stride), ("test_stride", test_stride)):
+        check_whole(name, value, 1, optional=True)
+    check_whole("epochs", epochs, 1)
+    check_whole("batch_size", batch_size, 1)
+    check_whole("smooth", smooth, 0)
+    check_number("lr", lr, 0.0, low_open=True)
+    check_number("momentum", momentum, 0.0)
+    check_number("weight_decay", weight_decay, 0.0)
+    check_number("threshold", threshold, 0.0, 1.0)
+    check_number("theta", theta, 0.0, 1.0, low_open=True)
+
+
 @EVALUATIONS.register("detection", description="temporal action detection: frame-wise head, proposals, official PKU-MMD mAP",
-                      code=("detection",))
+                      check=check_detection_options)
 def detection_evaluation(
     ctx: EvalContext,
     *,

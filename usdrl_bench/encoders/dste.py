@@ -7,7 +7,8 @@ Reference:
 
 The defaults reproduce [1] exactly (checked against reference outputs of the official code in
 ``tests/test_official_parity.py``). Where [0] and [1] disagree (FACTS §8 rows 1-4 and 6) the paper's
-reading can be selected with an option of :class:`DSTEConfig`; the ``paper_eqs`` preset selects all of
+reading can be selected with an option of :class:`DSTEConfig` (and row 5, the attention shared by CA
+and DSA, which the paper does not describe); the ``paper_eqs`` preset selects all of
 them at once.
 
 Architecture of [1] (FACTS §7), per stream (temporal: T tokens of M·V·C; spatial: M·V tokens of T·C)::
@@ -15,7 +16,7 @@ Architecture of [1] (FACTS §7), per stream (temporal: T tokens of M·V·C; spat
     tokens -> Linear-LN-ReLU-Linear -> [ + pos ] -> DST layer -> [ + pos ] -> DST layer -> max over tokens
     DST layer(x) = α·CA(x) + (1-α)·DSA(x)          (no residual around the layer)
 
-with one ``nn.MultiheadAttention`` per layer *shared* by CA and both DSA branches.
+with one ``nn.MultiheadAttention`` per layer *shared* by CA and both DSA branches (``shared_attention``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ class DSTEConfig(EncoderConfig):
             ``"paper"`` (Eq. 4): ``FFN(SA(Conv(F) + F))``, i.e. no attention residual either.
         pos_every_layer: FACTS §8 row 6. ``True`` (official): the temporal sinusoidal encoding / the
             learned spatial embedding is added before *every* layer; ``False``: once, before the first.
+        shared_attention: FACTS §8 row 5. ``True`` (official): one ``nn.MultiheadAttention`` per layer,
+            used by CA and both DSA branches. ``False``: CA and DSA each own one (the paper describes CA
+            and DSA as separate modules, each with its own SA, Eqs. 3-4 and Fig. 2, and never mentions
+            sharing); the DSA's is used by both its branches, whose block weights the official code shares.
 
     FACTS §8 row 4 (layer mix) has no switch: paper and code agree on ``α·CA + β·DSA`` with β = 1 - α and
     no residual around the layer; α is ``alpha``.
@@ -85,6 +90,7 @@ class DSTEConfig(EncoderConfig):
     dsa_block: Variant = "official"
     ca_block: Variant = "official"
     pos_every_layer: bool = True
+    shared_attention: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -218,7 +224,8 @@ class DSTLayer(nn.Module):
     The layer owns the single ``nn.MultiheadAttention`` (H-d, ``num_heads`` heads, dropout 0,
     batch-first) that CA and both DSA branches use — three calls per forward (FACTS §8 row 5). The
     official model registers it under both ``CA.attn`` and ``DSA.attn``; here it is registered once as
-    ``attn`` and handed to CA/DSA at call time, so the state dict holds one copy.
+    ``attn`` and handed to CA/DSA at call time, so the state dict holds one copy. With
+    ``shared_attention=False`` CA uses ``attn`` and DSA its own ``dsa_attn``.
 
     Args:
         seq_len: L of the stream.
@@ -229,12 +236,15 @@ class DSTLayer(nn.Module):
         super().__init__()
         self.alpha = config.alpha
         self.attn = nn.MultiheadAttention(config.hidden_size, config.num_heads, dropout=0.0, batch_first=True)
+        self.dsa_attn = None if config.shared_attention else nn.MultiheadAttention(
+            config.hidden_size, config.num_heads, dropout=0.0, batch_first=True)
         self.ca = ConvAttention(config)
         self.dsa = DenseShiftAttention(seq_len, config)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, L, D) -> (N, L, D)``."""
-        return self.alpha * self.ca(x, self.attn) + (1.0 - self.alpha) * self.dsa(x, self.attn)
+        dsa_attn = self.attn if self.dsa_attn is None else self.dsa_attn
+        return self.alpha * self.ca(x, self.attn) + (1.0 - self.alpha) * self.dsa(x, dsa_attn)
 
 
 class DSTE(SkeletonEncoder):
@@ -291,7 +301,7 @@ class DSTE(SkeletonEncoder):
 DSTE_PRESETS: dict[str, dict] = {
     "paper": dict(hidden_size=1024, num_frames=64),
     "paper_eqs": dict(hidden_size=1024, num_frames=64, dense_shift_mask="paper", dsa_block="paper",
-                      ca_block="paper"),
+                      ca_block="paper", shared_attention=False),
     "small": dict(hidden_size=64, num_frames=32, drop_path=0.1),
     "tiny": dict(hidden_size=16, num_frames=16),
 }

@@ -20,3 +20,25 @@ class Metric:
     value: float
     higher_is_better: bool = True
     note: str = ""
+
+
+def check_whole(name: str, value: object, minimum: int = 1, optional: bool = False) -> None:
+    """Raise ValueError unless ``value`` is an int >= ``minimum`` (or None when ``optional``): the option
+    range checks an evaluation's ``check`` runs when a protocol is loaded."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def check_number(name: str, value: object, low: float = 0.0, high: float = float("inf"),
+                 low_open: bool = False, high_open: bool = False) -> None:
+    """Raise ValueError unless ``value`` is a real number in the interval from ``low`` to ``high`` (each end
+    closed unless ``*_open``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or high == float('inf') else ']'}"
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")

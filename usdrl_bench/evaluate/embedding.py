@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from sklearn.metrics import silhouette_score
 
-from usdrl_bench.evaluate.base import Metric
+from usdrl_bench.evaluate.base import Metric, check_number, check_whole
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.io import save_npz_atomic
 from usdrl_bench.registry import EVALUATIONS
@@ -71,7 +71,21 @@ def embed_2d(features: np.ndarray, method: Method, *, seed: int = 0, perplexity:
     raise ValueError(f"unknown embedding method {method!r}; choose 'tsne' or 'umap'")
 
 
-@EVALUATIONS.register("embedding", description="t-SNE / UMAP of test features for classes drawn from a seed, with silhouette scores (Fig. 5)")
+def check_embedding_options(*, num_classes: int = 9, class_seed: int = 0, max_per_class: int = 60,
+                            methods=("tsne", "umap"), perplexity: float = 30.0, n_neighbors: int = 15) -> None:
+    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
+    check_whole("num_classes", num_classes, 2)
+    check_whole("class_seed", class_seed, 0)
+    check_whole("max_per_class", max_per_class, 1)
+    check_whole("n_neighbors", n_neighbors, 2)
+    check_number("perplexity", perplexity, 0.0, low_open=True)
+    known = ("tsne", "umap")
+    if not isinstance(methods, (list, tuple)) or not methods or any(m not in known for m in methods):
+        raise ValueError(f"methods must be a non-empty list of {', '.join(known)}, got {methods!r}")
+
+
+@EVALUATIONS.register("embedding", description="t-SNE / UMAP of test features for classes drawn from a seed, with silhouette scores (Fig. 5)",
+                      check=check_embedding_options)
 def embedding_evaluation(
     ctx: EvalContext,
     *,

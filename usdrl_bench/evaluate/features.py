@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from usdrl_bench.data.arrays import SkeletonArrays
-from usdrl_bench.data.augment import resize_valid
+from usdrl_bench.data.augment import centre_crop_resize, resize_valid
 from usdrl_bench.io import save_npy_atomic
 from usdrl_bench.skeleton import Layout, get_layout, to_stream
 
@@ -41,6 +41,7 @@ def extract(
     device: torch.device | str = "cpu",
     dense: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    crop: float = 1.0,
 ) -> np.ndarray | dict[str, np.ndarray]:
     """Encode skeletons with a frozen encoder.
 
@@ -54,6 +55,8 @@ def extract(
         device: where the encoder runs.
         dense: return the token features instead of the pooled ones.
         on_batch: called with the number of samples done after each batch (progress).
+        crop: fraction of the valid frames kept, centred (:func:`~usdrl_bench.data.augment.centre_crop_resize`);
+            1 = the whole valid sequence (the official linear, kNN and test input).
     Returns:
         ``(N, 2H)`` float32 instance features ``[max over temporal tokens, max over spatial tokens]``;
         with ``dense``, ``{"temporal": (N, T, H), "spatial": (N, M·V, H)}``.
@@ -67,7 +70,7 @@ def extract(
     for start in range(0, len(data), batch_size):
         x = torch.from_numpy(np.array(data[start:start + batch_size], dtype=np.float32)).to(device)  # a writable copy (memmaps are read-only)
         nf = torch.from_numpy(num_frames[start:start + batch_size]).to(device)
-        x = resize_valid(x, nf, encoder.num_frames)
+        x = resize_valid(x, nf, encoder.num_frames) if crop == 1 else centre_crop_resize(x, nf, crop, encoder.num_frames)
         if stream != "joint":
             if layout is None and stream == "bone":
                 raise ValueError("the bone stream needs a skeleton layout")
@@ -107,24 +110,26 @@ class EvalContext:
     subset_dir: Path | None = None  # labelled-subset index files shared by every method on this data (Table 2)
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
-    def features(self, which: str) -> np.ndarray:
+    def features(self, which: str, crop: float = 1.0) -> np.ndarray:
         """``(N, 2H)`` frozen features of the ``train`` or ``test`` split (cached on disk when
-        ``cache_dir`` is set)."""
-        if which not in self._cache:
-            path = self.cache_dir / f"{which}.npy" if self.cache_dir is not None else None
+        ``cache_dir`` is set); ``crop < 1`` encodes the centred fraction ``crop`` of each valid sequence
+        (:func:`extract`)."""
+        name = which if crop == 1 else f"{which}-crop{float(crop):g}"
+        if name not in self._cache:
+            path = self.cache_dir / f"{name}.npy" if self.cache_dir is not None else None
             if path is not None and path.exists():
-                self._cache[which] = np.load(path)
+                self._cache[name] = np.load(path)
             else:
                 arrays = self.train if which == "train" else self.test
                 done = (lambda k: self.on_progress(which, k, len(arrays))) if self.on_progress else None
                 feats = extract(
                     self.encoder, arrays.data, arrays.num_frames, layout=get_layout(arrays.layout),
-                    stream=self.stream, batch_size=self.batch_size, device=self.device, on_batch=done,
+                    stream=self.stream, batch_size=self.batch_size, device=self.device, on_batch=done, crop=crop,
                 )
                 if path is not None:
                     save_npy_atomic(path, feats)
-                self._cache[which] = feats
-        return self._cache[which]
+                self._cache[name] = feats
+        return self._cache[name]
 
     def labels(self, which: str) -> np.ndarray:
         return (self.train if which == "train" else self.test).labels

@@ -29,6 +29,8 @@ from usdrl_bench.registry import EVALUATIONS
 
 #: the final linear classifier's test softmax probabilities, written beside the records
 PROBS_FILE = "test_probs.npy"
+#: the test softmax probabilities at the best periodic evaluation (the official reported number's classifier)
+BEST_PROBS_FILE = "test_probs_best.npy"
 
 #: fc initialisation of the official downstream model: N(0, 0.01), bias 0
 FC_INIT_STD = 0.01
@@ -60,11 +62,13 @@ def train_linear_probe(
         train_y, test_y: ``(N,)`` int labels in ``[0, num_classes)``.
         epochs ... gamma: the SGD schedule (official defaults, FACTS §6).
         eval_every: test every this many epochs (and after the last).
-        return_probs: also return the final classifier's test softmax probabilities ``(N_test, classes)``
-            (what a score-level ensemble of streams fuses).
+        return_probs: also return the test softmax probabilities ``(N_test, classes)`` of the final
+            classifier and of the classifier at the best periodic evaluation (what a score-level ensemble
+            of streams fuses).
     Returns:
-        (final-epoch top-1 %, best top-1 % over the periodic evaluations, [(epoch, top-1 %), ...]), and
-        with ``return_probs`` the test probabilities as a fourth element.
+        (final-epoch top-1 %, best top-1 % over the periodic evaluations (the first of equal ones),
+        [(epoch, top-1 %), ...]), and with ``return_probs`` the final and the best test probabilities as
+        fourth and fifth elements.
     Raises:
         ValueError: shape mismatch or labels out of range.
     """
@@ -90,11 +94,16 @@ def train_linear_probe(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
     loss_fn = nn.CrossEntropyLoss()
 
+    def probabilities() -> np.ndarray:
+        with torch.no_grad():
+            return torch.softmax(fc(xte), dim=1).cpu().numpy() if len(xte) else np.zeros((0, num_classes), np.float32)
+
     def top1() -> float:
         with torch.no_grad():
             return float((fc(xte).argmax(1) == yte).float().mean() * 100) if len(yte) else float("nan")
 
     curve: list[tuple[int, float]] = []
+    best_probs: np.ndarray | None = None
     n = len(xtr)
     for epoch in range(1, epochs + 1):
         perm = torch.randperm(n, generator=gen).to(device)
@@ -105,19 +114,22 @@ def train_linear_probe(
             loss.backward()
             optimizer.step()
         scheduler.step()
-        if epoch % eval_every == 0 or epoch == epochs:
+        if epoch % eval_every == 0 or epoch == epochs:  # one host read per evaluation, not per step
             curve.append((epoch, top1()))
+            periodic = [v for e, v in curve if e % eval_every == 0]
+            if return_probs and epoch % eval_every == 0 and (len(periodic) == 1 or periodic[-1] > max(periodic[:-1])):
+                best_probs = probabilities()
     final = curve[-1][1]
     best = max(v for e, v in curve if e % eval_every == 0) if any(e % eval_every == 0 for e, _ in curve) else final
     if return_probs:
-        with torch.no_grad():
-            probs = torch.softmax(fc(xte), dim=1).cpu().numpy() if len(xte) else np.zeros((0, num_classes), np.float32)
-        return final, best, curve, probs
+        probs = probabilities()
+        return final, best, curve, probs, (best_probs if best_probs is not None else probs)
     return final, best, curve
 
 
 def check_linear_options(*, epochs: int = 160, batch_size: int = 512, lr: float = 0.006, momentum: float = 0.9,
-                         weight_decay: float = 0.0, milestones=(120, 140), gamma: float = 0.1, eval_every: int = 5) -> None:
+                         weight_decay: float = 0.0, milestones=(120, 140), gamma: float = 0.1, eval_every: int = 5,
+                         train_crop: float = 1.0) -> None:
     """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("eval_every", eval_every)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -131,6 +143,8 @@ def check_linear_options(*, epochs: int = 160, batch_size: int = 512, lr: float 
     bad = [m for m in milestones if isinstance(m, bool) or not isinstance(m, int) or m < 1]
     if bad:  # (a milestone past the last epoch is never reached: allowed, as the official schedule's 120, 140)
         raise ValueError(f"milestones must be epochs >= 1, got {list(milestones)}")
+    if isinstance(train_crop, bool) or not isinstance(train_crop, (int, float)) or not 0 < train_crop <= 1:
+        raise ValueError(f"train_crop must be in (0, 1], got {train_crop!r}")
 
 
 @EVALUATIONS.register("linear", description="linear evaluation: fc on frozen 2H features, test top-1 (FACTS §6)",
@@ -146,16 +160,24 @@ def linear_evaluation(
     milestones: list[int] | tuple[int, ...] = (120, 140),
     gamma: float = 0.1,
     eval_every: int = 5,
+    train_crop: float = 1.0,
 ) -> list[Metric]:
     """Linear evaluation with the official defaults (DSTE, NTU-60 xsub). The final classifier's test
-    softmax probabilities are written beside the records (``test_probs.npy``), for score-level ensembles."""
-    final, best, _, probs = train_linear_probe(
-        ctx.features("train"), ctx.labels("train"), ctx.features("test"), ctx.labels("test"), ctx.num_classes,
+    softmax probabilities are written beside the records (``test_probs.npy``, and ``test_probs_best.npy`` of
+    the best periodic evaluation), for score-level ensembles.
+
+    ``train_crop``: the training features encode the centred fraction ``train_crop`` of each valid
+    sequence (the test features always the whole of it). The official PKU-MMD II setting is 0.5: its
+    ``l_ratio = [0.5, 1.0]`` takes the deterministic centre-crop branch of ``crop_subsequence``
+    (``feeder/augmentations.py``; FACTS §6), not a random crop."""
+    final, best, _, probs, best_probs = train_linear_probe(
+        ctx.features("train", crop=train_crop), ctx.labels("train"), ctx.features("test"), ctx.labels("test"), ctx.num_classes,
         epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
         milestones=tuple(milestones), gamma=gamma, eval_every=eval_every, seed=ctx.seed, device=ctx.device,
         return_probs=True,
     )
     if ctx.artifact_dir is not None:
+        save_npy_atomic(Path(ctx.artifact_dir) / BEST_PROBS_FILE, best_probs.astype(np.float32))
         ctx.artifacts["linear"] = save_npy_atomic(Path(ctx.artifact_dir) / PROBS_FILE, probs.astype(np.float32))
     return [
         Metric("linear_top1", final, note="final epoch"),

@@ -1,14 +1,24 @@
 """Semi-supervised fine-tuning (paper Table 2): the whole encoder and a new ``fc`` trained on 1 % or 10 %
 of the labelled training set, test top-1 on the whole test split.
 
-The paper does not publish its fine-tuning recipe and the official code has none (FACTS §6). The defaults
-here are CMD's (``CMD:script_*_semi.sh``): SGD (momentum 0.9, weight decay 0), lr 0.01, batch 64, 80 epochs
-with lr x0.1 at 50 and 70, the whole encoder trained, no augmentation (the downstream input of FACTS §6:
-the valid sequence resized to the encoder's T). Reports say that this recipe is an assumption.
+The paper does not publish its fine-tuning recipe and the official code has none (FACTS §6). The recipe
+here is CMD's (``CMD:action_classification_cmd_semi.py``, ``script_action_classification_cmd_semi.sh``,
+``feeder/feeder_downstream_semi_supervised.py``), and its behaviour is the default:
 
-Subsets differ from CMD's in one respect the issue asks for: they are **class-stratified** (CMD draws at
-random, which can miss classes at 1 %): ``max(1, round(ratio * n_c))`` samples of every class c, drawn
-from a seed and saved as an index file, so every method and every run is compared on the same samples.
+- SGD (momentum 0.9, weight decay 0), lr 0.01, batch 64, 80 epochs with lr x0.1 at 50 and 70, the whole
+  encoder trained;
+- ``subset: random``: ``int(N · ratio)`` training samples drawn at random (CMD's ``random_select_data``;
+  seeded here, ``subset_seed + repeat``), which can miss classes at 1 %; ``subset: stratified`` draws
+  ``max(1, round(ratio · n_c))`` samples of every class c instead;
+- ``repeats: 5``: CMD's scripts run each ratio 5 times (a new subset each time) and the number is their
+  mean; the record keeps each run's top-1 in its note;
+- crops: training on a random crop of scale U[0.5, 1] of each valid sequence (at least T frames, as
+  CMD's ``crop_subsequence`` with ``l_ratio [0.5, 1.0]`` and minimum length 64 = its input size), testing
+  on the centred 95 % (``l_ratio [0.95]``), both resized to the encoder's T; ``train_crop: [1, 1]`` and
+  ``test_crop: 1`` give the whole valid sequence (the linear protocol's input).
+
+Subsets are saved as index files shared by every method and run on the same data, so all are compared on
+the same samples. Reports say that this recipe is an assumption.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from usdrl_bench.data.augment import resize_valid
+from usdrl_bench.data.augment import SampleKeys, centre_crop_resize, random_crop_resize
 from usdrl_bench.evaluate.base import Metric
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.evaluate.linear import FC_INIT_STD
@@ -31,6 +41,22 @@ from usdrl_bench.skeleton import get_layout, to_stream
 
 #: said wherever a semi-supervised number is shown
 RECIPE_NOTE = "fine-tuning recipe of CMD (SGD 0.01, batch 64, 80 epochs, x0.1 at 50/70); the paper gives none"
+
+#: how a labelled subset is drawn
+SUBSET_MODES = ("random", "stratified")
+
+
+def random_subset(num_samples: int, ratio: float, seed: int) -> np.ndarray:
+    """CMD's subset (``random_select_data``): ``int(num_samples · ratio)`` indices (at least 1) drawn
+    without replacement with ``numpy.random.default_rng(seed)``, sorted.
+
+    Raises:
+        ValueError: ``ratio`` outside (0, 1].
+    """
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"subset ratio must lie in (0, 1], got {ratio}")
+    k = max(1, int(num_samples * ratio))
+    return np.sort(np.random.default_rng(seed).permutation(num_samples)[:k]).astype(np.int64)
 
 
 def stratified_subset(labels: np.ndarray, ratio: float, seed: int) -> np.ndarray:
@@ -52,46 +78,74 @@ def stratified_subset(labels: np.ndarray, ratio: float, seed: int) -> np.ndarray
     return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
-def subset_file(directory: Path, ratio: float, seed: int) -> Path:
-    return Path(directory) / f"ratio{ratio:g}-seed{seed}.npy"
+def subset_file(directory: Path, ratio: float, seed: int, mode: str = "stratified") -> Path:
+    prefix = "" if mode == "stratified" else f"{mode}-"
+    return Path(directory) / f"{prefix}ratio{ratio:g}-seed{seed}.npy"
 
 
-def load_or_make_subset(directory: Path | None, labels: np.ndarray, ratio: float, seed: int) -> np.ndarray:
-    """The saved subset of ``directory`` for (ratio, seed), made and saved on first use; without a
+def make_subset(labels: np.ndarray, ratio: float, seed: int, mode: str = "stratified") -> np.ndarray:
+    """:func:`stratified_subset` or :func:`random_subset` by ``mode``.
+
+    Raises:
+        ValueError: unknown mode, ``ratio`` outside (0, 1].
+    """
+    if mode == "stratified":
+        return stratified_subset(labels, ratio, seed)
+    if mode == "random":
+        return random_subset(len(labels), ratio, seed)
+    raise ValueError(f"subset must be one of {', '.join(SUBSET_MODES)}; got {mode!r}")
+
+
+def load_or_make_subset(directory: Path | None, labels: np.ndarray, ratio: float, seed: int,
+                        mode: str = "stratified") -> np.ndarray:
+    """The saved subset of ``directory`` for (mode, ratio, seed), made and saved on first use; without a
     directory, made afresh (the same indices: the draw is seeded).
 
     Raises:
         ValueError: a saved subset that does not fit ``labels`` (index out of range).
     """
     if directory is None:
-        return stratified_subset(labels, ratio, seed)
-    path = subset_file(directory, ratio, seed)
+        return make_subset(labels, ratio, seed, mode)
+    path = subset_file(directory, ratio, seed, mode)
     if path.exists():
         index = np.load(path)
         if len(index) and (index.min() < 0 or index.max() >= len(labels)):
             raise ValueError(f"{path}: indices do not fit a training split of {len(labels)} samples")
         return index
-    index = stratified_subset(labels, ratio, seed)
+    index = make_subset(labels, ratio, seed, mode)
     save_npy_atomic(path, index)
     return index
 
 
-def _batches(ctx: EvalContext, which: str, index: np.ndarray, device: torch.device, frames: int) -> torch.Tensor:
+def _batches(ctx: EvalContext, which: str, index: np.ndarray, device: torch.device, frames: int,
+             crop: float | tuple[float, float], keys: SampleKeys | None = None) -> torch.Tensor:
+    """Samples ``index`` (sorted) of a split as the encoder's input: a random crop of scale in ``crop``
+    (a pair, drawn from ``keys``) or the centred fraction ``crop`` (a number), resized to ``frames``."""
     arrays = ctx.train if which == "train" else ctx.test
-    order = np.sort(index)
-    x = torch.from_numpy(np.asarray(arrays.data[order], dtype=np.float32)).to(device)
-    nf = torch.from_numpy(np.minimum(arrays.num_frames[order], arrays.data.shape[2])).to(device)
-    x = resize_valid(x, nf, frames)
+    x = torch.from_numpy(np.asarray(arrays.data[index], dtype=np.float32)).to(device)
+    nf = torch.from_numpy(np.minimum(arrays.num_frames[index], arrays.data.shape[2])).to(device)
+    if isinstance(crop, (tuple, list)):
+        if keys is None:
+            raise ValueError("a random crop needs SampleKeys")
+        x = random_crop_resize(x, nf, frames, keys, min_scale=crop[0], max_scale=crop[1])
+    else:
+        x = centre_crop_resize(x, nf, float(crop), frames)
     return to_stream(x, ctx.stream, get_layout(arrays.layout)) if ctx.stream != "joint" else x
 
 
 def fine_tune(ctx: EvalContext, index: np.ndarray, *, epochs: int, batch_size: int, lr: float, momentum: float,
-              weight_decay: float, milestones: Sequence[int], gamma: float, eval_batch_size: int = 256) -> float:
+              weight_decay: float, milestones: Sequence[int], gamma: float, eval_batch_size: int = 256,
+              train_crop: Sequence[float] = (1.0, 1.0), test_crop: float = 1.0, seed: int | None = None) -> float:
     """Fine-tune a copy of ``ctx.encoder`` with a new ``fc`` (N(0, 0.01) init) on the training samples
-    ``index``; return the final test top-1 (%). The cached encoder is left untouched."""
+    ``index``; return the final test top-1 (%). The cached encoder is left untouched.
+
+    ``train_crop``: scale range of the random training crop (``[1, 1]``: the whole valid sequence);
+    ``test_crop``: centred fraction of each test sequence; ``seed``: of the order, crops, fc and DropPath
+    (default ``ctx.seed``)."""
+    seed = ctx.seed if seed is None else seed
     device = torch.device(ctx.device)
-    gen = torch.Generator().manual_seed(ctx.seed)
-    torch.manual_seed(ctx.seed)  # DropPath while fine-tuning
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # DropPath while fine-tuning
     encoder = copy.deepcopy(ctx.encoder).to(device)
     fc = nn.Linear(encoder.embed_dim, ctx.num_classes)
     with torch.no_grad():
@@ -104,12 +158,14 @@ def fine_tune(ctx: EvalContext, index: np.ndarray, *, epochs: int, batch_size: i
     labels = torch.as_tensor(ctx.labels("train"), dtype=torch.long)
     loss_fn = nn.CrossEntropyLoss()
     frames = encoder.num_frames
-    for _ in range(epochs):
+    whole = tuple(train_crop) == (1.0, 1.0)
+    for epoch in range(epochs):
         model.train()
         perm = index[torch.randperm(len(index), generator=gen).numpy()]
         for start in range(0, len(perm), batch_size):
             idx = np.sort(perm[start:start + batch_size])
-            x = _batches(ctx, "train", idx, device, frames)
+            keys = SampleKeys(seed, epoch, torch.from_numpy(idx))
+            x = _batches(ctx, "train", idx, device, frames, 1.0 if whole else tuple(train_crop), keys)
             loss = loss_fn(model(x), labels[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -121,17 +177,54 @@ def fine_tune(ctx: EvalContext, index: np.ndarray, *, epochs: int, batch_size: i
     with torch.no_grad():
         for start in range(0, len(test_y), eval_batch_size):
             idx = np.arange(start, min(start + eval_batch_size, len(test_y)))
-            pred = model(_batches(ctx, "test", idx, device, frames)).argmax(1).cpu().numpy()
+            pred = model(_batches(ctx, "test", idx, device, frames, test_crop)).argmax(1).cpu().numpy()
             correct += int((pred == test_y[idx]).sum())
     return 100.0 * correct / max(len(test_y), 1)
 
 
-@EVALUATIONS.register("semi", description="semi-supervised fine-tuning on class-stratified 1% / 10% subsets (Table 2)")
+def check_semi_options(*, ratios=(0.01, 0.1), subset_seed: int = 0, subset: str = "random", repeats: int = 5,
+                       train_crop=(0.5, 1.0), test_crop: float = 0.95, epochs: int = 80, batch_size: int = 64,
+                       lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, milestones=(50, 70),
+                       gamma: float = 0.1) -> None:
+    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if not isinstance(ratios, (list, tuple)) or not ratios or not all(number(r) and 0 < r <= 1 for r in ratios):
+        raise ValueError(f"ratios must be a non-empty list of fractions in (0, 1], got {ratios!r}")
+    if subset not in SUBSET_MODES:
+        raise ValueError(f"subset must be one of {', '.join(SUBSET_MODES)}, got {subset!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("repeats", repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if isinstance(subset_seed, bool) or not isinstance(subset_seed, int) or subset_seed < 0:
+        raise ValueError(f"subset_seed must be a whole number >= 0, got {subset_seed!r}")
+    for name, value in (("lr", lr), ("gamma", gamma)):
+        if not number(value) or not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+    for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
+        if not number(value) or value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if not isinstance(train_crop, (list, tuple)) or len(train_crop) != 2 or not all(number(c) for c in train_crop) \
+            or not 0 < train_crop[0] <= train_crop[1] <= 1:
+        raise ValueError(f"train_crop must be [min_scale, max_scale] with 0 < min <= max <= 1, got {train_crop!r}")
+    if not number(test_crop) or not 0 < test_crop <= 1:
+        raise ValueError(f"test_crop must be in (0, 1], got {test_crop!r}")
+    if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones):
+        raise ValueError(f"milestones must be epochs >= 1, got {list(milestones)}")
+
+
+@EVALUATIONS.register("semi", description="semi-supervised fine-tuning on 1% / 10% labelled subsets (Table 2; CMD's recipe)",
+                      check=check_semi_options)
 def semi_evaluation(
     ctx: EvalContext,
     *,
     ratios: list[float] | tuple[float, ...] = (0.01, 0.1),
     subset_seed: int = 0,
+    subset: str = "random",
+    repeats: int = 5,
+    train_crop: list[float] | tuple[float, float] = (0.5, 1.0),
+    test_crop: float = 0.95,
     epochs: int = 80,
     batch_size: int = 64,
     lr: float = 0.01,
@@ -141,13 +234,23 @@ def semi_evaluation(
     gamma: float = 0.1,
 ) -> list[Metric]:
     """Fine-tune on each labelled fraction in ``ratios``; metrics ``semi_top1_<p>pct`` (``semi_top1_1pct``,
-    ``semi_top1_10pct``). Subsets are drawn with ``subset_seed`` (not the cell's seed, so every method and
-    seed fine-tunes on the same samples) and saved in ``ctx.subset_dir``."""
+    ``semi_top1_10pct``): the mean test top-1 of ``repeats`` runs, run ``r`` on the subset drawn with seed
+    ``subset_seed + r`` (not the cell's seed, so every method and seed fine-tunes on the same samples;
+    saved in ``ctx.subset_dir``) and trained with seed ``ctx.seed + r``. Defaults: CMD's (module docstring)."""
     metrics = []
     for ratio in ratios:
-        index = load_or_make_subset(ctx.subset_dir, ctx.labels("train"), ratio, subset_seed)
-        top1 = fine_tune(ctx, index, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                         weight_decay=weight_decay, milestones=milestones, gamma=gamma)
-        metrics.append(Metric(f"semi_top1_{ratio * 100:g}pct", top1,
-                              note=f"{len(index)} labelled samples (class-stratified, seed {subset_seed}); {RECIPE_NOTE}"))
+        runs, sizes = [], []
+        for r in range(repeats):
+            index = load_or_make_subset(ctx.subset_dir, ctx.labels("train"), ratio, subset_seed + r, subset)
+            sizes.append(len(index))
+            runs.append(fine_tune(ctx, index, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                                  weight_decay=weight_decay, milestones=milestones, gamma=gamma,
+                                  train_crop=tuple(train_crop), test_crop=test_crop, seed=ctx.seed + r))
+        spread = f"; runs {', '.join(f'{v:.1f}' for v in runs)} (std {np.std(runs):.1f})" if repeats > 1 else ""
+        size = f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
+        metrics.append(Metric(
+            f"semi_top1_{ratio * 100:g}pct", float(np.mean(runs)),
+            note=f"mean of {repeats} run(s) on {subset} subsets of {size} labelled samples (subset seeds "
+                 f"{subset_seed}..{subset_seed + repeats - 1}){spread}; crops: train scale {list(train_crop)}, "
+                 f"test centre {test_crop}; {RECIPE_NOTE}"))
     return metrics

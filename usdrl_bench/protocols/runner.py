@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import contextlib
 import json
 import logging
@@ -37,69 +36,29 @@ from usdrl_bench.data.loading import load_dataset
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.encoders.checkpoint import load_encoder
 from usdrl_bench.evaluate.features import EvalContext
-from usdrl_bench.io import code_version, ensure_inside, git_revision, stable_hash, write_json_atomic
+from usdrl_bench.code_identity import module_code
+from usdrl_bench.io import ensure_inside, git_revision, stable_hash, write_json_atomic
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.protocols.spec import Cell, DatasetSpec
 from usdrl_bench.records import RECORDS_SUBDIR, read_records, write_records
 from usdrl_bench import distributed as dist_utils
-from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, ENCODER_FILE, pretrain, resolve_precision
+from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, ENCODER_FILE, epoch_batch_sizes, pretrain, resolve_precision
 
 log = logging.getLogger(__name__)
 
-#: code that determines a pretrained checkpoint, beyond the data (sub-packages and modules of usdrl_bench)
-PRETRAIN_CODE = ("encoders", "objectives", "train", "data/augment", "data/arrays", "skeleton")
-#: code that determines an evaluation result, beyond the checkpoint and the data
-EVAL_CODE = ("encoders", "evaluate", "data/augment", "data/arrays", "skeleton")
-
-
-#: modules that cannot change what a reader returns
-_INFRASTRUCTURE = frozenset({"usdrl_bench.registry", "usdrl_bench.io"})
+#: the module whose import closure is the training loop's code identity (views, streams, the step)
+TRAIN_MODULE = "usdrl_bench.train.pretrain"
 
 
 def eval_code(evaluation: str) -> str:
-    """Code identity of an evaluation's results: :data:`EVAL_CODE` plus the sub-packages its registry
-    entry names (``code=...``, e.g. the detection evaluation's ``detection``)."""
-    entry = registry.EVALUATIONS.entry(evaluation) if evaluation in registry.EVALUATIONS.names() else None
-    extra = tuple(entry.meta.get("code", ())) if entry is not None else ()
-    return code_version(*EVAL_CODE, *extra)
+    """Code identity of an evaluation's results: :func:`module_code` of the module that defines the
+    registered evaluation (its import closure: feature extraction, streams, the metric)."""
+    return module_code(registry.EVALUATIONS.get(evaluation).__module__)
 
 
-def module_closure(module: str) -> set[str]:
-    """``module`` and every ``usdrl_bench`` module it uses at module level (imported modules, functions,
-    classes), transitively."""
-    import sys
-    import types
-
-    seen: set[str] = set()
-    stack = [module]
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in sys.modules:
-            continue
-        seen.add(name)
-        for value in vars(sys.modules[name]).values():
-            used = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
-            if isinstance(used, str) and (used.startswith("usdrl_bench.") or used == module) and used not in seen \
-                    and used not in _INFRASTRUCTURE:
-                stack.append(used)
-    return seen
-
-
-@functools.lru_cache(maxsize=None)
-def module_code(module: str) -> str:
-    """Hash of the source of :func:`module_closure`: a reader's code identity, so that adding or changing
-    *another* reader does not invalidate checkpoints made from this one's data."""
-    import inspect
-    import sys
-
-    digest = []
-    for name in sorted(module_closure(module)):
-        try:
-            source = inspect.getsource(sys.modules[name])
-        except (OSError, TypeError):  # no source (frozen / compiled): identify it by name only
-            source = ""
-        digest.append([name, stable_hash(source)])
-    return stable_hash(digest, length=12)
+def component_code(registry_: registry.Registry, name: str) -> str:
+    """:func:`module_code` of the module that defines a registered component (built-in or plug-in)."""
+    return module_code(registry_.get(name).__module__)
 
 
 def progress_columns() -> tuple:
@@ -107,15 +66,6 @@ def progress_columns() -> tuple:
     bar, done/total, elapsed, time left."""
     return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TimeRemainingColumn())
-
-
-def plugin_code(component: Any) -> str | None:
-    """:func:`module_code` of a component registered from outside the package (a plug-in), else None (the
-    suite's own code is part of every key through :data:`PRETRAIN_CODE`)."""
-    module = getattr(component, "__module__", None) or ""
-    if not module or module == "usdrl_bench" or module.startswith("usdrl_bench."):
-        return None
-    return module_code(module)
 
 
 def dataset_identity(spec: DatasetSpec) -> dict[str, Any]:
@@ -197,18 +147,16 @@ class ProtocolRunner:
         train, _ = self.data(cell.dataset)
         encoder = self.build_encoder(cell, train)
         config = dataclasses.asdict(encoder.config)
+        # the code that computes the checkpoint: the encoder's, the objective's and the training loop's
+        # modules with what they import (plug-ins included), so an edit retrains exactly the rows it affects
+        code = {"encoder": component_code(registry.ENCODERS, cell.row.encoder)}
+        if cell.row.objective is not None:
+            code.update(objective=component_code(registry.OBJECTIVES, cell.row.objective),
+                        train=module_code(TRAIN_MODULE))
         key_parts: dict[str, Any] = {
             "encoder": cell.row.encoder, "encoder_config": config, "dataset": dataset_identity(cell.dataset),
-            "seed": cell.seed, "code": code_version(*PRETRAIN_CODE),
+            "seed": cell.seed, "code": code,
         }
-        # a plug-in's own source (and the suite modules it uses) identifies what it computes: editing it
-        # retrains its rows
-        plugins = {kind: plugin_code(reg.get(name)) for kind, reg, name in (
-            ("encoder", registry.ENCODERS, cell.row.encoder), ("objective", registry.OBJECTIVES, cell.row.objective))
-            if name is not None}
-        plugins = {k: v for k, v in plugins.items() if v is not None}
-        if plugins:
-            key_parts["plugin_code"] = plugins
         if cell.row.objective is None:
             key_parts["objective"] = "random-init"
         else:
@@ -219,14 +167,21 @@ class ProtocolRunner:
     def pretrain_identity(self, cell: Cell) -> dict[str, Any]:
         """The schedule as it determines the checkpoint: the precision resolved for this device (``auto``
         is bf16 on CUDA, fp32 on CPU), and, when BatchNorm statistics are per process
-        (``sync_batchnorm: false``), the number of processes. The world size is otherwise not part of it:
-        a data-parallel run trains the same model as one process (views keyed by sample, global-batch
-        statistics)."""
-        spec = cell.preset.pretrain
+        (``sync_batchnorm: false``) or when the epoch's last batch had to be cut to a multiple of it, the
+        number of processes. The world size is otherwise not part of it: a data-parallel run trains the
+        same model as one process (views keyed by sample, global-batch statistics)."""
+        spec = cell.pretrain
         identity = dataclasses.asdict(spec)
         identity["precision"] = resolve_precision(spec.precision, self.device)
-        if not spec.sync_batchnorm and dist_utils.world_size() > 1:
-            identity["batchnorm_processes"] = dist_utils.world_size()
+        world = dist_utils.world_size()
+        if not spec.sync_batchnorm and world > 1:
+            identity["batchnorm_processes"] = world
+        if world > 1:  # a last batch cut to a multiple of the process count is another model
+            n = len(self.data(cell.dataset)[0])
+            batch = min(spec.batch_size, n)
+            if batch % world == 0 and epoch_batch_sizes(n, batch, 1, spec.drop_last) != epoch_batch_sizes(
+                    n, batch, world, spec.drop_last):
+                identity["last_batch_processes"] = world
         return identity
 
     # -- work -------------------------------------------------------------------------------------
@@ -336,7 +291,7 @@ class ProtocolRunner:
             dist_utils.barrier()
             return encoder.eval(), 0.0
         objective = create_objective(cell.row.objective, encoder, **cell.objective_options)
-        spec = cell.preset.pretrain
+        spec = cell.pretrain
         label = f"pretrain {cell.row.label} (seed {cell.seed})"
         task = progress.add_task(label, total=None) if progress is not None and main else None
 
@@ -435,11 +390,14 @@ class ProtocolRunner:
                                 "an ensemble fuses linear-evaluation scores: the preset needs a 'linear' evaluation")
         options = cell.evaluations["linear"]
         key = stable_hash({"members": [m.checkpoint_hash for m in members], "weights": list(spec.weights),
-                           "options": options, "dataset": dataset_identity(cell.dataset), "code": code_version(*EVAL_CODE)})
+                           "options": options, "dataset": dataset_identity(cell.dataset), "code": eval_code("linear"),
+                           "fusion_code": module_code("usdrl_bench.evaluate.ensemble")})
         plan = CellPlan(cell=cell, encoder_config={}, checkpoint_hash=f"ensemble-{key}")
         path = self.record_path(plan, "linear", options)
         if not path.exists():
-            scores = []
+            from usdrl_bench.evaluate.linear import BEST_PROBS_FILE
+
+            scores, best_scores = [], []
             for m in members:
                 member_record = self.record_path(m, "linear", m.cell.evaluations["linear"])
                 rows = read_records(member_record)
@@ -449,24 +407,36 @@ class ProtocolRunner:
                                         f"no linear test scores for member row {m.cell.row.id!r}: delete "
                                         f"{member_record} and run again to re-evaluate it")
                 scores.append(np.load(self.results_dir / artifact))
+                best = (self.results_dir / artifact).with_name(BEST_PROBS_FILE)
+                best_scores.append(np.load(best) if best.exists() else None)
             _, test = self.data(cell.dataset)
             t0 = time.perf_counter()
-            value = ensemble_top1(scores, test.labels, spec.weights or None)
             weights = list(spec.weights) or [1.0] * len(members)
             note = f"{FUSION_NOTE}; rows {', '.join(m.cell.row.id for m in members)}, weights {weights}"
-            row = self._row(plan, "linear", options, Metric("linear_top1", value, note=note),
-                            time.perf_counter() - t0, 0.0)
-            row.update(encoder="+".join(dict.fromkeys(m.cell.row.encoder or "" for m in members)),
-                       objective="+".join(dict.fromkeys(m.cell.row.objective or "none" for m in members)),
-                       stream="+".join(m.cell.dataset.stream for m in members), checkpoint_hash=None)
-            write_records(path, [row])
+            metrics = [Metric("linear_top1", ensemble_top1(scores, test.labels, spec.weights or None),
+                              note=f"final-epoch classifiers; {note}")]
+            if all(b is not None for b in best_scores):
+                metrics.insert(0, Metric("linear_top1_best_of_evals", ensemble_top1(best_scores, test.labels,
+                                                                                     spec.weights or None),
+                                         note=f"each stream's classifier at its best evaluation (official "
+                                              f"selection); {note}"))
+            wall = time.perf_counter() - t0
+            out = []
+            for metric in metrics:
+                row = self._row(plan, "linear", options, metric, wall, 0.0)
+                row.update(encoder="+".join(dict.fromkeys(m.cell.row.encoder or "" for m in members)),
+                           objective="+".join(dict.fromkeys(m.cell.row.objective or "none" for m in members)),
+                           stream="+".join(m.cell.dataset.stream for m in members), checkpoint_hash=None)
+                out.append(row)
+            write_records(path, out)
         return read_records(path)
 
     def _evaluate(self, plan: CellPlan, encoder: torch.nn.Module, evaluations: dict[str, dict[str, Any]],
                   pretrain_s: float, progress: Progress) -> None:
         cell = plan.cell
         train, test = self.data(cell.dataset)
-        data_hash = stable_hash(dataset_identity(cell.dataset))
+        # features depend on the checkpoint, the data and the extraction code
+        data_hash = stable_hash([dataset_identity(cell.dataset), module_code("usdrl_bench.evaluate.features")])
         task = progress.add_task(f"features {cell.row.label}", total=len(train) + len(test))
         done_train = [0]
 

@@ -60,6 +60,9 @@ def convert(tp: Any, value: Any, file: str, path: tuple[str, ...]) -> Any:
                 errors.append(exc)
         if len(errors) == 1:
             raise errors[0]
+        deeper = [e for e in errors if len(e.key) > len(_join(path))]
+        if deeper and len({str(e) for e in deeper}) == 1:  # list[X] | tuple[X]: the same bad item, said once
+            raise deeper[0]
         raise ProtocolError(file, _join(path), f"expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):

@@ -56,6 +56,9 @@ class DatasetSpec:
             stand-in names the setting it stands in for; the report says it is a stand-in.
         evaluations: per-evaluation option overrides for this dataset (e.g. the linear learning rate
             per dataset of FACTS §6), merged over the preset's ``evaluations``.
+        pretrain: pretraining schedule overrides for this dataset (:class:`PretrainSpec` keys), merged
+            over the preset's ``pretrain`` (the official PKU-MMD II schedule: batch 512, 1201 epochs, lr
+            x0.1 at 801; FACTS §7).
     """
 
     name: str
@@ -66,6 +69,7 @@ class DatasetSpec:
     id: str | None = None
     paper_setting: str | None = None
     evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pretrain: dict[str, Any] = field(default_factory=dict)
 
     def resolved_path(self) -> Path | None:
         if self.path is None:
@@ -103,6 +107,8 @@ class PretrainSpec:
         sync_batchnorm: BatchNorm statistics over the global batch in data-parallel runs (True); False
             keeps them per process, as the official DataParallel training did per GPU.
         views: the view options (:class:`usdrl_bench.data.augment.ViewConfig`'s fields but ``out_frames``).
+        drop_last: leave out the last, smaller batch of each epoch (False: kept, as the official loader
+            does; see :func:`usdrl_bench.train.pretrain.epoch_batch_sizes`).
     """
 
     epochs: int
@@ -115,6 +121,7 @@ class PretrainSpec:
     compile: bool = False
     sync_batchnorm: bool = True
     views: dict[str, Any] = field(default_factory=dict)  # keyword options of augment.make_views
+    drop_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,6 +219,14 @@ class Cell:
         if self.row.objective is None:
             return {}
         return {**self.preset.objective_options.get(self.row.objective, {}), **self.row.objective_options}
+
+    @property
+    def pretrain(self) -> PretrainSpec:
+        """The preset's pretraining schedule with this dataset's overrides (``datasets[i].pretrain``)."""
+        if not self.dataset.pretrain:
+            return self.preset.pretrain
+        merged = {**dataclasses.asdict(self.preset.pretrain), **self.dataset.pretrain}
+        return from_data(PretrainSpec, merged, self.protocol.file, ("dataset", "pretrain"))
 
     @property
     def evaluations(self) -> dict[str, dict[str, Any]]:
@@ -427,6 +442,8 @@ def _check_names(protocol: Protocol) -> None:
                 raise ProtocolError(file, f"{key}.id", f"duplicate dataset column {ds.column!r}; give each an 'id'")
             columns.add(ds.column)
             _check_evaluation_overrides(preset, ds.evaluations, file, f"{key}.evaluations")
+            if ds.pretrain:  # the merged schedule is checked like the preset's own
+                from_data(PretrainSpec, {**dataclasses.asdict(preset.pretrain), **ds.pretrain}, file, (key, "pretrain"))
         for oname, options in preset.objective_options.items():
             _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
             _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
@@ -445,11 +462,13 @@ def _check_names(protocol: Protocol) -> None:
             check = registry.EVALUATIONS.entry(ename).meta.get("check")
             if check is not None:  # value ranges, with each dataset's overrides merged in
                 for ds in preset.all_datasets or (None,):
-                    merged = {**(options or {}), **(ds.evaluations.get(ename, {}) if ds is not None else {})}
-                    try:
-                        check(**merged)
-                    except (ValueError, TypeError) as exc:
-                        raise ProtocolError(file, f"{where}.evaluations.{ename}", str(exc)) from None
+                    for per_encoder in ({}, *preset.encoder_evaluations.values()):  # and each encoder's overrides
+                        merged = {**(options or {}), **(ds.evaluations.get(ename, {}) if ds is not None else {}),
+                                  **per_encoder.get(ename, {})}
+                        try:
+                            check(**merged)
+                        except (ValueError, TypeError) as exc:
+                            raise ProtocolError(file, f"{where}.evaluations.{ename}", str(exc)) from None
         if not preset.seeds:
             raise ProtocolError(file, f"{where}.seeds", "at least one seed is needed")
         for encoder, overrides in preset.encoder_evaluations.items():

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 #: history keys that are not loss terms
 _NOT_LOSS = ("epoch", "lr", "accuracy")
 #: metrics drawn as bars (accuracies in %)
-ACCURACIES = ("linear_top1", "knn1_top1", "semi_top1_1pct", "semi_top1_10pct")
+ACCURACIES = ("linear_top1_best_of_evals", "knn1_top1", "semi_top1_1pct", "semi_top1_10pct")
 #: formats every figure is written in
 FORMATS = ("png", "pdf")
 

@@ -385,8 +385,8 @@ def pretrain(
     if batch_size % world:
         raise ValueError(f"the global batch of {batch_size} samples does not split evenly across {world} processes; "
                          f"choose a batch size divisible by {world} (e.g. {batch_size - batch_size % world})")
-    local_batch = batch_size // world
-    steps_per_epoch = max(1, n // batch_size)  # drop_last
+    batch_sizes = epoch_batch_sizes(n, batch_size, world, spec.drop_last)
+    steps_per_epoch = len(batch_sizes)
     layout = get_layout(train.layout)
     check_num_frames(torch.as_tensor(np.asarray(train.num_frames)), train.data.shape[2], f"pretraining data {train.source}")
     if main:
@@ -423,8 +423,9 @@ def pretrain(
         for epoch in range(first_epoch, spec.epochs):
             step_fn.train()
             perm = torch.randperm(n, generator=order_gen).numpy()
-            shards = [np.sort(perm[s * batch_size:(s + 1) * batch_size])[rank * local_batch:(rank + 1) * local_batch]
-                      for s in range(steps_per_epoch)]
+            starts = np.cumsum([0, *batch_sizes])
+            shards = [np.sort(perm[a:a + size])[rank * (size // world):(rank + 1) * (size // world)]
+                      for a, size in zip(starts, batch_sizes)]
             lr = step_fn.optimizer.param_groups[0]["lr"]
             pending: list[tuple[int, Tensor, dict[str, Tensor]]] = []
             epoch_rows: list[dict[str, float]] = []
@@ -438,7 +439,7 @@ def pretrain(
                 if len(pending) >= log_every or step == steps_per_epoch - 1:
                     rows = _read_pending(pending, device)  # the one host synchronisation
                     now = time.perf_counter()
-                    rate = len(pending) * batch_size / max(now - t_flush, 1e-9)
+                    rate = sum(batch_sizes[s] for s, _, _ in pending) / max(now - t_flush, 1e-9)
                     t_flush = now
                     for s, values in rows:
                         if not math.isfinite(values["loss"]):
@@ -486,6 +487,28 @@ def pretrain(
         wall_time_s=time.perf_counter() - start_time,
         resumed_from_epoch=first_epoch,
     )
+
+
+def epoch_batch_sizes(n: int, batch_size: int, world: int = 1, drop_last: bool = False) -> list[int]:
+    """Global batch sizes of one epoch over ``n`` samples: full batches of ``batch_size``, then the rest
+    as a last, smaller batch, as the official loader does (``DataLoader`` without ``drop_last``).
+
+    The last batch is left out when ``drop_last``, or when fewer than 2 samples (or fewer than 2 per
+    process) remain: batch statistics (BatchNorm, MG-FD's variances) need 2. In a data-parallel run it is
+    cut to a multiple of the process count (at most ``world - 1`` samples of the epoch left out), so
+    every process holds an equal slice.
+
+    Raises:
+        ValueError: ``batch_size`` not divisible by ``world``.
+    """
+    if batch_size % world:
+        raise ValueError(f"the global batch of {batch_size} samples does not split evenly across {world} processes")
+    full, rest = divmod(n, batch_size)
+    sizes = [batch_size] * full
+    rest -= rest % world
+    if not drop_last and rest >= 2 * world:
+        sizes.append(rest)
+    return sizes
 
 
 def _read_pending(pending: list[tuple[int, Tensor, dict[str, Any]]], device: torch.device) -> list[tuple[int, dict[str, float]]]:
