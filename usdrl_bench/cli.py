@@ -132,6 +132,19 @@ example:
 """
 
 
+SCORE_SEGMENTATION_HELP = """\
+Score frame-wise action segmentation with the metrics of DeST (libs/metric.py): frame accuracy (Acc,
+background frames included, pooled over videos), the segmental Edit score (Levenshtein distance between
+segment-label sequences, background segments left out, averaged over videos) and F1@{10,25,50} (segments
+matched by IoU, counts summed over videos). Each folder holds <video>.txt, one integer label per frame, a
+line each, 0 = background; every ground-truth video needs a prediction file of the same length.
+
+example:
+  usdrl-bench score-segmentation --gt gt/ --pred pred/
+  usdrl-bench score-segmentation --gt results/records/.../segmentation/truth --pred results/records/.../segmentation/pred
+"""
+
+
 BENCH_HELP = """\
 Time pretraining steps (the same step the training loop runs) for several configurations side by side in one
 process, rounds interleaved, medians reported: samples/s, milliseconds per step split into input, views,
@@ -252,6 +265,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--theta", type=float, default=0.5, help="overlap threshold (default 0.5)")
     p.add_argument("--num-actions", type=int, default=51, help="classes 1..N in mAP over actions (PKU-MMD I: 51)")
 
+    p = sub.add_parser("score-segmentation", help="score frame-label files with DeST's Acc, Edit and F1@k",
+                       description=SCORE_SEGMENTATION_HELP, formatter_class=fmt)
+    p.add_argument("--gt", type=Path, required=True, help="folder of ground-truth files <video>.txt")
+    p.add_argument("--pred", type=Path, required=True, help="folder of prediction files <video>.txt")
+    p.add_argument("--background", type=int, default=0, help="the background label (default 0)")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.25, 0.5],
+                   help="IoU thresholds of the F1 scores (default 0.1 0.25 0.5)")
+
     p = sub.add_parser("embed", help="encode skeletons with a pretrained encoder", description=EMBED_HELP, formatter_class=fmt)
     p.add_argument("--checkpoint", type=Path, required=True, help="official (.pth.tar) or suite (.pt) checkpoint")
     p.add_argument("--data", type=Path, required=True, help="(N, C, T, V, M) float32 .npy")
@@ -280,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DATA_ROOT_ENV] = str(args.data_root)  # named datasets resolve under it
     try:
         commands = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "validate": cmd_validate, "embed": cmd_embed,
-                    "data": cmd_data, "score-detection": cmd_score_detection, "bench": cmd_bench}
+                    "data": cmd_data, "score-detection": cmd_score_detection, "score-segmentation": cmd_score_segmentation,
+                    "bench": cmd_bench}
         return commands[args.command](args)
     except (ProtocolError, FileNotFoundError, KeyError, ValueError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -540,6 +562,31 @@ def cmd_score_detection(args: argparse.Namespace) -> int:
         console.print(f"{len(without)} ground-truth files have no proposal file and are not scored "
                       f"(as the official script, which lists the proposal folder): {', '.join(without[:5])}"
                       + (" ..." if len(without) > 5 else ""))
+    return 0
+
+
+def cmd_score_segmentation(args: argparse.Namespace) -> int:
+    from usdrl_bench.segmentation.files import read_label_folder
+    from usdrl_bench.segmentation.metric import score_segmentation
+
+    bad = [k for k in args.thresholds if not 0 < k <= 1]
+    if bad:
+        raise ValueError(f"--thresholds must lie in (0, 1], got {bad}")
+    truths, preds = read_label_folder(args.gt), read_label_folder(args.pred)
+    extra = sorted(set(preds) - set(truths))
+    if extra:
+        raise ValueError(f"{len(extra)} prediction file(s) in {args.pred} have no ground truth in {args.gt}: "
+                         f"{', '.join(extra[:5])}" + (" ..." if len(extra) > 5 else ""))
+    scores = score_segmentation(preds, truths, thresholds=args.thresholds, background=args.background)
+    table = RichTable(title=f"{scores.num_videos} videos, {scores.num_frames} frames; background = {args.background}",
+                      title_justify="left")
+    table.add_column("metric")
+    table.add_column("value (%)", justify="right")
+    table.add_row("Acc", f"{scores.acc:.2f}")
+    table.add_row("Edit", f"{scores.edit:.2f}")
+    for k, v in scores.f1.items():
+        table.add_row(f"F1@{100 * k:g}", f"{v:.2f}")
+    out.print(table)
     return 0
 
 
