@@ -14,7 +14,7 @@ phase-1 ids); name ``<video>.txt_<k>`` (k-th instance of the video). Written as 
 ``OUT/xview/``) in the AGCN layout by :class:`~usdrl_bench.data.prepare.Preparation`. ``num_frame``
 holds the clip length clamped to 300 (PCM3 stores the untruncated length; its feeders clamp it).
 
-**Untrimmed videos for detection** (phase 1): ``OUT/untrimmed/<train|val>/<video>.npy``, the whole
+**Untrimmed videos for detection (phase 1) and segmentation (phase 2)**: ``OUT/untrimmed/<train|val>/<video>.npy``, the whole
 video as ``(3, T, 25, 2)`` float32 in the file's camera coordinates (not normalised, as the detection
 code reads them), and ``<video>_label.npy``, ``(T,)`` int64 per-frame labels, 0 = background, 1-51 =
 the action (a later instance wins where two overlap).
@@ -271,13 +271,14 @@ def prepare_pku(dataset: str, raw: str | Path, out: str | Path, *, workers: int 
     summary = prep.run(workers=workers, progress=progress, on_chunk=on_chunk)
     summary.skipped[:0] = skipped
     summary.excluded = []
-    if dataset == "pku1":
-        _prepare_untrimmed(summary, skel_dir, instances_of, part_of, workers)
+    _prepare_untrimmed(summary, skel_dir, instances_of, part_of, workers)  # detection (I), segmentation (II)
     return summary
 
 
 def _prepare_untrimmed(summary: PrepareSummary, skel_dir: Path, instances_of: dict, part_of: dict, workers: int) -> None:
-    """Phase 1: whole videos and per-frame labels for detection, per cross-subject part."""
+    """Whole videos and per-frame labels, per cross-subject part: detection (phase 1) and segmentation
+    (phase 2, DeST's PKU-subject split: the 775 training videos, of which DeST holds 77 out for model
+    selection, and the 234 test videos)."""
     jobs = []
     for video, instances in instances_of.items():
         part = next(p for p in part_of[video] if p.startswith("xsub/")).split("/")[1]

@@ -1,4 +1,4 @@
-"""Untrimmed skeleton videos with per-frame labels: the embedded synthetic ones and PKU-MMD I.
+"""Untrimmed skeleton videos with per-frame labels: the embedded synthetic ones and PKU-MMD I and II.
 
 A video is ``(3, T, 25, 2)`` float32 joints with ``(T,)`` int64 frame labels, 0 = background and
 1..K = the action classes (PKU-MMD I: K = 51, 52 classes with the background).
@@ -7,9 +7,10 @@ A video is ``(3, T, 25, 2)`` float32 joints with ``(T,)`` int64 frame labels, 0 
   strung together, separated and framed by background stretches in which the person stands nearly
   still (a small sway), seeded; train and test videos come from disjoint subjects (the odd and even
   ids, as ``xsub``).
-* :func:`load_pku1_videos`: PKU-MMD I, either prepared by ``usdrl-bench data prepare pku1`` (its
-  ``untrimmed/{train,val}`` folders) or read straight from the release (``skeleton/``, ``label/``,
-  ``split/cross-subject.txt``).
+* :func:`load_pku_videos`: PKU-MMD I (detection) or II (segmentation), either prepared by ``usdrl-bench
+  data prepare pku1|pku2`` (its ``untrimmed/{train,val}`` folders: the cross-subject parts) or read
+  straight from the release (``skeleton/``, ``label/``, ``split/``). Both use the phase-1 class ids
+  (52 classes with the background; phase II uses 41 of them, FACTS §4).
 
 Every video is normalised once as a whole the way the recognition data are (``pre_normalization``
 without padding: per-frame centring on the spine joint, the first frame's shoulders along +x), so the
@@ -121,13 +122,15 @@ def generate_untrimmed(
     return VideoSet(train, test, num_classes + 1, ["background", *CLASS_NAMES[:num_classes]], f"synthetic_untrimmed(seed={seed})")
 
 
-def load_pku1_videos(path: str | Path, *, split: str = "xsub") -> VideoSet:
-    """PKU-MMD I untrimmed videos (52 classes with the background) from a prepared folder or the release.
+def load_pku_videos(path: str | Path, *, dataset: str = "pku1", split: str = "xsub") -> VideoSet:
+    """PKU-MMD I (``pku1``) or II (``pku2``) untrimmed videos (52 classes with the background) from a prepared
+    folder or the release.
 
     Args:
-        path: a folder holding ``untrimmed/{train,val}/<video>.npy`` (``data prepare pku1`` output), or the
-            release (``skeleton/``, ``label/``, ``split/``).
-        split: ``xsub`` (the only split the paper reports).
+        path: a folder holding ``untrimmed/{train,val}/<video>.npy`` (``data prepare pku1|pku2`` output), or
+            the release (``skeleton/``, ``label/``, ``split/``).
+        dataset: ``pku1`` or ``pku2`` (the split-list names and the name in messages).
+        split: ``xsub`` (the prepared folders hold its parts; the release may also give ``xview``).
 
     Raises:
         FileNotFoundError: neither layout is found, or no video of a part is there.
@@ -135,6 +138,7 @@ def load_pku1_videos(path: str | Path, *, split: str = "xsub") -> VideoSet:
     from usdrl_bench.data.pku import (SPLIT_FILES, find_split_file, find_subdir, frame_labels, read_pku_labels,
                                       read_pku_skeleton, read_split_file)
 
+    phase = {"pku1": "I", "pku2": "II"}[dataset]
     path = Path(path)
     names = ["background"] + [f"action {i}" for i in range(1, 52)]
     prepared = path / "untrimmed"
@@ -149,7 +153,7 @@ def load_pku1_videos(path: str | Path, *, split: str = "xsub") -> VideoSet:
                 parts[part].append(Video(f.stem, normalise_video(joints, align_z=True), labels))
     elif (path / "skeleton").is_dir() or (path / "Skeleton").is_dir():
         skel, lab, split_dir = (find_subdir(path, n) for n in ("skeleton", "label", "split"))
-        split_file = find_split_file(split_dir, SPLIT_FILES["pku1"][split])
+        split_file = find_split_file(split_dir, SPLIT_FILES[dataset][split])
         if split_file is None:
             raise FileNotFoundError(f"no {split} split list in {split_dir}")
         for part, videos in zip(parts, read_split_file(split_file)):
@@ -165,28 +169,33 @@ def load_pku1_videos(path: str | Path, *, split: str = "xsub") -> VideoSet:
                 parts[part].append(Video(v, normalise_video(joints, align_z=True), labels, truth))
     else:
         raise FileNotFoundError(
-            f"no PKU-MMD I videos in {path}: expected untrimmed/{{train,val}}/ (usdrl-bench data prepare pku1) or the "
-            "release's skeleton/, label/, split/ folders")
+            f"no PKU-MMD {phase} videos in {path}: expected untrimmed/{{train,val}}/ (usdrl-bench data prepare "
+            f"{dataset}) or the release's skeleton/, label/, split/ folders")
     for part, videos in parts.items():
         if not videos:
-            raise FileNotFoundError(f"no {part} video of PKU-MMD I in {path}")
+            raise FileNotFoundError(f"no {part} video of PKU-MMD {phase} in {path}")
     return VideoSet(parts["train"], parts["val"], 52, names, str(path))
 
 
+def load_pku1_videos(path: str | Path, *, split: str = "xsub") -> VideoSet:
+    """:func:`load_pku_videos` of PKU-MMD I."""
+    return load_pku_videos(path, dataset="pku1", split=split)
+
+
 def load_videos(name: str, path: str | None = None, **options) -> VideoSet:
-    """A detection dataset by name: ``synthetic_untrimmed`` (options of :func:`generate_untrimmed`) or
-    ``pku1`` (``path``: see :func:`load_pku1_videos`; default ``PKU-MMD-v1-AGCN`` under the data root).
+    """Untrimmed videos by name: ``synthetic_untrimmed`` (options of :func:`generate_untrimmed`), ``pku1`` or
+    ``pku2`` (``path``: see :func:`load_pku_videos`; default the prepared folder under the data root).
 
     Raises:
         KeyError: unknown name.
     """
     if name == "synthetic_untrimmed":
         return generate_untrimmed(**options)
-    if name == "pku1":
+    if name in ("pku1", "pku2"):
         if path is None:
             from usdrl_bench.data.named import PREPARE_FOLDERS, resolve_data_root
 
-            path = str(resolve_data_root(options.pop("data_root", None)) / PREPARE_FOLDERS["pku1"])
-        return load_pku1_videos(os.path.expandvars(os.path.expanduser(path)), **options)
-    raise KeyError(f"unknown detection dataset {name!r}; available: synthetic_untrimmed, pku1")
+            path = str(resolve_data_root(options.pop("data_root", None)) / PREPARE_FOLDERS[name])
+        return load_pku_videos(os.path.expandvars(os.path.expanduser(path)), dataset=name, **options)
+    raise KeyError(f"unknown untrimmed-video dataset {name!r}; available: synthetic_untrimmed, pku1, pku2")
 

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 #: history keys that are not loss terms
 _NOT_LOSS = ("epoch", "lr", "accuracy")
 #: metrics drawn as bars (accuracies in %)
-ACCURACIES = ("linear_top1_best_of_evals", "knn1_top1", "semi_top1_1pct", "semi_top1_10pct")
+ACCURACIES = ("linear_top1_best_of_evals", "knn1_top1", "semi_top1_1pct", "semi_top1_10pct", "seg_acc", "seg_edit",
+              "seg_f1@10", "seg_f1@25", "seg_f1@50")
 #: formats every figure is written in
 FORMATS = ("png", "pdf")
 
@@ -275,6 +276,66 @@ def plot_detection_timelines(table: "Table", records: pd.DataFrame, results_dir:
         if not rows:
             continue
         fig, _ = detection_timeline(rows, f"{table.title} — {column}, preset {table.preset}, seed {seed}")
+        paths += save_figure(fig, stem if k == 0 else stem.with_name(f"{stem.name}__{column}"))
+    return paths
+
+
+def segmentation_timeline(truth: np.ndarray, rows: list[dict], class_names: list[str], title: str = ""):
+    """For one test video: the ground-truth frame labels, then each model row's predicted frame labels, as
+    coloured strips over time (background white, one colour per class), with each row's frame accuracy.
+
+    Args:
+        truth: ``(T,)`` ground-truth labels (0 = background).
+        rows: ``{"label", "pred" (T,)}`` per model row.
+        class_names: names by label.
+    Returns:
+        ``(fig, ax)``.
+    """
+    strips = [("ground truth", np.asarray(truth))] + [
+        (f"{r['label']} (frames {100 * np.mean(np.asarray(r['pred']) == truth):.0f} % right)", np.asarray(r["pred"]))
+        for r in rows]
+    classes = sorted({int(c) for _, y in strips for c in np.unique(y)} - {0})
+    palette = sns.color_palette("tab20" if len(classes) > 10 else "tab10", max(len(classes), 1))
+    colours = {0: (1.0, 1.0, 1.0), **{c: palette[i] for i, c in enumerate(classes)}}
+    fig, ax = plt.subplots(figsize=(11, 0.55 * len(strips) + 1.6))
+    for i, (_, y) in enumerate(strips):
+        change = np.flatnonzero(np.diff(y)) + 1
+        for start, end in zip(np.concatenate([[0], change]), np.concatenate([change, [len(y)]])):
+            ax.barh(len(strips) - 1 - i, end - start, left=start, height=0.8, color=colours[int(y[start])],
+                    edgecolor="black" if y[start] else "none", linewidth=0.3)
+    ax.set_yticks(range(len(strips)), [name for name, _ in strips][::-1], fontsize="small")
+    ax.set_xlim(0, len(truth))
+    ax.set_xlabel("frame")
+    handles = [matplotlib.patches.Patch(facecolor=colours[c], edgecolor="black", linewidth=0.3) for c in classes]
+    fig.legend(handles, [f"{c} {class_names[c] if c < len(class_names) else ''}" for c in classes],
+               loc="lower center", ncol=min(max(len(classes), 1), 6), fontsize="x-small", frameon=False)
+    ax.set_title(title or "segmentation timeline", fontsize="medium")
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * (len(classes) // 6), 1, 1))
+    return fig, ax
+
+
+def plot_segmentation_timelines(table: "Table", records: pd.DataFrame, results_dir: Path, stem: Path) -> list[Path]:
+    """Write :func:`segmentation_timeline` for the first test video of every dataset column whose records
+    point at segmentation outputs (the ``segmentation`` evaluation), lowest seed; ``[]`` when none."""
+    seg = records[(records.evaluation == "segmentation") & records.artifact.notna()]
+    paths: list[Path] = []
+    for k, column in enumerate(c for c in table.columns["column"] if c in set(seg["column"])):
+        sub = seg[seg.column == column]
+        seed = sub["seed"].min()
+        rows, truth, names, video = [], None, [], ""
+        for row in table.rows:
+            hit = sub[(sub.row_id == row) & (sub.seed == seed)]
+            folder = Path(results_dir) / hit["artifact"].iloc[-1] if not hit.empty else None
+            if folder is None or not (folder / "frames.npz").exists():
+                continue
+            with np.load(folder / "frames.npz", allow_pickle=False) as z:
+                video, truth = str(z["names"][0]), z["labels_0"]
+                names = [str(c) for c in z["class_names"]]
+                rows.append({"label": f"{row} {hit['row_label'].iloc[-1]}", "pred": z["pred_0"]})
+        if not rows or truth is None:
+            continue
+        fig, _ = segmentation_timeline(truth, rows, names, f"{table.title}\n{column}, test video {video}, preset "
+                                                            f"{table.preset}, seed {seed}")
         paths += save_figure(fig, stem if k == 0 else stem.with_name(f"{stem.name}__{column}"))
     return paths
 

@@ -42,6 +42,11 @@ METRIC_TITLES: dict[str, str] = {
     "voc_map_action@0.5": "VOC-style mAP over actions, IoU 0.5 (not the official metric)",
     "ap_2d": "2D-AP (official AP averaged over θ = 0.05 ... 1)",
     "frame_top1": "frame-wise top-1, background included",
+    "seg_acc": "segmentation Acc (frames, background included)",
+    "seg_edit": "segmentation Edit (DeST)",
+    "seg_f1@10": "segmentation F1@10 (DeST)",
+    "seg_f1@25": "segmentation F1@25 (DeST)",
+    "seg_f1@50": "segmentation F1@50 (DeST)",
 }
 
 #: record metric -> the paper's metric it is compared with. The paper's linear numbers are the official
@@ -51,7 +56,8 @@ PAPER_METRIC: dict[str, str | None] = {"linear_top1_best_of_evals": "linear_top1
 
 #: metrics in percent (the others are shown with three decimals)
 PERCENT_METRICS = ("linear_top1", "knn1_top1", "linear_top1_best_of_evals", "semi_top1_1pct", "semi_top1_10pct",
-                   "map_action@0.5", "map_video@0.5", "voc_map_action@0.5", "ap_2d", "frame_top1")
+                   "map_action@0.5", "map_video@0.5", "voc_map_action@0.5", "ap_2d", "frame_top1", "seg_acc",
+                   "seg_edit", "seg_f1@10", "seg_f1@25", "seg_f1@50")
 
 #: titles of the paper's tables and figures, by the protocols' ``paper_table``
 PAPER_TITLES: dict[str, str] = {
@@ -60,6 +66,10 @@ PAPER_TITLES: dict[str, str] = {
     "2": "Table 2: semi-supervised fine-tuning (fine-tuning recipe of CMD; the paper gives none)",
     "3": "Table 3: kNN-1 action retrieval",
     "4": "Table 4: action detection on PKU-MMD I",
+    "J-seg": "Journal extension: action segmentation on PKU-MMD II (DeST's metrics)",
+    "J-early": "Journal extension: early action prediction (accuracy against the observed ratio)",
+    "J-1": "Journal extension: linear evaluation, multi-modal (J+M+B) single model",
+    "J-transfer": "Journal extension: transfer (NTU-60 pretrained, evaluated on other data)",
     "fig4_alpha": "Figure 4: the DSTE layer mix α",
     "fig5_embedding": "Figure 5: t-SNE / UMAP of instance features",
 }
@@ -103,7 +113,8 @@ def paper_value(paper_table_name: str | None, paper_row: float | None, paper_key
     """The paper's number for one cell, NaN when the paper has none.
 
     Args:
-        paper_table_name: ``table5_ablation`` or a Table number of ``paper_tables.csv`` ("1" ... "4").
+        paper_table_name: ``table5_ablation`` or a table id of ``paper_tables.csv`` ("1" ... "4" for the AAAI
+            paper, "J-..." for the journal extension's numbers, FACTS-foundation §6).
         paper_row: Table 5 row.
         paper_key: JSON of the row's selector over ``paper_tables.csv`` columns (``{"method": "USDRL",
             "encoder": "DSTE", "modality": "J"}``).
@@ -348,8 +359,8 @@ def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str |
     """Write every table (``.md``, ``.csv``, ``.tex``), its figures (``.png`` and ``.pdf``), the loss
     curves of its pretrained cells (when ``results_dir`` holds their histories) and an index
     ``README.md`` to ``out_dir``. Returns the paths written."""
-    from usdrl_bench.report.plots import (plot_detection_timelines, plot_embeddings, plot_loss_curves, plot_sweep,
-                                         plot_table)
+    from usdrl_bench.report.plots import (plot_detection_timelines, plot_embeddings, plot_loss_curves,
+                                         plot_segmentation_timelines, plot_sweep, plot_table)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -369,6 +380,7 @@ def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str |
             sub = records[(records.protocol == table.protocol) & (records.preset == table.preset)]
             figures += plot_embeddings(table, sub, Path(results_dir), out_dir / f"{table.slug}__embedding")
             figures += plot_detection_timelines(table, sub, Path(results_dir), out_dir / f"{table.slug}__timeline")
+            figures += plot_segmentation_timelines(table, sub, Path(results_dir), out_dir / f"{table.slug}__timeline")
             figures += plot_loss_curves(sub, Path(results_dir), out_dir / f"{table.slug}__loss")
         written += figures
         index += [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"] + [""]

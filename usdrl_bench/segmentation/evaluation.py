@@ -1,0 +1,125 @@
+"""The ``segmentation`` evaluation (the journal extension's action segmentation): a frame-wise classifier on
+the encoder's dense features over whole untrimmed videos, scored with DeST's Acc, Edit and F1@k.
+
+The journal (FSM ``docs/segment.md``; its code is not released, FACTS-foundation §3) fine-tunes the whole
+encoder on PKU-MMD II xsub from an NTU-60 pretrained model and "adopts the end-to-end pipeline of DeST" with
+no post-processing. Here, as in the ``detection`` evaluation whose training this shares
+(:mod:`usdrl_bench.detection.evaluation`): the encoder's token mixers fix its input length T (DSTE's
+``Linear(T, T)``), so a whole video is covered by overlapping windows of T frames (train stride ``W/2``,
+test stride ``W/4``) and each frame's class probabilities are the mean over the windows that contain it;
+the prediction is the frame-wise argmax (52 classes on PKU-MMD: background and the 51 action ids), with
+no smoothing or boundary refinement. ``head: finetune`` trains the encoder with the classifier (the
+journal's setting), ``head: linear`` a linear classifier on the frozen encoder.
+
+Beside each record: ``pred/<video>.txt`` and ``truth/<video>.txt`` (one label per frame, the format
+``usdrl-bench score-segmentation`` scores), and ``frames.npz`` (frame labels, predictions and
+probabilities of a few test videos) for the timeline figure.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from usdrl_bench.detection.evaluation import HEADS, _videos, frame_probabilities, train_head
+from usdrl_bench.detection.frames import make_windows
+from usdrl_bench.evaluate.base import Metric, check_number, check_whole
+from usdrl_bench.evaluate.features import EvalContext
+from usdrl_bench.registry import EVALUATIONS
+from usdrl_bench.segmentation.files import write_label_file
+from usdrl_bench.segmentation.metric import THRESHOLDS, score_segmentation
+
+#: test videos whose frames are kept for the timeline figure
+TIMELINE_VIDEOS = 3
+#: what every segmentation record says about the pipeline
+PIPELINE_NOTE = ("frame-wise argmax of window-averaged probabilities, no post-processing; DeST's metrics; "
+                 "the journal's recipe is not released")
+
+
+def check_segmentation_options(*, data: dict[str, Any] | None = None, head: str = "finetune", window: int | None = None,
+                               train_stride: int | None = None, test_stride: int | None = None, epochs: int = 30,
+                               lr: float = 0.005, batch_size: int = 64, momentum: float = 0.9,
+                               weight_decay: float = 0.0, thresholds=THRESHOLDS) -> None:
+    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError(f"data must be a mapping with the videos' reader name ({{name: pku2, path: DIR}}), got {data!r}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    for name, value in (("window", window), ("train_stride", train_stride), ("test_stride", test_stride)):
+        check_whole(name, value, 1, optional=True)
+    check_whole("epochs", epochs, 1)
+    check_whole("batch_size", batch_size, 1)
+    check_number("lr", lr, 0.0, low_open=True)
+    check_number("momentum", momentum, 0.0)
+    check_number("weight_decay", weight_decay, 0.0)
+    if not isinstance(thresholds, (list, tuple)) or not thresholds:
+        raise ValueError(f"thresholds must be a non-empty list of IoUs in (0, 1], got {thresholds!r}")
+    for k in thresholds:
+        check_number("thresholds", k, 0.0, 1.0, low_open=True)
+
+
+@EVALUATIONS.register("segmentation", description="action segmentation: frame-wise head on dense features, DeST's Acc/Edit/F1@k",
+                      check=check_segmentation_options)
+def segmentation_evaluation(
+    ctx: EvalContext,
+    *,
+    data: dict[str, Any],
+    head: str = "finetune",
+    window: int | None = None,
+    train_stride: int | None = None,
+    test_stride: int | None = None,
+    epochs: int = 30,
+    lr: float = 0.005,
+    batch_size: int = 64,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    thresholds: list[float] | tuple[float, ...] = THRESHOLDS,
+) -> list[Metric]:
+    """Segment the test videos of ``data`` with the pretrained encoder (module docstring).
+
+    Args:
+        data: the videos: ``{name: synthetic_untrimmed, options: {...}}`` or ``{name: pku2}`` (prepared by
+            ``usdrl-bench data prepare pku2``; see :func:`~usdrl_bench.detection.videos.load_videos`).
+        head: ``finetune`` (the encoder trained too; the journal's) or ``linear`` (frozen encoder).
+        window: frames per window (default: the encoder's T); strides default to W/2 (train), W/4 (test).
+        epochs, lr, batch_size (windows), momentum, weight_decay: SGD of the head (journal docs: lr 0.005,
+            batch 512).
+        thresholds: IoU thresholds of the F1 scores (DeST: 0.1, 0.25, 0.5).
+
+    Returns:
+        ``seg_acc``, ``seg_edit`` and ``seg_f1@<100k>`` for each threshold, in %.
+    """
+    videos = _videos(json.dumps(data, sort_keys=True))
+    window = int(window or ctx.encoder.num_frames)
+    x, y, _ = make_windows(videos.train, window, int(train_stride or max(1, window // 2)))
+    encoder, classifier = train_head(ctx.encoder, x, y, videos.num_classes, head=head, epochs=epochs, lr=lr,
+                                     batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
+                                     device=ctx.device, seed=ctx.seed)
+    probs = frame_probabilities(encoder, classifier, videos.test, window, int(test_stride or max(1, window // 4)),
+                                ctx.device)
+    preds = {v.name: p.argmax(axis=1) for v, p in zip(videos.test, probs)}
+    truths = {v.name: v.labels for v in videos.test}
+    scores = score_segmentation(preds, truths, thresholds=tuple(thresholds), background=0)
+    if ctx.artifact_dir is not None:
+        from usdrl_bench.io import save_npz_atomic
+
+        out = ctx.artifact_dir
+        for v in videos.test:
+            write_label_file(out / "pred", v.name, preds[v.name])
+            write_label_file(out / "truth", v.name, v.labels)
+        shown = videos.test[:TIMELINE_VIDEOS]
+        arrays = {}
+        for i, (v, p) in enumerate(zip(shown, probs)):
+            arrays.update({f"probs_{i}": p.astype(np.float32), f"labels_{i}": v.labels, f"pred_{i}": preds[v.name]})
+        save_npz_atomic(out / "frames.npz", names=np.array([v.name for v in shown]),
+                        class_names=np.array(videos.class_names), **arrays)
+        ctx.artifacts["segmentation"] = out
+    note = f"{len(videos.test)} test videos, {scores.num_frames} frames, {head} head; {PIPELINE_NOTE}"
+    return [
+        Metric("seg_acc", scores.acc, note=f"frame accuracy, background included; {note}"),
+        Metric("seg_edit", scores.edit, note=f"segmental Edit score (DeST), background segments left out; {note}"),
+        *[Metric(f"seg_f1@{round(100 * k)}", v, note=f"segmental F1 at IoU {k:g} (DeST); {note}")
+          for k, v in scores.f1.items()],
+    ]
