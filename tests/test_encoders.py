@@ -289,3 +289,28 @@ def test_dste_separate_attention_for_ca_and_dsa():
     layer = separate.temporal_layers[0]
     assert layer.attn.in_proj_weight.grad.abs().sum() > 0 and layer.dsa_attn.in_proj_weight.grad.abs().sum() > 0
     assert create_encoder("dste", "paper_eqs", num_layers=1, hidden_size=16).config.shared_attention is False
+
+
+@pytest.mark.parametrize("name, options", [("dste", {}), ("dste", {"kernel_size": 3}), ("sttr", {})])
+def test_causal_temporal_stream_cannot_see_future_frames(name, options):
+    """``causal_temporal``: the temporal tokens of frames < k do not change when frames >= k do; without
+    it they do. The spatial stream (a token per joint over all frames) is not causal."""
+    torch.manual_seed(0)
+    causal = create_encoder(name, "tiny", causal_temporal=True, **options).eval()
+    plain = create_encoder(name, "tiny", **options).eval()
+    plain.load_state_dict(causal.state_dict())  # same weights
+    x = _input((3, 16, 25, 2), n=2)
+    y = x.clone()
+    y[:, :, 10:] += torch.randn_like(y[:, :, 10:])
+    with torch.no_grad():
+        t_x, s_x = causal.forward_dense(x)
+        t_y, s_y = causal.forward_dense(y)
+        torch.testing.assert_close(t_x[:, :10], t_y[:, :10], rtol=0, atol=1e-5)
+        assert not torch.allclose(t_x[:, 10:], t_y[:, 10:], atol=1e-4)
+        p_x, _ = plain.forward_dense(x)
+        p_y, _ = plain.forward_dense(y)
+        assert not torch.allclose(p_x[:, :10], p_y[:, :10], atol=1e-4)
+    # trains: gradients reach every parameter
+    causal.train()
+    causal(x).square().sum().backward()
+    assert all(p.grad is not None for p in causal.parameters() if p.requires_grad)

@@ -119,6 +119,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "usdrl_bench.evaluate.knn",
     "usdrl_bench.evaluate.embedding",
     "usdrl_bench.evaluate.semi",
+    "usdrl_bench.evaluate.early",
     "usdrl_bench.detection.evaluation",
     "usdrl_bench.segmentation.evaluation",
 )

@@ -269,6 +269,27 @@ def resize_valid(x: Tensor, num_frames: Tensor, out_frames: int = 64) -> Tensor:
     return resize_frames(x, torch.zeros_like(num_frames), num_frames, out_frames)
 
 
+def observed_frames(num_frames, ratio: float):
+    """Frames observed at ratio ``r`` in early action prediction: the first ``max(3, floor(r · n))`` of each
+    sample's ``n`` valid frames (FSM ``feeder_downstream.py:97``, ``observe_ratio``), at most ``n``.
+
+    Args:
+        num_frames: ``(N,)`` valid frames (numpy array or tensor; the result has the same type).
+        ratio: observed fraction in ``(0, 1]``.
+    Raises:
+        ValueError: ``ratio`` outside ``(0, 1]``.
+    """
+    if not 0 < ratio <= 1:
+        raise ValueError(f"observed ratio must be in (0, 1], got {ratio!r}")
+    if isinstance(num_frames, Tensor):
+        kept = torch.clamp(torch.floor(num_frames.to(torch.float64) * ratio).to(num_frames.dtype), min=3)
+        return torch.minimum(kept, num_frames)
+    import numpy as np
+
+    n = np.asarray(num_frames)
+    return np.minimum(np.maximum(np.floor(n * float(ratio)).astype(n.dtype), 3), n)
+
+
 def centre_crop_resize(x: Tensor, num_frames: Tensor, ratio: float, out_frames: int = 64) -> Tensor:
     """The official deterministic crop (``crop_subsequence``'s test branch, FACTS §6): frames
     ``[s, n - s)`` with ``s = int((1 - ratio) · n / 2)`` of each sample's ``n`` valid frames, resized to

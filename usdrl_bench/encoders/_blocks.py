@@ -54,6 +54,11 @@ class EncoderConfig:
             hard-codes 2 layers; STTR honours it and the scripts pass 2.
         max_len: length of the fixed sinusoidal table (200 in ``PositionalEncoding``); T must not
             exceed it.
+        causal_temporal: the temporal stream cannot see future frames: its attention is causal (token t
+            attends to tokens <= t) and, in DSTE, the DenseShift token mixers are lower-triangular. The
+            journal extension describes a causal temporal stream for early action prediction; its code
+            has none (FACTS-foundation §1, §3). The spatial stream (one token per joint over all frames)
+            is unchanged. Default False (the official model).
     """
 
     in_channels: int = 3
@@ -64,6 +69,7 @@ class EncoderConfig:
     num_heads: int = 1
     num_layers: int = 2
     max_len: int = 200
+    causal_temporal: bool = False
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "num_frames", "num_joints", "num_bodies", "hidden_size", "num_heads",
@@ -230,7 +236,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         return x + self.pe[:, : x.size(1), :]
 
 
-def self_attention(attn: nn.MultiheadAttention, x: Tensor) -> Tensor:
+def self_attention(attn: nn.MultiheadAttention, x: Tensor, causal: bool = False) -> Tensor:
     """``attn(x, x, x, need_weights=False)[0]`` for a batch-first ``nn.MultiheadAttention``, computed with the
     same parameters in fewer kernels: one packed input projection viewed as ``(N, L, 3, heads, d)`` and
     ``unbind`` into q, k, v (PyTorch's training path selects them one by one, and each selection's
@@ -240,33 +246,40 @@ def self_attention(attn: nn.MultiheadAttention, x: Tensor) -> Tensor:
     Falls back to the module itself for what this path does not cover (not batch-first, separate q/k/v
     weights, bias_k / zero attention, attention dropout while training).
 
+    ``causal``: token t attends to tokens 0..t only.
+
     Shapes: ``(N, L, E) -> (N, L, E)``.
     """
     if (not attn.batch_first or not attn._qkv_same_embed_dim or attn.bias_k is not None or attn.add_zero_attn
             or (attn.dropout > 0 and attn.training) or x.dim() != 3):
-        return attn(x, x, x, need_weights=False)[0]
+        mask = nn.Transformer.generate_square_subsequent_mask(x.shape[-2], device=x.device, dtype=x.dtype) if causal else None
+        return attn(x, x, x, need_weights=False, attn_mask=mask, is_causal=causal)[0]
     n, length, embed = x.shape
     heads = attn.num_heads
     qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).view(n, length, 3, heads, embed // heads)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (N, heads, L, d)
-    out = F.scaled_dot_product_attention(q, k, v)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     out = out.transpose(1, 2).reshape(n, length, embed)
     return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
 
 
 class TransformerEncoderLayer(nn.TransformerEncoderLayer):
     """``nn.TransformerEncoderLayer`` (same parameters, state-dict keys and defaults) whose self-attention
-    runs through :func:`self_attention`. Post-norm or pre-norm and ReLU/GELU as configured; no masks."""
+    runs through :func:`self_attention`. Post-norm or pre-norm and ReLU/GELU as configured; ``causal``
+    (attribute, default False) makes every call causal; explicit masks go to PyTorch's implementation."""
+
+    causal: bool = False
 
     def forward(self, src: Tensor, src_mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
                 is_causal: bool = False) -> Tensor:
-        if src_mask is not None or src_key_padding_mask is not None or is_causal:
+        if src_mask is not None or src_key_padding_mask is not None:
             return super().forward(src, src_mask, src_key_padding_mask, is_causal)
+        causal = is_causal or self.causal
         x = src
         if self.norm_first:
-            x = x + self.dropout1(self_attention(self.self_attn, self.norm1(x)))
+            x = x + self.dropout1(self_attention(self.self_attn, self.norm1(x), causal))
             return x + self._ff_block(self.norm2(x))
-        x = self.norm1(x + self.dropout1(self_attention(self.self_attn, x)))
+        x = self.norm1(x + self.dropout1(self_attention(self.self_attn, x, causal)))
         return self.norm2(x + self._ff_block(x))
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from usdrl_bench.encoders._blocks import (
@@ -130,24 +131,29 @@ def dense_shift_keep_mask(seq_len: int, gap: int, variant: Variant = "official")
     return on_grid if variant == "official" else ~on_grid
 
 
-def dense_shift(x: Tensor, wt1: nn.Linear, wt2: nn.Linear, keep: Tensor) -> Tensor:
+def dense_shift(x: Tensor, wt1: nn.Linear, wt2: nn.Linear, keep: Tensor, causal: Tensor | None = None) -> Tensor:
     """Token-axis mixing of DSA: ``F_h = W2·ReLU(W1·F) + F`` along L, then positions in ``keep`` restored to F.
 
     Args:
         x: ``(N, L, D)``.
         wt1, wt2: ``Linear(L, L)`` acting on the token axis.
         keep: boolean ``(L,)`` from :func:`dense_shift_keep_mask`.
+        causal: optional ``(L, L)`` lower-triangular 0/1 mask multiplied into both weights, so that
+            position t mixes positions <= t only (``causal_temporal``).
 
     Returns:
         ``(N, L, D)``.
     """
     f = x.transpose(1, 2)  # (N, D, L)
-    f_h = wt2(torch.relu(wt1(f))) + f  # (N, D, L)
+    if causal is None:
+        f_h = wt2(torch.relu(wt1(f))) + f  # (N, D, L)
+    else:
+        f_h = F.linear(torch.relu(F.linear(f, wt1.weight * causal, wt1.bias)), wt2.weight * causal, wt2.bias) + f
     return torch.where(keep, f, f_h).transpose(1, 2)  # (N, L, D)
 
 
-def _self_attention(attn: nn.MultiheadAttention, x: Tensor) -> Tensor:
-    return self_attention(attn, x)
+def _self_attention(attn: nn.MultiheadAttention, x: Tensor, causal: bool = False) -> Tensor:
+    return self_attention(attn, x, causal)
 
 
 class DenseShiftAttention(nn.Module):
@@ -159,10 +165,11 @@ class DenseShiftAttention(nn.Module):
         config: gives D, the MLP size, gap, DropPath and the paper/official variants.
     """
 
-    def __init__(self, seq_len: int, config: DSTEConfig) -> None:
+    def __init__(self, seq_len: int, config: DSTEConfig, causal: bool = False) -> None:
         super().__init__()
         dim = config.hidden_size
         self.block = config.dsa_block
+        self.causal = causal
         self.wt1 = nn.Linear(seq_len, seq_len)
         self.wt2 = nn.Linear(seq_len, seq_len)
         self.norm1 = nn.LayerNorm(dim)
@@ -172,18 +179,19 @@ class DenseShiftAttention(nn.Module):
         # not persistent: derived from (seq_len, gap, variant), so it never enters a state dict
         self.register_buffer("keep", dense_shift_keep_mask(seq_len, config.gap, config.dense_shift_mask),
                              persistent=False)
+        self.register_buffer("causal_mask", torch.ones(seq_len, seq_len).tril() if causal else None, persistent=False)
 
     def _branch(self, x: Tensor, attn: nn.MultiheadAttention) -> Tensor:
         if self.block == "official":  # pre-LN residual transformer block
-            x = x + self.drop_path(_self_attention(attn, self.norm1(x)))
+            x = x + self.drop_path(_self_attention(attn, self.norm1(x), self.causal))
             return x + self.drop_path(self.mlp(self.norm2(x)))
         # paper Eq. 3: FFN(SA(.)) without residuals
-        a = self.drop_path(_self_attention(attn, self.norm1(x)))
+        a = self.drop_path(_self_attention(attn, self.norm1(x), self.causal))
         return self.drop_path(self.mlp(self.norm2(a)))
 
     def forward(self, x: Tensor, attn: nn.MultiheadAttention) -> Tensor:
         """``(N, L, D) -> (N, L, D)``."""
-        shifted = dense_shift(x, self.wt1, self.wt2, self.keep)
+        shifted = dense_shift(x, self.wt1, self.wt2, self.keep, self.causal_mask)
         out = self._branch(shifted, attn) + self._branch(x, attn)  # same block weights on both branches
         return 0.5 * out if self.block == "official" else out
 
@@ -197,13 +205,16 @@ class ConvAttention(nn.Module):
 
     Args:
         config: gives D, kernel size, MLP size, DropPath and the paper/official variant.
+        causal: attention over past tokens only, and a kernel > 1 padded on the left (token t sees t-k+1..t).
     """
 
-    def __init__(self, config: DSTEConfig) -> None:
+    def __init__(self, config: DSTEConfig, causal: bool = False) -> None:
         super().__init__()
         dim = config.hidden_size
         self.block = config.ca_block
-        self.conv = nn.Conv1d(dim, dim, kernel_size=config.kernel_size, padding=config.kernel_size // 2)
+        self.causal = causal
+        self.left_pad = config.kernel_size - 1 if causal else 0
+        self.conv = nn.Conv1d(dim, dim, kernel_size=config.kernel_size, padding=0 if causal else config.kernel_size // 2)
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, config.mlp_hidden)
@@ -211,8 +222,11 @@ class ConvAttention(nn.Module):
 
     def forward(self, x: Tensor, attn: nn.MultiheadAttention) -> Tensor:
         """``(N, L, D) -> (N, L, D)``."""
-        h = x + torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)  # conv over tokens, (N, L, D)
-        a = self.drop_path(_self_attention(attn, self.norm1(h)))
+        f = x.transpose(1, 2)
+        if self.left_pad:
+            f = F.pad(f, (self.left_pad, 0))
+        h = x + torch.relu(self.conv(f)).transpose(1, 2)  # conv over tokens, (N, L, D)
+        a = self.drop_path(_self_attention(attn, self.norm1(h), self.causal))
         if self.block == "official":
             a = a + x
         return self.drop_path(self.mlp(self.norm2(a)))
@@ -230,16 +244,17 @@ class DSTLayer(nn.Module):
     Args:
         seq_len: L of the stream.
         config: the DSTE config.
+        causal: no token sees a later one (the temporal stream with ``causal_temporal``).
     """
 
-    def __init__(self, seq_len: int, config: DSTEConfig) -> None:
+    def __init__(self, seq_len: int, config: DSTEConfig, causal: bool = False) -> None:
         super().__init__()
         self.alpha = config.alpha
         self.attn = nn.MultiheadAttention(config.hidden_size, config.num_heads, dropout=0.0, batch_first=True)
         self.dsa_attn = None if config.shared_attention else nn.MultiheadAttention(
             config.hidden_size, config.num_heads, dropout=0.0, batch_first=True)
-        self.ca = ConvAttention(config)
-        self.dsa = DenseShiftAttention(seq_len, config)
+        self.ca = ConvAttention(config, causal)
+        self.dsa = DenseShiftAttention(seq_len, config, causal)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, L, D) -> (N, L, D)``."""
@@ -277,7 +292,8 @@ class DSTE(SkeletonEncoder):
         # official: a learned (1, 50, H) table (50 hard-coded = M·V for NTU), trunc-normal std 0.02
         self.spatial_pe = nn.Parameter(torch.zeros(1, config.num_spatial_tokens, h))
         # official: exactly 2 layers per stream, hard-coded (t_tr, t_tr1 / s_tr, s_tr1); num_layer is ignored
-        self.temporal_layers = nn.ModuleList(DSTLayer(config.num_frames, config) for _ in range(config.num_layers))
+        self.temporal_layers = nn.ModuleList(DSTLayer(config.num_frames, config, config.causal_temporal)
+                                             for _ in range(config.num_layers))
         self.spatial_layers = nn.ModuleList(
             DSTLayer(config.num_spatial_tokens, config) for _ in range(config.num_layers)
         )

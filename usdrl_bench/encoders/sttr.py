@@ -91,6 +91,8 @@ class STTR(SkeletonEncoder):
         # learned (1, M·V, H) spatial embedding (official: (1, 50, H)), trunc-normal std 0.02
         self.spatial_pe = nn.Parameter(torch.zeros(1, config.num_spatial_tokens, h))
         self.temporal_layers = nn.ModuleList(self._layer(config) for _ in range(config.num_layers))
+        for layer in self.temporal_layers:  # the journal's causal temporal stream (config.causal_temporal)
+            layer.causal = config.causal_temporal
         self.spatial_layers = nn.ModuleList(self._layer(config) for _ in range(config.num_layers))
         init_official_(self)
         nn.init.trunc_normal_(self.spatial_pe, std=0.02, a=-2.0, b=2.0)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from usdrl_bench.data.arrays import SkeletonArrays
-from usdrl_bench.data.augment import centre_crop_resize, resize_valid
+from usdrl_bench.data.augment import centre_crop_resize, observed_frames, resize_valid
 from usdrl_bench.io import save_npy_atomic
 from usdrl_bench.skeleton import Layout, get_layout, to_stream
 
@@ -42,6 +42,7 @@ def extract(
     dense: bool = False,
     on_batch: Callable[[int], None] | None = None,
     crop: float = 1.0,
+    observe: float = 1.0,
 ) -> np.ndarray | dict[str, np.ndarray]:
     """Encode skeletons with a frozen encoder.
 
@@ -57,6 +58,8 @@ def extract(
         on_batch: called with the number of samples done after each batch (progress).
         crop: fraction of the valid frames kept, centred (:func:`~usdrl_bench.data.augment.centre_crop_resize`);
             1 = the whole valid sequence (the official linear, kNN and test input).
+        observe: early action prediction: only the first ``max(3, floor(observe · n))`` valid frames are
+            kept (:func:`~usdrl_bench.data.augment.observed_frames`), before ``crop`` and the resize.
     Returns:
         ``(N, 2H)`` float32 instance features ``[max over temporal tokens, max over spatial tokens]``;
         with ``dense``, ``{"temporal": (N, T, H), "spatial": (N, M·V, H)}``.
@@ -66,6 +69,8 @@ def extract(
     if num_frames is None:
         num_frames = valid_frame_counts(data)
     num_frames = np.minimum(np.asarray(num_frames, dtype=np.int64), data.shape[2])
+    if observe != 1:
+        num_frames = observed_frames(num_frames, observe)
     out: dict[str, list[np.ndarray]] = {"features": [], "temporal": [], "spatial": []}
     for start in range(0, len(data), batch_size):
         x = torch.from_numpy(np.array(data[start:start + batch_size], dtype=np.float32)).to(device)  # a writable copy (memmaps are read-only)
@@ -110,11 +115,11 @@ class EvalContext:
     subset_dir: Path | None = None  # labelled-subset index files shared by every method on this data (Table 2)
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
-    def features(self, which: str, crop: float = 1.0) -> np.ndarray:
+    def features(self, which: str, crop: float = 1.0, observe: float = 1.0) -> np.ndarray:
         """``(N, 2H)`` frozen features of the ``train`` or ``test`` split (cached on disk when
-        ``cache_dir`` is set); ``crop < 1`` encodes the centred fraction ``crop`` of each valid sequence
-        (:func:`extract`)."""
-        name = which if crop == 1 else f"{which}-crop{float(crop):g}"
+        ``cache_dir`` is set); ``crop < 1`` encodes the centred fraction ``crop`` of each valid sequence,
+        ``observe < 1`` its first part only (early prediction; :func:`extract`)."""
+        name = which + (f"-crop{float(crop):g}" if crop != 1 else "") + (f"-observe{float(observe):g}" if observe != 1 else "")
         if name not in self._cache:
             path = self.cache_dir / f"{name}.npy" if self.cache_dir is not None else None
             if path is not None and path.exists():
@@ -125,6 +130,7 @@ class EvalContext:
                 feats = extract(
                     self.encoder, arrays.data, arrays.num_frames, layout=get_layout(arrays.layout),
                     stream=self.stream, batch_size=self.batch_size, device=self.device, on_batch=done, crop=crop,
+                    observe=observe,
                 )
                 if path is not None:
                     save_npy_atomic(path, feats)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from usdrl_bench.data.augment import SampleKeys, centre_crop_resize, random_crop_resize
+from usdrl_bench.data.augment import SampleKeys, centre_crop_resize, observed_frames, random_crop_resize
 from usdrl_bench.evaluate.base import Metric
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.evaluate.linear import FC_INIT_STD
@@ -118,12 +118,15 @@ def load_or_make_subset(directory: Path | None, labels: np.ndarray, ratio: float
 
 
 def _batches(ctx: EvalContext, which: str, index: np.ndarray, device: torch.device, frames: int,
-             crop: float | tuple[float, float], keys: SampleKeys | None = None) -> torch.Tensor:
-    """Samples ``index`` (sorted) of a split as the encoder's input: a random crop of scale in ``crop``
-    (a pair, drawn from ``keys``) or the centred fraction ``crop`` (a number), resized to ``frames``."""
+             crop: float | tuple[float, float], keys: SampleKeys | None = None, observe: float = 1.0) -> torch.Tensor:
+    """Samples ``index`` (sorted) of a split as the encoder's input: the first ``observe`` of each valid
+    sequence (early prediction, :func:`~usdrl_bench.data.augment.observed_frames`), then a random crop of
+    scale in ``crop`` (a pair, drawn from ``keys``) or the centred fraction ``crop`` (a number), resized to
+    ``frames``."""
     arrays = ctx.train if which == "train" else ctx.test
     x = torch.from_numpy(np.asarray(arrays.data[index], dtype=np.float32)).to(device)
-    nf = torch.from_numpy(np.minimum(arrays.num_frames[index], arrays.data.shape[2])).to(device)
+    counts = np.minimum(arrays.num_frames[index], arrays.data.shape[2])
+    nf = torch.from_numpy(observed_frames(counts, observe) if observe != 1 else counts).to(device)
     if isinstance(crop, (tuple, list)):
         if keys is None:
             raise ValueError("a random crop needs SampleKeys")
@@ -135,13 +138,14 @@ def _batches(ctx: EvalContext, which: str, index: np.ndarray, device: torch.devi
 
 def fine_tune(ctx: EvalContext, index: np.ndarray, *, epochs: int, batch_size: int, lr: float, momentum: float,
               weight_decay: float, milestones: Sequence[int], gamma: float, eval_batch_size: int = 256,
-              train_crop: Sequence[float] = (1.0, 1.0), test_crop: float = 1.0, seed: int | None = None) -> float:
+              train_crop: Sequence[float] = (1.0, 1.0), test_crop: float = 1.0, seed: int | None = None,
+              observe: tuple[float, float] = (1.0, 1.0)) -> float:
     """Fine-tune a copy of ``ctx.encoder`` with a new ``fc`` (N(0, 0.01) init) on the training samples
     ``index``; return the final test top-1 (%). The cached encoder is left untouched.
 
     ``train_crop``: scale range of the random training crop (``[1, 1]``: the whole valid sequence);
     ``test_crop``: centred fraction of each test sequence; ``seed``: of the order, crops, fc and DropPath
-    (default ``ctx.seed``)."""
+    (default ``ctx.seed``); ``observe``: (train, test) observed ratios (early prediction; 1 = all frames)."""
     seed = ctx.seed if seed is None else seed
     device = torch.device(ctx.device)
     gen = torch.Generator().manual_seed(seed)
@@ -165,7 +169,7 @@ def fine_tune(ctx: EvalContext, index: np.ndarray, *, epochs: int, batch_size: i
         for start in range(0, len(perm), batch_size):
             idx = np.sort(perm[start:start + batch_size])
             keys = SampleKeys(seed, epoch, torch.from_numpy(idx))
-            x = _batches(ctx, "train", idx, device, frames, 1.0 if whole else tuple(train_crop), keys)
+            x = _batches(ctx, "train", idx, device, frames, 1.0 if whole else tuple(train_crop), keys, observe[0])
             loss = loss_fn(model(x), labels[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -177,7 +181,7 @@ def fine_tune(ctx: EvalContext, index: np.ndarray, *, epochs: int, batch_size: i
     with torch.no_grad():
         for start in range(0, len(test_y), eval_batch_size):
             idx = np.arange(start, min(start + eval_batch_size, len(test_y)))
-            pred = model(_batches(ctx, "test", idx, device, frames, test_crop)).argmax(1).cpu().numpy()
+            pred = model(_batches(ctx, "test", idx, device, frames, test_crop, observe=observe[1])).argmax(1).cpu().numpy()
             correct += int((pred == test_y[idx]).sum())
     return 100.0 * correct / max(len(test_y), 1)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -278,6 +279,50 @@ def plot_detection_timelines(table: "Table", records: pd.DataFrame, results_dir:
         fig, _ = detection_timeline(rows, f"{table.title} — {column}, preset {table.preset}, seed {seed}")
         paths += save_figure(fig, stem if k == 0 else stem.with_name(f"{stem.name}__{column}"))
     return paths
+
+
+#: early action prediction metrics: ``early_top1@<percent observed>``
+_EARLY = re.compile(r"early_top1@(\d+)$")
+
+
+def early_curve(table: "Table"):
+    """Early action prediction: top-1 against the observed ratio, a line per row (and dataset column), the
+    mean over seeds with the seeds' min..max as a band when there are several.
+
+    Returns:
+        ``(fig, ax)``; None when the table has no ``early_top1@...`` metric.
+    """
+    f = table.frame[table.frame.metric.str.match(_EARLY.pattern)]
+    if f.empty:
+        return None
+    f = f.assign(ratio=f.metric.str.extract(_EARLY.pattern)[0].astype(float) / 100)
+    several = len(table.columns) > 1
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    palette = sns.color_palette("tab10", max(len(table.rows), 1))
+    styles = ["-", "--", ":", "-."]
+    for color, row in zip(palette, table.rows):
+        for j, column in enumerate(table.columns["column"]):
+            g = f[(f.row == row) & (f.column == column)].sort_values("ratio")
+            if g.empty:
+                continue
+            label = f"{row} {g['method'].iloc[0]}" + (f" · {column}" if several else "")
+            ax.plot(g["ratio"] * 100, g["mean"], marker="o", ms=3, color=color, ls=styles[j % 4], label=label)
+            if (g["n"] > 1).any():
+                ax.fill_between(g["ratio"] * 100, g["ci_low"], g["ci_high"], color=color, alpha=0.15, lw=0)
+    ax.set_xlabel("observed part of each sequence (%)")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_xlim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(f"{table.title}\npreset {table.preset}, seeds {', '.join(map(str, table.seeds))}", fontsize="medium")
+    fig.tight_layout()
+    return fig, ax
+
+
+def plot_early_curves(table: "Table", stem: Path) -> list[Path]:
+    """Write :func:`early_curve`; ``[]`` when the table has no early-prediction metric."""
+    drawn = early_curve(table)
+    return save_figure(drawn[0], stem) if drawn is not None else []
 
 
 def segmentation_timeline(truth: np.ndarray, rows: list[dict], class_names: list[str], title: str = ""):

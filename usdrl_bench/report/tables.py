@@ -47,6 +47,7 @@ METRIC_TITLES: dict[str, str] = {
     "seg_f1@10": "segmentation F1@10 (DeST)",
     "seg_f1@25": "segmentation F1@25 (DeST)",
     "seg_f1@50": "segmentation F1@50 (DeST)",
+    **{f"early_top1@{p}": f"early prediction top-1, first {p} % observed" for p in range(5, 101, 5)},
 }
 
 #: record metric -> the paper's metric it is compared with. The paper's linear numbers are the official
@@ -57,7 +58,8 @@ PAPER_METRIC: dict[str, str | None] = {"linear_top1_best_of_evals": "linear_top1
 #: metrics in percent (the others are shown with three decimals)
 PERCENT_METRICS = ("linear_top1", "knn1_top1", "linear_top1_best_of_evals", "semi_top1_1pct", "semi_top1_10pct",
                    "map_action@0.5", "map_video@0.5", "voc_map_action@0.5", "ap_2d", "frame_top1", "seg_acc",
-                   "seg_edit", "seg_f1@10", "seg_f1@25", "seg_f1@50")
+                   "seg_edit", "seg_f1@10", "seg_f1@25", "seg_f1@50",
+                   *(f"early_top1@{p}" for p in range(1, 101)))
 
 #: titles of the paper's tables and figures, by the protocols' ``paper_table``
 PAPER_TITLES: dict[str, str] = {
@@ -326,16 +328,46 @@ def wide(table: Table, metric: str, *, latex: bool = False) -> pd.DataFrame:
     return out
 
 
+EARLY_PREFIX = "early_top1@"
+
+
+def early_wide(table: Table) -> pd.DataFrame:
+    """The early-prediction metrics as one display frame: a line per row (and dataset column), a column per
+    observed ratio (``10 %`` ... ``100 %``), mean over seeds (± standard deviation with several)."""
+    f = table.frame[table.frame.metric.str.startswith(EARLY_PREFIX)]
+    ratios = sorted({int(m[len(EARLY_PREFIX):]) for m in f.metric})
+    lines = []
+    for column in table.columns["column"]:
+        for r in table.rows:
+            g = f[(f.row == r) & (f.column == column)].set_index("metric")
+            if g.empty:
+                continue
+            line = {"Row": r, "Method": g["method"].iloc[0]}
+            if len(table.columns) > 1:
+                line["Column"] = column
+            for p in ratios:
+                m = f"{EARLY_PREFIX}{p}"
+                line[f"{p} %"] = _cell(g.loc[m]) if m in g.index else ""
+            lines.append(line)
+    return pd.DataFrame(lines)
+
+
 def to_markdown(table: Table) -> str:
     """The table as Markdown: a heading, the header lines saying where the numbers come from, one
-    sub-table per metric."""
+    sub-table per metric (the early-prediction ratios together in one)."""
     parts = [f"## {table.title} — `{table.protocol}`, preset {table.preset}", "", table.header, ""]
     parts += [f"- {line}" for line in table.source_lines()] + [""]
     if table.ensemble_rows:
         from usdrl_bench.evaluate.ensemble import FUSION_NOTE
 
         parts += [f"Ensemble rows ({', '.join(table.ensemble_rows)}): {FUSION_NOTE}.", ""]
+    early = [m for m in table.metrics if m.startswith(EARLY_PREFIX)]
+    if early:
+        parts += ["### early prediction top-1 (%) by the observed part of each sequence", "",
+                  early_wide(table).to_markdown(index=False), ""]
     for metric in table.metrics:
+        if metric in early:
+            continue
         unit = " (%)" if metric in PERCENT_METRICS else ""
         parts += [f"### {METRIC_TITLES.get(metric, metric)}{unit}", "",
                   wide(table, metric).to_markdown(index=False), ""]
@@ -359,8 +391,8 @@ def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str |
     """Write every table (``.md``, ``.csv``, ``.tex``), its figures (``.png`` and ``.pdf``), the loss
     curves of its pretrained cells (when ``results_dir`` holds their histories) and an index
     ``README.md`` to ``out_dir``. Returns the paths written."""
-    from usdrl_bench.report.plots import (plot_detection_timelines, plot_embeddings, plot_loss_curves,
-                                         plot_segmentation_timelines, plot_sweep, plot_table)
+    from usdrl_bench.report.plots import (plot_detection_timelines, plot_early_curves, plot_embeddings,
+                                         plot_loss_curves, plot_segmentation_timelines, plot_sweep, plot_table)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -374,6 +406,7 @@ def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str |
         written.append(write_text_atomic(out_dir / f"{table.slug}.tex", to_latex(table)))
         index += [md]
         figures = plot_table(table, out_dir / table.slug)
+        figures += plot_early_curves(table, out_dir / f"{table.slug}__early")
         if table.x:
             figures += plot_sweep(table, out_dir / f"{table.slug}__sweep")
         if results_dir is not None:

@@ -1,0 +1,103 @@
+"""Early action prediction (the journal extension): recognise an action from its first part only.
+
+For each observed ratio r, every sequence keeps its first ``max(3, floor(r · n))`` valid frames, resized to
+the encoder's T: the official mechanism (FSM ``feeder_downstream.py:97``, ``observe_ratio``; FACTS-foundation
+§3), which truncates the training and the test sequences alike (``truncate: both``); ``truncate: test``
+trains on whole sequences and truncates the test ones only. The journal's ratios are not published; the
+default is 0.1, 0.2, ..., 1.0.
+
+``mode: linear`` trains a linear classifier on frozen features (the linear protocol's SGD schedule; its
+value is the official best-of-evaluations top-1, the final-epoch one is in the note); ``mode: finetune``
+fine-tunes the whole encoder with all labels (the semi-supervised fine-tuning loop at 100 % labels, CMD's
+recipe, no crops). An encoder pretrained with a causal temporal stream (``causal_temporal``, the journal's
+description) is another row of the protocol.
+
+Metrics ``early_top1@<100 r>`` (``early_top1@10`` ... ``early_top1@100``), in %; the report draws them as a
+curve per method.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from usdrl_bench.evaluate.base import Metric, check_number, check_whole
+from usdrl_bench.evaluate.features import EvalContext
+from usdrl_bench.evaluate.linear import train_linear_probe
+from usdrl_bench.evaluate.semi import fine_tune
+from usdrl_bench.registry import EVALUATIONS
+
+#: observed ratios evaluated by default
+RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+MODES = ("linear", "finetune")
+TRUNCATE = ("both", "test")
+
+
+def metric_name(ratio: float) -> str:
+    """``early_top1@<100 r>`` (``early_top1@10`` for r = 0.1)."""
+    return f"early_top1@{round(100 * ratio):d}"
+
+
+def check_early_options(*, ratios=RATIOS, mode: str = "linear", truncate: str = "both", epochs: int = 160,
+                        batch_size: int = 512, lr: float = 0.006, momentum: float = 0.9, weight_decay: float = 0.0,
+                        milestones=(120, 140), gamma: float = 0.1, eval_every: int = 5) -> None:
+    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
+    if not isinstance(ratios, (list, tuple)) or not ratios:
+        raise ValueError(f"ratios must be a non-empty list of observed fractions in (0, 1], got {ratios!r}")
+    for r in ratios:
+        check_number("ratios", r, 0.0, 1.0, low_open=True)
+    if len({round(100 * r) for r in ratios}) != len(ratios):
+        raise ValueError(f"ratios must differ in whole percent (they name the metrics), got {list(ratios)}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if truncate not in TRUNCATE:
+        raise ValueError(f"truncate must be one of {', '.join(TRUNCATE)}, got {truncate!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("eval_every", eval_every)):
+        check_whole(name, value, 1)
+    check_number("lr", lr, 0.0, low_open=True)
+    check_number("gamma", gamma, 0.0, low_open=True)
+    check_number("momentum", momentum, 0.0)
+    check_number("weight_decay", weight_decay, 0.0)
+    for m in milestones:
+        check_whole("milestones", m, 1)
+
+
+@EVALUATIONS.register("early", description="early action prediction: top-1 from the first r of each sequence (journal extension)",
+                      check=check_early_options)
+def early_prediction(
+    ctx: EvalContext,
+    *,
+    ratios: list[float] | tuple[float, ...] = RATIOS,
+    mode: str = "linear",
+    truncate: str = "both",
+    epochs: int = 160,
+    batch_size: int = 512,
+    lr: float = 0.006,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    milestones: list[int] | tuple[int, ...] = (120, 140),
+    gamma: float = 0.1,
+    eval_every: int = 5,
+) -> list[Metric]:
+    """Top-1 at each observed ratio (module docstring). Defaults: the official linear schedule (FACTS §6).
+
+    Returns:
+        ``early_top1@<100 r>`` per ratio, in %.
+    """
+    metrics = []
+    for r in ratios:
+        train_r = r if truncate == "both" else 1.0
+        where = f"first {r:g} of each {'training and test' if truncate == 'both' else 'test'} sequence"
+        if mode == "linear":
+            final, best, _ = train_linear_probe(
+                ctx.features("train", observe=train_r), ctx.labels("train"), ctx.features("test", observe=r),
+                ctx.labels("test"), ctx.num_classes, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                weight_decay=weight_decay, milestones=tuple(milestones), gamma=gamma, eval_every=eval_every,
+                seed=ctx.seed, device=ctx.device)
+            metrics.append(Metric(metric_name(r), best, note=f"linear, best of evaluations every {eval_every} epochs "
+                                                             f"(final epoch {final:.1f}); {where}"))
+        else:
+            top1 = fine_tune(ctx, np.arange(len(ctx.labels("train"))), epochs=epochs, batch_size=batch_size, lr=lr,
+                             momentum=momentum, weight_decay=weight_decay, milestones=milestones, gamma=gamma,
+                             observe=(train_r, r))
+            metrics.append(Metric(metric_name(r), top1, note=f"whole encoder fine-tuned, final epoch; {where}"))
+    return metrics
