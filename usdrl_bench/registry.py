@@ -111,6 +111,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "usdrl_bench.data.msr_action3d",
     "usdrl_bench.data.named",
     "usdrl_bench.data.formats",
+    "usdrl_bench.data.two_d",
     "usdrl_bench.encoders.dste",
     "usdrl_bench.encoders.sttr",
     "usdrl_bench.objectives.mgfd",

@@ -4,7 +4,8 @@ Arrays are ``(N, C, T, V, M)``: samples, coordinates (x, y, z in metres), frames
 
 Sources: NTU RGB+D / Kinect v2 joints and bones as in the official USDRL ``DSTE.py``/``STTR.py`` and
 the NTU paper; Kinect v1 (MSR Action3D) joints and bones from the dataset's skeleton diagram and a
-public visualisation script (left/right unverified).
+public visualisation script (left/right unverified); COCO-17 (2-D HRNet keypoints of pyskl, UAV-Human)
+in the COCO keypoint order with pyskl's tree of bones.
 """
 
 from __future__ import annotations
@@ -86,7 +87,26 @@ KINECT20 = Layout(
     right_shoulder=1,
 )
 
-LAYOUTS: dict[str, Layout] = {NTU25.name: NTU25, KINECT20.name: KINECT20}
+COCO17 = Layout(
+    name="coco17",
+    joint_names=(
+        "nose", "left eye", "right eye", "left ear", "right ear", "left shoulder", "right shoulder",
+        "left elbow", "right elbow", "left wrist", "right wrist", "left hip", "right hip",
+        "left knee", "right knee", "left ankle", "right ankle",
+    ),
+    # a tree rooted at the nose (pyskl's ``coco`` graph, 0-based child -> parent), so every joint but the
+    # nose has one bone; FSM's 17-joint "bones" are not a tree (FACTS-foundation §2: the left shoulder gets
+    # none, elbow/wrist and knee/ankle pairs appear in both directions) and are not used
+    bones=((1, 0), (2, 0), (3, 1), (4, 2), (5, 0), (6, 0), (7, 5), (8, 6), (9, 7), (10, 8), (11, 5), (12, 6),
+           (13, 11), (14, 12), (15, 13), (16, 14)),
+    # COCO has no pelvis or spine joint: the left hip is the origin (FSM centres UAV-Human on joint 1, the
+    # left eye); the shoulders align with +x as for NTU
+    center=11,
+    left_shoulder=5,
+    right_shoulder=6,
+)
+
+LAYOUTS: dict[str, Layout] = {NTU25.name: NTU25, KINECT20.name: KINECT20, COCO17.name: COCO17}
 
 
 def get_layout(name: str) -> Layout:

@@ -170,7 +170,7 @@ def load_agcn(
         num_classes: default: 60/120 for NTU names (setups <= 17 or not), else the largest label + 1.
             A label outside ``[0, num_classes)`` is an error (naming the label file and the sample).
         class_names: optional, one per class.
-        layout: skeleton layout name; default from ``V`` (25: ``ntu25``, 20: ``kinect20``).
+        layout: skeleton layout name; default from ``V`` (25: ``ntu25``, 20: ``kinect20``, 17: ``coco17``).
 
     Returns:
         ``(train, test)`` with ``data`` memory-mapped ``(N, 3, T, V, M)``; meta parsed from

@@ -252,7 +252,7 @@ def load_pyskl(path: str | Path, split: str = "xsub", *, num_classes: int | None
     V, C = kp.shape[2], kp.shape[3]
     if C != 3:
         raise DataFormatError(path, f"keypoints have C={C} coordinates; only 3-D joints (C=3, e.g. ntu60_3danno.pkl) "
-                                    "can feed the encoders (2-D HRNet keypoints are not supported)")
+                                    "are read here; 2-D HRNet keypoints (C=2, ntu60_hrnet.pkl) are read by the pyskl_2d reader")
     layout = next((name for name, lay in LAYOUTS.items() if lay.num_joints == V), None)
     if layout is None:
         raise DataFormatError(path, f"V={V} joints matches no known layout ({', '.join(LAYOUTS)})")

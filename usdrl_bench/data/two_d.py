@@ -1,0 +1,226 @@
+"""2-D skeletons (the journal extension's transferred settings): pyskl's HRNet keypoints of NTU RGB+D, and a
+2-D projection of the embedded synthetic skeletons as their stand-in.
+
+**pyskl 2-D pickles** (``ntu60_hrnet.pkl`` / ``ntu120_hrnet.pkl``; FACTS-foundation §4): a dict ``{split,
+annotations}``; ``split`` maps ``<protocol>_<train|val>`` (``xsub``, ``xview``, ``xset``) to ``frame_dir``
+names; each annotation has ``frame_dir``, ``label`` (0-based), ``img_shape`` ``(height, width)``,
+``total_frames``, ``keypoint`` ``(M, T, 17, 2)`` in pixels (x, y) and ``keypoint_score`` ``(M, T, 17)``.
+Read as ``(3, T, 17, 2)``: x divided by the width and y by the height, for every joint, and a third
+channel ``padding: score`` (the keypoint score) or ``zero`` (zeros), "2-D padded to 3-D" as the FSM feeders
+do. The FSM feeders divide *joints* 0 and 1 by the height and width instead of the x and y axes of every
+joint (their ``keypoint[:, :, 0] /= h``), leaving 15 joints in pixels: not inherited. One body is padded
+with a zero second body; more than two keep the two with the highest mean score. Sequences keep their
+length (zero-padded to the longest). The layout is ``coco17`` (:data:`usdrl_bench.skeleton.COCO17`); the
+encoders size themselves from the data (17 joints x 2 bodies = 34 spatial tokens, 3 channels).
+
+**synthetic_2d**: :func:`~usdrl_bench.data.synthetic.generate_synthetic`'s 3-D skeletons mapped onto the
+COCO-17 joints (the head's joints placed around the NTU head joint), seen by a pinhole camera (focal length
+1000 px, 1920 x 1080 image, 3.5 m in front of the subject) and normalised like the pyskl data, score 1 for
+every tracked joint.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+
+from usdrl_bench.data.arrays import SkeletonArrays
+from usdrl_bench.data.errors import DataFormatError
+from usdrl_bench.data.safe_pickle import load_pickle
+from usdrl_bench.registry import DATASETS
+
+log = logging.getLogger(__name__)
+
+Padding = Literal["score", "zero"]
+PADDINGS = ("score", "zero")
+NUM_JOINTS = 17
+NUM_BODIES = 2
+
+#: NTU-25 joint (0-based) standing in for each COCO-17 joint in the synthetic projection, and an offset in
+#: metres (x: to the subject's left, y: up, z: towards the camera) for the face joints around the head
+_FROM_NTU25 = (
+    (3, (0.0, 0.0, 0.10)),     # nose
+    (3, (0.035, 0.04, 0.08)),  # left eye
+    (3, (-0.035, 0.04, 0.08)),  # right eye
+    (3, (0.08, 0.0, 0.0)),     # left ear
+    (3, (-0.08, 0.0, 0.0)),    # right ear
+    (4, None), (8, None), (5, None), (9, None), (6, None), (10, None),  # shoulders, elbows, wrists
+    (12, None), (16, None), (13, None), (17, None), (14, None), (18, None),  # hips, knees, ankles
+)
+
+
+def normalise_2d(keypoint: np.ndarray, score: np.ndarray | None, img_shape: tuple[int, int],
+                 padding: Padding = "score", num_bodies: int = NUM_BODIES) -> np.ndarray:
+    """``(M, T, V, 2)`` pixels (and ``(M, T, V)`` scores) -> ``(3, T, V, num_bodies)`` float32: x / width,
+    y / height for every joint, third channel the score or zeros; bodies padded with zeros or, beyond
+    ``num_bodies``, the highest-scoring kept.
+
+    Raises:
+        ValueError: bad shapes, a non-positive image size, an unknown padding.
+    """
+    kp = np.asarray(keypoint, dtype=np.float32)
+    if kp.ndim != 4 or kp.shape[3] != 2:
+        raise ValueError(f"keypoint must be (M, T, V, 2), got shape {kp.shape}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    h, w = (float(v) for v in img_shape)
+    if not (h > 0 and w > 0):
+        raise ValueError(f"img_shape must be (height, width) > 0, got {img_shape!r}")
+    sc = np.ones(kp.shape[:3], np.float32) if score is None else np.asarray(score, dtype=np.float32)
+    if sc.shape != kp.shape[:3]:
+        raise ValueError(f"keypoint_score must be (M, T, V) = {kp.shape[:3]}, got shape {sc.shape}")
+    if kp.shape[0] > num_bodies:  # the bodies the pose estimator was surest of
+        keep = np.sort(np.argsort(-sc.mean(axis=(1, 2)), kind="stable")[:num_bodies])
+        kp, sc = kp[keep], sc[keep]
+    m, t, v, _ = kp.shape
+    out = np.zeros((3, t, v, num_bodies), np.float32)
+    out[0, :, :, :m] = (kp[..., 0] / w).transpose(1, 2, 0)
+    out[1, :, :, :m] = (kp[..., 1] / h).transpose(1, 2, 0)
+    if padding == "score":
+        out[2, :, :, :m] = sc.transpose(1, 2, 0)
+    return out
+
+
+def _meta(names: list[str]) -> "np.ndarray":
+    from usdrl_bench.data.formats import _meta as meta
+
+    return meta(names)
+
+
+@DATASETS.register("pyskl_2d", description="pyskl 2-D HRNet keypoints (ntu60_hrnet.pkl / ntu120_hrnet.pkl), COCO-17",
+                   splits=("xsub", "xview", "xset"), needs_path=True, default_split="xsub")
+def load_pyskl_2d(path: str | Path, split: str = "xsub", *, padding: Padding = "score", num_classes: int | None = None,
+                  max_frames: int | None = None, cache_dir: str | Path | None = None) -> tuple[SkeletonArrays, SkeletonArrays]:
+    """(train, test) of a pyskl 2-D pickle (module docstring): ``split["<split>_train"]`` and ``"<split>_val"``.
+
+    Args:
+        path: the pickle (read through the restricted unpickler: no code runs).
+        split: ``xsub``, ``xview`` or ``xset``.
+        padding: the third channel: ``score`` or ``zero``.
+        num_classes: default the largest label + 1.
+        max_frames: T of the arrays (default: the longest sequence).
+        cache_dir: where the converted arrays are kept (default beside the suite's cache).
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataFormatError: missing keys, an unknown split, names without an annotation, keypoints that are
+            not ``(M, T, 17, 2)``, a bad ``img_shape``, a label outside the classes; each names the sample.
+    """
+    from usdrl_bench.data.formats import _cache_dir, _convert
+
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    path = Path(path)
+    obj = load_pickle(path)
+    if not isinstance(obj, dict) or "split" not in obj or "annotations" not in obj:
+        raise DataFormatError(path, "expected a dict with keys 'split' and 'annotations' (the pyskl format)")
+    splits, annotations = obj["split"], obj["annotations"]
+    keys = (f"{split}_train", f"{split}_val")
+    if any(k not in splits for k in keys):
+        raise DataFormatError(path, f"split keys {keys} not found; the file has {', '.join(sorted(splits))}")
+    by_name = {}
+    for i, a in enumerate(annotations):
+        if not isinstance(a, dict) or not {"frame_dir", "label", "keypoint", "img_shape"} <= set(a):
+            raise DataFormatError(path, f"annotation {i} lacks frame_dir / label / keypoint / img_shape")
+        kp = np.asarray(a["keypoint"])
+        if kp.ndim != 4 or kp.shape[2:] != (NUM_JOINTS, 2):
+            raise DataFormatError(path, f"annotation {i} ({a['frame_dir']}): keypoint shape {kp.shape}, expected "
+                                        f"(M, T, {NUM_JOINTS}, 2) (2-D COCO-17; 3-D files are read by 'pyskl')")
+        by_name[str(a["frame_dir"])] = a
+    parts = {}
+    for part, key in zip(("train", "test"), keys):
+        names = [str(n) for n in splits[key]]
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise DataFormatError(path, f"{len(missing)} names of split {key!r} have no annotation (e.g. {missing[0]})")
+        parts[part] = names
+    used = [by_name[n] for names in parts.values() for n in names]
+    if not used:
+        raise DataFormatError(path, f"split {split!r} has no samples")
+    T = max_frames or max(np.asarray(a["keypoint"]).shape[1] for a in used)
+    k = num_classes or (max(int(a["label"]) for a in used) + 1)
+    for names in parts.values():
+        for n in names:
+            if not 0 <= int(by_name[n]["label"]) < k:
+                raise DataFormatError(path, f"sample {n}: label {by_name[n]['label']} outside [0, {k})")
+    assumed = (f"{path.name}: 2-D keypoints (COCO-17), x / width and y / height, third channel {padding}, "
+               f"padded to T={T}, M={NUM_BODIES}; labels 0-based ({k} classes)")
+    log.info("pyskl_2d: %s", assumed)
+    cache = _cache_dir(path, {"format": "pyskl_2d", "split": split, "T": T, "padding": padding}, cache_dir)
+    if not (cache / "done").is_file():
+        def chunks(names: list[str]) -> Iterator[tuple[int, np.ndarray]]:
+            for start in range(0, len(names), 256):
+                block = np.zeros((min(256, len(names) - start), 3, T, NUM_JOINTS, NUM_BODIES), dtype=np.float32)
+                for j, n in enumerate(names[start:start + 256]):
+                    a = by_name[n]
+                    try:
+                        x = normalise_2d(a["keypoint"], a.get("keypoint_score"), tuple(a["img_shape"]), padding)
+                    except (ValueError, TypeError) as exc:
+                        raise DataFormatError(path, f"sample {n}: {exc}") from None
+                    t = min(x.shape[1], T)
+                    block[j, :, :t] = x[:, :t]
+                yield start, block
+
+        _convert(cache, {part: (len(names), (3, T, NUM_JOINTS, NUM_BODIES), chunks(names)) for part, names in parts.items()})
+    out = []
+    for part, names in parts.items():
+        frames = np.array([min(int(by_name[n].get("total_frames", np.asarray(by_name[n]["keypoint"]).shape[1])), T)
+                           for n in names], dtype=np.int64)
+        labels = np.array([int(by_name[n]["label"]) for n in names], dtype=np.int64)
+        out.append(SkeletonArrays(data=np.load(cache / f"{part}_data_joint.npy", mmap_mode="r"), labels=labels,
+                                  num_frames=np.maximum(frames, 1), meta=_meta(names), names=names, num_classes=k,
+                                  layout="coco17", source=str(path), extra={"split": split, "assumed": assumed}))
+    return out[0], out[1]
+
+
+def project_to_coco17(joints: np.ndarray, *, focal: float = 1000.0, size: tuple[int, int] = (1080, 1920),
+                      distance: float = 3.5) -> tuple[np.ndarray, np.ndarray]:
+    """NTU-25 3-D joints ``(3, T, 25, M)`` (metres, body-centred) -> COCO-17 pixel keypoints ``(M, T, 17, 2)``
+    and scores ``(M, T, 17)`` (1 where the source joint was tracked, 0 where it was all zeros), seen by a
+    pinhole camera ``distance`` metres in front (image ``size`` = (height, width), y up in the world,
+    down in the image)."""
+    c, t, v, m = joints.shape
+    if c != 3 or v != 25:
+        raise ValueError(f"expected NTU-25 joints (3, T, 25, M), got shape {joints.shape}")
+    world = np.zeros((3, t, NUM_JOINTS, m), np.float32)
+    tracked = np.zeros((t, NUM_JOINTS, m), bool)
+    for j, (src, offset) in enumerate(_FROM_NTU25):
+        world[:, :, j] = joints[:, :, src]
+        tracked[:, j] = np.any(joints[:, :, src] != 0, axis=0)
+        if offset is not None:
+            world[:, :, j] += np.asarray(offset, np.float32)[:, None, None]
+    h, w = size
+    z = distance - world[2]  # the camera looks along -z from +distance
+    u = focal * world[0] / z + w / 2
+    vv = -focal * world[1] / z + h / 2
+    kp = np.stack([u, vv], axis=-1).transpose(2, 0, 1, 3)  # (M, T, 17, 2)
+    score = tracked.transpose(2, 0, 1).astype(np.float32)
+    kp[score == 0] = 0.0
+    return kp.astype(np.float32), score
+
+
+@DATASETS.register("synthetic_2d", description="the synthetic skeletons projected to 2-D COCO-17 keypoints (the 2-D stand-in)",
+                   splits=("xsub", "xview", "xset"), needs_path=False, default_split="xsub")
+def load_synthetic_2d(path: str | None = None, split: str = "xsub", *, padding: Padding = "score",
+                      **options) -> tuple[SkeletonArrays, SkeletonArrays]:
+    """(train, test) of :func:`~usdrl_bench.data.synthetic.load_synthetic` (same samples, splits and
+    options) as 2-D COCO-17 keypoints normalised like the pyskl data (module docstring)."""
+    from usdrl_bench.data.synthetic import load_synthetic
+
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    out = []
+    for arrays in load_synthetic(path, split, **options):
+        data = np.zeros((len(arrays), 3, arrays.data.shape[2], NUM_JOINTS, NUM_BODIES), np.float32)
+        for i in range(len(arrays)):
+            kp, score = project_to_coco17(np.asarray(arrays.data[i], np.float32))
+            data[i] = normalise_2d(kp, score, (1080, 1920), padding)
+            data[i, :, int(arrays.num_frames[i]):] = 0.0
+        out.append(SkeletonArrays(data=data, labels=arrays.labels, num_frames=arrays.num_frames, meta=arrays.meta,
+                                  names=arrays.names, num_classes=arrays.num_classes, layout="coco17",
+                                  class_names=arrays.class_names, source=f"synthetic_2d({arrays.source})",
+                                  extra={**arrays.extra, "assumed": f"2-D projection, third channel {padding}"}))
+    return out[0], out[1]
