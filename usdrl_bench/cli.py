@@ -106,7 +106,9 @@ datasets:
   ntu60, ntu120   raw NTU RGB+D .skeleton tree (searched recursively); splits xsub/xview, xsub/xsetup;
                   pipelines agcn (2s-AGCN/UmURL, what USDRL used; default) or ctrgcn (CTR-GCN/SGN)
   pku1, pku2      PKU-MMD phase 1 / 2: skeleton/, label/ and split/ folders; trimmed action clips per
-                  split (pku1 also untrimmed videos with per-frame labels for detection)
+                  split, and the untrimmed videos with per-frame labels (detection, segmentation)
+  uav             UAV-Human skeleton files (17 joints, 155 classes); cross-subject splits csv1, csv2
+                  computed from the person ids in the file names
 
 The output folder defaults to the dataset's folder under the data root (--data-root, else $USDRL_DATA,
 else ./data), where named datasets (ntu60_xsub, pku2_xsub, ...) are looked up.
@@ -116,6 +118,7 @@ examples:
   usdrl-bench data prepare ntu120 --raw ~/ntu120_raw --out /data/NTU-RGB-D-120-AGCN --workers 16
   usdrl-bench data prepare ntu60 --raw ~/nturgb+d_skeletons --pipeline ctrgcn --out data/NTU60-CTRGCN
   usdrl-bench data prepare pku1 --raw ~/PKU-MMD
+  usdrl-bench data prepare uav --raw ~/UAV-Human/Skeleton
 """
 
 
@@ -248,7 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     q = data_sub.add_parser("prepare", help="prepare a dataset from its official release", description=DATA_PREPARE_HELP,
                             formatter_class=fmt)
-    q.add_argument("dataset", choices=("ntu60", "ntu120", "pku1", "pku2"), help="the release to prepare")
+    q.add_argument("dataset", choices=("ntu60", "ntu120", "pku1", "pku2", "uav"), help="the release to prepare")
     q.add_argument("--raw", type=Path, required=True, help="the unpacked release")
     q.add_argument("--out", type=Path, default=None, help="output folder (default: the dataset's folder under the data root)")
     q.add_argument("--data-root", type=Path, default=None, help="data root (default $USDRL_DATA, else ./data)")
@@ -533,11 +536,16 @@ def cmd_data(args: argparse.Namespace) -> int:
         summary = prepare_ntu(args.dataset, args.raw, out_dir, pipeline=args.pipeline, workers=args.workers,
                               missing_lists=args.missing_list)
     else:
-        from usdrl_bench.data.pku import prepare_pku
-
         if args.pipeline != "agcn" or args.missing_list:
             raise ValueError("--pipeline and --missing-list apply to NTU only")
-        summary = prepare_pku(args.dataset, args.raw, out_dir, workers=args.workers)
+        if args.dataset == "uav":
+            from usdrl_bench.data.uav import prepare_uav
+
+            summary = prepare_uav(args.raw, out_dir, workers=args.workers)
+        else:
+            from usdrl_bench.data.pku import prepare_pku
+
+            summary = prepare_pku(args.dataset, args.raw, out_dir, workers=args.workers)
     out.print(format_summary(summary, strict=args.strict), highlight=False)
     if args.strict and summary.skipped:
         console.print(f"[bold red]strict:[/] {len(summary.skipped)} samples skipped (see {out_dir}/manifest.json)")

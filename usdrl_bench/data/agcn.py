@@ -92,13 +92,18 @@ def read_label_pickle(path: str | Path) -> tuple[list[str], np.ndarray]:
 
 
 def _meta_from_names(names: Sequence[str]) -> tuple[pd.DataFrame, bool, int]:
-    """Meta columns parsed from NTU names (-1 otherwise); whether all names are NTU; the largest setup."""
+    """Meta columns parsed from NTU (or UAV-Human) names (-1 otherwise); whether all names are NTU; the
+    largest NTU setup."""
     rows, all_ntu, max_setup = [], True, -1
+    from usdrl_bench.data.uav import parse_uav_name
+
     for name in names:
         parsed = parse_ntu_name(name)
         if parsed is None:
             all_ntu = False
-            rows.append({c: -1 for c in META_COLUMNS})
+            uav = parse_uav_name(str(name))  # UAV-Human: person, setup and replicate ids
+            rows.append({c: -1 for c in META_COLUMNS} if uav is None else
+                        {"setup": uav["setup"], "camera": -1, "subject": uav["person"], "repetition": uav["replicate"]})
         else:
             rows.append({c: parsed[c] for c in META_COLUMNS})
             max_setup = max(max_setup, parsed["setup"])

@@ -12,6 +12,10 @@ of the official code, FACTS §3A item 7):
 ``ntu120_xset``    ``NTU-RGB-D-120-AGCN/xsetup``
 ``pku1_xsub``      ``PKU-MMD-v1-AGCN/xsub``
 ``pku2_xsub``      ``PKU-MMD-v2-AGCN/xsub``
+``uav_csv1``       ``UAV-Human-AGCN/csv1`` (17 joints, 155 classes)
+``uav_csv2``       ``UAV-Human-AGCN/csv2``
+``ntu60_2d_xsub``  ``NTU-2D/ntu60_hrnet.pkl`` (pyskl 2-D keypoints; also ``ntu60_2d_xview``,
+                   ``ntu120_2d_xsub``, ``ntu120_2d_xset`` from ``ntu120_hrnet.pkl``; :mod:`~usdrl_bench.data.two_d`)
 ``msr_action3d``   ``MSRAction3D`` (the skeleton text files)
 =================  ==========================================
 
@@ -44,6 +48,7 @@ class NamedDataset:
 
 NTU_SITE = "https://rose1.ntu.edu.sg/dataset/actionRecognition/"
 PKU_SITE = "https://www.icst.pku.edu.cn/struct/Projects/PKUMMD.html"
+UAV_SITE = "https://github.com/sutdcv/UAV-Human"
 NAMED: dict[str, NamedDataset] = {
     "ntu60_xsub": NamedDataset("NTU-RGB-D-60-AGCN/xsub", "xsub", "ntu60", f"nturgbd_skeletons_s001_to_s017.zip ({NTU_SITE})", 60),
     "ntu60_xview": NamedDataset("NTU-RGB-D-60-AGCN/xview", "xview", "ntu60", f"nturgbd_skeletons_s001_to_s017.zip ({NTU_SITE})", 60),
@@ -55,11 +60,13 @@ NAMED: dict[str, NamedDataset] = {
                               f"PKU-MMD Phase 1 skeletons, labels and split files ({PKU_SITE})", 51),
     "pku2_xsub": NamedDataset("PKU-MMD-v2-AGCN/xsub", "xsub", "pku2",
                               f"PKU-MMD Phase 2 skeletons, labels and split files ({PKU_SITE})", 51),
+    "uav_csv1": NamedDataset("UAV-Human-AGCN/csv1", "csv1", "uav", f"UAV-Human's skeleton files ({UAV_SITE})", 155),
+    "uav_csv2": NamedDataset("UAV-Human-AGCN/csv2", "csv2", "uav", f"UAV-Human's skeleton files ({UAV_SITE})", 155),
 }
 MSR_FOLDER = "MSRAction3D"
 #: Output folder of each `data prepare` dataset under the root.
 PREPARE_FOLDERS = {"ntu60": "NTU-RGB-D-60-AGCN", "ntu120": "NTU-RGB-D-120-AGCN", "pku1": "PKU-MMD-v1-AGCN",
-                   "pku2": "PKU-MMD-v2-AGCN"}
+                   "pku2": "PKU-MMD-v2-AGCN", "uav": "UAV-Human-AGCN"}
 
 
 def resolve_data_root(root: str | Path | None = None) -> Path:

@@ -49,16 +49,16 @@ def _fmt(values: np.ndarray) -> str:
 
 
 def skeleton_text(joints: np.ndarray, num_frames: int, body_ids: Sequence[int]) -> str:
-    """A ``.skeleton`` text from ``(3, T, 25, M)`` camera-space joints: frames ``[0, num_frames)``, a body
-    written in a frame when any of its joints is non-zero."""
+    """A ``.skeleton`` text from ``(3, T, V, M)`` camera-space joints (V = 25 for NTU, 17 for UAV-Human):
+    frames ``[0, num_frames)``, a body written in a frame when any of its joints is non-zero."""
     lines = [str(num_frames)]
     for t in range(num_frames):
         present = [m for m in range(joints.shape[3]) if np.any(joints[:, t, :, m])]
         lines.append(str(len(present)))
         for m in present:
             lines.append(f"{body_ids[m]} {_BODY_INFO_TAIL}")
-            lines.append("25")
-            for v in range(25):
+            lines.append(str(joints.shape[2]))
+            for v in range(joints.shape[2]):
                 x, y, z = joints[:, t, v, m]
                 depth = (256 + 300 * x / max(z, 0.5), 212 - 300 * y / max(z, 0.5))
                 color = (960 + 1000 * x / max(z, 0.5), 540 - 1000 * y / max(z, 0.5))

@@ -224,3 +224,33 @@ def load_synthetic_2d(path: str | None = None, split: str = "xsub", *, padding: 
                                   class_names=arrays.class_names, source=f"synthetic_2d({arrays.source})",
                                   extra={**arrays.extra, "assumed": f"2-D projection, third channel {padding}"}))
     return out[0], out[1]
+
+
+#: the pyskl 2-D files of NTU RGB+D under ``<data root>/NTU-2D`` (downloaded as released by pyskl)
+NTU_2D_FOLDER = "NTU-2D"
+NTU_2D = {"ntu60_2d_xsub": ("ntu60_hrnet.pkl", "xsub", 60), "ntu60_2d_xview": ("ntu60_hrnet.pkl", "xview", 60),
+          "ntu120_2d_xsub": ("ntu120_hrnet.pkl", "xsub", 120), "ntu120_2d_xset": ("ntu120_hrnet.pkl", "xset", 120)}
+PYSKL_URL = "https://download.openmmlab.com/mmaction/pyskl/data/nturgbd/"
+
+
+def _register_ntu_2d(name: str, file: str, protocol: str, num_classes: int) -> None:
+    @DATASETS.register(name, description=f"{name}: pyskl 2-D HRNet keypoints ({NTU_2D_FOLDER}/{file} under the data root)",
+                       splits=(protocol,), needs_path=False, default_split=protocol, named=True)
+    def load(path: str | None = None, split: str = protocol, *, data_root: str | None = None,
+             padding: Padding = "score") -> tuple[SkeletonArrays, SkeletonArrays]:
+        from usdrl_bench.data.named import DATA_ROOT_ENV, resolve_data_root
+
+        if split != protocol:
+            raise KeyError(f"Unknown split {split!r} for {name}; available: {protocol}")
+        base = resolve_data_root(data_root)
+        pkl = base / NTU_2D_FOLDER / file
+        if not pkl.is_file():
+            raise FileNotFoundError(f"dataset {name} not found: expected {pkl}. Download {PYSKL_URL}{file} into "
+                                    f"{pkl.parent}; the data root is --data-root or ${DATA_ROOT_ENV} (now {base})")
+        return load_pyskl_2d(pkl, protocol, padding=padding, num_classes=num_classes)
+
+    load.__doc__ = f"(train, test) of {name}: :func:`load_pyskl_2d` of ``<data root>/{NTU_2D_FOLDER}/{file}``, {protocol}."
+
+
+for _name, (_file, _split, _k) in NTU_2D.items():
+    _register_ntu_2d(_name, _file, _split, _k)
