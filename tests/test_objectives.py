@@ -563,3 +563,33 @@ def test_contrastive_needs_two_views():
     objective = NegativeContrastive(enc, queue_size=8)
     with pytest.raises(ValueError, match="2 views"):
         objective(enc, make_views(k=1))
+
+
+def test_mgfd_modal_consistency_on_early_fused_views():
+    """MPCT: with ``modal_consistency`` the loss adds each modality's MG-FD (intra) and the pull of its
+    projections to the fused ones (inter); a modality that carries the whole input (the others zero) has
+    no inter-modal gap; the views must hold 3 channel groups."""
+    from usdrl_bench.encoders import create_encoder
+    from usdrl_bench.skeleton import NTU25, to_stream
+
+    torch.manual_seed(0)
+    encoder = create_encoder("sttr", "tiny", in_channels=9)
+    objective = create_objective("mgfd", encoder, modal_consistency=1.0)
+    joints = torch.randn(6, 3, 16, 25, 2)
+    views = [to_stream(joints + 0.05 * torch.randn_like(joints), "jmb", NTU25) for _ in range(4)]
+    assert views[0].shape == (6, 9, 16, 25, 2)
+    loss, logs = objective(encoder, views)
+    assert {"intra", "inter", "inter_joint", "inter_motion", "inter_bone", "sim", "vac"} <= set(logs)
+    base = create_objective("mgfd", encoder)
+    base.load_state_dict(objective.state_dict())
+    plain, _ = base(encoder, views)
+    assert torch.allclose(loss, plain + logs["intra"] + logs["inter"], rtol=1e-5)
+    loss.backward()
+    assert all(p.grad is not None for p in encoder.parameters())
+    joint_only = [torch.cat([v[:, :3], torch.zeros_like(v[:, 3:])], dim=1) for v in views]
+    with torch.no_grad():
+        objective.eval()
+        _, logs = objective(encoder, joint_only)
+    assert float(logs["inter_joint"]) < 1e-10 < float(logs["inter_motion"])
+    with pytest.raises(ValueError, match="3 channel groups"):
+        objective(create_encoder("sttr", "tiny", in_channels=4), [torch.randn(4, 4, 16, 25, 2)] * 4)

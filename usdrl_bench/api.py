@@ -249,13 +249,13 @@ def embed(encoder, x: np.ndarray, num_frames: np.ndarray | None = None, dense: b
         ValueError: ``x`` is not 5-D or ``num_frames`` has the wrong length.
     """
     from usdrl_bench.evaluate.features import extract
-    from usdrl_bench.skeleton import get_layout
+    from usdrl_bench.skeleton import LAYOUTS
 
     x = np.asarray(x) if not isinstance(x, np.memmap) else x
     if x.ndim != 5:
         raise ValueError(f"embed: expected x of shape (N, C, T, V, M), got {x.shape}")
     if num_frames is not None and len(num_frames) != len(x):
         raise ValueError(f"embed: {len(num_frames)} frame counts for {len(x)} samples")
-    layout = get_layout("ntu25") if stream == "bone" else None
+    layout = next((lay for lay in LAYOUTS.values() if lay.num_joints == x.shape[3]), None) if stream in ("bone", "jmb") else None
     return extract(encoder, x, None if num_frames is None else np.asarray(num_frames), layout=layout, stream=stream,
                    batch_size=batch_size, device=device, dense=dense)

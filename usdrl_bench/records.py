@@ -17,7 +17,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "protocol", "preset", "row_id", "row_label", "row_x", "row_index", "paper_table", "paper_row", "paper_key", "encoder", "objective",
     "dataset", "split", "stream", "column", "column_index", "paper_setting", "train_samples", "test_samples", "seed", "evaluation", "metric", "value", "higher_is_better", "note",
     "config_hash", "checkpoint_hash", "git_revision", "package_version", "date", "wall_time_s",
-    "pretrain_wall_time_s", "device", "artifact", "protocol_version", "overrides",
+    "pretrain_wall_time_s", "device", "artifact", "protocol_version", "overrides", "pretrain_data",
 )
 
 RECORDS_SUBDIR = "records"

@@ -16,8 +16,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-Stream = Literal["joint", "bone", "motion"]
-STREAMS: tuple[str, ...] = ("joint", "bone", "motion")
+Stream = Literal["joint", "bone", "motion", "jmb"]
+STREAMS: tuple[str, ...] = ("joint", "bone", "motion", "jmb")
+#: channel multiplier of each stream: ``jmb`` is joint, motion and bone concatenated along C (early fusion)
+STREAM_CHANNELS: dict[str, int] = {"joint": 1, "bone": 1, "motion": 1, "jmb": 3}
 
 
 @dataclass(frozen=True)
@@ -151,13 +153,18 @@ def motion_stream(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
 
 
 def to_stream(x: torch.Tensor | np.ndarray, stream: str, layout: Layout) -> torch.Tensor | np.ndarray:
-    """Convert joints ``(N, C, T, V, M)`` to the ``joint``, ``bone`` or ``motion`` stream (FACTS §1).
+    """Convert joints ``(N, C, T, V, M)`` to the ``joint``, ``bone`` or ``motion`` stream (FACTS §1), or
+    ``jmb``: the three concatenated along C, joint first (``(N, 3C, T, V, M)``; the early fusion of
+    multi-modal pretraining, :class:`~usdrl_bench.objectives.mgfd.MGFD`'s ``modal_consistency``).
 
     Raises:
         ValueError: unknown stream.
     """
     if stream == "joint":
         return x
+    if stream == "jmb":
+        parts = (x, motion_stream(x), bone_stream(x, layout))
+        return torch.cat(parts, dim=1) if isinstance(x, torch.Tensor) else np.concatenate(parts, axis=1)
     if stream == "bone":
         return bone_stream(x, layout)
     if stream == "motion":

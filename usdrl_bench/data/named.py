@@ -94,6 +94,15 @@ def locate(name: str, root: str | Path | None = None) -> Path:
                 f"Download MSR Action3D (the skeleton text files) and unpack them there; set the data root with "
                 f"--data-root or ${DATA_ROOT_ENV} (now {base})")
         return folder
+    if name not in NAMED:
+        from usdrl_bench.data.two_d import NTU_2D, NTU_2D_FOLDER, PYSKL_URL
+
+        if name in NTU_2D:
+            pkl = base / NTU_2D_FOLDER / NTU_2D[name][0]
+            if not pkl.is_file():
+                raise FileNotFoundError(f"dataset {name} not found: expected {pkl}. Download {PYSKL_URL}{pkl.name} into "
+                                        f"{pkl.parent}; the data root is --data-root or ${DATA_ROOT_ENV} (now {base})")
+            return pkl
     entry = NAMED[name]
     folder = base / entry.folder
     if not (folder / "train_data_joint.npy").is_file():

@@ -77,7 +77,7 @@ def extract(
         nf = torch.from_numpy(num_frames[start:start + batch_size]).to(device)
         x = resize_valid(x, nf, encoder.num_frames) if crop == 1 else centre_crop_resize(x, nf, crop, encoder.num_frames)
         if stream != "joint":
-            if layout is None and stream == "bone":
+            if layout is None and stream in ("bone", "jmb"):
                 raise ValueError("the bone stream needs a skeleton layout")
             x = to_stream(x, stream, layout)  # type: ignore[arg-type]
         if dense:

@@ -258,3 +258,38 @@ def semi_evaluation(
                  f"{subset_seed}..{subset_seed + repeats - 1}){spread}; crops: train scale {list(train_crop)}, "
                  f"test centre {test_crop}; {RECIPE_NOTE}"))
     return metrics
+
+
+def check_finetune_options(*, epochs: int = 80, batch_size: int = 64, lr: float = 0.01, momentum: float = 0.9,
+                           weight_decay: float = 0.0, milestones=(50, 70), gamma: float = 0.1,
+                           train_crop=(0.5, 1.0), test_crop: float = 0.95) -> None:
+    """Option ranges of ``finetune``, checked when a protocol is loaded. Raises ValueError."""
+    check_semi_options(ratios=[1.0], repeats=1, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                       weight_decay=weight_decay, milestones=milestones, gamma=gamma, train_crop=train_crop,
+                       test_crop=test_crop)
+
+
+@EVALUATIONS.register("finetune", description="fine-tuning of the whole encoder with all labels (transfer; CMD's recipe)",
+                      check=check_finetune_options)
+def finetune_evaluation(
+    ctx: EvalContext,
+    *,
+    epochs: int = 80,
+    batch_size: int = 64,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    milestones: list[int] | tuple[int, ...] = (50, 70),
+    gamma: float = 0.1,
+    train_crop: list[float] | tuple[float, float] = (0.5, 1.0),
+    test_crop: float = 0.95,
+) -> list[Metric]:
+    """The whole encoder and a new ``fc`` trained on every training sample; metric ``finetune_top1`` (final
+    test top-1, %). The recipe is :func:`fine_tune`'s, CMD's by default (module docstring); the journal's
+    transfer fine-tuning recipe is not published."""
+    top1 = fine_tune(ctx, np.arange(len(ctx.labels("train"))), epochs=epochs, batch_size=batch_size, lr=lr,
+                     momentum=momentum, weight_decay=weight_decay, milestones=milestones, gamma=gamma,
+                     train_crop=tuple(train_crop), test_crop=test_crop)
+    return [Metric("finetune_top1", top1, note=f"whole encoder fine-tuned on all {len(ctx.labels('train'))} training "
+                                               f"samples, final epoch; crops: train scale {list(train_crop)}, test "
+                                               f"centre {test_crop}; {RECIPE_NOTE}")]

@@ -50,6 +50,8 @@ XC_WEIGHT = 1e-3
 PROJ_HIDDEN_MULT = 2
 PROJ_OUT_MULT = 2
 INSTANCE_OUT_MULT = 2
+#: the channel groups of early-fused views, in order (the ``jmb`` stream of :func:`usdrl_bench.skeleton.to_stream`)
+MODALITIES = ("joint", "motion", "bone")
 
 
 def _check_weight(name: str, value: float) -> None:
@@ -125,6 +127,16 @@ class MGFD(Objective):
         gamma: γ of the variance term (official 1).
         eps: ε of the variance term (official 1e-4, inside the square root).
         concat_views: run the encoder once on all views concatenated (see above).
+        modal_consistency: weight of the multi-modal consistency of the journal extension's MPCT (0: off,
+            the AAAI objective). The views must be the early fusion of joint, motion and bone (the ``jmb``
+            stream: 3 channel groups along C). Each view is also encoded with only one modality's channels
+            kept (the others zeroed: with a linear embedding, that modality's own embedding), and the loss
+            adds ``modal_consistency / 3 · Σ_m [MG-FD(views of m) + 5 · Σ_d w_d · MSE(z_m, sg(z_fused))]``:
+            intra-modal consistency (each modality's own MG-FD over its views) and inter-modal consistency
+            (each modality's projections pulled to the fused ones, which receive no gradient from this
+            term), with the domain weights of Eq. 7. This follows UmURL's intra- and inter-modal
+            consistency; the journal's exact form is not public (its code has no multi-modal training,
+            FACTS-foundation §2).
 
     Shapes:
         ``forward(encoder, [x_1..x_K])`` with each x_k ``(N, C, T, V, M)``, N >= 2 ->
@@ -168,6 +180,7 @@ class MGFD(Objective):
         gamma: float = VARIANCE_THRESHOLD,
         eps: float = VARIANCE_EPS,
         concat_views: bool = False,
+        modal_consistency: float = 0.0,
     ) -> None:
         super().__init__()
         for name, form in (("similarity_form", similarity_form), ("variance_form", variance_form), ("xc_form", xc_form)):
@@ -182,6 +195,7 @@ class MGFD(Objective):
             ("offdiag_weight", offdiag_weight),
             ("gamma", gamma),
             ("eps", eps),
+            ("modal_consistency", modal_consistency),
         ):
             _check_weight(name, value)
         for name, value in (("kappa", kappa), ("eta", eta)):
@@ -208,6 +222,7 @@ class MGFD(Objective):
         self.similarity_form, self.variance_form, self.xc_form = similarity_form, variance_form, xc_form
         self.kappa, self.eta, self.gamma, self.eps = kappa, eta, gamma, eps
         self.concat_views = bool(concat_views)
+        self.modal_consistency = float(modal_consistency)
 
         hidden = proj_hidden or PROJ_HIDDEN_MULT * hidden_size
         out = proj_out or PROJ_OUT_MULT * hidden_size
@@ -316,14 +331,46 @@ class MGFD(Objective):
         shapes = [tuple(x.shape) for x in views]
         if len(views) < 2 or len(set(shapes)) != 1:
             raise ValueError(f"MGFD needs at least 2 views of one shape (N, C, T, V, M), got shapes {shapes}")
+        zi, zt, zs = self._project(encoder, views)
+        terms = self.loss_from_projections(zi, zt, zs)
+        if self.modal_consistency > 0:
+            total = terms["total"]
+            terms.update(self._modal_terms(encoder, views, zi, zt, zs))
+            terms["total"] = total + self.modal_consistency * (terms["intra"] + terms["inter"])  # logged parts stay unweighted
+        return terms["total"], {k: v.detach() for k, v in terms.items()}
+
+    def _project(self, encoder: nn.Module, views: list[Tensor]):
+        """Encode and project the views: ``(zi, zt, zs)`` lists (zt, zs None without multi_grained)."""
         feats = self._encode(encoder, views)
         # data-parallel: every batch statistic sees the global batch (projections gathered with gradients)
         if self.multi_grained:
             zt = [gather_with_grad(self.t_proj(y_t)) for y_t, _, _ in feats]
             zs = [gather_with_grad(self.s_proj(y_s)) for _, y_s, _ in feats]
             zi = [gather_with_grad(self.i_proj(y_i)) for _, _, y_i in feats]
-        else:
-            zt = zs = None
-            zi = [gather_with_grad(self.i_proj(y_i)) for y_i in feats]
-        terms = self.loss_from_projections(zi, zt, zs)
-        return terms["total"], {k: v.detach() for k, v in terms.items()}
+            return zi, zt, zs
+        return [gather_with_grad(self.i_proj(y_i)) for y_i in feats], None, None
+
+    def _modal_terms(self, encoder: nn.Module, views: list[Tensor], zi, zt, zs) -> dict[str, Tensor]:
+        """MPCT's intra- and inter-modal consistency (see ``modal_consistency``), averaged over the 3
+        modalities of the early-fused views."""
+        channels = views[0].shape[1]
+        if channels % 3:
+            raise ValueError(f"MGFD modal_consistency needs early-fused joint, motion and bone views (the jmb stream: "
+                             f"3 channel groups), got C = {channels}")
+        group = channels // 3
+        fused = [zi] + ([zt, zs] if self.multi_grained else [])
+        intra, inter = [], []
+        for m in range(3):
+            keep = torch.zeros(channels, device=views[0].device, dtype=views[0].dtype)
+            keep[m * group:(m + 1) * group] = 1
+            uni = [x * keep.view(1, -1, 1, 1, 1) for x in views]
+            ui, ut, us = self._project(encoder, uni)
+            intra.append(self.loss_from_projections(ui, ut, us)["total"])
+            with _loss_precision(views[0].device):
+                per_domain = [torch.stack([((a.float() - b.detach().float()) ** 2).mean() for a, b in zip(u, f)]).mean()
+                              for u, f in zip([ui] + ([ut, us] if self.multi_grained else []), fused)]
+                d = per_domain[0] if not self.multi_grained else combine_domains(*per_domain, self.domain_weight)
+            inter.append(self.sim_weight * d)
+        out = {"intra": torch.stack(intra).mean(), "inter": torch.stack(inter).mean()}
+        out.update({f"inter_{name}": v for name, v in zip(MODALITIES, inter)})
+        return out

@@ -138,13 +138,16 @@ class ProtocolRunner:
 
     # -- planning ---------------------------------------------------------------------------------
     def build_encoder(self, cell: Cell, train: SkeletonArrays) -> torch.nn.Module:
+        from usdrl_bench.skeleton import STREAM_CHANNELS
+
         _, c, _, v, m = train.shape
+        c *= STREAM_CHANNELS[cell.dataset.stream]  # jmb: joint, motion and bone fused along C
         torch.manual_seed(cell.seed)
         return create_encoder(cell.row.encoder, cell.preset.encoder_preset, in_channels=c, num_joints=v,
                               num_bodies=m, **cell.encoder_options)
 
     def plan(self, cell: Cell) -> CellPlan:
-        train, _ = self.data(cell.dataset)
+        train, _ = self.data(cell.pretrain_dataset)
         encoder = self.build_encoder(cell, train)
         config = dataclasses.asdict(encoder.config)
         # the code that computes the checkpoint: the encoder's, the objective's and the training loop's
@@ -154,7 +157,7 @@ class ProtocolRunner:
             code.update(objective=component_code(registry.OBJECTIVES, cell.row.objective),
                         train=module_code(TRAIN_MODULE))
         key_parts: dict[str, Any] = {
-            "encoder": cell.row.encoder, "encoder_config": config, "dataset": dataset_identity(cell.dataset),
+            "encoder": cell.row.encoder, "encoder_config": config, "dataset": dataset_identity(cell.pretrain_dataset),
             "seed": cell.seed, "code": code,
         }
         if cell.row.objective is None:
@@ -177,7 +180,7 @@ class ProtocolRunner:
         if not spec.sync_batchnorm and world > 1:
             identity["batchnorm_processes"] = world
         if world > 1:  # a last batch cut to a multiple of the process count is another model
-            n = len(self.data(cell.dataset)[0])
+            n = len(self.data(cell.pretrain_dataset)[0])
             batch = min(spec.batch_size, n)
             if batch % world == 0 and epoch_batch_sizes(n, batch, 1, spec.drop_last) != epoch_batch_sizes(
                     n, batch, world, spec.drop_last):
@@ -271,13 +274,13 @@ class ProtocolRunner:
     def _train(self, plan: CellPlan, workdir: Path, progress: Progress | None) -> tuple[torch.nn.Module, float]:
         cell = plan.cell
         path = workdir / ENCODER_FILE
-        train, _ = self.data(cell.dataset)
+        train, _ = self.data(cell.pretrain_dataset)
         encoder = self.build_encoder(cell, train)
         main = dist_utils.rank() == 0
         if main:
             write_json_atomic(workdir / "config.json", {
                 "row": dataclasses.asdict(cell.row), "encoder_config": plan.encoder_config,
-                "dataset": dataset_identity(cell.dataset), "seed": cell.seed,
+                "dataset": dataset_identity(cell.pretrain_dataset), "seed": cell.seed,
                 "pretrain": self.pretrain_identity(cell), "objective_options": cell.objective_options,
                 "device": str(self.device), "world_size": dist_utils.world_size(),
                 "package_version": __version__, "git_revision": git_revision(), "torch_version": torch.__version__,
@@ -301,7 +304,7 @@ class ProtocolRunner:
                                 description=f"{label} loss {loss:.3f}, {rate:,.0f} samples/s")
 
         result = pretrain(encoder, objective, train, spec, workdir=workdir, seed=cell.seed, device=self.device,
-                          stream=cell.dataset.stream, on_step=on_step, log_every=self.log_every,
+                          stream=cell.pretrain_dataset.stream, on_step=on_step, log_every=self.log_every,
                           tensorboard=self.tensorboard, wandb_project=self.wandb_project,
                           extra={"objective": cell.row.objective, "objective_options": cell.objective_options,
                                  "precision": resolve_precision(spec.precision, self.device), "compile": spec.compile,
@@ -435,6 +438,19 @@ class ProtocolRunner:
                   pretrain_s: float, progress: Progress) -> None:
         cell = plan.cell
         train, test = self.data(cell.dataset)
+        if cell.dataset.pretrain_on is not None:  # transfer: the evaluation data must fit the encoder
+            from usdrl_bench.skeleton import STREAM_CHANNELS
+
+            _, c, _, v, m = train.shape
+            c *= STREAM_CHANNELS[cell.dataset.stream]
+            cfg = encoder.config
+            if (c, v, m) != (cfg.in_channels, cfg.num_joints, cfg.num_bodies):
+                from usdrl_bench.protocols.schema import ProtocolError
+
+                raise ProtocolError(cell.protocol.file, f"datasets.{cell.dataset.column}.pretrain_on",
+                                    f"the encoder pretrained on {cell.pretrain_dataset.describe()} takes (C, V, M) = "
+                                    f"{(cfg.in_channels, cfg.num_joints, cfg.num_bodies)}; {cell.dataset.describe()} "
+                                    f"has {(c, v, m)}")
         # features depend on the checkpoint, the data and the extraction code
         data_hash = stable_hash([dataset_identity(cell.dataset), module_code("usdrl_bench.evaluate.features")])
         task = progress.add_task(f"features {cell.row.label}", total=len(train) + len(test))
@@ -489,6 +505,8 @@ class ProtocolRunner:
             "pretrain_wall_time_s": round(pretrain_s, 3), "device": str(self.device),
             "artifact": artifact, "protocol_version": cell.protocol.version,
             "overrides": list(cell.protocol.overrides),
+            # transfer: where the encoder was pretrained, when not on this column's data
+            "pretrain_data": cell.pretrain_dataset.describe() if cell.dataset.pretrain_on is not None else None,
         }
 
     def _runner_options(self) -> dict[str, Any]:

@@ -59,17 +59,21 @@ class DatasetSpec:
         pretrain: pretraining schedule overrides for this dataset (:class:`PretrainSpec` keys), merged
             over the preset's ``pretrain`` (the official PKU-MMD II schedule: batch 512, 1201 epochs, lr
             x0.1 at 801; FACTS §7).
+        pretrain_on: transfer: the encoder is pretrained on this dataset (its training split; the row's
+            stream) and evaluated on this column's (NTU-60 pretrained, PKU-MMD II evaluated). The two must
+            agree in channels, joints and bodies. Default: the column's own dataset.
     """
 
     name: str
     path: str | None = None
     split: str | None = None
-    stream: Literal["joint", "bone", "motion"] = "joint"
+    stream: Literal["joint", "bone", "motion", "jmb"] = "joint"
     options: dict[str, Any] = field(default_factory=dict)
     id: str | None = None
     paper_setting: str | None = None
     evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
     pretrain: dict[str, Any] = field(default_factory=dict)
+    pretrain_on: "DatasetSpec | None" = None
 
     def resolved_path(self) -> Path | None:
         if self.path is None:
@@ -145,6 +149,9 @@ class PresetSpec:
     # evaluation option overrides per encoder name, e.g. {sttr: {linear: {lr: 0.03}}} (the official STTR
     # linear lr differs from DSTE's): applied after the preset's and the dataset's
     encoder_evaluations: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # row id -> the dataset columns it runs on (default every column), e.g. an expensive row on the first
+    # demo column only
+    row_columns: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def all_datasets(self) -> tuple[DatasetSpec, ...]:
@@ -182,7 +189,7 @@ class RowSpec:
     paper_row: int | None = None
     paper: dict[str, str] = field(default_factory=dict)
     x: float | None = None  # the row's position on the x axis of a sweep figure (Figure 4: alpha)
-    stream: Literal["joint", "bone", "motion"] | None = None  # pretrain and evaluate on this stream (Table 1)
+    stream: Literal["joint", "bone", "motion", "jmb"] | None = None  # pretrain and evaluate on this stream (Table 1)
     ensemble: EnsembleSpec | None = None  # instead of an encoder: fuse other rows' linear scores
 
 
@@ -219,6 +226,15 @@ class Cell:
         if self.row.objective is None:
             return {}
         return {**self.preset.objective_options.get(self.row.objective, {}), **self.row.objective_options}
+
+    @property
+    def pretrain_dataset(self) -> DatasetSpec:
+        """The data the encoder is pretrained on: the column's ``pretrain_on`` (with the row's stream), else
+        the column's own dataset."""
+        source = self.dataset.pretrain_on
+        if source is None:
+            return self.dataset
+        return dataclasses.replace(source, stream=self.dataset.stream, pretrain_on=None)
 
     @property
     def pretrain(self) -> PretrainSpec:
@@ -477,6 +493,13 @@ def _check_names(protocol: Protocol) -> None:
         unknown_rows = [r for r in preset.rows if r not in seen]
         if unknown_rows:
             raise ProtocolError(file, f"{where}.rows", f"unknown row id(s) {unknown_rows}; rows: {', '.join(seen)}")
+        for row_id, columns in preset.row_columns.items():
+            if row_id not in seen:
+                raise ProtocolError(file, f"{where}.row_columns.{row_id}", f"unknown row id; rows: {', '.join(seen)}")
+            bad = [c for c in columns if c not in {d.column for d in preset.all_datasets}]
+            if bad:
+                raise ProtocolError(file, f"{where}.row_columns.{row_id}", f"unknown dataset column(s) {bad}; columns: "
+                                    f"{', '.join(d.column for d in preset.all_datasets)}")
 
 
 def _check_evaluation_overrides(preset: PresetSpec, overrides: dict[str, dict[str, Any]], file: str, key: str) -> None:
@@ -514,6 +537,10 @@ def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = Tru
         assert resolved is not None
         if not resolved.exists():
             raise ProtocolError(file, f"{key}.path", f"data path does not exist: {spec.path} (resolved to {resolved})")
+    if spec.pretrain_on is not None:
+        if spec.pretrain_on.pretrain_on is not None:
+            raise ProtocolError(file, f"{key}.pretrain_on.pretrain_on", "the pretraining data cannot itself name another")
+        check_dataset(spec.pretrain_on, file, f"{key}.pretrain_on", check_path)
     _check_option_names(entry.obj, spec.options, file, f"{key}.options", skip=2)
 
 
@@ -571,4 +598,5 @@ def expand_cells(
         for seed in (seeds or spec.seeds)
         for ds in datasets
         for row in selected
+        if row.id not in spec.row_columns or dataset is not None or ds.column in spec.row_columns[row.id]
     ]

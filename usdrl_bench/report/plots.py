@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 #: history keys that are not loss terms
 _NOT_LOSS = ("epoch", "lr", "accuracy")
 #: metrics drawn as bars (accuracies in %)
-ACCURACIES = ("linear_top1_best_of_evals", "knn1_top1", "semi_top1_1pct", "semi_top1_10pct", "seg_acc", "seg_edit",
+ACCURACIES = ("linear_top1_best_of_evals", "knn1_top1", "semi_top1_1pct", "semi_top1_10pct", "finetune_top1",
+              "seg_acc", "seg_edit",
               "seg_f1@10", "seg_f1@25", "seg_f1@50")
 #: formats every figure is written in
 FORMATS = ("png", "pdf")

@@ -34,6 +34,7 @@ METRIC_TITLES: dict[str, str] = {
     "linear_top1": "linear top-1, final epoch",
     "semi_top1_1pct": "semi-supervised top-1, 1 % labels",
     "semi_top1_10pct": "semi-supervised top-1, 10 % labels",
+    "finetune_top1": "fine-tuned top-1 (whole encoder, all labels)",
     "silhouette_features": "silhouette of the features (cosine)",
     "silhouette_tsne": "silhouette in the t-SNE plane",
     "silhouette_umap": "silhouette in the UMAP plane",
@@ -57,6 +58,7 @@ PAPER_METRIC: dict[str, str | None] = {"linear_top1_best_of_evals": "linear_top1
 
 #: metrics in percent (the others are shown with three decimals)
 PERCENT_METRICS = ("linear_top1", "knn1_top1", "linear_top1_best_of_evals", "semi_top1_1pct", "semi_top1_10pct",
+                   "finetune_top1",
                    "map_action@0.5", "map_video@0.5", "voc_map_action@0.5", "ap_2d", "frame_top1", "seg_acc",
                    "seg_edit", "seg_f1@10", "seg_f1@25", "seg_f1@50",
                    *(f"early_top1@{p}" for p in range(1, 101)))
@@ -188,6 +190,8 @@ class Table:
                     if pd.notna(c.train_samples) else "")
             label = "streams" if "," in str(c.stream) else "stream"
             text = f"`{c.column}`: dataset **{c.dataset}**, split {c.split}, {label} {c.stream}{size}"
+            if isinstance(c.get("pretrain_data"), str):
+                text += f"; encoders pretrained on {c.pretrain_data} (transfer)"
             if isinstance(c.paper_setting, str):
                 sizes = (int(c.train_samples), int(c.test_samples)) if pd.notna(c.train_samples) else None
                 same = _is_paper_data(c.dataset, c.split, c.paper_setting, sizes)
@@ -240,8 +244,8 @@ def _column_frame(cols: pd.DataFrame) -> pd.DataFrame:
     keys = pd.DataFrame({"column": cols["column"], "index": position.astype(float), "date": cols["date"]})
     keys = keys.groupby("column", sort=False).agg(index=("index", "min"), date=("date", "min"))
     order = list(keys.sort_values(["index", "date"], na_position="last", kind="stable").index)
-    info = first.set_index("column").loc[order, ["dataset", "split", "stream", "paper_setting", "train_samples",
-                                                 "test_samples"]].copy()
+    wanted = ["dataset", "split", "stream", "paper_setting", "train_samples", "test_samples", "pretrain_data"]
+    info = first.set_index("column").reindex(columns=wanted).loc[order].copy()
     # rows on their own streams (Table 1): name them all
     by_row = cols.sort_values("row_index", kind="stable") if "row_index" in cols else cols  # the protocol's row order
     streams = by_row.groupby("column")["stream"].agg(lambda s: ", ".join(dict.fromkeys(s.dropna())))
