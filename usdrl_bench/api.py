@@ -167,7 +167,7 @@ def run_protocols(
             dist.destroy_process_group()  # evaluations run on rank 0 alone
             if not main:
                 return []
-            console.print(f"pretrained {trained} models data-parallel on {context.world_size} processes "
+            console.print(f"pretrained {trained} model{'' if trained == 1 else 's'} data-parallel on {context.world_size} processes "
                           f"({context.backend}) in {time.perf_counter() - t_all:.0f} s")
         elif launcher is not None:
             from usdrl_bench.data.named import DATA_ROOT_ENV
@@ -182,7 +182,7 @@ def run_protocols(
             with Progress(console=console, transient=True) as progress:
                 trained = runner.pretrain_missing(all_cells, jobs, progress)
             if trained:
-                console.print(f"pretrained {trained} models, {jobs} at a time, in {time.perf_counter() - t_all:.0f} s")
+                console.print(f"pretrained {trained} model{'' if trained == 1 else 's'}, {jobs} at a time, in {time.perf_counter() - t_all:.0f} s")
         out = []
         for protocol, cells in work:
             t0 = time.perf_counter()

@@ -179,8 +179,9 @@ def load_pyskl_2d(path: str | Path, split: str = "xsub", *, padding: Padding = "
 def project_to_coco17(joints: np.ndarray, *, focal: float = 1000.0, size: tuple[int, int] = (1080, 1920),
                       distance: float = 3.5) -> tuple[np.ndarray, np.ndarray]:
     """NTU-25 3-D joints ``(3, T, 25, M)`` (metres, body-centred) -> COCO-17 pixel keypoints ``(M, T, 17, 2)``
-    and scores ``(M, T, 17)`` (1 where the source joint was tracked, 0 where it was all zeros), seen by a
-    pinhole camera ``distance`` metres in front (image ``size`` = (height, width), y up in the world,
+    and scores ``(M, T, 17)`` (1 where the source joint was tracked, 0 where it was all zeros: its keypoint
+    is then the projection of that guess, as a pose estimator gives one for every joint; frames without the
+    body are zero), seen by a pinhole camera ``distance`` metres in front (image ``size`` = (height, width), y up in the world,
     down in the image)."""
     c, t, v, m = joints.shape
     if c != 3 or v != 25:
@@ -198,7 +199,8 @@ def project_to_coco17(joints: np.ndarray, *, focal: float = 1000.0, size: tuple[
     vv = -focal * world[1] / z + h / 2
     kp = np.stack([u, vv], axis=-1).transpose(2, 0, 1, 3)  # (M, T, 17, 2)
     score = tracked.transpose(2, 0, 1).astype(np.float32)
-    kp[score == 0] = 0.0
+    absent = ~np.any(joints != 0, axis=(0, 2)).T  # (M, T): no body in the frame
+    kp[absent] = 0.0  # an untracked joint of a present body keeps its guess (score 0), as a pose estimator's
     return kp.astype(np.float32), score
 
 
