@@ -285,7 +285,7 @@ def test_parallel_pretraining_trains_each_model_once(tmp_path, tiny_protocol, ca
     args = ["run", str(tiny_protocol), "--results", str(results), "--reports", str(tmp_path / "reports"),
             "--device", "cpu", "--jobs", "2"]
     assert main(args) == 0
-    assert "pretrained 1 models, 2 at a time" in capsys.readouterr().err  # the random-init row needs none
+    assert "pretrained 1 model, 2 at a time" in capsys.readouterr().err  # the random-init row needs none
     rows = [r for f in (results / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]]
     trained = {r["row_id"]: r["pretrain_wall_time_s"] for r in rows}
     assert trained["7"] > 0 and trained["R-DSTE"] == 0
