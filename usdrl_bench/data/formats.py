@@ -216,6 +216,39 @@ def _load_pickle(path: Path) -> Any:
     return load_pickle(path)
 
 
+def read_pyskl(path: Path, split: str, required: tuple[str, ...] = ("frame_dir", "label", "keypoint")
+               ) -> tuple[list, dict[str, dict], dict[str, list[str]]]:
+    """A pyskl / mmaction2 annotation pickle ``{split, annotations}`` (through the restricted unpickler):
+    ``(annotations, {frame_dir: annotation}, {"train": names, "test": names})`` with the names of
+    ``split["<split>_train"]`` and ``split["<split>_val"]``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataFormatError: not that dict, an unknown split key, an annotation without the ``required`` keys,
+            names of the split without an annotation.
+    """
+    obj = _load_pickle(path)
+    if not isinstance(obj, dict) or "split" not in obj or "annotations" not in obj:
+        raise DataFormatError(path, "expected a dict with keys 'split' and 'annotations' (the pyskl format)")
+    splits, annotations = obj["split"], obj["annotations"]
+    keys = (f"{split}_train", f"{split}_val")
+    if any(k not in splits for k in keys):
+        raise DataFormatError(path, f"split keys {keys} not found; the file has {', '.join(sorted(splits))}")
+    by_name = {}
+    for i, a in enumerate(annotations):
+        if not isinstance(a, dict) or not set(required) <= set(a):
+            raise DataFormatError(path, f"annotation {i} lacks {' / '.join(required)}")
+        by_name[str(a["frame_dir"])] = a
+    parts = {}
+    for part, key in zip(("train", "test"), keys):
+        names = [str(n) for n in splits[key]]
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise DataFormatError(path, f"{len(missing)} names of split {key!r} have no annotation (e.g. {missing[0]})")
+        parts[part] = names
+    return annotations, by_name, parts
+
+
 @DATASETS.register("pyskl", description="pyskl/mmaction2 annotation pickle ({'split', 'annotations'}), 3-D keypoints",
                    splits=("xsub", "xview", "xset"), needs_path=True, default_split="xsub")
 def load_pyskl(path: str | Path, split: str = "xsub", *, num_classes: int | None = None, max_frames: int | None = None,
@@ -231,18 +264,7 @@ def load_pyskl(path: str | Path, split: str = "xsub", *, num_classes: int | None
             annotation, 2-D keypoints (C = 2: the encoders take 3-D joints), a V with no known layout.
     """
     path = Path(path)
-    obj = _load_pickle(path)
-    if not isinstance(obj, dict) or "split" not in obj or "annotations" not in obj:
-        raise DataFormatError(path, "expected a dict with keys 'split' and 'annotations' (the pyskl format)")
-    splits, annotations = obj["split"], obj["annotations"]
-    keys = (f"{split}_train", f"{split}_val")
-    if any(k not in splits for k in keys):
-        raise DataFormatError(path, f"split keys {keys} not found; the file has {', '.join(sorted(splits))}")
-    by_name = {}
-    for i, a in enumerate(annotations):
-        if not isinstance(a, dict) or not {"frame_dir", "label", "keypoint"} <= set(a):
-            raise DataFormatError(path, f"annotation {i} lacks frame_dir / label / keypoint")
-        by_name[str(a["frame_dir"])] = a
+    _, by_name, parts = read_pyskl(path, split)
     first = next(iter(by_name.values()), None)
     if first is None:
         raise DataFormatError(path, "no annotations")
@@ -256,13 +278,6 @@ def load_pyskl(path: str | Path, split: str = "xsub", *, num_classes: int | None
     layout = next((name for name, lay in LAYOUTS.items() if lay.num_joints == V), None)
     if layout is None:
         raise DataFormatError(path, f"V={V} joints matches no known layout ({', '.join(LAYOUTS)})")
-    parts = {}
-    for part, key in zip(("train", "test"), keys):
-        names = [str(n) for n in splits[key]]
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise DataFormatError(path, f"{len(missing)} names of split {key!r} have no annotation (e.g. {missing[0]})")
-        parts[part] = names
     used = [by_name[n] for names in parts.values() for n in names]
     T = max_frames or max(np.asarray(a["keypoint"]).shape[1] for a in used)
     M = max(np.asarray(a["keypoint"]).shape[0] for a in used)

@@ -29,7 +29,6 @@ import numpy as np
 
 from usdrl_bench.data.arrays import SkeletonArrays
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.safe_pickle import load_pickle
 from usdrl_bench.registry import DATASETS
 
 log = logging.getLogger(__name__)
@@ -109,34 +108,17 @@ def load_pyskl_2d(path: str | Path, split: str = "xsub", *, padding: Padding = "
         DataFormatError: missing keys, an unknown split, names without an annotation, keypoints that are
             not ``(M, T, 17, 2)``, a bad ``img_shape``, a label outside the classes; each names the sample.
     """
-    from usdrl_bench.data.formats import _cache_dir, _convert
+    from usdrl_bench.data.formats import _CHUNK, _cache_dir, _convert, read_pyskl
 
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
     path = Path(path)
-    obj = load_pickle(path)
-    if not isinstance(obj, dict) or "split" not in obj or "annotations" not in obj:
-        raise DataFormatError(path, "expected a dict with keys 'split' and 'annotations' (the pyskl format)")
-    splits, annotations = obj["split"], obj["annotations"]
-    keys = (f"{split}_train", f"{split}_val")
-    if any(k not in splits for k in keys):
-        raise DataFormatError(path, f"split keys {keys} not found; the file has {', '.join(sorted(splits))}")
-    by_name = {}
+    annotations, by_name, parts = read_pyskl(path, split, ("frame_dir", "label", "keypoint", "img_shape"))
     for i, a in enumerate(annotations):
-        if not isinstance(a, dict) or not {"frame_dir", "label", "keypoint", "img_shape"} <= set(a):
-            raise DataFormatError(path, f"annotation {i} lacks frame_dir / label / keypoint / img_shape")
         kp = np.asarray(a["keypoint"])
         if kp.ndim != 4 or kp.shape[2:] != (NUM_JOINTS, 2):
             raise DataFormatError(path, f"annotation {i} ({a['frame_dir']}): keypoint shape {kp.shape}, expected "
                                         f"(M, T, {NUM_JOINTS}, 2) (2-D COCO-17; 3-D files are read by 'pyskl')")
-        by_name[str(a["frame_dir"])] = a
-    parts = {}
-    for part, key in zip(("train", "test"), keys):
-        names = [str(n) for n in splits[key]]
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise DataFormatError(path, f"{len(missing)} names of split {key!r} have no annotation (e.g. {missing[0]})")
-        parts[part] = names
     used = [by_name[n] for names in parts.values() for n in names]
     if not used:
         raise DataFormatError(path, f"split {split!r} has no samples")
@@ -152,9 +134,9 @@ def load_pyskl_2d(path: str | Path, split: str = "xsub", *, padding: Padding = "
     cache = _cache_dir(path, {"format": "pyskl_2d", "split": split, "T": T, "padding": padding}, cache_dir)
     if not (cache / "done").is_file():
         def chunks(names: list[str]) -> Iterator[tuple[int, np.ndarray]]:
-            for start in range(0, len(names), 256):
-                block = np.zeros((min(256, len(names) - start), 3, T, NUM_JOINTS, NUM_BODIES), dtype=np.float32)
-                for j, n in enumerate(names[start:start + 256]):
+            for start in range(0, len(names), _CHUNK):
+                block = np.zeros((min(_CHUNK, len(names) - start), 3, T, NUM_JOINTS, NUM_BODIES), dtype=np.float32)
+                for j, n in enumerate(names[start:start + _CHUNK]):
                     a = by_name[n]
                     try:
                         x = normalise_2d(a["keypoint"], a.get("keypoint_score"), tuple(a["img_shape"]), padding)

@@ -129,26 +129,51 @@ def frame_probabilities(encoder: nn.Module, classifier: nn.Module, videos, windo
     return out
 
 
+def check_frame_head_options(*, data: dict[str, Any] | None, head: str, window: int | None, train_stride: int | None,
+                             test_stride: int | None, epochs: int, lr: float, batch_size: int, momentum: float,
+                             weight_decay: float, example: str = "pku1") -> None:
+    """Ranges of the options a frame-wise head on untrimmed videos takes (:func:`frame_head_probabilities`;
+    the detection and segmentation evaluations). Raises ValueError."""
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError(f"data must be a mapping with the videos' reader name ({{name: {example}, path: DIR}}), got {data!r}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    for name, value in (("window", window), ("train_stride", train_stride), ("test_stride", test_stride)):
+        check_whole(name, value, 1, optional=True)
+    check_whole("epochs", epochs, 1)
+    check_whole("batch_size", batch_size, 1)
+    check_number("lr", lr, 0.0, low_open=True)
+    check_number("momentum", momentum, 0.0)
+    check_number("weight_decay", weight_decay, 0.0)
+
+
+def frame_head_probabilities(ctx: EvalContext, data: dict[str, Any], *, head: str, window: int | None,
+                             train_stride: int | None, test_stride: int | None, epochs: int, lr: float, batch_size: int,
+                             momentum: float, weight_decay: float) -> tuple[VideoSet, list[np.ndarray]]:
+    """Train a frame classifier on the training videos of ``data`` (windows of ``window`` frames, default the
+    encoder's T, stride ``train_stride`` default W/2) and return the videos and, per test video, its
+    ``(T, K)`` frame probabilities (overlapping windows of stride ``test_stride``, default W/4, averaged)."""
+    videos = _videos(json.dumps(data, sort_keys=True))
+    window = int(window or ctx.encoder.num_frames)
+    x, y, _ = make_windows(videos.train, window, int(train_stride or max(1, window // 2)))
+    encoder, classifier = train_head(ctx.encoder, x, y, videos.num_classes, head=head, epochs=epochs, lr=lr,
+                                     batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
+                                     device=ctx.device, seed=ctx.seed)
+    probs = frame_probabilities(encoder, classifier, videos.test, window, int(test_stride or max(1, window // 4)), ctx.device)
+    return videos, probs
+
+
 def check_detection_options(*, data: dict[str, Any] | None = None, head: str = "linear", window: int | None = None,
                             train_stride: int | None = None, test_stride: int | None = None, epochs: int = 30,
                             lr: float = 0.1, batch_size: int = 64, momentum: float = 0.9, weight_decay: float = 0.0,
                             proposals: str = "activity", smooth: int = 10, threshold: float = 0.4,
                             theta: float = 0.5) -> None:
     """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
-    if not isinstance(data, dict) or "name" not in data:
-        raise ValueError(f"data must be a mapping with the videos' reader name ({{name: pku1, path: DIR}}), got {data!r}")
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    check_frame_head_options(data=data, head=head, window=window, train_stride=train_stride, test_stride=test_stride,
+                             epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay)
     if proposals not in PROPOSALS:
         raise ValueError(f"proposals must be one of {', '.join(PROPOSALS)}, got {proposals!r}")
-    for name, value in (("window", window), ("train_stride", train_stride), ("test_stride", test_stride)):
-        check_whole(name, value, 1, optional=True)
-    check_whole("epochs", epochs, 1)
-    check_whole("batch_size", batch_size, 1)
     check_whole("smooth", smooth, 0)
-    check_number("lr", lr, 0.0, low_open=True)
-    check_number("momentum", momentum, 0.0)
-    check_number("weight_decay", weight_decay, 0.0)
     check_number("threshold", threshold, 0.0, 1.0)
     check_number("theta", theta, 0.0, 1.0, low_open=True)
 
@@ -195,13 +220,9 @@ def detection_evaluation(
     """
     if proposals not in PROPOSALS:
         raise ValueError(f"proposals must be one of {', '.join(PROPOSALS)}, got {proposals!r}")
-    videos = _videos(json.dumps(data, sort_keys=True))
-    window = int(window or ctx.encoder.num_frames)
-    x, y, _ = make_windows(videos.train, window, int(train_stride or max(1, window // 2)))
-    encoder, classifier = train_head(ctx.encoder, x, y, videos.num_classes, head=head, epochs=epochs, lr=lr,
-                                     batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
-                                     device=ctx.device, seed=ctx.seed)
-    probs = frame_probabilities(encoder, classifier, videos.test, window, int(test_stride or max(1, window // 4)), ctx.device)
+    videos, probs = frame_head_probabilities(ctx, data, head=head, window=window, train_stride=train_stride,
+                                             test_stride=test_stride, epochs=epochs, lr=lr, batch_size=batch_size,
+                                             momentum=momentum, weight_decay=weight_decay)
     make = PROPOSALS[proposals]
     options = {"smooth": smooth, "threshold": threshold} if proposals == "activity" else {"threshold": threshold}
     preds = {v.name: make(p, **options) for v, p in zip(videos.test, probs)}

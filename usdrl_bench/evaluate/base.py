@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -42,3 +43,19 @@ def check_number(name: str, value: object, low: float = 0.0, high: float = float
     if not ok:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or high == float('inf') else ']'}"
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+
+
+def check_sgd_options(*, epochs: object, batch_size: object, lr: object, momentum: object, weight_decay: object,
+                      milestones: Sequence[object], gamma: object) -> None:
+    """Ranges of an SGD schedule's options (linear probe, fine-tuning): whole ``epochs`` and ``batch_size``
+    >= 1, ``lr`` and ``gamma`` > 0, ``momentum`` and ``weight_decay`` >= 0, ``milestones`` epochs >= 1 (a
+    milestone past the last epoch is never reached: allowed, as the official schedule's 120, 140).
+    Raises ValueError."""
+    check_whole("epochs", epochs, 1)
+    check_whole("batch_size", batch_size, 1)
+    check_number("lr", lr, 0.0, low_open=True)
+    check_number("gamma", gamma, 0.0, low_open=True)
+    check_number("momentum", momentum, 0.0)
+    check_number("weight_decay", weight_decay, 0.0)
+    if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones):
+        raise ValueError(f"milestones must be epochs >= 1, got {list(milestones)}")

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from usdrl_bench.evaluate.base import Metric, check_number, check_whole
+from usdrl_bench.evaluate.base import Metric, check_number
 from usdrl_bench.evaluate.features import EvalContext
-from usdrl_bench.evaluate.linear import train_linear_probe
+from usdrl_bench.evaluate.linear import check_linear_options, train_linear_probe
 from usdrl_bench.evaluate.semi import fine_tune
 from usdrl_bench.registry import EVALUATIONS
 
@@ -51,14 +51,8 @@ def check_early_options(*, ratios=RATIOS, mode: str = "linear", truncate: str = 
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if truncate not in TRUNCATE:
         raise ValueError(f"truncate must be one of {', '.join(TRUNCATE)}, got {truncate!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("eval_every", eval_every)):
-        check_whole(name, value, 1)
-    check_number("lr", lr, 0.0, low_open=True)
-    check_number("gamma", gamma, 0.0, low_open=True)
-    check_number("momentum", momentum, 0.0)
-    check_number("weight_decay", weight_decay, 0.0)
-    for m in milestones:
-        check_whole("milestones", m, 1)
+    check_linear_options(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                         milestones=milestones, gamma=gamma, eval_every=eval_every)
 
 
 @EVALUATIONS.register("early", description="early action prediction: top-1 from the first r of each sequence (journal extension)",

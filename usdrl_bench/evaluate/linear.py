@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from usdrl_bench.evaluate.base import Metric
+from usdrl_bench.evaluate.base import Metric, check_sgd_options, check_whole
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.io import save_npy_atomic
 from usdrl_bench.registry import EVALUATIONS
@@ -131,18 +131,9 @@ def check_linear_options(*, epochs: int = 160, batch_size: int = 512, lr: float 
                          weight_decay: float = 0.0, milestones=(120, 140), gamma: float = 0.1, eval_every: int = 5,
                          train_crop: float = 1.0) -> None:
     """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("eval_every", eval_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    for name, value in (("lr", lr), ("gamma", gamma)):
-        if not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
-    for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
-        if not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
-    bad = [m for m in milestones if isinstance(m, bool) or not isinstance(m, int) or m < 1]
-    if bad:  # (a milestone past the last epoch is never reached: allowed, as the official schedule's 120, 140)
-        raise ValueError(f"milestones must be epochs >= 1, got {list(milestones)}")
+    check_sgd_options(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                      milestones=milestones, gamma=gamma)
+    check_whole("eval_every", eval_every, 1)
     if isinstance(train_crop, bool) or not isinstance(train_crop, (int, float)) or not 0 < train_crop <= 1:
         raise ValueError(f"train_crop must be in (0, 1], got {train_crop!r}")
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from usdrl_bench.data.augment import SampleKeys, centre_crop_resize, observed_frames, random_crop_resize
-from usdrl_bench.evaluate.base import Metric
+from usdrl_bench.evaluate.base import Metric, check_number, check_sgd_options, check_whole
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.evaluate.linear import FC_INIT_STD
 from usdrl_bench.io import save_npy_atomic
@@ -198,24 +198,14 @@ def check_semi_options(*, ratios=(0.01, 0.1), subset_seed: int = 0, subset: str 
         raise ValueError(f"ratios must be a non-empty list of fractions in (0, 1], got {ratios!r}")
     if subset not in SUBSET_MODES:
         raise ValueError(f"subset must be one of {', '.join(SUBSET_MODES)}, got {subset!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("repeats", repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    if isinstance(subset_seed, bool) or not isinstance(subset_seed, int) or subset_seed < 0:
-        raise ValueError(f"subset_seed must be a whole number >= 0, got {subset_seed!r}")
-    for name, value in (("lr", lr), ("gamma", gamma)):
-        if not number(value) or not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
-    for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
-        if not number(value) or value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    check_whole("repeats", repeats, 1)
+    check_whole("subset_seed", subset_seed, 0)
+    check_sgd_options(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                      milestones=milestones, gamma=gamma)
     if not isinstance(train_crop, (list, tuple)) or len(train_crop) != 2 or not all(number(c) for c in train_crop) \
             or not 0 < train_crop[0] <= train_crop[1] <= 1:
         raise ValueError(f"train_crop must be [min_scale, max_scale] with 0 < min <= max <= 1, got {train_crop!r}")
-    if not number(test_crop) or not 0 < test_crop <= 1:
-        raise ValueError(f"test_crop must be in (0, 1], got {test_crop!r}")
-    if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones):
-        raise ValueError(f"milestones must be epochs >= 1, got {list(milestones)}")
+    check_number("test_crop", test_crop, 0.0, 1.0, low_open=True)
 
 
 @EVALUATIONS.register("semi", description="semi-supervised fine-tuning on 1% / 10% labelled subsets (Table 2; CMD's recipe)",

@@ -18,14 +18,12 @@ probabilities of a few test videos) for the timeline figure.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
-from usdrl_bench.detection.evaluation import HEADS, _videos, frame_probabilities, train_head
-from usdrl_bench.detection.frames import make_windows
-from usdrl_bench.evaluate.base import Metric, check_number, check_whole
+from usdrl_bench.detection.evaluation import check_frame_head_options, frame_head_probabilities
+from usdrl_bench.evaluate.base import Metric, check_number
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.registry import EVALUATIONS
 from usdrl_bench.segmentation.files import write_label_file
@@ -43,17 +41,9 @@ def check_segmentation_options(*, data: dict[str, Any] | None = None, head: str 
                                lr: float = 0.005, batch_size: int = 64, momentum: float = 0.9,
                                weight_decay: float = 0.0, thresholds=THRESHOLDS) -> None:
     """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
-    if not isinstance(data, dict) or "name" not in data:
-        raise ValueError(f"data must be a mapping with the videos' reader name ({{name: pku2, path: DIR}}), got {data!r}")
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
-    for name, value in (("window", window), ("train_stride", train_stride), ("test_stride", test_stride)):
-        check_whole(name, value, 1, optional=True)
-    check_whole("epochs", epochs, 1)
-    check_whole("batch_size", batch_size, 1)
-    check_number("lr", lr, 0.0, low_open=True)
-    check_number("momentum", momentum, 0.0)
-    check_number("weight_decay", weight_decay, 0.0)
+    check_frame_head_options(data=data, head=head, window=window, train_stride=train_stride, test_stride=test_stride,
+                             epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
+                             example="pku2")
     if not isinstance(thresholds, (list, tuple)) or not thresholds:
         raise ValueError(f"thresholds must be a non-empty list of IoUs in (0, 1], got {thresholds!r}")
     for k in thresholds:
@@ -91,14 +81,9 @@ def segmentation_evaluation(
     Returns:
         ``seg_acc``, ``seg_edit`` and ``seg_f1@<100k>`` for each threshold, in %.
     """
-    videos = _videos(json.dumps(data, sort_keys=True))
-    window = int(window or ctx.encoder.num_frames)
-    x, y, _ = make_windows(videos.train, window, int(train_stride or max(1, window // 2)))
-    encoder, classifier = train_head(ctx.encoder, x, y, videos.num_classes, head=head, epochs=epochs, lr=lr,
-                                     batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
-                                     device=ctx.device, seed=ctx.seed)
-    probs = frame_probabilities(encoder, classifier, videos.test, window, int(test_stride or max(1, window // 4)),
-                                ctx.device)
+    videos, probs = frame_head_probabilities(ctx, data, head=head, window=window, train_stride=train_stride,
+                                             test_stride=test_stride, epochs=epochs, lr=lr, batch_size=batch_size,
+                                             momentum=momentum, weight_decay=weight_decay)
     preds = {v.name: p.argmax(axis=1) for v, p in zip(videos.test, probs)}
     truths = {v.name: v.labels for v in videos.test}
     scores = score_segmentation(preds, truths, thresholds=tuple(thresholds), background=0)
