@@ -1,6 +1,7 @@
 """Data-parallel pretraining (gloo, 2 processes on the CPU) equals one process on the global batch.
 
-* the gathered loss, its gradients and the MoCo queue equal the single-process ones on the whole batch;
+* the gathered loss, its gradients and the MoCo queue equal the single-process ones on the whole batch,
+  also when the process count does not divide the batch (uneven shards, a rank holding none);
 * GlobalBatchNorm equals BatchNorm on the whole batch (outputs, input gradients, running statistics);
 * ``torchrun --nproc-per-node 2 -m usdrl_bench run`` writes the checkpoints and records of a 1-process run.
 """
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -42,44 +44,48 @@ def _build(objective: str):
     return encoder, create_objective(objective, encoder, **options)
 
 
-def _views(k: int) -> list[torch.Tensor]:
+def _views(k: int, batch: int = BATCH) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    return [torch.randn(BATCH, 3, 16, 25, 2, generator=g) for _ in range(k)]
+    return [torch.randn(batch, 3, 16, 25, 2, generator=g) for _ in range(k)]
 
 
-def _step_worker(rank: int, port: int, objective: str, out: dict) -> None:
+def _step_worker(rank: int, port: int, objective: str, world: int, batch: int, out: dict) -> None:
     import torch.distributed as dist
 
+    from usdrl_bench.distributed import batch_shards, shard_sizes
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
         encoder, obj = _build(objective)
-        step = TrainStep(encoder, obj, PretrainSpec(epochs=1, batch_size=BATCH, precision="fp32"), torch.device("cpu"),
+        step = TrainStep(encoder, obj, PretrainSpec(epochs=1, batch_size=batch, precision="fp32"), torch.device("cpu"),
                          distributed=True)
         step.train()
-        n = BATCH // WORLD
-        views = [v[rank * n:(rank + 1) * n] for v in _views(obj.num_views)]
-        loss, logs = step.forward(views)
-        step.backward(loss)
+        sizes = shard_sizes(batch, world)
+        start = sum(sizes[:rank])
+        views = [v[start:start + sizes[rank]] for v in _views(obj.num_views, batch)]
+        with batch_shards(sizes):
+            loss, logs = step.forward(views)
+            step.backward(loss)
         grads = {name: p.grad.numpy().copy() for name, p in step.module.module.named_parameters() if p.grad is not None}
         # the loss each rank reports: MG-FD's is the global one; InfoNCE's is the rank's share (mean over ranks)
         reported = loss.detach().reshape(1).clone()
         dist.all_reduce(reported)
         state = {k: v.numpy().copy() for k, v in obj.state_dict().items() if k in ("queue", "queue_ptr")}
         if rank == 0:
-            out.update(loss=float(reported) / WORLD, grads=grads, state=state)
+            out.update(loss=float(reported) / world, grads=grads, state=state)
         dist.barrier()
     finally:
         dist.destroy_process_group()
 
 
-def _spawn(target, *args) -> dict:
+def _spawn(target, *args, world: int = WORLD) -> dict:
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         out = manager.dict()
         port = _free_port()
-        procs = [ctx.Process(target=target, args=(r, port, *args, out)) for r in range(WORLD)]
+        procs = [ctx.Process(target=target, args=(r, port, *args, out)) for r in range(world)]
         for p in procs:
             p.start()
         for p in procs:
@@ -89,14 +95,15 @@ def _spawn(target, *args) -> dict:
 
 
 @pytest.mark.parametrize("objective", ["mgfd", "negative_contrastive"])
-def test_gathered_loss_and_gradients_equal_the_full_batch(objective):
+@pytest.mark.parametrize("world,batch", [(2, BATCH), (2, 15), (3, 2)], ids=["even", "uneven-8-7", "a-rank-empty-1-1-0"])
+def test_gathered_loss_and_gradients_equal_the_full_batch(objective, world, batch):
     encoder, obj = _build(objective)
-    step = TrainStep(encoder, obj, PretrainSpec(epochs=1, batch_size=BATCH, precision="fp32"), torch.device("cpu"))
+    step = TrainStep(encoder, obj, PretrainSpec(epochs=1, batch_size=batch, precision="fp32"), torch.device("cpu"))
     step.train()
-    loss, _ = step.forward(_views(obj.num_views))
+    loss, _ = step.forward(_views(obj.num_views, batch))
     step.backward(loss)
     ref = {name: p.grad for name, p in step.module.named_parameters() if p.grad is not None}
-    ddp = _spawn(_step_worker, objective)
+    ddp = _spawn(_step_worker, objective, world, batch, world=world)
 
     assert ddp["loss"] == pytest.approx(loss.item(), rel=1e-5)
     assert set(ddp["grads"]) == set(ref)
@@ -108,32 +115,33 @@ def test_gathered_loss_and_gradients_equal_the_full_batch(objective):
         torch.testing.assert_close(torch.from_numpy(ddp["grads"][name]), g, rtol=1e-4, atol=1e-4 * scale, msg=name)
     if objective == "negative_contrastive":  # every rank enqueued the keys of the whole batch, in order
         np.testing.assert_allclose(ddp["state"]["queue"], obj.queue.numpy(), atol=1e-6)
-        assert int(ddp["state"]["queue_ptr"]) == int(obj.queue_ptr) == BATCH
+        assert int(ddp["state"]["queue_ptr"]) == int(obj.queue_ptr) == batch
 
 
-def _bn_worker(rank: int, port: int, out: dict) -> None:
+def _bn_worker(rank: int, port: int, world: int, batch: int, out: dict) -> None:
     import torch.distributed as dist
 
+    from usdrl_bench.distributed import batch_shards, gather, shard_sizes
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)
-        x = torch.randn(BATCH, 6) * 3 + 1
+        x = torch.randn(batch, 6) * 3 + 1
         bn = convert_global_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm1d(6)))[0]
         assert isinstance(bn, GlobalBatchNorm)
         with torch.no_grad():
             bn.weight.copy_(torch.linspace(0.5, 2, 6))
-        n = BATCH // WORLD
-        local = x[rank * n:(rank + 1) * n].clone().requires_grad_(True)
-        y = bn(local)
-        # a loss of the global batch: gather the outputs, as the objectives do
-        (gather_with_grad(y) * torch.arange(BATCH * 6).reshape(BATCH, 6)).pow(2).sum().backward()
-        grads = [torch.empty_like(local.grad) for _ in range(WORLD)]
-        dist.all_gather(grads, local.grad)
-        outs = [torch.empty_like(y) for _ in range(WORLD)]
-        dist.all_gather(outs, y.detach())
+        sizes = shard_sizes(batch, world)
+        start = sum(sizes[:rank])
+        local = x[start:start + sizes[rank]].clone().requires_grad_(True)
+        with batch_shards(sizes):
+            y = bn(local)
+            # a loss of the global batch: gather the outputs, as the objectives do
+            (gather_with_grad(y) * torch.arange(batch * 6).reshape(batch, 6)).pow(2).sum().backward()
+            grads, outs = gather(local.grad), gather(y)
         if rank == 0:
-            out.update(y=torch.cat(outs).numpy(), grad=torch.cat(grads).numpy() / WORLD,
+            out.update(y=outs.numpy(), grad=grads.numpy() / world,
                        mean=bn.running_mean.numpy().copy(), var=bn.running_var.numpy().copy(),
                        weight_grad=bn.weight.grad.numpy().copy())
         dist.barrier()
@@ -141,15 +149,16 @@ def _bn_worker(rank: int, port: int, out: dict) -> None:
         dist.destroy_process_group()
 
 
-def test_global_batchnorm_equals_batchnorm_on_the_whole_batch():
+@pytest.mark.parametrize("world,batch", [(2, BATCH), (2, 15), (3, 2)], ids=["even", "uneven-8-7", "a-rank-empty-1-1-0"])
+def test_global_batchnorm_equals_batchnorm_on_the_whole_batch(world, batch):
     torch.manual_seed(0)
-    x = (torch.randn(BATCH, 6) * 3 + 1).requires_grad_(True)
+    x = (torch.randn(batch, 6) * 3 + 1).requires_grad_(True)
     bn = torch.nn.BatchNorm1d(6)
     with torch.no_grad():
         bn.weight.copy_(torch.linspace(0.5, 2, 6))
     y = bn(x)
-    (y * torch.arange(BATCH * 6).reshape(BATCH, 6)).pow(2).sum().backward()
-    ddp = _spawn(_bn_worker)
+    (y * torch.arange(batch * 6).reshape(batch, 6)).pow(2).sum().backward()
+    ddp = _spawn(_bn_worker, world, batch, world=world)
     np.testing.assert_allclose(ddp["y"], y.detach().numpy(), atol=1e-5)
     # each rank's input gradient carries the world-size factor that DDP's average removes
     np.testing.assert_allclose(ddp["grad"], x.grad.numpy(), rtol=1e-4, atol=1e-4)
@@ -180,7 +189,7 @@ presets:
                                                       samples_per_class_subject_camera: 2}}
     encoder_preset: tiny
     encoder_options: {drop_path: 0.0}
-    pretrain: {epochs: 2, batch_size: 20, lr: 1.0e-5}
+    pretrain: {epochs: 2, batch_size: 20, lr: 5.0e-6}
     objective_options:
       negative_contrastive: {queue_size: 60, proj_dim: 8}
     evaluations:
@@ -195,17 +204,31 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-def test_torchrun_two_processes_write_the_single_process_checkpoints_and_records(tmp_path):
+@pytest.mark.parametrize("batch", [11, 13], ids=["odd-batches-last-7", "last-batch-1-sample"])
+def test_torchrun_two_processes_write_the_single_process_checkpoints_and_records(tmp_path, batch):
+    """40 training samples: batch 11 gives batches 11, 11, 11, 7 (each split 6/5 or 4/3 across the two
+    processes), batch 13 gives 13, 13, 13 and a last batch of 1 sample (left out by both runs: batch
+    statistics need 2). Each data-parallel run trains each checkpoint once, under the single-process key,
+    and its records name that checkpoint."""
     protocol = tmp_path / "tiny.yaml"
     protocol.write_text(TINY)
-    _cli("-m", "usdrl_bench", "run", str(protocol), "--results", "one", "--reports", "rep1", "--jobs", "1",
-         "--no-tensorboard", cwd=tmp_path)
+    common = ("--set", f"presets.demo.pretrain.batch_size={batch}", "--no-tensorboard")
+    one = _cli("-m", "usdrl_bench", "run", str(protocol), "--results", "one", "--reports", "rep1", "--jobs", "1",
+               *common, cwd=tmp_path)
     two = _cli("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "usdrl_bench", "run",
-               str(protocol), "--results", "two", "--reports", "rep2", "--no-tensorboard", cwd=tmp_path)
+               str(protocol), "--results", "two", "--reports", "rep2", *common, cwd=tmp_path)
     assert "data-parallel on 2 processes (gloo)" in two.stderr
-    one_ckpts = sorted(p.parent.name for p in (tmp_path / "one" / "checkpoints").glob("*/encoder.pt"))
-    two_ckpts = sorted(p.parent.name for p in (tmp_path / "two" / "checkpoints").glob("*/encoder.pt"))
+    for out in (one, two):
+        assert "checkpoints: 2 trained by this run" in out.stderr
+    one_ckpts = sorted(p.name for p in (tmp_path / "one" / "checkpoints").iterdir())
+    two_ckpts = sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir())
     assert one_ckpts == two_ckpts and len(one_ckpts) == 2  # same keys: the world size is not part of them
+    steps = {11: 4, 13: 3}[batch]
+    for key in two_ckpts:  # trained once: one folder per row, one log row per step and epoch
+        logs = [pd.read_csv(tmp_path / run / "checkpoints" / key / "train_log.csv") for run in ("one", "two")]
+        assert len(logs[1]) == 2 * steps
+        # every step saw the same global batch: the same loss step by step (the CSV keeps 4 decimals)
+        np.testing.assert_allclose(logs[1]["loss"], logs[0]["loss"], rtol=0, atol=2e-4)
     for key in one_ckpts:
         a = torch.load(tmp_path / "one" / "checkpoints" / key / "encoder.pt", weights_only=True)
         b = torch.load(tmp_path / "two" / "checkpoints" / key / "encoder.pt", weights_only=True)
@@ -217,6 +240,7 @@ def test_torchrun_two_processes_write_the_single_process_checkpoints_and_records
 
     def records(root: Path) -> dict:
         rows = [r for f in sorted((root / "records").rglob("*.json")) for r in json.loads(f.read_text())["rows"]]
+        assert {r["checkpoint_hash"] for r in rows} == set(two_ckpts)  # the records name the trained checkpoints
         return {(r["row_id"], r["metric"]): r["value"] for r in rows}
 
     assert records(tmp_path / "one") == records(tmp_path / "two")

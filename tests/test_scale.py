@@ -270,18 +270,17 @@ def test_gpu_check_script_dry_run(tmp_path):
 
 def test_the_last_partial_batch_is_kept_as_the_official_loader_does(train, tmp_path, monkeypatch):
     """24 samples, batch 10: batches of 10, 10 and 4, every sample once per epoch (the official
-    ``DataLoader`` has no ``drop_last``); ``drop_last: true`` leaves the 4 out; too small a rest (1
-    sample, or under 2 per process) is always left out, since batch statistics need 2."""
+    ``DataLoader`` has no ``drop_last``); ``drop_last: true`` leaves the 4 out; a rest of 1 sample is
+    always left out, since batch statistics need 2."""
     from usdrl_bench.train import pretrain as pretrain_module
     from usdrl_bench.train.pretrain import epoch_batch_sizes
 
     assert epoch_batch_sizes(24, 10) == [10, 10, 4]
     assert epoch_batch_sizes(24, 10, drop_last=True) == [10, 10]
     assert epoch_batch_sizes(21, 10) == [10, 10]  # a rest of 1
-    assert epoch_batch_sizes(25, 10, world=2) == [10, 10, 4]  # rest 5 -> 4, 2 per process
-    assert epoch_batch_sizes(23, 10, world=2) == [10, 10]  # rest 3 -> 2, 1 per process
-    with pytest.raises(ValueError, match="does not split evenly"):
-        epoch_batch_sizes(24, 9, world=2)
+    assert epoch_batch_sizes(25, 10) == [10, 10, 5]  # the process count never enters: split unevenly instead
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        epoch_batch_sizes(24, 0)
 
     seen: list[list[int]] = []
     real = pretrain_module.make_views

@@ -154,8 +154,12 @@ def run_protocols(
             device = torch.device("cuda", context.local_rank)
         main = context is None or context.is_main
         run_console = console if main else Console(stderr=True, quiet=True)
+        # the processes a checkpoint trains on: torchrun's world, or a submitit job's GPUs (one task each)
+        world = context.world_size if context is not None else (
+            max(1, launcher.gpus_per_job) if launcher is not None else 1)
         runner = ProtocolRunner(results_dir=Path(results), device=device, console=run_console, log_every=log_every,
-                                tensorboard=tensorboard, wandb_project=wandb_project if main else None)
+                                tensorboard=tensorboard, wandb_project=wandb_project if main else None,
+                                world_size=world)
         t_all = time.perf_counter()
         all_cells = [c for _, cells in work for c in cells]
         if context is not None:

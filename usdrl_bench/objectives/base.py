@@ -25,11 +25,18 @@ class Objective(nn.Module):
 
     Data-parallel runs: the trainer wraps encoder and objective in DDP and turns BatchNorm layers into
     global-batch ones; a loss built on batch statistics should gather its projections with
-    :func:`usdrl_bench.distributed.gather_with_grad` (the identity in one process).
+    :func:`usdrl_bench.distributed.gather_with_grad` (the identity in one process), and a mean of per-sample
+    losses computed on the local shard should be taken with :func:`usdrl_bench.distributed.batch_mean`.
+    The ranks may then hold different numbers of samples (the last, smaller batch of an epoch, or a batch
+    the process count does not divide; a rank may hold none): declare ``uneven_shards = True`` once the
+    loss is the global batch's for any split. An objective that does not declare it is refused, with its
+    name, by a data-parallel run whose batches do not split evenly, rather than training another model.
     """
 
     #: augmented views per sample the trainer makes for this objective
     num_views: int = 2
+    #: True when the loss and every statistic are the global batch's for shards of any sizes (see above)
+    uneven_shards: bool = False
 
     def __init__(self, encoder: nn.Module | None = None, **options: Any) -> None:
         super().__init__()

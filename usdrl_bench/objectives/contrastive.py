@@ -24,10 +24,10 @@ from contextlib import nullcontext
 from typing import Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from usdrl_bench.distributed import batch_mean, gather
 from usdrl_bench.objectives.base import Objective, register_objective
 
 # MoCo v2 / AimCLR defaults (the paper gives none for its negative-contrastive baseline):
@@ -85,8 +85,10 @@ class NegativeContrastive(Objective):
 
     The key encoder and head are deep copies made at construction, with ``requires_grad=False``; they,
     the queue and its pointer live in this module's ``state_dict``, so checkpoint/resume restores them.
-    Under DistributedDataParallel the keys of all ranks are gathered before they are enqueued, so every
-    rank holds the same queue. There is no shuffled BatchNorm: DSTE and STTR contain no BatchNorm.
+    Under DistributedDataParallel the keys of all ranks are gathered before they are enqueued, in global
+    sample order, so every rank holds the queue of one process; each rank's loss is its share of the mean
+    over the global batch (:func:`usdrl_bench.distributed.batch_mean`), so shards of different sizes train
+    the model of one process. There is no shuffled BatchNorm: DSTE and STTR contain no BatchNorm.
 
     Args:
         encoder: module with ``embed_dim`` (output width of ``forward(x) -> (N, embed_dim)``).
@@ -107,6 +109,8 @@ class NegativeContrastive(Objective):
 
     #: Number of augmented views used per sample (query and key).
     num_views: int = 2
+    #: the loss is a global-batch mean and the queue takes the keys in global order on any shard sizes
+    uneven_shards = True
 
     def __init__(
         self,
@@ -169,14 +173,13 @@ class NegativeContrastive(Objective):
         """Write ``keys`` (N, proj_dim) into the queue at the pointer, wrapping around its end.
 
         When N > queue_size only the last queue_size keys are kept. The pointer advances by N modulo
-        queue_size. Under an initialised process group the keys of all ranks are gathered first.
+        queue_size. Under an initialised process group the keys of all ranks are gathered first, in global
+        sample order (:func:`usdrl_bench.distributed.gather`, shards of any sizes).
         """
-        keys = keys.detach().to(self.queue.dtype)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            gathered = [torch.empty_like(keys) for _ in range(dist.get_world_size())]
-            dist.all_gather(gathered, keys.contiguous())
-            keys = torch.cat(gathered, dim=0)
+        keys = gather(keys.detach().to(self.queue.dtype))
         n = keys.shape[0]
+        if n == 0:
+            return
         keep = min(n, self.queue_size)
         # pointer arithmetic on the device: no host synchronisation
         slots = (self.queue_ptr + torch.arange(n - keep, n, device=self.queue_ptr.device)) % self.queue_size
@@ -213,9 +216,10 @@ class NegativeContrastive(Objective):
             # a copy: the queue is updated in place below, after the graph has used it
             logits = info_nce_logits(query, key, self.queue.clone().float(), self.temperature)
             target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-            loss = F.cross_entropy(logits, target)
+            # the mean over the global batch (in a data-parallel run, this rank's share of it)
+            loss = batch_mean(F.cross_entropy(logits, target, reduction="none"))
         if self.training:
             self.enqueue(key)
-        accuracy = (logits.detach().argmax(dim=1) == 0).float().mean()
+        accuracy = batch_mean((logits.detach().argmax(dim=1) == 0).float())
         value = loss.detach()
         return loss, {"infonce": value, "accuracy": accuracy, "total": value}

@@ -156,6 +156,8 @@ class MGFD(Objective):
 
     #: Number of augmented views the trainer should make per sample (official: 4).
     num_views: int = OFFICIAL_NUM_VIEWS
+    #: every term is computed from projections gathered in global order: the global batch's on any split
+    uneven_shards = True
 
     def __init__(
         self,

@@ -42,7 +42,7 @@ from usdrl_bench.objectives import create_objective
 from usdrl_bench.protocols.spec import Cell, DatasetSpec
 from usdrl_bench.records import RECORDS_SUBDIR, read_records, write_records
 from usdrl_bench import distributed as dist_utils
-from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, ENCODER_FILE, epoch_batch_sizes, pretrain, resolve_precision
+from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, ENCODER_FILE, pretrain, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,22 @@ def dataset_identity(spec: DatasetSpec) -> dict[str, Any]:
 
 @dataclass
 class CellPlan:
+    """What a cell trains and evaluates, computed once per run (:meth:`ProtocolRunner.plan`) and handed to
+    whoever trains it (this process, a ``--jobs`` worker, every torchrun rank, a submitit job), so the key a
+    checkpoint is trained under is the key its evaluations look up.
+
+    Attributes:
+        cell: the cell.
+        encoder_config: the encoder's configuration (as built for the pretraining data).
+        checkpoint_hash: the checkpoint's key (folder name under ``results/checkpoints/``).
+        pretrain_identity: the schedule as it enters the key (:meth:`ProtocolRunner.pretrain_identity`);
+            None for a random-init or ensemble row.
+    """
+
     cell: Cell
     encoder_config: dict[str, Any]
     checkpoint_hash: str
+    pretrain_identity: dict[str, Any] | None = None
 
 
 class ProtocolRunner:
@@ -91,12 +104,21 @@ class ProtocolRunner:
         results_dir: root of checkpoints, features and records.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         console: where progress and messages go.
+        world_size: the number of processes the checkpoints of this run train on (torchrun's world, or a
+            submitit job's GPUs; default: the current process group's size). It enters a key only with
+            per-process BatchNorm statistics (``sync_batchnorm: false``); it is fixed here, not read when a
+            key is computed, so rank 0 evaluating after the process group is gone looks up the keys the
+            ranks trained under.
     """
 
     def __init__(self, results_dir: Path = Path("results"), device: torch.device | None = None,
                  console: Console | None = None, *, log_every: int = DEFAULT_LOG_EVERY, tensorboard: bool = True,
-                 wandb_project: str | None = None) -> None:
+                 wandb_project: str | None = None, world_size: int | None = None) -> None:
         self.results_dir = Path(results_dir)
+        self.world_size = dist_utils.world_size() if world_size is None else int(world_size)
+        if self.world_size < 1:
+            raise ValueError(f"world_size must be >= 1, got {world_size}")
+        self._plans: dict[int, tuple[Cell, CellPlan]] = {}  # id(cell) -> (cell, its plan): one key per cell
         self.device = device or torch.device("cpu")
         self.console = console or Console(stderr=True)
         self.log_every, self.tensorboard, self.wandb_project = log_every, tensorboard, wandb_project
@@ -147,6 +169,16 @@ class ProtocolRunner:
                               num_bodies=m, **cell.encoder_options)
 
     def plan(self, cell: Cell) -> CellPlan:
+        """The cell's plan, computed on the first call and returned as is afterwards (one key per cell and
+        run, whatever asks for it: training, the evaluations, the ensembles, the workers)."""
+        known = self._plans.get(id(cell))
+        if known is not None and known[0] is cell:
+            return known[1]
+        plan = self._compute_plan(cell)
+        self._plans[id(cell)] = (cell, plan)
+        return plan
+
+    def _compute_plan(self, cell: Cell) -> CellPlan:
         train, _ = self.data(cell.pretrain_dataset)
         encoder = self.build_encoder(cell, train)
         config = dataclasses.asdict(encoder.config)
@@ -160,31 +192,27 @@ class ProtocolRunner:
             "encoder": cell.row.encoder, "encoder_config": config, "dataset": dataset_identity(cell.pretrain_dataset),
             "seed": cell.seed, "code": code,
         }
+        identity = None
         if cell.row.objective is None:
             key_parts["objective"] = "random-init"
         else:
-            key_parts.update(objective=cell.row.objective, objective_options=cell.objective_options,
-                             pretrain=self.pretrain_identity(cell))
-        return CellPlan(cell=cell, encoder_config=config, checkpoint_hash=stable_hash(key_parts))
+            identity = self.pretrain_identity(cell)
+            key_parts.update(objective=cell.row.objective, objective_options=cell.objective_options, pretrain=identity)
+        return CellPlan(cell=cell, encoder_config=config, checkpoint_hash=stable_hash(key_parts),
+                        pretrain_identity=identity)
 
     def pretrain_identity(self, cell: Cell) -> dict[str, Any]:
         """The schedule as it determines the checkpoint: the precision resolved for this device (``auto``
         is bf16 on CUDA, fp32 on CPU), and, when BatchNorm statistics are per process
-        (``sync_batchnorm: false``) or when the epoch's last batch had to be cut to a multiple of it, the
-        number of processes. The world size is otherwise not part of it: a data-parallel run trains the
-        same model as one process (views keyed by sample, global-batch statistics)."""
+        (``sync_batchnorm: false``), the run's number of processes (:attr:`world_size`). The process count
+        is otherwise not part of it: a data-parallel run trains the model of one process for every dataset
+        size (the same batches, split unevenly where the count does not divide them; views keyed by sample;
+        global-batch statistics)."""
         spec = cell.pretrain
         identity = dataclasses.asdict(spec)
         identity["precision"] = resolve_precision(spec.precision, self.device)
-        world = dist_utils.world_size()
-        if not spec.sync_batchnorm and world > 1:
-            identity["batchnorm_processes"] = world
-        if world > 1:  # a last batch cut to a multiple of the process count is another model
-            n = len(self.data(cell.pretrain_dataset)[0])
-            batch = min(spec.batch_size, n)
-            if batch % world == 0 and epoch_batch_sizes(n, batch, 1, spec.drop_last) != epoch_batch_sizes(
-                    n, batch, world, spec.drop_last):
-                identity["last_batch_processes"] = world
+        if not spec.sync_batchnorm and self.world_size > 1:
+            identity["batchnorm_processes"] = self.world_size
         return identity
 
     # -- work -------------------------------------------------------------------------------------
@@ -226,7 +254,7 @@ class ProtocolRunner:
         task = progress.add_task(f"pretrain {len(todo)} models, {jobs} at a time", total=len(todo)) if progress else None
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                                  initargs=(str(self.results_dir), threads, slots, self._runner_options())) as pool:
-            futures = [pool.submit(_pretrain_in_worker, cell) for cell in todo.values()]
+            futures = [pool.submit(_pretrain_in_worker, plan) for plan in todo.values()]
             for future in as_completed(futures):
                 key, seconds = future.result()
                 self._trained[key] = seconds
@@ -280,8 +308,8 @@ class ProtocolRunner:
         if main:
             write_json_atomic(workdir / "config.json", {
                 "row": dataclasses.asdict(cell.row), "encoder_config": plan.encoder_config,
-                "dataset": dataset_identity(cell.pretrain_dataset), "seed": cell.seed,
-                "pretrain": self.pretrain_identity(cell), "objective_options": cell.objective_options,
+                "dataset": dataset_identity(cell.pretrain_dataset), "seed": cell.seed, "checkpoint_hash": plan.checkpoint_hash,
+                "pretrain": plan.pretrain_identity, "objective_options": cell.objective_options,
                 "device": str(self.device), "world_size": dist_utils.world_size(),
                 "package_version": __version__, "git_revision": git_revision(), "torch_version": torch.__version__,
             })
@@ -317,10 +345,10 @@ class ProtocolRunner:
         self._trained[plan.checkpoint_hash] = seconds
         return encoder.eval(), seconds
 
-    def missing_checkpoints(self, cells: list[Cell]) -> dict[str, Cell]:
-        """The checkpoints ``cells`` still need for a missing record, one cell per checkpoint hash (random-init
+    def missing_checkpoints(self, cells: list[Cell]) -> dict[str, CellPlan]:
+        """The checkpoints ``cells`` still need for a missing record, one plan per checkpoint hash (random-init
         and ensemble rows need no pretraining)."""
-        todo: dict[str, Cell] = {}
+        todo: dict[str, CellPlan] = {}
         for cell in cells:
             if cell.row.ensemble is not None or cell.row.objective is None:
                 continue
@@ -328,7 +356,7 @@ class ProtocolRunner:
             if (self.results_dir / "checkpoints" / plan.checkpoint_hash / ENCODER_FILE).exists():
                 continue
             if any(not self.record_path(plan, n, o).exists() for n, o in cell.evaluations.items()):
-                todo.setdefault(plan.checkpoint_hash, cell)
+                todo.setdefault(plan.checkpoint_hash, plan)
         return todo
 
     def pretrain_distributed(self, cells: list[Cell], progress: Progress | None = None) -> int:
@@ -336,10 +364,10 @@ class ProtocolRunner:
         the ranks, one after the other. Every rank must call it with the same cells. Returns the number of
         checkpoints trained."""
         todo = self.missing_checkpoints(cells) if dist_utils.rank() == 0 else {}
-        # rank 0's list: the same work, in the same order, on every rank
-        work = dist_utils.broadcast_object([todo[key] for key in sorted(todo)])
-        for cell in work:
-            self.checkpoint(self.plan(cell), progress)
+        # rank 0's plans (keys included): the same work, under the same keys, in the same order, on every rank
+        work: list[CellPlan] = dist_utils.broadcast_object([todo[key] for key in sorted(todo)])
+        for plan in work:
+            self.checkpoint(plan, progress)
         return len(work)
 
     def record_path(self, plan: CellPlan, evaluation: str, options: dict[str, Any]) -> Path:
@@ -531,11 +559,12 @@ def _init_worker(results_dir: str, threads: int, slots: Any, options: dict[str, 
     _WORKER._data = dict(_PARENT_DATA)
 
 
-def _pretrain_in_worker(cell: Cell) -> tuple[str, float]:
+def _pretrain_in_worker(plan: CellPlan) -> tuple[str, float]:
+    """Train the checkpoint of ``plan`` under the key the parent computed (never recomputed here)."""
     assert _WORKER is not None
+    cell = plan.cell
     registry.load_builtins()
     registry.load_plugins(cell.protocol.plugins, relative_to=Path(cell.protocol.file).resolve().parent)  # already there in a forked worker; needed in a spawned one
-    plan = _WORKER.plan(cell)
     with Progress(disable=True) as progress:
         _, seconds = _WORKER.checkpoint(plan, progress)
     return plan.checkpoint_hash, seconds

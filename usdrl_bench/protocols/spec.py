@@ -103,7 +103,8 @@ class PretrainSpec:
 
     Attributes:
         epochs, batch_size, lr, weight_decay, milestones, gamma: the schedule; ``batch_size`` is the
-            global batch, split evenly across the processes of a data-parallel run.
+            global batch, split across the processes of a data-parallel run (unevenly where the process
+            count does not divide it: :func:`usdrl_bench.distributed.shard_sizes`).
         precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16``, ``fp16`` (GradScaler, the official
             code's; CUDA only) or ``fp32`` (TF32 matmuls on CUDA). The resolved value is part of the
             checkpoint's key.

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from usdrl_bench.protocols.spec import Cell
+from usdrl_bench.protocols.runner import CellPlan
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +62,16 @@ class LauncherOptions:
 
 @dataclass
 class PretrainJob:
-    """A picklable job: train one checkpoint of ``cell`` under ``results_dir`` (submitit calls it).
+    """A picklable job: train the checkpoint of ``plan`` under ``results_dir`` (submitit calls it).
 
     Inside the job the plug-ins of the protocol are imported, the process group is initialised when the
     job has several tasks, and :meth:`ProtocolRunner.checkpoint` trains (or, when another process got
-    there first, reuses) the checkpoint. Returns its hash.
+    there first, reuses) the checkpoint, under the key the launching process computed (``plan``; never
+    recomputed in the job). Returns its hash.
     """
 
     results_dir: str
-    cell: Cell
+    plan: CellPlan
     device: str
     data_root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -86,7 +87,8 @@ class PretrainJob:
         if self.data_root:
             os.environ[DATA_ROOT_ENV] = self.data_root
         registry.load_builtins()
-        registry.load_plugins(self.cell.protocol.plugins, relative_to=Path(self.cell.protocol.file).resolve().parent)
+        cell = self.plan.cell
+        registry.load_plugins(cell.protocol.plugins, relative_to=Path(cell.protocol.file).resolve().parent)
         device = torch.device(self.device)
         if int(os.environ.get("SUBMITIT_LOCAL_NTASKS", os.environ.get("SLURM_NTASKS", "1"))) > 1:
             import submitit
@@ -96,13 +98,12 @@ class PretrainJob:
             if ctx is not None and device.type == "cuda":
                 device = torch.device("cuda", ctx.local_rank)
         runner = ProtocolRunner(Path(self.results_dir), device, console=Console(stderr=True), **self.options)
-        plan = runner.plan(self.cell)
-        runner.checkpoint(plan, None)
+        runner.checkpoint(self.plan, None)
         if dist_utils.is_distributed():
             import torch.distributed as dist
 
             dist.destroy_process_group()
-        return plan.checkpoint_hash
+        return self.plan.checkpoint_hash
 
 
 def _executor(options: LauncherOptions, folder: Path):
@@ -124,7 +125,7 @@ def _executor(options: LauncherOptions, folder: Path):
     return executor
 
 
-def submit_pretrainings(runner: Any, cells: list[Cell], options: LauncherOptions, *, data_root: str | None = None,
+def submit_pretrainings(runner: Any, cells: list, options: LauncherOptions, *, data_root: str | None = None,
                         console: Any = None) -> int:
     """Submit every checkpoint that ``cells`` still need as a job, wait for all, return how many were
     submitted. A failed job raises with its log path (submitit's ``FailedJobError``).
@@ -143,8 +144,8 @@ def submit_pretrainings(runner: Any, cells: list[Cell], options: LauncherOptions
     executor = _executor(options, folder)
     device = "cuda" if options.gpus_per_job > 0 else "cpu"
     jobs_options = runner._runner_options()
-    pending = [PretrainJob(str(runner.results_dir.resolve()), cell, device, data_root, jobs_options)
-               for cell in todo.values()]
+    pending = [PretrainJob(str(runner.results_dir.resolve()), plan, device, data_root, jobs_options)
+               for plan in todo.values()]
     wave = options.max_parallel if options.launcher == "local" else len(pending)
     done = 0
     for start in range(0, len(pending), wave):

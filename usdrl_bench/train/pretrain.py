@@ -5,12 +5,17 @@ lr x0.1 from epoch 351, fp16 autocast with GradScaler, 4 views per sample, 2 GPU
 schedule comes from :class:`PretrainSpec`.
 
 **Data parallel.** Inside a process group (``torchrun``, :mod:`usdrl_bench.distributed`) the global batch
-is ``spec.batch_size``, split in contiguous slices across the ranks; the encoder and objective are wrapped
-in ``DistributedDataParallel``, BatchNorm layers become :class:`~usdrl_bench.distributed.GlobalBatchNorm`
-(``sync_batchnorm``), and objectives gather their projections, so every batch statistic is the global
-batch's. Each sample's views are drawn from :class:`~usdrl_bench.data.augment.SampleKeys` (seed, epoch,
-sample index): 1, 2 or 8 processes see the same views, and with DropPath 0 train the same model up to
-float rounding. Rank 0 writes the state, logs and checkpoint.
+is ``spec.batch_size``, split in contiguous slices across the ranks
+(:func:`~usdrl_bench.distributed.shard_sizes`: when the process count does not divide a batch, as the
+epoch's last, smaller one, the first ranks hold one sample more and a rank may hold none); the encoder and
+objective are wrapped in ``DistributedDataParallel``, BatchNorm layers become
+:class:`~usdrl_bench.distributed.GlobalBatchNorm` (``sync_batchnorm``), and objectives gather their
+projections under :func:`~usdrl_bench.distributed.batch_shards`, so every batch statistic is the global
+batch's for any split. The epoch's batches are those of one process (:func:`epoch_batch_sizes` does not
+depend on the process count). Each sample's views are drawn from
+:class:`~usdrl_bench.data.augment.SampleKeys` (seed, epoch, sample index): 1, 2 or 8 processes see the
+same views, and with DropPath 0 train the same model up to float rounding. Rank 0 writes the state, logs
+and checkpoint.
 
 **Hot path.** Nothing in a step reads a device value on the host: views are drawn without validity
 checks (frame counts are checked once per dataset), loss and logged terms stay on the device and are
@@ -279,8 +284,8 @@ class BatchSource:
                 yield self._host_batch(index), self.num_frames[index], torch.from_numpy(index)
             return
         if self.resident:  # the epoch's indices go to the device in one copy; batches are gathered there
-            all_idx = torch.from_numpy(np.stack(indices)).to(self.device)
-            for idx in all_idx:
+            all_idx = torch.from_numpy(np.concatenate(indices)).to(self.device)
+            for idx in all_idx.split([len(i) for i in indices]):  # sizes known on the host: no synchronisation
                 yield self.data_dev.index_select(0, idx), self.num_frames.index_select(0, idx), idx
             return
         # pinned host gather in a thread, one batch ahead; copy on a side stream
@@ -371,8 +376,9 @@ def pretrain(
     Returns:
         the final checkpoint path, per-epoch history and wall time of this call.
     Raises:
-        ValueError: fewer than 2 training samples (batch statistics need 2), a global batch that does not
-            split evenly across the ranks, frame counts outside ``[1, T]``, an unknown precision.
+        ValueError: fewer than 2 training samples (batch statistics need 2), frame counts outside
+            ``[1, T]``, an unknown precision, a data-parallel run whose batches do not split evenly across the
+            ranks with an objective that does not declare ``uneven_shards`` (:func:`check_uneven_shards`).
         FloatingPointError: the loss became NaN or infinite (the last completed epoch stays resumable).
     """
     start_time = time.perf_counter()
@@ -382,10 +388,8 @@ def pretrain(
     world, rank = dist_utils.world_size(), dist_utils.rank()
     main = rank == 0
     batch_size = min(spec.batch_size, n)
-    if batch_size % world:
-        raise ValueError(f"the global batch of {batch_size} samples does not split evenly across {world} processes; "
-                         f"choose a batch size divisible by {world} (e.g. {batch_size - batch_size % world})")
-    batch_sizes = epoch_batch_sizes(n, batch_size, world, spec.drop_last)
+    batch_sizes = epoch_batch_sizes(n, batch_size, spec.drop_last)
+    check_uneven_shards(objective, batch_sizes, world)
     steps_per_epoch = len(batch_sizes)
     layout = get_layout(train.layout)
     check_num_frames(torch.as_tensor(np.asarray(train.num_frames)), train.data.shape[2], f"pretraining data {train.source}")
@@ -424,8 +428,9 @@ def pretrain(
             step_fn.train()
             perm = torch.randperm(n, generator=order_gen).numpy()
             starts = np.cumsum([0, *batch_sizes])
-            shards = [np.sort(perm[a:a + size])[rank * (size // world):(rank + 1) * (size // world)]
-                      for a, size in zip(starts, batch_sizes)]
+            splits = [dist_utils.shard_sizes(size, world) for size in batch_sizes]
+            shards = [np.sort(perm[a:a + size])[sum(split[:rank]):sum(split[:rank + 1])]
+                      for a, size, split in zip(starts, batch_sizes, splits)]
             lr = step_fn.optimizer.param_groups[0]["lr"]
             pending: list[tuple[int, Tensor, dict[str, Tensor]]] = []
             epoch_rows: list[dict[str, float]] = []
@@ -434,7 +439,8 @@ def pretrain(
                 views = make_views(x, nf, num_views=num_views, out_frames=encoder.num_frames,
                                    generator=SampleKeys(seed, epoch, idx), check=False, **view_options)
                 views = [to_stream(v, stream, layout) for v in views]
-                loss, logs = step_fn(views)
+                with dist_utils.batch_shards(splits[step]):  # the gathers see the global batch, any split
+                    loss, logs = step_fn(views)
                 pending.append((step, loss, logs))
                 if len(pending) >= log_every or step == steps_per_epoch - 1:
                     rows = _read_pending(pending, device)  # the one host synchronisation
@@ -489,26 +495,46 @@ def pretrain(
     )
 
 
-def epoch_batch_sizes(n: int, batch_size: int, world: int = 1, drop_last: bool = False) -> list[int]:
+def epoch_batch_sizes(n: int, batch_size: int, drop_last: bool = False) -> list[int]:
     """Global batch sizes of one epoch over ``n`` samples: full batches of ``batch_size``, then the rest
     as a last, smaller batch, as the official loader does (``DataLoader`` without ``drop_last``).
 
-    The last batch is left out when ``drop_last``, or when fewer than 2 samples (or fewer than 2 per
-    process) remain: batch statistics (BatchNorm, MG-FD's variances) need 2. In a data-parallel run it is
-    cut to a multiple of the process count (at most ``world - 1`` samples of the epoch left out), so
-    every process holds an equal slice.
+    The last batch is left out when ``drop_last``, or when fewer than 2 samples remain: batch statistics
+    (BatchNorm, MG-FD's variances) need 2. The sizes do not depend on the number of processes: a
+    data-parallel run splits each batch across its ranks (:func:`usdrl_bench.distributed.shard_sizes`),
+    unevenly where the process count does not divide it, so it trains on the batches of one process.
 
     Raises:
-        ValueError: ``batch_size`` not divisible by ``world``.
+        ValueError: ``batch_size`` < 1.
     """
-    if batch_size % world:
-        raise ValueError(f"the global batch of {batch_size} samples does not split evenly across {world} processes")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     full, rest = divmod(n, batch_size)
     sizes = [batch_size] * full
-    rest -= rest % world
-    if not drop_last and rest >= 2 * world:
+    if not drop_last and rest >= 2:
         sizes.append(rest)
     return sizes
+
+
+def check_uneven_shards(objective: nn.Module, batch_sizes: list[int], world: int) -> None:
+    """Refuse a data-parallel run in which some batch does not split evenly across the ``world`` ranks
+    when ``objective`` does not declare ``uneven_shards = True`` (:class:`usdrl_bench.Objective`): its loss
+    might then not be the global batch's, and the run would train another model than one process.
+
+    Raises:
+        ValueError: naming the objective, the uneven batches and the ways out.
+    """
+    if world <= 1 or getattr(objective, "uneven_shards", False):
+        return
+    uneven = sorted({b for b in batch_sizes if b % world})
+    if uneven:
+        name = type(objective).__name__
+        raise ValueError(
+            f"objective {name} does not declare uneven_shards = True, and {world} processes cannot split "
+            f"batch(es) of {', '.join(map(str, uneven))} samples evenly: its loss might not be the global batch's. "
+            f"Compute it from tensors gathered with usdrl_bench.distributed.gather_with_grad (per-sample means "
+            f"with batch_mean) and set {name}.uneven_shards = True, or choose a batch size and process count "
+            "that divide (pretrain: {drop_last: true} leaves the last, smaller batch out)")
 
 
 def _read_pending(pending: list[tuple[int, Tensor, dict[str, Any]]], device: torch.device) -> list[tuple[int, dict[str, float]]]:
