@@ -126,6 +126,32 @@ def test_write_reports_all_formats_and_loss_curves(tmp_path):
     assert all((tmp_path / "reports" / n).stat().st_size > 0 for n in names)
 
 
+def test_reports_whose_inputs_did_not_change_are_not_rendered_again(tmp_path, monkeypatch):
+    """A rerun that computed nothing reports without rendering: same records and code -> the files of the
+    first rendering, untouched; a changed record, or a deleted figure, renders that table again."""
+    from usdrl_bench.report import plots
+
+    records = _records(tmp_path)
+    first = write_reports(records, tmp_path / "reports", tmp_path / "results")
+    stamps = {p.name: p.stat().st_mtime_ns for p in first if p.name != "README.md"}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(plots, "plot_table", refuse)
+    again = write_reports(records, tmp_path / "reports", tmp_path / "results")
+    assert sorted(p.name for p in again) == sorted(p.name for p in first)
+    assert {p.name: p.stat().st_mtime_ns for p in again if p.name != "README.md"} == stamps
+    assert "![t5__demo](t5__demo.png)" in (tmp_path / "reports" / "README.md").read_text()
+    changed = records.copy()
+    changed.loc[0, "value"] = 71.0
+    with pytest.raises(AssertionError, match="rendered again"):
+        write_reports(changed, tmp_path / "reports", tmp_path / "results")
+    (tmp_path / "reports" / "t5__demo__loss.png").unlink()
+    with pytest.raises(AssertionError, match="rendered again"):
+        write_reports(records, tmp_path / "reports", tmp_path / "results")
+
+
 def test_loss_histories_tidy(tmp_path):
     from usdrl_bench.report.plots import loss_histories
     from usdrl_bench.report.tables import with_columns

@@ -301,3 +301,50 @@ def test_the_last_partial_batch_is_kept_as_the_official_loader_does(train, tmp_p
         assert len(read_step_log(tmp_path / str(drop_last) / LOG_FILE)) == len(expected)
         if not drop_last:
             assert sorted(i for s in seen for i in s) == list(range(24))
+
+
+@pytest.mark.parametrize("path", ["one-process", "jobs", "launcher-local"])
+def test_every_launch_path_trains_each_missing_checkpoint_once_under_the_key_it_evaluates(tmp_path, capsys, path):
+    """One plan, one key: whichever process trains a checkpoint (this one, a --jobs worker, a submitit job;
+    torchrun ranks: tests/test_distributed.py), it trains each missing one exactly once, under the key the
+    evaluations look up, and the records name it. A second key for the same row would show as an extra
+    checkpoint folder no record names."""
+    if path == "launcher-local":
+        pytest.importorskip("submitit")
+    protocol = TINY.replace("epochs: 4", "epochs: 1").replace(
+        "rows:\n", 'rows:\n  - {id: R, label: "DSTE, random init", encoder: dste, objective: null}\n')
+    (tmp_path / "p.yaml").write_text(protocol)
+    results = tmp_path / "results"
+    launch = {"one-process": ["--jobs", "1"], "jobs": ["--jobs", "2"], "launcher-local": ["--launcher", "local"]}[path]
+    assert main(["run", str(tmp_path / "p.yaml"), "--results", str(results), "--reports", str(tmp_path / "rep"),
+                 "--no-tensorboard", *launch]) == 0
+    err = capsys.readouterr().err
+    folders = {p.name for p in (results / "checkpoints").iterdir()}
+    assert len(folders) == 3  # rows 7, 5 and R: one checkpoint each, none trained twice under another key
+    assert "checkpoints: 2 trained by this run" in " ".join(err.split()), err  # R is initialised, not trained
+    rows = [r for f in (results / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]]
+    assert {r["checkpoint_hash"] for r in rows} == folders and len(rows) == 3
+    for key in folders:
+        assert json.loads((results / "checkpoints" / key / "config.json").read_text())["checkpoint_hash"] == key
+        log = results / "checkpoints" / key / LOG_FILE
+        if log.exists():  # pretrained rows: one epoch of one training (45 samples: batches of 16, 16, 13)
+            assert [int(r["global_step"]) for r in read_step_log(log)] == [0, 1, 2]
+
+
+def test_an_objective_that_does_not_declare_uneven_shards_is_refused_by_name():
+    """A data-parallel run whose batches the process count does not divide refuses a plug-in objective
+    that does not declare ``uneven_shards``, naming it, instead of training another model; the built-in
+    objectives declare it, and an even split or one process needs nothing."""
+    from usdrl_bench import Objective
+    from usdrl_bench.train.pretrain import check_uneven_shards
+
+    class LocalMean(Objective):
+        pass
+
+    with pytest.raises(ValueError, match=r"objective LocalMean does not declare uneven_shards.*batch\(es\) of 7 samples"):
+        check_uneven_shards(LocalMean(), [10, 10, 7], world=2)
+    check_uneven_shards(LocalMean(), [10, 10, 8], world=2)  # every batch splits evenly
+    check_uneven_shards(LocalMean(), [10, 10, 7], world=1)
+    encoder = create_encoder("dste", "tiny")
+    for name in ("mgfd", "negative_contrastive"):
+        check_uneven_shards(create_objective(name, encoder), [10, 10, 7], world=2)
