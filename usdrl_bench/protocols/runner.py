@@ -156,13 +156,34 @@ class ProtocolRunner:
             )
             if train.extra.get("assumed"):  # a reader that had to read a layout says which
                 self.console.print(f"  [dim]layout assumed: {train.extra['assumed']}[/]", highlight=False)
+            if dist_utils.rank() == 0:
+                write_json_atomic(self._shape_file(key), {"shape": list(train.shape), "dataset": spec.describe()})
         return self._data[key]
 
+    def _shape_file(self, key: str) -> Path:
+        return self.results_dir / "datasets" / f"{key}.json"
+
+    def train_shape(self, spec: DatasetSpec) -> tuple[int, int, int, int, int]:
+        """``(N, C, T, V, M)`` of the dataset's training part, without loading it when an earlier run
+        recorded it (``results/datasets/<key>.json``, keyed like the data: name, path, split, options,
+        reader code): planning a run whose records exist needs the shapes only, so a rerun loads no data."""
+        key = stable_hash({k: v for k, v in dataset_identity(spec).items() if k != "stream"})
+        if key not in self._data:
+            try:
+                shape = json.loads(self._shape_file(key).read_text())["shape"]
+                if isinstance(shape, list) and len(shape) == 5 and all(isinstance(d, int) and d >= 0 for d in shape):
+                    return tuple(shape)  # type: ignore[return-value]
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # not recorded yet (or unreadable): load the data
+        return tuple(self.data(spec)[0].shape)  # type: ignore[return-value]
+
     # -- planning ---------------------------------------------------------------------------------
-    def build_encoder(self, cell: Cell, train: SkeletonArrays) -> torch.nn.Module:
+    def build_encoder(self, cell: Cell, shape: tuple[int, ...] | None = None) -> torch.nn.Module:
+        """The cell's encoder, randomly initialised from the cell's seed, sized for its pretraining data
+        (``shape``: that data's ``(N, C, T, V, M)``; default :meth:`train_shape`)."""
         from usdrl_bench.skeleton import STREAM_CHANNELS
 
-        _, c, _, v, m = train.shape
+        _, c, _, v, m = shape if shape is not None else self.train_shape(cell.pretrain_dataset)
         c *= STREAM_CHANNELS[cell.dataset.stream]  # jmb: joint, motion and bone fused along C
         torch.manual_seed(cell.seed)
         return create_encoder(cell.row.encoder, cell.preset.encoder_preset, in_channels=c, num_joints=v,
@@ -179,8 +200,7 @@ class ProtocolRunner:
         return plan
 
     def _compute_plan(self, cell: Cell) -> CellPlan:
-        train, _ = self.data(cell.pretrain_dataset)
-        encoder = self.build_encoder(cell, train)
+        encoder = self.build_encoder(cell)
         config = dataclasses.asdict(encoder.config)
         # the code that computes the checkpoint: the encoder's, the objective's and the training loop's
         # modules with what they import (plug-ins included), so an edit retrains exactly the rows it affects
@@ -243,7 +263,10 @@ class ProtocolRunner:
             devices = [f"cuda:{i}" for i in range(jobs)]
         threads = max(1, torch.get_num_threads() // jobs) if self.device.type == "cpu" else torch.get_num_threads()
         global _PARENT_DATA
-        _PARENT_DATA = self._data  # the datasets loaded while planning, inherited by the forked workers
+        if self.device.type != "cuda":  # loaded once here, inherited by the forked workers
+            for plan in todo.values():
+                self.data(plan.cell.pretrain_dataset)
+        _PARENT_DATA = self._data
         # CPU: forked workers inherit the registries (plug-ins included) and the loaded data; CUDA cannot be
         # used in a child forked after the parent touched the driver, so GPU workers start fresh (spawn),
         # import the protocol's plug-ins and load the data themselves
@@ -303,7 +326,7 @@ class ProtocolRunner:
         cell = plan.cell
         path = workdir / ENCODER_FILE
         train, _ = self.data(cell.pretrain_dataset)
-        encoder = self.build_encoder(cell, train)
+        encoder = self.build_encoder(cell, train.shape)
         main = dist_utils.rank() == 0
         if main:
             write_json_atomic(workdir / "config.json", {
