@@ -49,19 +49,45 @@ def test_normalise_2d_scales_x_by_width_and_y_by_height_for_every_joint():
     kp[0, :, :, 0] = 960.0  # x
     kp[0, :, :, 1] = 270.0  # y
     score = np.full((1, 2, 17), 0.8, np.float32)
-    out = normalise_2d(kp, score, (1080, 1920), "score")
+    out = normalise_2d(kp, score, (1080, 1920), "score", normalization="image")
     assert out.shape == (3, 2, 17, 2)
     np.testing.assert_allclose(out[0, :, :, 0], 0.5)   # every joint, not only joints 0 and 1 (FSM's bug)
     np.testing.assert_allclose(out[1, :, :, 0], 0.25)
     np.testing.assert_allclose(out[2, :, :, 0], 0.8)
     assert not out[:, :, :, 1].any()  # one body: a zero second body
-    assert not normalise_2d(kp, score, (1080, 1920), "zero")[2].any()
+    assert not normalise_2d(kp, score, (1080, 1920), "zero", normalization="image")[2].any()
     three = np.concatenate([kp, kp * 0.5, kp * 0.25])
     scores = np.stack([np.full((2, 17), s, np.float32) for s in (0.2, 0.9, 0.5)])
-    kept = normalise_2d(three, scores, (1080, 1920))  # the two surest bodies, in their order
+    kept = normalise_2d(three, scores, (1080, 1920), normalization="image")  # the two surest bodies, in their order
     np.testing.assert_allclose(kept[2, 0, 0], [0.9, 0.5])
     with pytest.raises(ValueError, match="img_shape"):
         normalise_2d(kp, score, (0, 1920))
+    with pytest.raises(ValueError, match="normalization must be one of body, image"):
+        normalise_2d(kp, score, (1080, 1920), normalization="pixels")
+
+
+def test_body_normalization_centres_on_the_first_mid_hip_in_torso_units():
+    """Hand-built: body 0 absent in frame 0; in frames 1 and 2 its hips are at (100, 400) and (120, 400),
+    shoulders 200 px above (torso 200, then 200): origin the frame-1 mid-hip (110, 400), unit 200 px. A second
+    body in the same units; frame 0 stays zero."""
+    kp = np.zeros((2, 3, 17, 2), np.float32)
+    for t in (1, 2):
+        kp[0, t] = [300.0 + 10 * t, 250.0]  # every joint somewhere
+        kp[0, t, 11], kp[0, t, 12] = [100.0 + 10 * (t - 1), 400.0], [120.0 + 10 * (t - 1), 400.0]  # hips
+        kp[0, t, 5], kp[0, t, 6] = [100.0 + 10 * (t - 1), 200.0], [120.0 + 10 * (t - 1), 200.0]  # shoulders
+    kp[1, 2] = [510.0, 600.0]
+    out = normalise_2d(kp, None, (1080, 1920), "zero", normalization="body")
+    assert not out[:, 0].any()  # no body in frame 0
+    np.testing.assert_allclose(out[:2, 1, 11, 0], [(100 - 110) / 200, 0.0])
+    np.testing.assert_allclose(out[:2, 2, 12, 0], [(130 - 110) / 200, 0.0])
+    np.testing.assert_allclose(out[:2, 2, 5, 0], [(110 - 110) / 200, -1.0])  # the shoulders one unit above
+    np.testing.assert_allclose(out[:2, 1, 0, 0], [(310 - 110) / 200, (250 - 400) / 200])
+    np.testing.assert_allclose(out[:2, 2, 3, 1], [(510 - 110) / 200, (600 - 400) / 200])
+    assert not out[:, 1, :, 1].any()  # the second body is absent in frame 1
+    flat = np.zeros((1, 2, 17, 2), np.float32)
+    flat[0] = [540.0, 270.0]  # every joint on one point: no torso, the image height is the unit
+    np.testing.assert_allclose(normalise_2d(flat, None, (1080, 1920), normalization="body")[:2], 0.0)
+    assert not normalise_2d(np.zeros((1, 2, 17, 2)), None, (1080, 1920))[:2].any()  # no body at all
 
 
 def test_pyskl_2d_reader(tmp_path):
@@ -69,15 +95,19 @@ def test_pyskl_2d_reader(tmp_path):
     anns = [_annotation(f"S001C001P00{i}R001A00{i % 3 + 1}", i % 3, 1 + i % 2, 20 + i, rng) for i in range(6)]
     split = {"xsub_train": [a["frame_dir"] for a in anns[:4]], "xsub_val": [a["frame_dir"] for a in anns[4:]]}
     path = _pickle(tmp_path / "ntu60_hrnet.pkl", anns, split)
-    train, test = load_pyskl_2d(path, "xsub", cache_dir=tmp_path / "cache")
+    train, test = load_pyskl_2d(path, "xsub", cache_dir=tmp_path / "cache", normalization="image")
     assert train.data.shape == (4, 3, 25, 17, 2) and len(test) == 2 and train.layout == "coco17"
     assert train.num_frames.tolist() == [20, 21, 22, 23] and train.labels.tolist() == [0, 1, 2, 0]
     a = anns[1]  # two bodies
     np.testing.assert_allclose(train.data[1, 0, :21, :, 1], a["keypoint"][1, :, :, 0] / 1920, rtol=1e-6)
     np.testing.assert_allclose(train.data[1, 1, :21, :, 0], a["keypoint"][0, :, :, 1] / 1080, rtol=1e-6)
     np.testing.assert_allclose(train.data[1, 2, :21, :, 0], a["keypoint_score"][0], rtol=1e-6)
-    zero, _ = load_pyskl_2d(path, "xsub", padding="zero", cache_dir=tmp_path / "cache")
+    zero, _ = load_pyskl_2d(path, "xsub", padding="zero", cache_dir=tmp_path / "cache", normalization="image")
     assert not np.asarray(zero.data[:, 2]).any()
+    body, _ = load_pyskl_2d(path, "xsub", cache_dir=tmp_path / "cache")  # the default, cached apart
+    np.testing.assert_allclose(body.data[1, :2, :21, :, 0],
+                               normalise_2d(a["keypoint"], a["keypoint_score"], (1080, 1920))[:2, :21, :, 0], rtol=1e-6)
+    assert not np.allclose(body.data[1, 0, :21, :, 0], train.data[1, 0, :21, :, 0])
     # format errors name the sample
     bad = [dict(a) for a in anns]
     bad[2]["keypoint"] = bad[2]["keypoint"][..., :1]
@@ -88,7 +118,8 @@ def test_pyskl_2d_reader(tmp_path):
 
 
 def test_synthetic_2d_projection():
-    train, test = load_synthetic_2d(None, "xsub", num_classes=3, samples_per_class_subject_camera=1)
+    train, test = load_synthetic_2d(None, "xsub", num_classes=3, samples_per_class_subject_camera=1,
+                                    normalization="image")
     assert train.data.shape[1:] == (3, 80, 17, 2) and train.layout == "coco17"
     x = np.asarray(train.data)
     valid = x[:, 2] > 0  # tracked joints: score 1
@@ -123,3 +154,14 @@ def test_a_17_joint_dste_pretrains_and_evaluates_end_to_end(tmp_path):
     config = json.loads((results / "checkpoints" / rows[0]["checkpoint_hash"] / "config.json").read_text())
     encoder_config = config["encoder_config"]
     assert (encoder_config["num_joints"], encoder_config["num_bodies"], encoder_config["in_channels"]) == (17, 2, 3)
+
+
+def test_synthetic_2d_body_normalization_by_default():
+    train, _ = load_synthetic_2d(None, "xsub", num_classes=3, samples_per_class_subject_camera=1)
+    x = np.asarray(train.data)
+    first = x[:, :2, 0, [11, 12], 0].mean(axis=2)  # mid-hip of the first body in the first frame
+    np.testing.assert_allclose(first, 0.0, atol=1e-5)
+    torso = np.linalg.norm(x[:, :2, :, [5, 6], 0].mean(axis=-1) - x[:, :2, :, [11, 12], 0].mean(axis=-1), axis=1)
+    frames = train.num_frames
+    medians = [np.median(torso[i, :frames[i]]) for i in range(len(x))]
+    np.testing.assert_allclose(medians, 1.0, rtol=1e-4)

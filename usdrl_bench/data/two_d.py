@@ -5,10 +5,14 @@
 annotations}``; ``split`` maps ``<protocol>_<train|val>`` (``xsub``, ``xview``, ``xset``) to ``frame_dir``
 names; each annotation has ``frame_dir``, ``label`` (0-based), ``img_shape`` ``(height, width)``,
 ``total_frames``, ``keypoint`` ``(M, T, 17, 2)`` in pixels (x, y) and ``keypoint_score`` ``(M, T, 17)``.
-Read as ``(3, T, 17, 2)``: x divided by the width and y by the height, for every joint, and a third
-channel ``padding: score`` (the keypoint score) or ``zero`` (zeros), "2-D padded to 3-D" as the FSM feeders
-do. The FSM feeders divide *joints* 0 and 1 by the height and width instead of the x and y axes of every
-joint (their ``keypoint[:, :, 0] /= h``), leaving 15 joints in pixels: not inherited. One body is padded
+Read as ``(3, T, 17, 2)``: x and y centred on the body and in units of its torso (``normalization: body``,
+the default; :func:`normalise_2d`), or x divided by the width and y by the height, for every joint
+(``normalization: image``), and a third channel ``padding: score`` (the keypoint score) or ``zero``
+(zeros), "2-D padded to 3-D" as the FSM feeders do. The FSM feeders divide *joints* 0 and 1 by the height
+and width instead of the x and y axes of every joint (their ``keypoint[:, :, 0] /= h``), leaving 15 joints
+in pixels: not inherited. Divided by the image size only, a sequence differs from another by a few percent
+of the input (every coordinate near 0.5, the score 1): a fine-tuned encoder then predicts one class (README,
+"2-D fine-tuning"), which is why ``body`` is the default. One body is padded
 with a zero second body; more than two keep the two with the highest mean score. Sequences keep their
 length (zero-padded to the longest). The layout is ``coco17`` (:data:`usdrl_bench.skeleton.COCO17`); the
 encoders size themselves from the data (17 joints x 2 bodies = 34 spatial tokens, 3 channels).
@@ -35,6 +39,10 @@ log = logging.getLogger(__name__)
 
 Padding = Literal["score", "zero"]
 PADDINGS = ("score", "zero")
+Normalization = Literal["body", "image"]
+NORMALIZATIONS = ("body", "image")
+#: COCO-17 joints (0-based) of the shoulders and hips: the body's centre and unit of length
+_SHOULDERS, _HIPS = (5, 6), (11, 12)
 NUM_JOINTS = 17
 NUM_BODIES = 2
 
@@ -52,19 +60,33 @@ _FROM_NTU25 = (
 
 
 def normalise_2d(keypoint: np.ndarray, score: np.ndarray | None, img_shape: tuple[int, int],
-                 padding: Padding = "score", num_bodies: int = NUM_BODIES) -> np.ndarray:
-    """``(M, T, V, 2)`` pixels (and ``(M, T, V)`` scores) -> ``(3, T, V, num_bodies)`` float32: x / width,
-    y / height for every joint, third channel the score or zeros; bodies padded with zeros or, beyond
-    ``num_bodies``, the highest-scoring kept.
+                 padding: Padding = "score", num_bodies: int = NUM_BODIES,
+                 normalization: Normalization = "body") -> np.ndarray:
+    """``(M, T, V, 2)`` pixels (and ``(M, T, V)`` scores) -> ``(3, T, V, num_bodies)`` float32, third channel
+    the score or zeros; bodies padded with zeros or, beyond ``num_bodies``, the highest-scoring kept.
+
+    ``normalization``:
+
+    * ``image``: x / width and y / height for every joint (what the FSM feeders mean to do; see the module
+      docstring). Every coordinate sits near 0.5 and a body spans a few hundredths of the frame, so the
+      sequences differ from one another by a few percent of the input: fine-tuning from it predicts one class
+      (README, "2-D fine-tuning").
+    * ``body`` (default): the 3-D pipelines' centring carried to 2-D: the mid-hip of the first body in the
+      first frame it appears in is the origin (the AGCN / UmURL preparation centres on the spine joint of
+      the first frame), and the unit is that body's torso (mid-shoulder to mid-hip, median over its frames),
+      so the coordinates do not depend on the image size or the camera distance. A degenerate torso (every
+      frame's shoulders on its hips) falls back to the image height. Frames without a body stay zero.
 
     Raises:
-        ValueError: bad shapes, a non-positive image size, an unknown padding.
+        ValueError: bad shapes, a non-positive image size, an unknown padding or normalization.
     """
     kp = np.asarray(keypoint, dtype=np.float32)
     if kp.ndim != 4 or kp.shape[3] != 2:
         raise ValueError(f"keypoint must be (M, T, V, 2), got shape {kp.shape}")
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
     h, w = (float(v) for v in img_shape)
     if not (h > 0 and w > 0):
         raise ValueError(f"img_shape must be (height, width) > 0, got {img_shape!r}")
@@ -76,11 +98,32 @@ def normalise_2d(keypoint: np.ndarray, score: np.ndarray | None, img_shape: tupl
         kp, sc = kp[keep], sc[keep]
     m, t, v, _ = kp.shape
     out = np.zeros((3, t, v, num_bodies), np.float32)
-    out[0, :, :, :m] = (kp[..., 0] / w).transpose(1, 2, 0)
-    out[1, :, :, :m] = (kp[..., 1] / h).transpose(1, 2, 0)
+    if normalization == "body":
+        xy = body_normalised(kp, h)
+        out[0, :, :, :m], out[1, :, :, :m] = xy[..., 0].transpose(1, 2, 0), xy[..., 1].transpose(1, 2, 0)
+    else:
+        out[0, :, :, :m] = (kp[..., 0] / w).transpose(1, 2, 0)
+        out[1, :, :, :m] = (kp[..., 1] / h).transpose(1, 2, 0)
     if padding == "score":
         out[2, :, :, :m] = sc.transpose(1, 2, 0)
     return out
+
+
+def body_normalised(kp: np.ndarray, height: float) -> np.ndarray:
+    """``(M, T, V, 2)`` COCO-17 pixels -> the same in units of the first body's torso, centred on its mid-hip
+    in the first frame it appears in (see :func:`normalise_2d`, ``body``); frames without a body (all-zero
+    keypoints) stay zero, and so does a sequence without any body."""
+    present = np.any(kp != 0, axis=(2, 3))  # (M, T)
+    if not present.any():
+        return np.zeros_like(kp)
+    body = int(np.argmax(present.any(axis=1)))  # the first body that appears at all
+    frames = np.flatnonzero(present[body])
+    hips = kp[body, :, list(_HIPS)].mean(axis=0)  # (T, 2)
+    shoulders = kp[body, :, list(_SHOULDERS)].mean(axis=0)
+    centre = hips[frames[0]]
+    torso = float(np.median(np.linalg.norm(shoulders[frames] - hips[frames], axis=-1)))
+    unit = torso if torso > 1e-6 * height else height
+    return np.where(present[..., None, None], (kp - centre) / unit, 0.0).astype(np.float32)
 
 
 def _meta(names: list[str]) -> "np.ndarray":
@@ -92,13 +135,16 @@ def _meta(names: list[str]) -> "np.ndarray":
 @DATASETS.register("pyskl_2d", description="pyskl 2-D HRNet keypoints (ntu60_hrnet.pkl / ntu120_hrnet.pkl), COCO-17",
                    splits=("xsub", "xview", "xset"), needs_path=True, default_split="xsub")
 def load_pyskl_2d(path: str | Path, split: str = "xsub", *, padding: Padding = "score", num_classes: int | None = None,
-                  max_frames: int | None = None, cache_dir: str | Path | None = None) -> tuple[SkeletonArrays, SkeletonArrays]:
+                  max_frames: int | None = None, cache_dir: str | Path | None = None,
+                  normalization: Normalization = "body") -> tuple[SkeletonArrays, SkeletonArrays]:
     """(train, test) of a pyskl 2-D pickle (module docstring): ``split["<split>_train"]`` and ``"<split>_val"``.
 
     Args:
         path: the pickle (read through the restricted unpickler: no code runs).
         split: ``xsub``, ``xview`` or ``xset``.
         padding: the third channel: ``score`` or ``zero``.
+        normalization: ``body`` (centred on the body, torso units) or ``image`` (x / width, y / height);
+            see :func:`normalise_2d`.
         num_classes: default the largest label + 1.
         max_frames: T of the arrays (default: the longest sequence).
         cache_dir: where the converted arrays are kept (default beside the suite's cache).
@@ -112,6 +158,8 @@ def load_pyskl_2d(path: str | Path, split: str = "xsub", *, padding: Padding = "
 
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
     path = Path(path)
     annotations, by_name, parts = read_pyskl(path, split, ("frame_dir", "label", "keypoint", "img_shape"))
     for i, a in enumerate(annotations):
@@ -128,10 +176,12 @@ def load_pyskl_2d(path: str | Path, split: str = "xsub", *, padding: Padding = "
         for n in names:
             if not 0 <= int(by_name[n]["label"]) < k:
                 raise DataFormatError(path, f"sample {n}: label {by_name[n]['label']} outside [0, {k})")
-    assumed = (f"{path.name}: 2-D keypoints (COCO-17), x / width and y / height, third channel {padding}, "
+    coordinates = "centred on the body, torso units" if normalization == "body" else "x / width and y / height"
+    assumed = (f"{path.name}: 2-D keypoints (COCO-17), {coordinates}, third channel {padding}, "
                f"padded to T={T}, M={NUM_BODIES}; labels 0-based ({k} classes)")
     log.info("pyskl_2d: %s", assumed)
-    cache = _cache_dir(path, {"format": "pyskl_2d", "split": split, "T": T, "padding": padding}, cache_dir)
+    cache = _cache_dir(path, {"format": "pyskl_2d", "split": split, "T": T, "padding": padding,
+                              "normalization": normalization}, cache_dir)
     if not (cache / "done").is_file():
         def chunks(names: list[str]) -> Iterator[tuple[int, np.ndarray]]:
             for start in range(0, len(names), _CHUNK):
@@ -139,7 +189,8 @@ def load_pyskl_2d(path: str | Path, split: str = "xsub", *, padding: Padding = "
                 for j, n in enumerate(names[start:start + _CHUNK]):
                     a = by_name[n]
                     try:
-                        x = normalise_2d(a["keypoint"], a.get("keypoint_score"), tuple(a["img_shape"]), padding)
+                        x = normalise_2d(a["keypoint"], a.get("keypoint_score"), tuple(a["img_shape"]), padding,
+                                         normalization=normalization)
                     except (ValueError, TypeError) as exc:
                         raise DataFormatError(path, f"sample {n}: {exc}") from None
                     t = min(x.shape[1], T)
@@ -189,24 +240,28 @@ def project_to_coco17(joints: np.ndarray, *, focal: float = 1000.0, size: tuple[
 @DATASETS.register("synthetic_2d", description="the synthetic skeletons projected to 2-D COCO-17 keypoints (the 2-D stand-in)",
                    splits=("xsub", "xview", "xset"), needs_path=False, default_split="xsub")
 def load_synthetic_2d(path: str | None = None, split: str = "xsub", *, padding: Padding = "score",
-                      **options) -> tuple[SkeletonArrays, SkeletonArrays]:
+                      normalization: Normalization = "body", **options) -> tuple[SkeletonArrays, SkeletonArrays]:
     """(train, test) of :func:`~usdrl_bench.data.synthetic.load_synthetic` (same samples, splits and
-    options) as 2-D COCO-17 keypoints normalised like the pyskl data (module docstring)."""
+    options) as 2-D COCO-17 keypoints normalised like the pyskl data (module docstring; ``normalization``
+    as :func:`normalise_2d`)."""
     from usdrl_bench.data.synthetic import load_synthetic
 
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
     out = []
     for arrays in load_synthetic(path, split, **options):
         data = np.zeros((len(arrays), 3, arrays.data.shape[2], NUM_JOINTS, NUM_BODIES), np.float32)
         for i in range(len(arrays)):
             kp, score = project_to_coco17(np.asarray(arrays.data[i], np.float32))
-            data[i] = normalise_2d(kp, score, (1080, 1920), padding)
+            data[i] = normalise_2d(kp, score, (1080, 1920), padding, normalization=normalization)
             data[i, :, int(arrays.num_frames[i]):] = 0.0
         out.append(SkeletonArrays(data=data, labels=arrays.labels, num_frames=arrays.num_frames, meta=arrays.meta,
                                   names=arrays.names, num_classes=arrays.num_classes, layout="coco17",
                                   class_names=arrays.class_names, source=f"synthetic_2d({arrays.source})",
-                                  extra={**arrays.extra, "assumed": f"2-D projection, third channel {padding}"}))
+                                  extra={**arrays.extra, "assumed": f"2-D projection, {normalization} normalization, "
+                                                                    f"third channel {padding}"}))
     return out[0], out[1]
 
 
@@ -221,7 +276,7 @@ def _register_ntu_2d(name: str, file: str, protocol: str, num_classes: int) -> N
     @DATASETS.register(name, description=f"{name}: pyskl 2-D HRNet keypoints ({NTU_2D_FOLDER}/{file} under the data root)",
                        splits=(protocol,), needs_path=False, default_split=protocol, named=True)
     def load(path: str | None = None, split: str = protocol, *, data_root: str | None = None,
-             padding: Padding = "score") -> tuple[SkeletonArrays, SkeletonArrays]:
+             padding: Padding = "score", normalization: Normalization = "body") -> tuple[SkeletonArrays, SkeletonArrays]:
         from usdrl_bench.data.named import DATA_ROOT_ENV, resolve_data_root
 
         if split != protocol:
@@ -231,7 +286,7 @@ def _register_ntu_2d(name: str, file: str, protocol: str, num_classes: int) -> N
         if not pkl.is_file():
             raise FileNotFoundError(f"dataset {name} not found: expected {pkl}. Download {PYSKL_URL}{file} into "
                                     f"{pkl.parent}; the data root is --data-root or ${DATA_ROOT_ENV} (now {base})")
-        return load_pyskl_2d(pkl, protocol, padding=padding, num_classes=num_classes)
+        return load_pyskl_2d(pkl, protocol, padding=padding, num_classes=num_classes, normalization=normalization)
 
     load.__doc__ = f"(train, test) of {name}: :func:`load_pyskl_2d` of ``<data root>/{NTU_2D_FOLDER}/{file}``, {protocol}."
 
