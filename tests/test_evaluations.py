@@ -40,6 +40,42 @@ def test_linear_probe_random_labels_is_near_chance_on_test():
     assert 10.0 < final < 40.0  # chance is 25 %
 
 
+@pytest.mark.parametrize("momentum,weight_decay,milestones", [(0.9, 0.0, (3, 5)), (0.0, 1e-3, (4, 4)), (0.9, 1e-4, ())])
+def test_linear_probe_makes_the_updates_of_torch_sgd_on_nn_linear(momentum, weight_decay, milestones):
+    """The probe's hand-written gradients and SGD are nn.Linear + CrossEntropyLoss + torch.optim.SGD +
+    MultiStepLR: the same classifier (the same init draws, order and schedule, a last batch of 7 included)."""
+    import torch
+    from torch import nn
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((71, 12)).astype(np.float32)
+    y = rng.integers(0, 5, 71)
+    final, _, _, probs, _ = train_linear_probe(x, y, x, y, 5, epochs=6, batch_size=16, lr=0.3, momentum=momentum,
+                                               weight_decay=weight_decay, milestones=milestones, eval_every=2,
+                                               return_probs=True)
+    gen = torch.Generator().manual_seed(0)
+    fc = nn.Linear(12, 5)
+    with torch.no_grad():
+        fc.weight.normal_(0.0, 0.01, generator=gen)
+        fc.bias.zero_()
+    opt = torch.optim.SGD(fc.parameters(), lr=0.3, momentum=momentum, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), 0.1)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for _ in range(6):
+        perm = torch.randperm(71, generator=gen)
+        for start in range(0, 71, 16):
+            idx = perm[start:start + 16]
+            loss = nn.functional.cross_entropy(fc(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+    with torch.no_grad():
+        ref = torch.softmax(fc(xt), dim=1).numpy()
+    np.testing.assert_allclose(probs, ref, atol=1e-5)
+    assert final == pytest.approx(float((ref.argmax(1) == y).mean() * 100))
+
+
 def test_linear_probe_rejects_bad_labels():
     x = np.zeros((4, 2), np.float32)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
