@@ -119,6 +119,7 @@ class ProtocolRunner:
         if self.world_size < 1:
             raise ValueError(f"world_size must be >= 1, got {world_size}")
         self._plans: dict[int, tuple[Cell, CellPlan]] = {}  # id(cell) -> (cell, its plan): one key per cell
+        self._flops: dict[str, float] = {}  # encoder configuration -> forward FLOPs of one sample
         self.device = device or torch.device("cpu")
         self.console = console or Console(stderr=True)
         self.log_every, self.tensorboard, self.wandb_project = log_every, tensorboard, wandb_project
@@ -275,9 +276,10 @@ class ProtocolRunner:
         for i in range(jobs):
             slots.put(devices[i % len(devices)])
         task = progress.add_task(f"pretrain {len(todo)} models, {jobs} at a time", total=len(todo)) if progress else None
+        order = sorted(todo.values(), key=self.pretrain_cost, reverse=True)  # longest first: no long model left alone at the end
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                                  initargs=(str(self.results_dir), threads, slots, self._runner_options())) as pool:
-            futures = [pool.submit(_pretrain_in_worker, plan) for plan in todo.values()]
+            futures = [pool.submit(_pretrain_in_worker, plan) for plan in order]
             for future in as_completed(futures):
                 key, seconds = future.result()
                 self._trained[key] = seconds
@@ -286,6 +288,28 @@ class ProtocolRunner:
         if progress is not None and task is not None:
             progress.remove_task(task)
         return len(todo)
+
+    def pretrain_cost(self, plan: CellPlan) -> float:
+        """An estimate of a checkpoint's pretraining work, to schedule the longest first: the encoder's
+        forward FLOPs on one sample (``torch.utils.flop_counter``) x training samples x epochs x views."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        cell = plan.cell
+        shape = self.train_shape(cell.pretrain_dataset)
+        key = stable_hash({"encoder": cell.row.encoder, "config": plan.encoder_config})
+        if key not in self._flops:  # one count per encoder configuration
+            encoder = self.build_encoder(cell, shape).eval()
+            cfg = encoder.config
+            x = torch.zeros((1, cfg.in_channels, encoder.num_frames, cfg.num_joints, cfg.num_bodies))
+            counter = FlopCounterMode(display=False)
+            try:
+                with counter, torch.no_grad():
+                    encoder(x)
+                self._flops[key] = float(counter.get_total_flops())
+            except Exception:  # noqa: BLE001 - an estimate only: an encoder that cannot run on zeros sorts last
+                self._flops[key] = 0.0
+        views = int(dict(cell.pretrain.views).get("num_views", 4))
+        return self._flops[key] * shape[0] * cell.pretrain.epochs * views
 
     def checkpoint(self, plan: CellPlan, progress: Progress | None = None) -> tuple[torch.nn.Module, float]:
         """The cell's encoder: loaded when cached, else pretrained (resuming) or randomly initialised.
