@@ -348,3 +348,23 @@ def test_an_objective_that_does_not_declare_uneven_shards_is_refused_by_name():
     encoder = create_encoder("dste", "tiny")
     for name in ("mgfd", "negative_contrastive"):
         check_uneven_shards(create_objective(name, encoder), [10, 10, 7], world=2)
+
+
+def test_the_process_count_enters_a_key_only_with_per_process_batchnorm(tmp_path):
+    """One plan, one key: the key depends on the run's process count (fixed when the runner is made, not
+    read from the process group when a key is computed) only when BatchNorm statistics are per process."""
+    from usdrl_bench.protocols.runner import ProtocolRunner
+    from usdrl_bench.protocols.spec import expand_cells, load_protocol
+
+    keys = {}
+    for sync in (True, False):
+        path = tmp_path / f"p{sync}.yaml"
+        path.write_text(TINY.replace("batch_size: 16", f"batch_size: 16, sync_batchnorm: {str(sync).lower()}"))
+        cells = expand_cells(load_protocol(path), "demo")
+        for world in (1, 2, 8):
+            runner = ProtocolRunner(tmp_path / "r", torch.device("cpu"), world_size=world)
+            plan = runner.plan(cells[0])
+            assert runner.plan(cells[0]) is plan  # computed once per cell
+            keys[sync, world] = plan.checkpoint_hash
+    assert keys[True, 1] == keys[True, 2] == keys[True, 8]
+    assert len({keys[False, 1], keys[False, 2], keys[False, 8]}) == 3
