@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from sklearn.metrics import silhouette_score
 
 from usdrl_bench.evaluate.base import Metric, check_number, check_whole
 from usdrl_bench.evaluate.features import EvalContext
@@ -111,6 +110,8 @@ def embedding_evaluation(
     classes = choose_classes(labels, num_classes, class_seed)
     index = select_samples(labels, classes, max_per_class)
     features, y = ctx.features("test")[index], labels[index]
+    from sklearn.metrics import silhouette_score  # here: scikit-learn costs a second at every start
+
     metrics = [Metric("silhouette_features", float(silhouette_score(features, y, metric="cosine")),
                       note=f"cosine, {len(classes)} classes drawn with seed {class_seed}")]
     arrays: dict[str, np.ndarray] = {"labels": y, "classes": classes, "index": index}

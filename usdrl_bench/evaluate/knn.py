@@ -7,8 +7,6 @@ k = 1 is fitted on the training split (the gallery) and scored on the test split
 from __future__ import annotations
 
 import numpy as np
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.preprocessing import normalize
 
 from usdrl_bench.evaluate.base import Metric
 from usdrl_bench.evaluate.features import EvalContext
@@ -27,6 +25,10 @@ def knn_top1(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_
     """
     if k < 1 or k > len(train_x):
         raise ValueError(f"k must lie in [1, {len(train_x)}] (gallery size); got {k}")
+    # imported here: scikit-learn (and SciPy under it) cost a second at every start of the command line
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import normalize
+
     clf = KNeighborsClassifier(n_neighbors=k, metric="cosine")
     clf.fit(normalize(train_x), train_y)
     return float((clf.predict(normalize(test_x)) == test_y).mean() * 100)

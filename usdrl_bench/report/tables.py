@@ -414,9 +414,6 @@ def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str |
     A table whose inputs did not change since its files were written (:func:`report_fingerprint`, kept in
     ``out_dir/.<table>.inputs.json``) is not rendered again: a rerun that computed nothing reports in
     seconds. Delete that file (or the folder) to force the rendering."""
-    from usdrl_bench.report.plots import (plot_detection_timelines, plot_early_curves, plot_embeddings,
-                                         plot_loss_curves, plot_segmentation_timelines, plot_sweep, plot_table)
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = with_columns(records)
@@ -433,6 +430,10 @@ def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str |
             written += current
             index += [f"![{p.stem}]({p.name})" for p in current if p.suffix == ".png"] + [""]
             continue
+        # imported only when a table is rendered: matplotlib and seaborn cost a second at every start
+        from usdrl_bench.report.plots import (plot_detection_timelines, plot_early_curves, plot_embeddings,
+                                             plot_loss_curves, plot_segmentation_timelines, plot_sweep, plot_table)
+
         files = [write_text_atomic(out_dir / f"{table.slug}.md", md),
                  write_text_atomic(out_dir / f"{table.slug}.csv", table.frame.to_csv(index=False)),
                  write_text_atomic(out_dir / f"{table.slug}.tex", to_latex(table))]
