@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -369,22 +368,3 @@ def test_the_process_count_enters_a_key_only_with_per_process_batchnorm(tmp_path
             keys[sync, world] = plan.checkpoint_hash
     assert keys[True, 1] == keys[True, 2] == keys[True, 8]
     assert len({keys[False, 1], keys[False, 2], keys[False, 8]}) == 3
-
-
-def test_evaluations_in_worker_processes_write_the_records_of_one_process(tmp_path):
-    """--jobs 2 on a CPU evaluates the cells in two forked workers: the same records (kNN-1 exactly, the
-    linear top-1 to float rounding: one thread instead of two) as evaluating them in this process."""
-    from usdrl_bench.api import run_protocol
-
-    protocol = TINY.replace("epochs: 4", "epochs: 1").replace(
-        "      knn: {k: 1}", "      knn: {k: 1}\n      linear: {epochs: 20, batch_size: 16, lr: 0.5, milestones: [15], eval_every: 5}")
-    (tmp_path / "p.yaml").write_text(protocol)
-    one = run_protocol(tmp_path / "p.yaml", results=tmp_path / "one", jobs=1, tensorboard=False)
-    two = run_protocol(tmp_path / "p.yaml", results=tmp_path / "two", jobs=2, tensorboard=False)
-    key = ["row_id", "metric"]
-    a, b = one.sort_values(key).reset_index(drop=True), two.sort_values(key).reset_index(drop=True)
-    assert a[key].values.tolist() == b[key].values.tolist() and len(a) == 6  # 2 rows x (kNN-1, linear x 2)
-    assert a["checkpoint_hash"].tolist() == b["checkpoint_hash"].tolist()
-    knn = a["metric"] == "knn1_top1"
-    assert a.loc[knn, "value"].tolist() == b.loc[knn, "value"].tolist()
-    np.testing.assert_allclose(a.loc[~knn, "value"], b.loc[~knn, "value"], atol=100 / 45 + 1e-9)  # at most one test sample

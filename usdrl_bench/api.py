@@ -190,7 +190,7 @@ def run_protocols(
         out = []
         for protocol, cells in work:
             t0 = time.perf_counter()
-            records = pd.DataFrame(runner.run(cells, jobs=jobs), columns=list(RECORD_COLUMNS))
+            records = pd.DataFrame(runner.run(cells), columns=list(RECORD_COLUMNS))
             console.print(f"[green]done[/] {protocol.name} in {time.perf_counter() - t0:.0f} s on {device}; "
                           f"records under {results}/records")
             out.append((protocol, records))

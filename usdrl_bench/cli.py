@@ -33,8 +33,7 @@ datasets for --dataset (NAME or FORMAT:PATH; see `usdrl-bench list`):
 scale (each missing checkpoint trains once; a file lock makes concurrent runs and jobs share it):
   --nproc N                             data-parallel pretraining on N processes (starts torchrun for you;
                                         or: torchrun --nproc-per-node N -m usdrl_bench run ...)
-  --jobs N                              N models at once: CPU worker processes (which then evaluate N cells at
-                                        once), or one model per GPU on CUDA
+  --jobs N                              N models at once: CPU worker processes, or one model per GPU on CUDA
   --launcher local|slurm                each pretraining as a submitit job (local processes or SLURM),
                                         then the evaluations here; --gpus-per-job, --partition, --time-min
   live logs: results/checkpoints/<hash>/train_log.csv and tensorboard/ while training; --wandb PROJECT
@@ -191,8 +190,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(repeatable; VALUE is YAML; validated like the file; kept in the records)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--jobs", default="auto",
-                   help="models pretrained, then cells evaluated, at once on a CPU, each process with cores/jobs "
-                        "threads (default auto: 2 on a CPU with 2 or more cores, 1 on a GPU)")
+                   help="models pretrained at once on a CPU, each with cores/jobs threads (default auto: 2 on a "
+                        "CPU with 2 or more cores, 1 on a GPU)")
     p.add_argument("--data-root", type=Path, default=None,
                    help="where named datasets (ntu60_xsub, pku2_xsub, ...) are found (default $USDRL_DATA, else ./data)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")

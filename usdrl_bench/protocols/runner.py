@@ -426,22 +426,19 @@ class ProtocolRunner:
                 / f"{cell.row.id}-seed{cell.seed}-{evaluation}-{key}.json")
         return ensure_inside(path, self.results_dir / RECORDS_SUBDIR)  # names come from protocol text
 
-    def run(self, cells: list[Cell], jobs: int = 1) -> list[dict[str, Any]]:
+    def run(self, cells: list[Cell]) -> list[dict[str, Any]]:
         """Run ``cells`` (pretraining what is missing, evaluating what is missing) and return every
-        record row of these cells. On a CPU with ``jobs`` > 1, the cells' missing evaluations run in
-        ``jobs`` worker processes, the threads shared out (:meth:`evaluate_in_workers`)."""
+        record row of these cells."""
         all_rows: list[dict[str, Any]] = []
         plans = [self.plan(c) for c in cells if c.row.ensemble is None]
         ensembles = [c for c in cells if c.row.ensemble is not None]
         by_key = {(p.cell.row.id, p.cell.dataset.column, p.cell.seed): p for p in plans}
         with Progress(*progress_columns(), console=self.console, transient=False) as progress:
-            todo = [plan for plan in plans if self.pending_evaluations(plan)]
-            if jobs > 1 and self.device.type == "cpu" and len(todo) > 1:
-                self.evaluate_in_workers(todo, jobs, progress)
             overall = progress.add_task("[bold]cells", total=len(plans) + len(ensembles))
             for plan in plans:
                 cell = plan.cell
-                pending = self.pending_evaluations(plan)
+                pending = {name: opts for name, opts in cell.evaluations.items()
+                           if not self.record_path(plan, name, opts).exists()}
                 if pending:
                     encoder, pretrain_s = self.checkpoint(plan, progress)
                     self._evaluate(plan, encoder, pending, pretrain_s, progress)
@@ -453,36 +450,6 @@ class ProtocolRunner:
                                                       for m in cell.row.ensemble.rows]))  # type: ignore[union-attr]
                 progress.advance(overall)
         return all_rows
-
-    def pending_evaluations(self, plan: CellPlan) -> dict[str, dict[str, Any]]:
-        """The cell's evaluations without a record yet (name -> options)."""
-        return {name: opts for name, opts in plan.cell.evaluations.items()
-                if not self.record_path(plan, name, opts).exists()}
-
-    def evaluate_in_workers(self, plans: list[CellPlan], jobs: int, progress: Progress | None = None) -> None:
-        """Run the missing evaluations of ``plans`` in ``jobs`` forked worker processes on a CPU, each with
-        ``torch.get_num_threads() // jobs`` threads (small models evaluate faster as several single-threaded
-        processes than as one multi-threaded one, as they pretrain). The data are loaded here once and
-        inherited; each record is written under its file lock, as in this process; the cells' checkpoints
-        exist or are made under theirs. A worker's failure is raised here."""
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        global _EVAL_RUNNER
-        for plan in plans:  # loaded once here, inherited by the forked workers
-            self.data(plan.cell.dataset)
-            self.data(plan.cell.pretrain_dataset)
-        _EVAL_RUNNER = self
-        threads = max(1, torch.get_num_threads() // jobs)
-        task = progress.add_task(f"evaluate {len(plans)} cells, {jobs} at a time", total=len(plans)) if progress else None
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_init_eval_worker,
-                                 initargs=(threads,)) as pool:
-            for future in as_completed([pool.submit(_evaluate_in_worker, plan) for plan in plans]):
-                future.result()
-                if progress is not None and task is not None:
-                    progress.advance(task)
-        if progress is not None and task is not None:
-            progress.remove_task(task)
 
     def _ensemble(self, cell: Cell, members: list[CellPlan]) -> list[dict[str, Any]]:
         """Fuse the member rows' linear test scores (Table 1's 3s ensemble); cached like any record.
@@ -621,30 +588,9 @@ class ProtocolRunner:
         return {"log_every": self.log_every, "tensorboard": self.tensorboard, "wandb_project": self.wandb_project}
 
 
-# --- parallel pretraining (ProtocolRunner.pretrain_missing) and evaluation (evaluate_in_workers) ---------------
+# --- parallel pretraining (ProtocolRunner.pretrain_missing) ---------------------------------------------
 _WORKER: ProtocolRunner | None = None
 _PARENT_DATA: dict = {}
-_EVAL_RUNNER: ProtocolRunner | None = None
-
-
-def _init_eval_worker(threads: int) -> None:
-    from usdrl_bench.io import die_with_parent
-
-    die_with_parent()
-    torch.set_num_threads(threads)
-    assert _EVAL_RUNNER is not None
-    _EVAL_RUNNER.console = Console(stderr=True, quiet=True)
-
-
-def _evaluate_in_worker(plan: CellPlan) -> None:
-    """Evaluate what ``plan``'s cell still lacks, in a forked worker (the runner and data are the parent's)."""
-    runner = _EVAL_RUNNER
-    assert runner is not None
-    pending = runner.pending_evaluations(plan)
-    if pending:
-        with Progress(disable=True) as progress:
-            encoder, pretrain_s = runner.checkpoint(plan, progress)
-            runner._evaluate(plan, encoder, pending, pretrain_s, progress)
 
 
 def _init_worker(results_dir: str, threads: int, slots: Any, options: dict[str, Any]) -> None:
