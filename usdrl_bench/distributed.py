@@ -49,7 +49,6 @@ __all__ = [
     "batch_mean",
     "batch_shards",
     "convert_global_batchnorm",
-    "current_shard_sizes",
     "gather",
     "gather_with_grad",
     "shard_sizes",
@@ -172,11 +171,6 @@ def batch_shards(sizes: Sequence[int]) -> Iterator[None]:
         yield
     finally:
         _SHARDS = before
-
-
-def current_shard_sizes() -> tuple[int, ...] | None:
-    """The sizes declared by the innermost :func:`batch_shards`, or None."""
-    return _SHARDS
 
 
 def _sizes_for(x: Tensor, rows_per_sample: int) -> tuple[int, ...]:

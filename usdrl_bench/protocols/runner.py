@@ -77,6 +77,12 @@ def dataset_identity(spec: DatasetSpec) -> dict[str, Any]:
             "stream": spec.stream, "options": spec.options, "reader_code": module_code(reader.__module__)}
 
 
+def data_identity(spec: DatasetSpec) -> dict[str, Any]:
+    """:func:`dataset_identity` without the stream: what identifies the loaded joints (the streams are
+    computed from them), the key of the in-memory data, the recorded shapes and the labelled subsets."""
+    return {k: v for k, v in dataset_identity(spec).items() if k != "stream"}
+
+
 @dataclass
 class CellPlan:
     """What a cell trains and evaluates, computed once per run (:meth:`ProtocolRunner.plan`) and handed to
@@ -139,7 +145,7 @@ class ProtocolRunner:
     # -- data -------------------------------------------------------------------------------------
     def data(self, spec: DatasetSpec) -> tuple[SkeletonArrays, SkeletonArrays]:
         # one load per dataset: the streams (bone, motion) are computed from these joints later
-        key = stable_hash({k: v for k, v in dataset_identity(spec).items() if k != "stream"})
+        key = stable_hash(data_identity(spec))
         if key not in self._data:
             path = spec.resolved_path()
             t0 = time.perf_counter()
@@ -168,7 +174,7 @@ class ProtocolRunner:
         """``(N, C, T, V, M)`` of the dataset's training part, without loading it when an earlier run
         recorded it (``results/datasets/<key>.json``, keyed like the data: name, path, split, options,
         reader code): planning a run whose records exist needs the shapes only, so a rerun loads no data."""
-        key = stable_hash({k: v for k, v in dataset_identity(spec).items() if k != "stream"})
+        key = stable_hash(data_identity(spec))
         if key not in self._data:
             try:
                 shape = json.loads(self._shape_file(key).read_text())["shape"]
@@ -538,9 +544,8 @@ class ProtocolRunner:
             else:
                 progress.update(task, completed=len(train) + k)
 
-        split_identity = {k: v for k, v in dataset_identity(cell.dataset).items() if k != "stream"}
         ctx = EvalContext(encoder=encoder, train=train, test=test, device=self.device, seed=cell.seed,
-                          subset_dir=self.results_dir / "subsets" / stable_hash(split_identity),
+                          subset_dir=self.results_dir / "subsets" / stable_hash(data_identity(cell.dataset)),
                           stream=cell.dataset.stream, on_progress=on_progress,
                           cache_dir=self.results_dir / "features" / f"{plan.checkpoint_hash}-{data_hash}")
         for name, options in evaluations.items():
