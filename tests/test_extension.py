@@ -132,3 +132,43 @@ def test_the_baseline_plugin_uses_only_the_public_api(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| mlp " in result.stdout
+
+
+def _dataset_walkthrough() -> tuple[str, str, list[list[str]]]:
+    """(my_dataset.py, my_data.yaml, the commands) as the README's "Adding a dataset" gives them."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Adding a dataset"):]
+    section = section[:section.index("\n## ", 5)] if "\n## " in section[5:] else section
+    python = re.search(r"```python\n(.*?)```", section, re.S)[1]
+    yaml = re.search(r"```yaml\n(.*?)```", section, re.S)[1]
+    commands = [shlex.split(c) for c in re.findall(r"\n    ((?:python|usdrl-bench) [^\n]+)", section)]
+    assert "write `my_dataset.py`" in section and "`my_data.yaml` beside it" in section
+    return python, yaml, commands
+
+
+def test_the_readme_dataset_walkthrough_runs_word_for_word(tmp_path):
+    python, yaml, commands = _dataset_walkthrough()
+    assert [c[:2] for c in commands] == [["python", "my_dataset.py"], ["usdrl-bench", "run"]]
+    (tmp_path / "my_dataset.py").write_text(python)
+    (tmp_path / "my_data.yaml").write_text(yaml)
+    made = subprocess.run([sys.executable, *commands[0][1:]], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert len(list((tmp_path / "stick_data").glob("*.csv"))) == 90
+    result = _run(tmp_path, commands[1])
+    assert "DSTE, MG-FD" in result.stdout and "DSTE, random init" in result.stdout
+    assert "`stick5_xsub`: dataset **stick5**, split xsub, stream joint, 54 train / 36 test samples" in result.stdout
+    records = [r for f in (tmp_path / "results" / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]]
+    assert {r["row_id"] for r in records} == {"dste-mgfd", "dste-random"}
+    assert {r["dataset"] for r in records} == {"stick5"} and {r["paper_setting"] for r in records} == {None}
+    # a paper protocol on the user's data set: its own column name, no paper number, no difference
+    paper = _run(tmp_path, ["usdrl-bench", "run", "table5_ablation", "--rows", "R-DSTE", "--dataset", "stick5:stick_data",
+                            "--set", "plugins=[my_dataset]"])
+    table = (tmp_path / "reports" / "table5_ablation__demo.md").read_text()
+    assert "stick5_xsub" in table and "paper (Δ)" not in table and "paper column" not in table, table
+    assert "Δ" not in table and "ntu60_xsub" not in table and "stands in" not in table
+    assert "ntu60_xsub" not in paper.stdout
+    # a malformed file of the user's data is named by the reader's DataFormatError
+    (tmp_path / "stick_data" / "wave_s1_0.csv").write_text("1,2\n")
+    bad = subprocess.run([sys.executable, "-m", "usdrl_bench", "run", "my_data.yaml", "--results", "fresh"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "wave_s1_0.csv" in bad.stderr and "expected rows x,y,z" in bad.stderr

@@ -9,13 +9,15 @@ The Python API (imported on first use, so that ``import usdrl_bench`` stays ligh
 - :func:`load_encoder`, :func:`embed`: a pretrained encoder and its features.
 
 The extension contract (:mod:`usdrl_bench.extend`): :class:`SkeletonEncoder`, :class:`EncoderConfig`,
-:class:`Objective`, :func:`register_encoder`, :func:`register_objective`.
+:class:`Objective`, :func:`register_encoder`, :func:`register_objective`; datasets: :class:`SkeletonArrays`,
+:class:`Layout`, :class:`DataFormatError`, :func:`register_dataset`, :func:`register_layout`, :func:`data_root`.
 """
 
 __version__ = "0.1.0"
 
 _API = ("run_protocol", "run_protocols", "list_protocols", "protocol_path", "load_encoder", "embed")
-_EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective")
+_EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective",
+           "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "data_root")
 __all__ = ["__version__", *_API, *_EXTEND]
 
 

@@ -12,6 +12,13 @@ Everything here is importable from ``usdrl_bench`` directly::
   protocol's ``objective_options``, checked against the signature), class attribute ``num_views``,
   ``forward(encoder, views) -> (loss, logs)``; ``@register_objective(name)`` registers it.
 
+* a **dataset** is a reader ``reader(path, split, **options) -> (train, test)`` returning two
+  :class:`SkeletonArrays` (joints ``(N, C, T, V, M)``, 0-based labels, valid-frame counts, metadata, names,
+  the class count and a layout name); ``@register_dataset(name, splits=...)`` registers it
+  (``--dataset name:PATH`` or ``dataset: {name: ..., path: ...}`` in a protocol);
+* a **layout** is a :class:`Layout` (joint names, bones, centre joint, shoulders, left/right pairs);
+  :func:`register_layout` makes its name usable in ``SkeletonArrays.layout``.
+
 A module doing this is a plug-in: name it in a protocol's ``plugins:`` (found relative to the protocol
 file, on ``sys.path``, or installed) or publish it under the entry-point group ``usdrl_bench.plugins`` of a
 pip-installable package (every such entry point is imported with the built-ins). Registered components get
@@ -21,13 +28,24 @@ every protocol, evaluation, cache and report of the suite.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, TypeVar
+import functools
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
+from usdrl_bench.data.arrays import SkeletonArrays
+from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.encoders._blocks import EncoderConfig, SkeletonEncoder, config_from_preset, register_presets
 from usdrl_bench.objectives.base import Objective, register_objective
-from usdrl_bench.registry import ENCODERS
+from usdrl_bench.registry import DATASETS, ENCODERS
+from usdrl_bench.skeleton import Layout, register_layout
 
-__all__ = ["EncoderConfig", "SkeletonEncoder", "Objective", "register_encoder", "register_objective"]
+__all__ = ["EncoderConfig", "SkeletonEncoder", "Objective", "register_encoder", "register_objective",
+           "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "Reader", "data_root"]
+
+#: A dataset reader: ``(path, split, **options) -> (train, test)``.
+Reader = Callable[..., "tuple[SkeletonArrays, SkeletonArrays]"]
+R = TypeVar("R", bound=Callable[..., Any])
 
 E = TypeVar("E", bound=type)
 
@@ -79,3 +97,88 @@ def register_encoder(name: str, config_class: type[EncoderConfig],
         return cls
 
     return decorator
+
+
+def register_dataset(name: str, *, splits: Sequence[str], default_split: str | None = None, description: str = "",
+                     locate: Callable[[], str | Path] | None = None) -> Callable[[R], R]:
+    """Function decorator registering a dataset reader as dataset ``name``.
+
+    The reader is called as ``reader(path, split, **options)``: ``path`` is the protocol's ``path`` (or the
+    ``PATH`` of ``--dataset name:PATH``; a ``str``, or ``None`` when the dataset is found by ``locate``),
+    ``split`` one of ``splits``, ``options`` the protocol's ``options`` (checked against the reader's
+    keyword parameters before any work). It returns ``(train, test)``, two :class:`SkeletonArrays` whose
+    ``layout`` is a registered :class:`Layout` with the arrays' joint count. The suite then checks labels
+    and coordinates (a label outside ``[0, num_classes)`` or a NaN is an error naming the sample).
+
+    The reader's module is part of every cache key built on the data: editing it re-trains what used it.
+
+    Args:
+        name: the name protocols and ``--dataset`` use.
+        splits: the named splits the reader knows (``("xview",)``); the first is the default unless
+            ``default_split``.
+        default_split: the split used when a protocol names none.
+        description: one line for ``usdrl-bench list`` (default: the reader's docstring's first line).
+        locate: makes ``name`` a named dataset found without a path: called with no argument when the path is
+            None, it returns the folder under the data root (``usdrl_bench.data_root()`` is ``--data-root``,
+            else ``$USDRL_DATA``, else ``./data``) or raises ``FileNotFoundError`` saying what to download.
+    Raises:
+        TypeError: the reader is not callable or does not take ``(path, split)`` positionally.
+        ValueError: ``name`` is taken, ``splits`` is empty, or ``default_split`` is not one of ``splits``.
+    """
+    splits = tuple(splits)
+    if not splits:
+        raise ValueError(f"register_dataset({name!r}): splits must name at least one split")
+    default = default_split if default_split is not None else splits[0]
+    if default not in splits:
+        raise ValueError(f"register_dataset({name!r}): default_split {default!r} is not one of {splits}")
+
+    def decorator(reader: R) -> R:
+        if not callable(reader):
+            raise TypeError(f"register_dataset({name!r}) decorates a reader function, got {reader!r}")
+        params = [p for p in inspect.signature(reader).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(params) < 2:
+            raise TypeError(f"register_dataset({name!r}): the reader must take (path, split, **options); "
+                            f"{getattr(reader, '__qualname__', reader)} takes {len(params)} positional parameter(s)")
+
+        @functools.wraps(reader)
+        def load(path: str | None = None, split: str = default, **options: Any):
+            if path is None and locate is not None:
+                path = str(locate())
+            return reader(path, split, **options)
+
+        load.__module__ = reader.__module__  # its code identity is the plug-in's module
+        doc = description or (reader.__doc__ or "").strip().split("\n")[0]
+        DATASETS.register(name, description=doc, splits=splits, default_split=default,
+                          needs_path=locate is None, named=locate is not None,
+                          locate=(lambda root=None: _locate_under(locate, root)) if locate is not None else None)(load)
+        return reader
+
+    return decorator
+
+
+def _locate_under(locate: Callable[[], str | Path], root: str | Path | None) -> Path:
+    """``locate()`` with the data root set to ``root`` (when given) for the call."""
+    import os
+
+    from usdrl_bench.data.named import DATA_ROOT_ENV
+
+    if root is None:
+        return Path(locate())
+    before = os.environ.get(DATA_ROOT_ENV)
+    os.environ[DATA_ROOT_ENV] = str(root)
+    try:
+        return Path(locate())
+    finally:
+        if before is None:
+            os.environ.pop(DATA_ROOT_ENV, None)
+        else:
+            os.environ[DATA_ROOT_ENV] = before
+
+
+def data_root() -> Path:
+    """Where named datasets are found: ``--data-root`` (or ``data_root=`` of the API), else ``$USDRL_DATA``,
+    else ``./data``."""
+    from usdrl_bench.data.named import resolve_data_root
+
+    return resolve_data_root()

@@ -109,6 +109,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "usdrl_bench.data.ntu_raw",
     "usdrl_bench.data.agcn",
     "usdrl_bench.data.msr_action3d",
+    "usdrl_bench.data.nwucla",
     "usdrl_bench.data.named",
     "usdrl_bench.data.formats",
     "usdrl_bench.data.two_d",

@@ -33,6 +33,12 @@ class Layout:
             A joint that is not the child of any pair gets a zero bone.
         center: 0-based index of the joint used as the origin in normalisation.
         left_shoulder, right_shoulder: 0-based indices used to align the shoulders with +x.
+        flip_pairs: 0-based ``(left, right)`` joint pairs swapped by a left-right flip (empty: the layout
+            does not say).
+
+    Raises:
+        ValueError: (on construction) no joints, a repeated joint name, or an index (bone, centre,
+            shoulder, flip pair) outside ``[0, V)``.
     """
 
     name: str
@@ -41,6 +47,20 @@ class Layout:
     center: int
     left_shoulder: int
     right_shoulder: int
+    flip_pairs: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        v = len(self.joint_names)
+        if v == 0:
+            raise ValueError(f"Layout {self.name!r}: no joints")
+        if len(set(self.joint_names)) != v:
+            raise ValueError(f"Layout {self.name!r}: repeated joint names")
+        indices = [("center", self.center), ("left_shoulder", self.left_shoulder), ("right_shoulder", self.right_shoulder)]
+        indices += [(f"bones[{i}]", j) for i, pair in enumerate(self.bones) for j in pair]
+        indices += [(f"flip_pairs[{i}]", j) for i, pair in enumerate(self.flip_pairs) for j in pair]
+        for what, j in indices:
+            if not 0 <= int(j) < v:
+                raise ValueError(f"Layout {self.name!r}: {what} = {j} is outside [0, {v}) (indices are 0-based)")
 
     @property
     def num_joints(self) -> int:
@@ -70,6 +90,8 @@ NTU25 = Layout(
     center=1,
     left_shoulder=4,
     right_shoulder=8,
+    # left arm 5-8 / right arm 9-12, left leg 13-16 / right leg 17-20, hand tips and thumbs 22, 23 / 24, 25
+    flip_pairs=_zero_based([(5, 9), (6, 10), (7, 11), (8, 12), (13, 17), (14, 18), (15, 19), (16, 20), (22, 24), (23, 25)]),
 )
 
 KINECT20 = Layout(
@@ -108,7 +130,47 @@ COCO17 = Layout(
     right_shoulder=6,
 )
 
-LAYOUTS: dict[str, Layout] = {NTU25.name: NTU25, KINECT20.name: KINECT20, COCO17.name: COCO17}
+NWUCLA20 = Layout(
+    name="nwucla20",
+    # Kinect v1 SDK order, as NW-UCLA's ``all_sqe`` JSON files store it (the dataset's documentation)
+    joint_names=(
+        "hip centre", "spine", "shoulder centre", "head",
+        "left shoulder", "left elbow", "left wrist", "left hand",
+        "right shoulder", "right elbow", "right wrist", "right hand",
+        "left hip", "left knee", "left ankle", "left foot",
+        "right hip", "right knee", "right ankle", "right foot",
+    ),
+    # CTR-GCN's feeders/feeder_ucla.py ``self.bone`` (1-based child -> parent; (3, 3) is the zero bone)
+    bones=_zero_based([
+        (1, 2), (2, 3), (3, 3), (4, 3), (5, 3), (6, 5), (7, 6), (8, 7), (9, 3), (10, 9),
+        (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18), (20, 19),
+    ]),
+    center=1,  # spine (CTR-GCN centres on joint 2 of the first frame)
+    left_shoulder=4,
+    right_shoulder=8,
+    flip_pairs=tuple((a, a + 4) for a in range(4, 8)) + tuple((a, a + 4) for a in range(12, 16)),
+)
+
+LAYOUTS: dict[str, Layout] = {NTU25.name: NTU25, KINECT20.name: KINECT20, COCO17.name: COCO17, NWUCLA20.name: NWUCLA20}
+
+
+def register_layout(layout: Layout) -> Layout:
+    """Register a skeleton layout under ``layout.name`` so that readers (``SkeletonArrays.layout``), the
+    bone stream and the encoders find it. Re-registering an equal layout is a no-op.
+
+    Returns:
+        ``layout``.
+    Raises:
+        TypeError: ``layout`` is not a :class:`Layout`.
+        ValueError: another, different layout already has the name.
+    """
+    if not isinstance(layout, Layout):
+        raise TypeError(f"register_layout expects a usdrl_bench.Layout, got {type(layout).__name__}")
+    existing = LAYOUTS.get(layout.name)
+    if existing is not None and existing != layout:
+        raise ValueError(f"skeleton layout {layout.name!r} is already registered with other joints or bones")
+    LAYOUTS[layout.name] = layout
+    return layout
 
 
 def get_layout(name: str) -> Layout:

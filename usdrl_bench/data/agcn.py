@@ -130,7 +130,9 @@ def _read_part(directory: Path, part: str, layout: str | None) -> dict:
         num_frames = np.array([_last_valid_frame(x) for x in data], dtype=np.int64)
     num_frames = np.clip(num_frames, 1, data.shape[2])  # PKU clips store the untruncated length (FACTS §4)
     if layout is None:
-        by_v = {lay.num_joints: name for name, lay in LAYOUTS.items()}
+        by_v: dict[int, str] = {}
+        for name, lay in LAYOUTS.items():  # the first layout of each joint count (ntu25, kinect20, coco17)
+            by_v.setdefault(lay.num_joints, name)
         if data.shape[3] not in by_v:
             raise DataFormatError(files["data"], f"V={data.shape[3]} joints matches no known layout ({', '.join(LAYOUTS)}); pass layout=")
         layout = by_v[data.shape[3]]

@@ -41,6 +41,7 @@ __all__ = [
     "random_crop_resize",
     "joint_corruption",
     "shear",
+    "random_rotation",
     "make_views",
 ]
 
@@ -472,6 +473,9 @@ class ViewConfig:
         shear_magnitude: off-diagonal shear range U(-m, m) (1.0).
         num_corrupt_joints: joints hit by joint corruption (15 of 25).
         p_zero: probability that joint corruption zeroes rather than mixes (0.5).
+        rotation: half-width in degrees of a random rotation of each view about the x and y axes, before
+            shear or corruption (0: none, as USDRL's code; CTR-GCN's NW-UCLA feeder draws 60): see
+            :func:`random_rotation`.
     """
 
     num_views: int = 4
@@ -483,6 +487,7 @@ class ViewConfig:
     shear_magnitude: float = 1.0
     num_corrupt_joints: int = 15
     p_zero: float = 0.5
+    rotation: float = 0.0
 
     def __post_init__(self) -> None:
         if self.num_views < 1:
@@ -499,6 +504,8 @@ class ViewConfig:
             raise ValueError(f"ViewConfig.shear_magnitude must be >= 0, got {self.shear_magnitude}")
         if self.num_corrupt_joints < 0:
             raise ValueError(f"ViewConfig.num_corrupt_joints must be >= 0, got {self.num_corrupt_joints}")
+        if not 0.0 <= self.rotation <= 180.0:
+            raise ValueError(f"ViewConfig.rotation must lie in [0, 180] degrees, got {self.rotation}")
 
     def make_views(self, x: Tensor, num_frames: Tensor, generator: Randomness) -> list[Tensor]:
         """:func:`make_views` with these settings."""
@@ -519,6 +526,7 @@ def make_views(
     shear_magnitude: float = 1.0,
     num_corrupt_joints: int = 15,
     p_zero: float = 0.5,
+    rotation: float = 0.0,
     check: bool = True,
 ) -> list[Tensor]:
     """USDRL's pretraining views (FACTS §7, the official pretraining feeder).
@@ -539,12 +547,15 @@ def make_views(
         p_shear: probability of shear (else joint corruption), per sample and view.
         shear_magnitude: see :func:`shear`.
         num_corrupt_joints, p_zero: see :func:`joint_corruption`.
+        rotation: if > 0, each view is first rotated by :func:`random_rotation` with this half-width
+            (degrees); its numbers are drawn after the others, so views with ``rotation=0`` are unchanged.
         check: validate ``num_frames`` (a host synchronisation on a GPU); the pretraining loop checks the
             whole dataset once and passes False.
     Returns:
         ``num_views`` tensors of shape ``(N, 3, T', V, M)``.
     """
-    cfg = ViewConfig(num_views, out_frames, min_scale, max_scale, min_length, p_shear, shear_magnitude, num_corrupt_joints, p_zero)
+    cfg = ViewConfig(num_views, out_frames, min_scale, max_scale, min_length, p_shear, shear_magnitude, num_corrupt_joints,
+                     p_zero, rotation)
     where = "make_views"
     _check_xyz(x, where)
     draw = _drawer(generator, x, where)
@@ -559,5 +570,39 @@ def make_views(
         sheared = _shear_params(view, draw, cfg.shear_magnitude).transpose(1, 2)
         matrix = torch.where(use_shear[:, None, None], sheared, corrupt)
         mask = joints | use_shear[:, None]
+        if cfg.rotation > 0:
+            view = _transform_joints(view, _rotation_params(view, draw, cfg.rotation))
         views.append(_transform_joints(view, matrix, mask))
     return views
+
+
+def _rotation_params(x: Tensor, draw: _Draw, degrees: float) -> Tensor:
+    """Per-sample ``(N, 3, 3)`` row-form matrices ``Ry(b) @ Rx(a)``, a, b ~ U(-degrees, degrees)."""
+    N = x.shape[0]
+    a, b = (torch.deg2rad(_uniform((N,), -degrees, degrees, draw, x)) for _ in range(2))
+    one, zero = torch.ones_like(a), torch.zeros_like(a)
+    rx = torch.stack([one, zero, zero, zero, a.cos(), a.sin(), zero, -a.sin(), a.cos()], dim=1).view(N, 3, 3)
+    ry = torch.stack([b.cos(), zero, -b.sin(), zero, one, zero, b.sin(), zero, b.cos()], dim=1).view(N, 3, 3)
+    return ry @ rx
+
+
+def random_rotation(x: Tensor, generator: Randomness, degrees: float = 60.0) -> Tensor:
+    """Rotate each sample about the x and y axes by angles drawn from U(-degrees, degrees).
+
+    As CTR-GCN's NW-UCLA training feeder (``rand_view_transform``, integer degrees in [-60, 60] there): row
+    vectors are multiplied by ``Ry(b) Rx(a)`` with ``Rx = [[1, 0, 0], [0, cos a, sin a], [0, -sin a, cos a]]``
+    and ``Ry = [[cos b, 0, -sin b], [0, 1, 0], [sin b, 0, cos b]]`` (its scaling is left out: the min-max
+    normalisation after it cancels it). A change of camera viewpoint, for cross-view training.
+
+    Args:
+        x: ``(N, 3, T, V, M)``.
+        generator: randomness (a ``torch.Generator`` on x's device type, or :class:`SampleKeys`).
+        degrees: half-width of the angle range, in degrees.
+    Returns:
+        ``(N, 3, T, V, M)``, a new tensor.
+    """
+    where = "random_rotation"
+    _check_xyz(x, where)
+    if not 0.0 <= degrees <= 180.0:
+        raise ValueError(f"{where}: degrees must lie in [0, 180], got {degrees}")
+    return _transform_joints(x, _rotation_params(x, _drawer(generator, x, where), degrees))

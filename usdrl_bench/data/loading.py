@@ -6,6 +6,7 @@ import numpy as np
 
 from usdrl_bench import registry
 from usdrl_bench.data.arrays import SkeletonArrays
+from usdrl_bench.skeleton import LAYOUTS
 
 #: samples checked per block when scanning (possibly memory-mapped) arrays for non-finite values
 _CHUNK = 512
@@ -44,11 +45,24 @@ def load_dataset(name: str, path: str | None, split: str, **options) -> tuple[Sk
 
     Raises:
         KeyError: unknown dataset or split; FileNotFoundError: missing path; DataFormatError: bad file;
-        ValueError: non-finite coordinates or a label outside the class range (naming the sample).
+        ValueError: non-finite coordinates or a label outside the class range (naming the sample), or a
+        layout that is not registered or has another joint count; TypeError: the reader returned something
+        other than two SkeletonArrays.
     """
     registry.load_builtins()
     reader = registry.DATASETS.get(name)
-    train, test = reader(path, split, **options)
+    result = reader(path, split, **options)
+    if not (isinstance(result, tuple) and len(result) == 2 and all(isinstance(a, SkeletonArrays) for a in result)):
+        raise TypeError(f"dataset {name!r}: the reader must return (train, test), two usdrl_bench.SkeletonArrays; "
+                        f"got {type(result).__name__}")
+    train, test = result
+    for part, arrays in (("training", train), ("test", test)):
+        if arrays.layout not in LAYOUTS:
+            raise ValueError(f"dataset {name!r} ({part} part): layout {arrays.layout!r} is not registered "
+                             f"(usdrl_bench.register_layout); known: {', '.join(sorted(LAYOUTS))}")
+        if LAYOUTS[arrays.layout].num_joints != arrays.shape[3]:
+            raise ValueError(f"dataset {name!r} ({part} part): V = {arrays.shape[3]} joints but layout "
+                             f"{arrays.layout!r} has {LAYOUTS[arrays.layout].num_joints}")
     check_arrays(train, "training")
     check_arrays(test, "test")
     return train, test

@@ -85,6 +85,9 @@ def locate(name: str, root: str | Path | None = None) -> Path:
     Raises:
         FileNotFoundError: it is not there; the message says what to download and how to prepare it.
     """
+    locator = DATASETS.entry(name).meta.get("locate") if name in DATASETS else None
+    if locator is not None:  # a dataset registered with its own locate(root) (NW-UCLA, plug-ins)
+        return Path(locator(root))
     base = resolve_data_root(root)
     if name == "msr_action3d":
         folder = base / MSR_FOLDER

@@ -112,6 +112,28 @@ def paper_results() -> pd.DataFrame:
     return _csv("paper_tables.csv").copy()
 
 
+#: named data sets read by another reader of the same benchmark: ``nwucla_xview`` is ``nwucla`` under the data root
+PUBLISHED_FAMILY: dict[str, str] = {"nwucla_xview": "nwucla"}
+
+
+def published_results() -> pd.DataFrame:
+    """Published results of other methods on the benchmarks the suite runs for real (``published.csv``):
+    columns ``dataset``, ``split``, ``train_samples``, ``test_samples``, ``method``, ``venue``, ``evaluation``,
+    ``metric``, ``value``, ``source``. Shown in rows of their own, never as a paper column."""
+    return _csv("published.csv").copy()
+
+
+def published_for(dataset: str, split: str, sizes: tuple[int, int] | None) -> pd.DataFrame:
+    """The published results that belong beside a column of ``dataset`` / ``split``: the same benchmark
+    (:data:`PUBLISHED_FAMILY`), the same split and, when known, the complete set's sizes (a subset of the
+    files is not the benchmark)."""
+    p = published_results()
+    p = p[(p["dataset"] == PUBLISHED_FAMILY.get(dataset, dataset)) & (p["split"] == split)]
+    if sizes is not None:
+        p = p[(p["train_samples"] == sizes[0]) & (p["test_samples"] == sizes[1])]
+    return p
+
+
 def paper_value(paper_table_name: str | None, paper_row: float | None, paper_key: str | None, setting: str | None,
                 metric: str) -> float:
     """The paper's number for one cell, NaN when the paper has none.
@@ -169,6 +191,7 @@ class Table:
     metrics: list[str] = field(default_factory=list)
     x: dict[str, float] = field(default_factory=dict)  # row -> position on a sweep's x axis (Figure 4)
     ensemble_rows: list[str] = field(default_factory=list)  # rows that fuse other rows' scores (Table 1)
+    published: pd.DataFrame = field(default_factory=pd.DataFrame)  # published results per column (column, ...)
 
     @property
     def slug(self) -> str:
@@ -194,11 +217,18 @@ class Table:
                 text += f"; encoders pretrained on {c.pretrain_data} (transfer)"
             if isinstance(c.paper_setting, str):
                 sizes = (int(c.train_samples), int(c.test_samples)) if pd.notna(c.train_samples) else None
-                same = _is_paper_data(c.dataset, c.split, c.paper_setting, sizes)
-                text += (f"; paper column {c.paper_setting}" if same else
-                         f"; stands in for the paper's {c.paper_setting}: the paper's numbers are shown for "
-                         f"reference, the Δ is a gap, not a reproduction check")
+                if _is_paper_data(c.dataset, c.split, c.paper_setting, sizes):
+                    text += f"; paper column {c.paper_setting}"
+                elif c.dataset in STAND_INS:
+                    text += (f"; stands in for the paper's {c.paper_setting}: the paper's numbers are shown for "
+                             f"reference, the Δ is a gap, not a reproduction check")
+                else:
+                    text += f"; not the paper's data (its {c.paper_setting} numbers are not shown)"
             lines.append(text)
+        if not self.published.empty:
+            cited = self.published.drop_duplicates("method")
+            lines.append("rows marked *published* are other methods' reported results on the same benchmark, not run "
+                         "here: " + "; ".join(f"{r.method} ({r.evaluation}): {r.source}" for r in cited.itertuples()))
         return lines
 
     @property
@@ -217,15 +247,38 @@ OFFICIAL_SIZES: dict[str, tuple[int, int]] = {
 }
 
 
+#: the suite's synthetic stand-ins, made to stand in for a paper column: the paper's numbers are shown beside
+#: them as a reference (a gap, not a check); any other data set that is not the paper's shows none
+STAND_INS: frozenset[str] = frozenset({"synthetic", "synthetic_2d"})
+
+#: named data sets that are a paper column's own data when complete (the journal's 2-D and UAV settings)
+PAPER_DATASETS: frozenset[str] = frozenset({"pku2_xsub", "uav_csv1", "uav_csv2", "ntu60_2d_xsub", "ntu60_2d_xview",
+                                            "ntu120_2d_xsub", "ntu120_2d_xset"})
+
+
+#: (pretraining data, paper column) of the paper's detection and segmentation settings: encoders pretrained on
+#: NTU-60 xsub, evaluated on PKU-MMD I / II videos that the evaluation reads
+PAPER_PRETRAINING: frozenset[tuple[str, str]] = frozenset({("ntu60_xsub", "pku1_xsub"), ("ntu60_xsub", "pku2_xsub")})
+
+
 def _is_paper_data(dataset: str, split: str, setting: str, sizes: tuple[int, int] | None = None) -> bool:
-    """Whether a dataset column is the paper's own data (a full NTU / PKU release), not a stand-in: a
-    named benchmark must be the setting's own and, where the official sizes are known, have them (a
-    preparation of a few sample files is not the paper's data)."""
-    if dataset in ("synthetic", "msr_action3d", "ntu_raw"):  # ntu_raw: samples, not a prepared release
-        return False
-    if dataset in OFFICIAL_SIZES or dataset in ("pku2_xsub",):
+    """Whether a dataset column is the paper's own data (a full NTU / PKU / UAV release), not a stand-in or a
+    user's data set: the named benchmark of the setting itself and, where the official sizes are known, of
+    those sizes (a preparation of a few sample files is not the paper's data). ``split`` is unused: the
+    named data set carries it."""
+    if (dataset, setting) in PAPER_PRETRAINING:  # detection / segmentation read the PKU release themselves
+        return sizes is None or sizes == OFFICIAL_SIZES[dataset]
+    if dataset in OFFICIAL_SIZES or dataset in PAPER_DATASETS:
         return dataset == setting and (sizes is None or setting not in OFFICIAL_SIZES or sizes == OFFICIAL_SIZES[setting])
-    return setting.endswith(f"_{split}")
+    return False
+
+
+def shows_paper_numbers(dataset: str, split: str, setting: object, sizes: tuple[int, int] | None = None) -> bool:
+    """Whether the report sets a paper's numbers (and the Δ) beside a column: its own data
+    (:func:`_is_paper_data`) or one of the suite's :data:`STAND_INS`; never a user's data set."""
+    if not isinstance(setting, str):
+        return False
+    return dataset in STAND_INS or _is_paper_data(dataset, split, setting, sizes)
 
 
 def with_columns(records: pd.DataFrame) -> pd.DataFrame:
@@ -262,7 +315,10 @@ def build_tables(records: pd.DataFrame) -> list[Table]:
     for (protocol, preset), df in records.groupby(["protocol", "preset"], sort=True):
         paper_name = df["paper_table"].dropna().iloc[0] if df["paper_table"].notna().any() else None
         columns = _column_frame(df)
-        setting = dict(zip(columns["column"], columns["paper_setting"]))
+        setting = {c.column: (c.paper_setting if shows_paper_numbers(
+            c.dataset, c.split, c.paper_setting,
+            (int(c.train_samples), int(c.test_samples)) if pd.notna(c.train_samples) else None) else None)
+            for c in columns.itertuples()}
         meta = df.drop_duplicates("row_id", keep="last").set_index("row_id")
         first_seen = list(dict.fromkeys(df["row_id"]))
 
@@ -287,7 +343,11 @@ def build_tables(records: pd.DataFrame) -> list[Table]:
         known = [m for m in METRIC_TITLES if m in set(frame["metric"])]
         others = sorted(set(frame["metric"]) - set(known))
         xs = {r: float(meta.loc[r, "row_x"]) for r in rows if "row_x" in meta and pd.notna(meta.loc[r, "row_x"])}
+        published = [published_for(c.dataset, c.split, (int(c.train_samples), int(c.test_samples))
+                                   if pd.notna(c.train_samples) else None).assign(column=c.column)
+                      for c in columns.itertuples()]
         tables.append(Table(protocol=protocol, preset=preset, paper_table=paper_name, frame=frame,
+                            published=pd.concat(published, ignore_index=True) if published else pd.DataFrame(),
                             seeds=sorted(int(x) for x in df["seed"].unique()), rows=rows, columns=columns,
                             metrics=known + others, x=xs,
                             ensemble_rows=[r for r in rows if "+" in str(meta.loc[r, "stream"])]))
@@ -326,6 +386,14 @@ def wide(table: Table, metric: str, *, latex: bool = False) -> pd.DataFrame:
         out[column] = ours
         if any(paper):
             out[f"{column}: paper (Δ)"] = paper
+    pub = table.published[table.published["metric"] == metric] if not table.published.empty else table.published
+    if not pub.empty:
+        lines = []
+        for (method, venue, evaluation), g in pub.groupby(["method", "venue", "evaluation"], sort=False):
+            line = {"Row": "published", "Method": f"{method} ({venue}), {evaluation}"}
+            line.update({c: f"{v:.{digits}f}" for c, v in zip(g["column"], g["value"])})
+            lines.append(line)
+        out = pd.concat([out, pd.DataFrame(lines)], ignore_index=True).fillna("")
     if latex:
         out = out.map(lambda v: v.replace("±", r"$\pm$").replace("Δ", r"$\Delta$") if isinstance(v, str) else v)
         out.columns = [c.replace("Δ", r"$\Delta$").replace("_", r"\_") for c in out.columns]

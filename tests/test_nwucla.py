@@ -1,0 +1,152 @@
+"""NW-UCLA: the reader on files the tests write (always) and on the real release (when ../shared/data has it),
+the named dataset under a data root, the preprocessing switches, and the rotation augmentation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from usdrl_bench.data.augment import SampleKeys, make_views, random_rotation
+from usdrl_bench.data.errors import DataFormatError
+from usdrl_bench.data.loading import load_dataset
+from usdrl_bench.data.nwucla import ACTIONS, load_nwucla, locate_nwucla, preprocess
+from usdrl_bench.skeleton import NWUCLA20, bone_stream
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "nwucla"
+
+
+def _write(folder: Path, action: int, subject: int, episode: int, view: int, frames: int, seed: int = 0,
+           label: int | None = None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.3, (frames, 20, 3)) + np.array([0.1, 0.2, 3.0])
+    name = f"a{action:02d}_s{subject:02d}_e{episode:02d}_v{view:02d}"
+    label = ACTIONS.index(action) + 1 if label is None else label
+    (folder / f"{name}.json").write_text(json.dumps({"file_name": name, "label": label, "skeletons": x.tolist()}))
+    return x
+
+
+@pytest.fixture()
+def small(tmp_path):
+    folder = tmp_path / "all_sqe"
+    folder.mkdir()
+    raw = {}
+    for i, (a, s, v, t) in enumerate([(1, 1, 1, 5), (1, 1, 2, 7), (1, 1, 3, 4), (12, 2, 1, 1), (12, 2, 3, 9), (8, 3, 2, 3)]):
+        raw[(a, s, v)] = _write(folder, a, s, 0, v, t, seed=i)
+    return tmp_path, raw
+
+
+def test_reader_on_small_files_splits_by_view_and_keeps_a_one_frame_sequence(small):
+    root, raw = small
+    train, test = load_nwucla(root)  # a folder holding all_sqe/ is accepted
+    assert train.names == ["a01_s01_e00_v01", "a01_s01_e00_v02", "a08_s03_e00_v02", "a12_s02_e00_v01"]
+    assert test.names == ["a01_s01_e00_v03", "a12_s02_e00_v03"]
+    np.testing.assert_array_equal(train.labels, [0, 0, 6, 9])  # a08 is label 7, a12 label 10 (0-based 6, 9)
+    np.testing.assert_array_equal(train.num_frames, [5, 7, 3, 1])
+    assert train.shape == (4, 3, 9, 20, 1) and train.layout == "nwucla20" and train.num_classes == 10
+    assert list(train.meta["camera"]) == [1, 2, 2, 1] and list(train.meta["subject"]) == [1, 1, 3, 2]
+    # the one-frame sequence: kept, its frame centred and scaled, zero beyond it
+    one = train.data[3, :, :, :, 0].transpose(1, 2, 0)  # (T, V, C)
+    np.testing.assert_allclose(one[0], preprocess(raw[(12, 2, 1)])[0], atol=1e-6)
+    assert not one[1:].any()
+    # the default preprocessing is CTR-GCN's: first-frame spine centre, then per-axis min-max to [-1, 1]
+    x = raw[(1, 1, 1)] - raw[(1, 1, 1)][0, 1]
+    lo, hi = x.reshape(-1, 3).min(0), x.reshape(-1, 3).max(0)
+    expected = (x - lo) / (hi - lo) * 2 - 1
+    np.testing.assert_allclose(train.data[0, :, :5, :, 0].transpose(1, 2, 0), expected, atol=1e-5)
+
+
+def test_preprocessing_switches():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 0.3, (6, 20, 3)) + np.array([0.5, 0.0, 3.0])
+    none = preprocess(x, centre="none", scaling="none")
+    np.testing.assert_allclose(none, x, atol=1e-6)
+    per_frame = preprocess(x, centre="per_frame", scaling="none")
+    np.testing.assert_allclose(per_frame[:, NWUCLA20.center], 0, atol=1e-6)
+    aligned = preprocess(x, align="shoulders", scaling="none")
+    v = aligned[0, NWUCLA20.right_shoulder] - aligned[0, NWUCLA20.left_shoulder]
+    assert abs(v[2]) < 1e-5 and v[0] > 0  # shoulders along +x in the x-z plane
+    np.testing.assert_allclose(aligned[..., 1], x[..., 1] - x[0, 1, 1], atol=1e-5)  # a rotation about y
+    np.testing.assert_allclose(np.linalg.norm(aligned, axis=-1), np.linalg.norm(x - x[0, 1], axis=-1), atol=1e-5)
+    torso = preprocess(x, scaling="torso")
+    assert abs(np.linalg.norm(torso[:, 2] - torso[:, 1], axis=-1).mean() - 1) < 1e-5
+    with pytest.raises(ValueError, match="scaling must be"):
+        preprocess(x, scaling="zscore")
+
+
+def test_damaged_files_are_named(tmp_path):
+    _write(tmp_path, 1, 1, 0, 1, 3)
+    bad = tmp_path / "a02_s01_e00_v01.json"
+    bad.write_text('{"file_name": "a02_s01_e00_v01", "label": 2, "skeletons": [[[0, 0')
+    with pytest.raises(DataFormatError, match=r"a02_s01_e00_v01\.json.*not valid JSON"):
+        load_nwucla(tmp_path)
+    bad.write_text(json.dumps({"file_name": "x", "label": 2, "skeletons": [[[0, 0, 0]] * 19]}))
+    with pytest.raises(DataFormatError, match=r"a02_s01_e00_v01\.json: 'skeletons' must be T x 20 x 3"):
+        load_nwucla(tmp_path)
+    bad.write_text(json.dumps({"file_name": "x", "label": 3, "skeletons": [[[0, 0, 0]] * 20]}))
+    with pytest.raises(DataFormatError, match="label 3 is action a03, but the file name says a02"):
+        load_nwucla(tmp_path)
+    bad.unlink()
+    with pytest.raises(KeyError, match="Unknown split 'xsub'"):
+        load_nwucla(tmp_path, "xsub")
+    with pytest.raises(FileNotFoundError, match="no aAA_sSS_eEE_vVV.json files"):
+        load_nwucla(tmp_path / "..")
+
+
+def test_named_dataset_is_found_under_the_data_root(small, tmp_path, monkeypatch):
+    root, _ = small
+    data_root = tmp_path / "root"
+    (data_root / "NW-UCLA").mkdir(parents=True)
+    (root / "all_sqe").rename(data_root / "NW-UCLA" / "all_sqe")
+    assert locate_nwucla(data_root) == data_root / "NW-UCLA" / "all_sqe"
+    monkeypatch.setenv("USDRL_DATA", str(data_root))
+    train, test = load_dataset("nwucla_xview", None, "xview")
+    assert len(train) == 4 and len(test) == 2
+    monkeypatch.setenv("USDRL_DATA", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match=r"nwucla_xview not found: expected .*nwucla/all_sqe.*--data-root"):
+        load_dataset("nwucla_xview", None, "xview")
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="the NW-UCLA release is not in ../shared/data/nwucla")
+def test_the_real_release():
+    train, test = load_nwucla(REAL)
+    assert (len(train), len(test)) == (1020, 464)
+    split = pd.read_csv(REAL / "split_crossview.csv").set_index("file_name")
+    for part, arrays in (("train", train), ("test", test)):
+        rows = split.loc[arrays.names]
+        assert (rows["split"] == part).all()
+        np.testing.assert_array_equal(arrays.labels, rows["label"].to_numpy() - 1)
+        np.testing.assert_array_equal(arrays.num_frames, rows["num_frames"].to_numpy())
+        counts = np.bincount(arrays.labels, minlength=10)
+        np.testing.assert_array_equal(counts, rows.groupby("label").size().reindex(range(1, 11)).to_numpy())
+    one = train.names.index("a02_s09_e04_v02")
+    assert train.num_frames[one] == 1 and np.isfinite(train.data).all()
+    assert train.shape[2] == 201 and float(np.abs(train.data).max()) == pytest.approx(1.0)
+
+
+def test_bones_follow_ctrgcn_pairs():
+    x = np.zeros((1, 3, 1, 20, 1), dtype=np.float32)
+    x[0, 0, 0, :, 0] = np.arange(20)
+    b = bone_stream(x, NWUCLA20)[0, 0, 0, :, 0]
+    assert b[0] == 0 - 1 and b[2] == 0 and b[3] == 3 - 2 and b[12] == 12 - 0 and b[8] == 8 - 2
+
+
+def test_random_rotation_is_a_rotation_and_views_without_it_are_unchanged():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 8, 20, 1)
+    r = random_rotation(x, g, degrees=60)
+    torch.testing.assert_close(r.norm(dim=1), x.norm(dim=1), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(r, x)
+    torch.testing.assert_close(random_rotation(x, torch.Generator().manual_seed(0), degrees=0), x)
+    keys = SampleKeys(seed=3, epoch=0, index=torch.arange(4))
+    n = torch.full((4,), 8)
+    plain = make_views(x, n, 2, 8, generator=keys)
+    with_rotation = make_views(x, n, 2, 8, generator=keys, rotation=30.0)
+    again = make_views(x, n, 2, 8, generator=keys, rotation=0.0)
+    for a, b in zip(plain, again):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.allclose(a, b) for a, b in zip(plain, with_rotation))
