@@ -183,7 +183,35 @@ def test_paper_data_or_stand_in():
     assert not _is_paper_data("ntu60_xsub", "xsub", "ntu60_xsub", (65, 5))  # a few prepared sample files
     assert not _is_paper_data("pku1_xsub", "xsub", "ntu60_xsub", (64, 35))  # another benchmark in its place
     assert _is_paper_data("pku2_xsub", "xsub", "pku2_xsub", (123, 45))  # sizes unknown: the name decides
-    assert not _is_paper_data("synthetic", "xsub", "ntu60_xsub") and _is_paper_data("agcn", "xsub", "ntu60_xsub")
+    assert not _is_paper_data("synthetic", "xsub", "ntu60_xsub")
+    # a user's copy in a release format: the paper's data only with the complete release's sizes
+    assert _is_paper_data("agcn", "xsub", "ntu60_xsub", (40_091, 16_487))
+    assert not _is_paper_data("agcn", "xsub", "ntu60_xsub", (1_020, 464)) and not _is_paper_data("agcn", "xsub", "ntu60_xsub")
+    assert not _is_paper_data("stick5", "xsub", "ntu60_xsub", (54, 36))
+
+
+def test_a_users_data_set_sits_beside_no_paper_number_and_published_results_have_their_own_rows(tmp_path):
+    records = _records(tmp_path)
+    mine = records.assign(dataset="agcn", column=records["column"].str.replace("demo", "agcn"), train_samples=1020)
+    (table,) = build_tables(mine)
+    assert table.frame["paper"].isna().all() and table.frame["delta"].isna().all()
+    md = to_markdown(table)
+    assert "paper" not in md.split("###", 1)[1].split("\n", 1)[1] and "Δ" not in md and "stands in" not in md
+    assert "ntu60" not in md
+    # NW-UCLA: published results in rows of their own, each beside its own metric, never a paper column
+    ucla = records[records.column == "demo_xsub"].assign(
+        protocol="nwucla", paper_table=None, paper_row=None, paper_setting=None, dataset="nwucla_xview", split="xview",
+        column="nwucla_xview", train_samples=1020, test_samples=464)
+    knn = ucla.assign(metric="knn1_top1")
+    (table,) = build_tables(pd.concat([ucla, knn], ignore_index=True))
+    md = to_markdown(table)
+    linear, knn_part = md.split("### linear top-1, best")[1].split("### kNN-1")
+    assert "| published | GL-Transformer (ECCV'22), linear evaluation" in linear and "90.4" in linear
+    assert "P&C" not in linear and "| published | P&C (CVPR'20), nearest-neighbour (1-NN)" in knn_part
+    assert "84.9" in knn_part and "paper (Δ)" not in md and "Kim et al., ECCV 2022" in md
+    # a subset of the files is not the benchmark: no published rows
+    (subset,) = build_tables(ucla.assign(train_samples=100))
+    assert "| published |" not in to_markdown(subset) and "*published*" not in to_markdown(subset)
 
 
 def test_paper_numbers_sit_beside_best_of_evaluations_and_final_epoch_is_labelled(tmp_path):

@@ -67,15 +67,36 @@ def counted(monkeypatch) -> Counter:
     return calls
 
 
+def _small_nwucla(root: Path) -> None:
+    """A few NW-UCLA-format files (every class, two subjects, the three views) under ``root/nwucla/all_sqe``:
+    the nwucla protocol's demo runs on them without the real release."""
+    import json
+
+    from usdrl_bench.data.nwucla import ACTIONS
+
+    folder = root / "nwucla" / "all_sqe"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for label, action in enumerate(ACTIONS, start=1):
+        for subject in (1, 2):
+            for view in (1, 2, 3):
+                name = f"a{action:02d}_s{subject:02d}_e00_v{view:02d}"
+                x = rng.normal(0, 0.3, (int(rng.integers(1, 30)), 20, 3)).tolist()
+                (folder / f"{name}.json").write_text(json.dumps({"file_name": name, "label": label, "skeletons": x}))
+
+
 def test_a_second_run_of_every_shipped_demo_computes_nothing(tmp_path, counted):
     protocols = list_protocols()
-    assert len(protocols) >= 10
-    first = run_protocols(protocols, preset="demo", results=tmp_path / "results", jobs=1, tensorboard=False)
+    assert len(protocols) >= 11 and "nwucla" in protocols
+    _small_nwucla(tmp_path / "data")
+    first = run_protocols(protocols, preset="demo", results=tmp_path / "results", jobs=1, tensorboard=False,
+                          data_root=tmp_path / "data")
     assert counted["pretrain"] > 20 and counted["linear"] > 20 and counted["load data"] > 5
     evaluations = {name for name in counted if name not in ("pretrain", "load data", "extract")}
     assert {"linear", "knn", "semi", "finetune", "early", "embedding", "detection", "segmentation"} <= evaluations
     counted.clear()
-    second = run_protocols(protocols, preset="demo", results=tmp_path / "results", jobs=1, tensorboard=False)
+    second = run_protocols(protocols, preset="demo", results=tmp_path / "results", jobs=1, tensorboard=False,
+                           data_root=tmp_path / "data")
     assert dict(counted) == {}  # no data loaded, nothing trained, extracted or evaluated
     for (protocol, a), (_, b) in zip(first, second):
         columns = ["row_id", "column", "seed", "evaluation", "metric", "value", "checkpoint_hash"]

@@ -573,11 +573,11 @@ def expand_cells(
         if base is not None:  # the same reader: keep the preset's options, overriding path / split
             dataset = dataclasses.replace(base, path=dataset.path or base.path, split=dataset.split or base.split,
                                           id=None if dataset.split and dataset.split != base.split else base.id)
-        else:  # another dataset in the place of the preset's (first) one: the user's own data, under its own
-            # name, beside no paper column, unless it is the paper's named data set of that column (ntu60_xsub)
+        else:  # another dataset in the place of the preset's (first) one: it takes that paper column's place; the
+            # report sets the paper's numbers beside it only if it is the paper's data (a complete release)
             first = spec.all_datasets[0]
-            dataset = dataclasses.replace(dataset, stream=first.stream, evaluations=first.evaluations,
-                                          paper_setting=first.paper_setting if dataset.name == first.paper_setting else None)
+            dataset = dataclasses.replace(dataset, stream=first.stream, paper_setting=first.paper_setting,
+                                          evaluations=first.evaluations)
         check_dataset(dataset, file, "--dataset", check_path=True)
         datasets: tuple[DatasetSpec, ...] = (dataset,)
     else:
