@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,3 +174,44 @@ def test_the_readme_dataset_walkthrough_runs_word_for_word(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "usdrl_bench", "run", "my_data.yaml", "--results", "fresh"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "wave_s1_0.csv" in bad.stderr and "expected rows x,y,z" in bad.stderr
+
+
+def test_the_public_contract_is_importable_documented_and_checked(tmp_path, monkeypatch):
+    import usdrl_bench
+    from usdrl_bench import Layout, SkeletonArrays, register_dataset, register_layout
+    from usdrl_bench.data.loading import load_dataset
+
+    for name in usdrl_bench.__all__:
+        obj = getattr(usdrl_bench, name)
+        assert name == "__version__" or (obj.__doc__ or "").strip(), f"usdrl_bench.{name} has no docstring"
+    with pytest.raises(ValueError, match="at least one split"):
+        register_dataset("empty_splits", splits=())
+    with pytest.raises(ValueError, match="default_split 'xsub' is not one of"):
+        register_dataset("bad_default", splits=("xview",), default_split="xsub")
+    with pytest.raises(TypeError, match=r"must take \(path, split, \*\*options\)"):
+        register_dataset("one_argument", splits=("xsub",))(lambda path: None)
+    with pytest.raises(ValueError, match=r"bones\[0\] = 5 is outside \[0, 2\)"):
+        Layout("broken", ("a", "b"), ((5, 0),), 0, 0, 1)
+    register_layout(Layout("pair2", ("a", "b"), ((1, 0),), 0, 0, 1))
+    with pytest.raises(ValueError, match="'pair2' is already registered"):
+        register_layout(Layout("pair2", ("a", "c"), ((1, 0),), 0, 0, 1))
+
+    def arrays(layout: str, v: int) -> SkeletonArrays:
+        return SkeletonArrays(data=np.zeros((2, 3, 4, v, 1), np.float32), labels=np.array([0, 1]),
+                              num_frames=np.array([4, 4]), meta=pd.DataFrame({"subject": [1, 2], "camera": -1, "setup": -1,
+                                                                              "repetition": -1}),
+                              names=["a", "b"], num_classes=2, layout=layout)
+
+    @register_dataset("two_samples", splits=("xsub",), locate=lambda: usdrl_bench.data_root() / "two")
+    def two(path, split, *, layout: str = "pair2", v: int = 2):
+        """Two samples found under the data root."""
+        assert path == str(tmp_path / "two")
+        return arrays(layout, v), arrays(layout, v)
+
+    monkeypatch.setenv("USDRL_DATA", str(tmp_path))
+    train, _ = load_dataset("two_samples", None, "xsub")
+    assert train.layout == "pair2" and len(train) == 2
+    with pytest.raises(ValueError, match="layout 'nope' is not registered"):
+        load_dataset("two_samples", None, "xsub", layout="nope")
+    with pytest.raises(ValueError, match="V = 3 joints but layout 'pair2' has 2"):
+        load_dataset("two_samples", None, "xsub", v=3)
