@@ -71,14 +71,21 @@ def _zero_based(pairs: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple((a - 1, b - 1) for a, b in pairs)
 
 
+#: joints 5-20 of the Kinect SDK order, shared by Kinect v1 (NW-UCLA) and v2 (NTU): arms, then legs
+KINECT_LIMBS: tuple[str, ...] = (
+    "left shoulder", "left elbow", "left wrist", "left hand",
+    "right shoulder", "right elbow", "right wrist", "right hand",
+    "left hip", "left knee", "left ankle", "left foot",
+    "right hip", "right knee", "right ankle", "right foot",
+)
+#: their left/right pairs (0-based): left arm 5-8 / right arm 9-12, left leg 13-16 / right leg 17-20
+KINECT_LIMB_FLIPS: tuple[tuple[int, int], ...] = _zero_based([(5, 9), (6, 10), (7, 11), (8, 12), (13, 17), (14, 18),
+                                                              (15, 19), (16, 20)])
+
 NTU25 = Layout(
     name="ntu25",
     joint_names=(
-        "base of spine", "middle of spine", "neck", "head",
-        "left shoulder", "left elbow", "left wrist", "left hand",
-        "right shoulder", "right elbow", "right wrist", "right hand",
-        "left hip", "left knee", "left ankle", "left foot",
-        "right hip", "right knee", "right ankle", "right foot",
+        "base of spine", "middle of spine", "neck", "head", *KINECT_LIMBS,
         "spine (shoulder)", "tip of left hand", "left thumb", "tip of right hand", "right thumb",
     ),
     # FACTS §1: identical in USDRL DSTE.py, STTR.py and the feeders (1-based, child -> parent).
@@ -90,8 +97,7 @@ NTU25 = Layout(
     center=1,
     left_shoulder=4,
     right_shoulder=8,
-    # left arm 5-8 / right arm 9-12, left leg 13-16 / right leg 17-20, hand tips and thumbs 22, 23 / 24, 25
-    flip_pairs=_zero_based([(5, 9), (6, 10), (7, 11), (8, 12), (13, 17), (14, 18), (15, 19), (16, 20), (22, 24), (23, 25)]),
+    flip_pairs=KINECT_LIMB_FLIPS + _zero_based([(22, 24), (23, 25)]),  # and the hand tips and thumbs
 )
 
 KINECT20 = Layout(
@@ -134,11 +140,7 @@ NWUCLA20 = Layout(
     name="nwucla20",
     # Kinect v1 SDK order, as NW-UCLA's ``all_sqe`` JSON files store it (the dataset's documentation)
     joint_names=(
-        "hip centre", "spine", "shoulder centre", "head",
-        "left shoulder", "left elbow", "left wrist", "left hand",
-        "right shoulder", "right elbow", "right wrist", "right hand",
-        "left hip", "left knee", "left ankle", "left foot",
-        "right hip", "right knee", "right ankle", "right foot",
+        "hip centre", "spine", "shoulder centre", "head", *KINECT_LIMBS,
     ),
     # CTR-GCN's feeders/feeder_ucla.py ``self.bone`` (1-based child -> parent; (3, 3) is the zero bone)
     bones=_zero_based([
@@ -148,7 +150,7 @@ NWUCLA20 = Layout(
     center=1,  # spine (CTR-GCN centres on joint 2 of the first frame)
     left_shoulder=4,
     right_shoulder=8,
-    flip_pairs=tuple((a, a + 4) for a in range(4, 8)) + tuple((a, a + 4) for a in range(12, 16)),
+    flip_pairs=KINECT_LIMB_FLIPS,
 )
 
 LAYOUTS: dict[str, Layout] = {NTU25.name: NTU25, KINECT20.name: KINECT20, COCO17.name: COCO17, NWUCLA20.name: NWUCLA20}

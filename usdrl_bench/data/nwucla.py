@@ -236,16 +236,9 @@ def load_nwucla(
     return train, test
 
 
-@DATASETS.register(
+# the same reader, addressed by name: with no path it looks under the data root (locate_nwucla)
+DATASETS.register(
     "nwucla_xview",
     description="NW-UCLA cross-view under the data root (nwucla/all_sqe or NW-UCLA/all_sqe)",
     splits=("xview",), needs_path=False, default_split="xview", named=True, locate=locate_nwucla,
-)
-def load_nwucla_xview(path: str | Path | None = None, split: str = "xview", *,
-                      centre: Literal["first_frame", "per_frame", "none"] = "first_frame",
-                      align: Literal["none", "shoulders"] = "none",
-                      scaling: Literal["minmax", "torso", "none"] = "minmax",
-                      min_frames: int = 1, data_root: str | None = None) -> tuple[SkeletonArrays, SkeletonArrays]:
-    """:func:`load_nwucla` of the copy under the data root (``path`` is ignored: a named dataset)."""
-    return load_nwucla(None, split, centre=centre, align=align, scaling=scaling, min_frames=min_frames,
-                       data_root=data_root)
+)(load_nwucla)

@@ -217,8 +217,7 @@ class Table:
             if isinstance(c.get("pretrain_data"), str):
                 text += f"; encoders pretrained on {c.pretrain_data} (transfer)"
             if isinstance(c.paper_setting, str):
-                sizes = (int(c.train_samples), int(c.test_samples)) if pd.notna(c.train_samples) else None
-                if _is_paper_data(c.dataset, c.split, c.paper_setting, sizes):
+                if _is_paper_data(c.dataset, c.split, c.paper_setting, _sizes(c)):
                     text += f"; paper column {c.paper_setting}"
                 elif c.dataset in STAND_INS:
                     text += (f"; stands in for the paper's {c.paper_setting}: the paper's numbers are shown for "
@@ -277,6 +276,11 @@ def _is_paper_data(dataset: str, split: str, setting: str, sizes: tuple[int, int
     return False
 
 
+def _sizes(column) -> tuple[int, int] | None:
+    """(train, test) samples of a dataset column (a row of :attr:`Table.columns`), None when not recorded."""
+    return (int(column.train_samples), int(column.test_samples)) if pd.notna(column.train_samples) else None
+
+
 def shows_paper_numbers(dataset: str, split: str, setting: object, sizes: tuple[int, int] | None = None) -> bool:
     """Whether the report sets a paper's numbers (and the Δ) beside a column: its own data
     (:func:`_is_paper_data`) or one of the suite's :data:`STAND_INS`; never a user's data set."""
@@ -319,10 +323,8 @@ def build_tables(records: pd.DataFrame) -> list[Table]:
     for (protocol, preset), df in records.groupby(["protocol", "preset"], sort=True):
         paper_name = df["paper_table"].dropna().iloc[0] if df["paper_table"].notna().any() else None
         columns = _column_frame(df)
-        setting = {c.column: (c.paper_setting if shows_paper_numbers(
-            c.dataset, c.split, c.paper_setting,
-            (int(c.train_samples), int(c.test_samples)) if pd.notna(c.train_samples) else None) else None)
-            for c in columns.itertuples()}
+        setting = {c.column: c.paper_setting if shows_paper_numbers(c.dataset, c.split, c.paper_setting, _sizes(c)) else None
+                   for c in columns.itertuples()}
         meta = df.drop_duplicates("row_id", keep="last").set_index("row_id")
         first_seen = list(dict.fromkeys(df["row_id"]))
 
@@ -347,9 +349,7 @@ def build_tables(records: pd.DataFrame) -> list[Table]:
         known = [m for m in METRIC_TITLES if m in set(frame["metric"])]
         others = sorted(set(frame["metric"]) - set(known))
         xs = {r: float(meta.loc[r, "row_x"]) for r in rows if "row_x" in meta and pd.notna(meta.loc[r, "row_x"])}
-        published = [published_for(c.dataset, c.split, (int(c.train_samples), int(c.test_samples))
-                                   if pd.notna(c.train_samples) else None).assign(column=c.column)
-                      for c in columns.itertuples()]
+        published = [published_for(c.dataset, c.split, _sizes(c)).assign(column=c.column) for c in columns.itertuples()]
         tables.append(Table(protocol=protocol, preset=preset, paper_table=paper_name, frame=frame,
                             published=pd.concat(published, ignore_index=True) if published else pd.DataFrame(),
                             seeds=sorted(int(x) for x in df["seed"].unique()), rows=rows, columns=columns,
