@@ -15,6 +15,10 @@ protocol's (the official LARS schedules are not reproduced), and VICReg's invari
 the gathered global batch, so a data-parallel run equals one process (the official code computes it on
 each GPU's local batch before gathering; on one process the two agree).
 
+Registered as methods ``vicreg`` and ``barlow_twins`` on DSTE (the suite's encoder; no skeleton paper pairs
+these losses with it): ``paper`` is the official loss and projector (8192 widths) with USDRL's schedule (the
+LARS ImageNet schedules are not reproduced), ``cpu`` the leaderboard's CPU size.
+
 Both use only the public contract (``usdrl_bench.Objective``, ``register_objective``) and
 ``usdrl_bench.distributed.gather_with_grad``. Use them with ``plugins: [baselines.redundancy_reduction]`` and
 ``objective: vicreg_official`` or ``objective: barlow_twins``.
@@ -28,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from usdrl_bench import Objective, register_objective
+from usdrl_bench import Objective, register_method, register_objective
 from usdrl_bench.distributed import gather_with_grad
 
 __all__ = ["vicreg_loss", "barlow_twins_loss", "VICRegObjective", "BarlowTwinsObjective", "projector"]
@@ -133,3 +137,28 @@ class BarlowTwinsObjective(Objective):
     def forward(self, encoder, views):
         z1, z2 = (gather_with_grad(self.head(encoder(v))) for v in views[:2])
         return barlow_twins_loss(z1, z2, self.lambd)
+
+
+def _presets(widths: int, **loss_options) -> dict:
+    return {
+        "paper": {"encoder_preset": "paper", "objective_options": {"proj_dims": [widths] * 3, **loss_options},
+                  "pretrain": {"optimizer": "adam", "lr": 5e-4, "weight_decay": 1e-5, "batch_size": 356, "epochs": 451,
+                               "milestones": [351], "gamma": 0.1, "schedule": "step"}},
+        # about 8 minutes of one core on NW-UCLA (2.3 s an epoch at hidden 32, two views)
+        "cpu": {"encoder_preset": "small", "encoder_options": {"hidden_size": 32},
+                "objective_options": {"proj_dims": [512, 512, 512], **loss_options},
+                "pretrain": {"epochs": 200, "milestones": [160]}},
+    }
+
+
+register_method("vicreg", encoder="dste", objective="vicreg_official",
+                paper="Bardes, Ponce and LeCun, VICReg: Variance-Invariance-Covariance Regularization for "
+                      "Self-Supervised Learning, ICLR 2022",
+                repository="github.com/facebookresearch/vicreg", commit="4e12602f",
+                description="VICReg's loss on DSTE (official loss and projector, USDRL's schedule)",
+                presets=_presets(8192))
+register_method("barlow_twins", encoder="dste", objective="barlow_twins",
+                paper="Zbontar et al., Barlow Twins: Self-Supervised Learning via Redundancy Reduction, ICML 2021",
+                repository="github.com/facebookresearch/barlowtwins", commit="8e8d284c",
+                description="Barlow Twins' loss on DSTE (official loss and projector, USDRL's schedule)",
+                presets=_presets(8192))

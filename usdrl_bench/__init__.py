@@ -10,14 +10,20 @@ The Python API (imported on first use, so that ``import usdrl_bench`` stays ligh
 
 The extension contract (:mod:`usdrl_bench.extend`): :class:`SkeletonEncoder`, :class:`EncoderConfig`,
 :class:`Objective`, :func:`register_encoder`, :func:`register_objective`; datasets: :class:`SkeletonArrays`,
-:class:`Layout`, :class:`DataFormatError`, :func:`register_dataset`, :func:`register_layout`, :func:`data_root`.
+:class:`Layout`, :class:`DataFormatError`, :func:`register_dataset`, :func:`register_layout`, :func:`data_root`;
+methods: :func:`register_method`, :class:`Method`, :class:`MethodPreset`; what objectives making their own views
+need: :class:`SampleKeys`, :func:`make_views` and the augmentations, :func:`to_stream`, :func:`get_layout`,
+:func:`gather_with_grad`, :func:`batch_mean`.
 """
 
 __version__ = "0.1.0"
 
 _API = ("run_protocol", "run_protocols", "list_protocols", "protocol_path", "load_encoder", "embed")
 _EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective",
-           "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "data_root")
+           "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "data_root",
+           "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
+           "joint_corruption", "random_rotation", "resize_valid", "to_stream", "get_layout", "gather_with_grad",
+           "batch_mean")
 __all__ = ["__version__", *_API, *_EXTEND]
 
 

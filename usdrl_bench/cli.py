@@ -497,7 +497,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         table = RichTable(title=kind, title_justify="left", show_lines=False)
         table.add_column("name", style="bold")
         table.add_column("description")
-        extra_cols = sorted({k for e in reg.entries() for k in e.meta if k in ("splits", "presets")})
+        extra_cols = sorted({k for e in reg.entries() for k in e.meta if k in ("paper", "components", "splits", "presets")})
         for col in extra_cols:
             table.add_column(col)
         for e in reg.entries():

@@ -19,6 +19,18 @@ Everything here is importable from ``usdrl_bench`` directly::
 * a **layout** is a :class:`Layout` (joint names, bones, centre joint, shoulders, left/right pairs);
   :func:`register_layout` makes its name usable in ``SkeletonArrays.layout``.
 
+* a **method** (a published method: encoder + objective + its presets and evaluation recipes) is
+  registered with :func:`register_method`; protocol rows name it (``method: name``);
+* what a method's objective needs beyond the default views: :meth:`Objective.make_views` with
+  :class:`SampleKeys` and the augmentation building blocks (:func:`make_views`, :func:`random_crop_resize`,
+  :func:`shear`, :func:`joint_corruption`, :func:`random_rotation`, :func:`resize_valid`), the streams
+  (:func:`to_stream`), and the data-parallel helpers (:func:`gather_with_grad`, :func:`batch_mean`).
+
+An encoder that has no two token streams (a GCN, a GRU, a patch transformer) subclasses
+:class:`SkeletonEncoder` all the same, overrides ``forward(x) -> (N, embed_dim)`` and sets ``embed_dim``;
+the evaluations on pooled features (linear, kNN, semi-supervised, fine-tuning) then run on it; the dense
+ones (detection, segmentation) need ``forward_dense``.
+
 A module doing this is a plug-in: name it in a protocol's ``plugins:`` (found relative to the protocol
 file, on ``sys.path``, or installed) or publish it under the entry-point group ``usdrl_bench.plugins`` of a
 pip-installable package (every such entry point is imported with the built-ins). Registered components get
@@ -34,14 +46,21 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from usdrl_bench.data.arrays import SkeletonArrays
+from usdrl_bench.data.augment import (SampleKeys, joint_corruption, make_views, random_crop_resize, random_rotation,
+                                      resize_valid, shear)
 from usdrl_bench.data.errors import DataFormatError
+from usdrl_bench.distributed import batch_mean, gather_with_grad
 from usdrl_bench.encoders._blocks import EncoderConfig, SkeletonEncoder, config_from_preset, register_presets
+from usdrl_bench.methods import Method, MethodPreset, register_method
 from usdrl_bench.objectives.base import Objective, register_objective
 from usdrl_bench.registry import DATASETS, ENCODERS
-from usdrl_bench.skeleton import Layout, register_layout
+from usdrl_bench.skeleton import Layout, get_layout, register_layout, to_stream
 
 __all__ = ["EncoderConfig", "SkeletonEncoder", "Objective", "register_encoder", "register_objective",
-           "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "Reader", "data_root"]
+           "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "Reader", "data_root",
+           "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
+           "joint_corruption", "random_rotation", "resize_valid", "to_stream", "get_layout", "gather_with_grad",
+           "batch_mean"]
 
 #: A dataset reader: ``(path, split, **options) -> (train, test)``.
 Reader = Callable[..., "tuple[SkeletonArrays, SkeletonArrays]"]

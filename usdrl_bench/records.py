@@ -18,6 +18,8 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "dataset", "split", "stream", "column", "column_index", "paper_setting", "train_samples", "test_samples", "seed", "evaluation", "metric", "value", "higher_is_better", "note",
     "config_hash", "checkpoint_hash", "git_revision", "package_version", "date", "wall_time_s",
     "pretrain_wall_time_s", "device", "artifact", "protocol_version", "overrides", "pretrain_data",
+    # methods (usdrl_bench.methods): the method, its published number here, and what its model costs
+    "method", "method_published", "encoder_params", "pretrain_gflops_per_sample",
 )
 
 RECORDS_SUBDIR = "records"

@@ -99,8 +99,11 @@ ENCODERS: Registry[Callable[..., Any]] = Registry("encoder")
 OBJECTIVES: Registry[Callable[..., Any]] = Registry("objective")
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
 EVALUATIONS: Registry[Callable[..., Any]] = Registry("evaluation")
+#: published methods: encoder + objective + presets (:mod:`usdrl_bench.methods`)
+METHODS: Registry[Any] = Registry("method")
 
-ALL = {"encoders": ENCODERS, "objectives": OBJECTIVES, "datasets": DATASETS, "evaluations": EVALUATIONS}
+ALL = {"methods": METHODS, "encoders": ENCODERS, "objectives": OBJECTIVES, "datasets": DATASETS,
+       "evaluations": EVALUATIONS}
 
 
 #: Modules whose import registers the built-in components.
@@ -124,6 +127,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "usdrl_bench.evaluate.early",
     "usdrl_bench.detection.evaluation",
     "usdrl_bench.segmentation.evaluation",
+    "usdrl_bench.usdrl_method",
 )
 
 

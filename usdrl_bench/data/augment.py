@@ -324,6 +324,7 @@ def random_crop_resize(
     min_scale: float = 0.1,
     max_scale: float = 1.0,
     min_length: int | None = None,
+    check: bool = True,
 ) -> Tensor:
     """Random temporal crop of each sample's valid frames, resized to ``out_frames`` (FACTS §7).
 
@@ -339,6 +340,8 @@ def random_crop_resize(
         min_scale, max_scale: crop-scale range (official 0.1 and 1.0).
         min_length: shortest crop in frames; ``None`` = ``out_frames`` (official: 64). Samples with
             fewer valid frames are taken whole.
+        check: validate ``num_frames`` (a host synchronisation on a GPU; an objective's own views in the
+            training loop pass False: the loop checked the data set once).
     Returns:
         ``(N, C, T', V, M)``.
     """
@@ -347,7 +350,7 @@ def random_crop_resize(
     draw = _drawer(generator, x, where)
     if not 0.0 < min_scale <= max_scale:
         raise ValueError(f"{where}: need 0 < min_scale <= max_scale, got min_scale={min_scale}, max_scale={max_scale}")
-    start, length = _random_crops(x, num_frames, out_frames, draw, min_scale, max_scale, min_length, where)
+    start, length = _random_crops(x, num_frames, out_frames, draw, min_scale, max_scale, min_length, where, check=check)
     return _resize(x, start, length, out_frames)
 
 

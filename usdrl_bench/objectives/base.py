@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from torch import Tensor, nn
 
 from usdrl_bench.registry import OBJECTIVES
+
+if TYPE_CHECKING:
+    from usdrl_bench.data.augment import SampleKeys
+    from usdrl_bench.skeleton import Layout
 
 __all__ = ["Objective", "register_objective"]
 
@@ -40,6 +44,35 @@ class Objective(nn.Module):
 
     def __init__(self, encoder: nn.Module | None = None, **options: Any) -> None:
         super().__init__()
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the trainer before each epoch (0-based ``epoch`` of ``epochs``; again for the first epoch
+        after a resume): for objectives whose loss changes over the schedule (AimCLR's nearest-neighbour
+        mining from epoch 150). Keep what it sets a plain Python value derived from ``epoch``, so that a
+        resumed run equals an uninterrupted one. Default: nothing."""
+
+    def make_views(self, x: Tensor, num_frames: Tensor, *, out_frames: int, keys: "SampleKeys", layout: "Layout",
+                   stream: str) -> list[Tensor] | None:
+        """The views of one batch, when the objective makes its own (default: None, the protocol's
+        ``pretrain.views`` through :func:`usdrl_bench.make_views`, then the row's stream).
+
+        Override it for augmentations of the method's own (AimCLR's extreme views) or several modalities at
+        once (CMD: joint, motion and bone of each view, :func:`usdrl_bench.to_stream`). Draw every random
+        number from ``keys`` (``draw = keys.drawer(x.device)``; ``draw(shape)`` is U[0, 1) per sample), so
+        that a sample's views depend on (seed, epoch, sample index) only: data-parallel runs then see the
+        views of one process, and nothing reads the device on the host.
+
+        Args:
+            x: ``(N, C, T_max, V, M)`` joints of the batch, zero-padded beyond ``num_frames``.
+            num_frames: ``(N,)`` valid frames per sample (checked once per dataset: in ``[1, T_max]``).
+            out_frames: T of the encoder's input.
+            keys: the batch's per-sample random streams (:class:`usdrl_bench.SampleKeys`).
+            layout: the data's skeleton layout (bones, left/right pairs).
+            stream: the row's input stream (``joint``, ``motion``, ``bone``): the views the encoder gets.
+        Returns:
+            the tensors :meth:`forward` receives as ``views``, or None for the protocol's views.
+        """
+        return None
 
     def forward(self, encoder: nn.Module, views: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
         """One step's loss.

@@ -126,6 +126,7 @@ class ProtocolRunner:
             raise ValueError(f"world_size must be >= 1, got {world_size}")
         self._plans: dict[int, tuple[Cell, CellPlan]] = {}  # id(cell) -> (cell, its plan): one key per cell
         self._flops: dict[str, float] = {}  # encoder configuration -> forward FLOPs of one sample
+        self._costs: dict[str, dict[str, Any]] = {}  # checkpoint key -> parameters and pretraining FLOPs
         self.device = device or torch.device("cpu")
         self.console = console or Console(stderr=True)
         self.log_every, self.tensorboard, self.wandb_project = log_every, tensorboard, wandb_project
@@ -193,7 +194,7 @@ class ProtocolRunner:
         _, c, _, v, m = shape if shape is not None else self.train_shape(cell.pretrain_dataset)
         c *= STREAM_CHANNELS[cell.dataset.stream]  # jmb: joint, motion and bone fused along C
         torch.manual_seed(cell.seed)
-        return create_encoder(cell.row.encoder, cell.preset.encoder_preset, in_channels=c, num_joints=v,
+        return create_encoder(cell.row.encoder, cell.encoder_preset, in_channels=c, num_joints=v,
                               num_bodies=m, **cell.encoder_options)
 
     def plan(self, cell: Cell) -> CellPlan:
@@ -563,11 +564,48 @@ class ProtocolRunner:
                 write_records(record, rows)
         progress.remove_task(task)
 
+    def cost(self, plan: CellPlan) -> dict[str, Any]:
+        """What the cell's model costs, for reading accuracy against it: the encoder's parameters and one
+        pretraining step's FLOPs per sample (:func:`~usdrl_bench.train.pretrain.pretraining_flops`; None for a
+        random initialisation), computed once per checkpoint key."""
+        known = self._costs.get(plan.checkpoint_hash)
+        if known is not None:
+            return known
+        cell = plan.cell
+        train, _ = self.data(cell.pretrain_dataset)
+        encoder = self.build_encoder(cell, train.shape)
+        cost: dict[str, Any] = {"encoder_params": int(sum(p.numel() for p in encoder.parameters())),
+                                "pretrain_gflops_per_sample": None}
+        if cell.row.objective is not None:
+            from usdrl_bench.train.pretrain import pretraining_flops
+
+            try:
+                objective = create_objective(cell.row.objective, encoder, **cell.objective_options)
+                flops = pretraining_flops(encoder, objective, tuple(train.shape), train.layout, cell.pretrain,
+                                          cell.pretrain_dataset.stream)
+                cost["pretrain_gflops_per_sample"] = round(flops / 1e9, 6)
+            except Exception as exc:  # noqa: BLE001 - a cost the counter cannot take is left out, said once
+                self.console.print(f"[yellow]warning:[/] pretraining FLOPs of {cell.row.label} not counted: {exc}",
+                                   highlight=False)
+        self._costs[plan.checkpoint_hash] = cost
+        return cost
+
+    def _published(self, cell: Cell, evaluation: str) -> float | None:
+        """The row's method's published number for this column's paper setting and evaluation, if any."""
+        if cell.row.method is None or not cell.dataset.paper_setting:
+            return None
+        method = registry.METHODS.get(cell.row.method)
+        return method.published.get(f"{cell.dataset.paper_setting}/{evaluation.removesuffix('_own')}")
+
     def _row(self, plan: CellPlan, evaluation: str, options: dict[str, Any], metric: Any, wall: float,
              pretrain_s: float, artifact: str | None = None) -> dict[str, Any]:
         cell = plan.cell
         train, test = self.data(cell.dataset)
+        cost = self.cost(plan) if cell.row.method is not None else {}
         return {
+            "method": cell.row.method, "method_published": self._published(cell, evaluation),
+            "encoder_params": cost.get("encoder_params"),
+            "pretrain_gflops_per_sample": cost.get("pretrain_gflops_per_sample"),
             "protocol": cell.protocol.name, "preset": cell.preset_name, "row_id": cell.row.id,
             "row_label": cell.row.label, "paper_table": cell.protocol.paper_table, "paper_row": cell.row.paper_row,
             "paper_key": json.dumps(cell.row.paper, sort_keys=True) if cell.row.paper else None, "row_x": cell.row.x,

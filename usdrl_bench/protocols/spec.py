@@ -35,6 +35,9 @@ from typing import Any, Literal
 import yaml
 
 from usdrl_bench import registry
+
+if typing.TYPE_CHECKING:
+    from usdrl_bench.methods import MethodPreset
 from usdrl_bench.io import is_safe_name
 from usdrl_bench.protocols.schema import ProtocolError, convert, from_data, merge
 
@@ -114,6 +117,13 @@ class PretrainSpec:
         views: the view options (:class:`usdrl_bench.data.augment.ViewConfig`'s fields but ``out_frames``).
         drop_last: leave out the last, smaller batch of each epoch (False: kept, as the official loader
             does; see :func:`usdrl_bench.train.pretrain.epoch_batch_sizes`).
+        optimizer: ``adam`` (USDRL's, default), ``adamw`` (MAMP's: decoupled weight decay) or ``sgd`` (the
+            MoCo family's and CMD's), with ``betas`` (Adam/AdamW), ``momentum`` and ``nesterov`` (SGD).
+        no_decay_1d: no weight decay on 1-D parameters (biases, normalisation weights), as timm's
+            ``add_weight_decay`` in MAE-style code (MAMP).
+        schedule: ``step`` (lr x ``gamma`` at each of ``milestones``, stepped per epoch: the official USDRL
+            schedule) or ``cosine`` (per iteration: linear warm-up from 0 over ``warmup_epochs``, then a
+            half cosine from ``lr`` to ``min_lr`` at the last step; MAE's ``adjust_learning_rate``, MAMP's).
     """
 
     epochs: int
@@ -127,6 +137,14 @@ class PretrainSpec:
     sync_batchnorm: bool = True
     views: dict[str, Any] = field(default_factory=dict)  # keyword options of augment.make_views
     drop_last: bool = False
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    nesterov: bool = False
+    no_decay_1d: bool = False
+    schedule: Literal["step", "cosine"] = "step"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +171,8 @@ class PresetSpec:
     # row id -> the dataset columns it runs on (default every column), e.g. an expensive row on the first
     # demo column only
     row_columns: dict[str, list[str]] = field(default_factory=dict)
+    # the preset of each method row's method (usdrl_bench.methods) this preset takes; default: its own name
+    method_preset: str | None = None
 
     @property
     def all_datasets(self) -> tuple[DatasetSpec, ...]:
@@ -192,6 +212,9 @@ class RowSpec:
     x: float | None = None  # the row's position on the x axis of a sweep figure (Figure 4: alpha)
     stream: Literal["joint", "bone", "motion", "jmb"] | None = None  # pretrain and evaluate on this stream (Table 1)
     ensemble: EnsembleSpec | None = None  # instead of an encoder: fuse other rows' linear scores
+    # a registered method (usdrl_bench.methods): its encoder and objective (unless the row names them;
+    # ``objective: null`` = its encoder at random initialisation), and per preset its settings
+    method: str | None = None
 
 
 @dataclass(frozen=True)
@@ -219,14 +242,32 @@ class Cell:
     seed: int
 
     @property
+    def method_preset(self) -> "MethodPreset | None":
+        """The row's method's preset for this cell's preset (None for a row without a method)."""
+        if self.row.method is None:
+            return None
+        from usdrl_bench.methods import get_method
+
+        return get_method(self.row.method).preset(self.preset.method_preset or self.preset_name)
+
+    @property
+    def encoder_preset(self) -> str:
+        mp = self.method_preset
+        return mp.encoder_preset if mp is not None and mp.encoder_preset else self.preset.encoder_preset
+
+    @property
     def encoder_options(self) -> dict[str, Any]:
-        return {**self.preset.encoder_options, **self.row.encoder_options}
+        mp = self.method_preset
+        return {**self.preset.encoder_options, **(mp.encoder_options if mp else {}), **self.row.encoder_options}
 
     @property
     def objective_options(self) -> dict[str, Any]:
         if self.row.objective is None:
             return {}
-        return {**self.preset.objective_options.get(self.row.objective, {}), **self.row.objective_options}
+        mp = self.method_preset
+        return {**self.preset.objective_options.get(self.row.objective, {}),
+                **(mp.objective_options if mp is not None and self.row.objective == _method_objective(self.row) else {}),
+                **self.row.objective_options}
 
     @property
     def pretrain_dataset(self) -> DatasetSpec:
@@ -239,17 +280,25 @@ class Cell:
 
     @property
     def pretrain(self) -> PretrainSpec:
-        """The preset's pretraining schedule with this dataset's overrides (``datasets[i].pretrain``)."""
-        if not self.dataset.pretrain:
+        """The preset's pretraining schedule, then the row's method's (its preset's ``pretrain``), then this
+        dataset's overrides (``datasets[i].pretrain``: the protocol's word on this column, e.g. a demo
+        column's few epochs)."""
+        mp = self.method_preset
+        method = mp.pretrain if mp is not None else {}
+        if not self.dataset.pretrain and not method:
             return self.preset.pretrain
-        merged = {**dataclasses.asdict(self.preset.pretrain), **self.dataset.pretrain}
+        merged = {**dataclasses.asdict(self.preset.pretrain), **method, **self.dataset.pretrain}
         return from_data(PretrainSpec, merged, self.protocol.file, ("dataset", "pretrain"))
 
     @property
     def evaluations(self) -> dict[str, dict[str, Any]]:
-        """The preset's evaluations with this dataset's, then this encoder's overrides merged in."""
+        """The preset's evaluations with this dataset's, then this encoder's, then the row's method's
+        overrides merged in."""
         per_encoder = self.preset.encoder_evaluations.get(self.row.encoder or "", {})
-        return {name: {**(options or {}), **self.dataset.evaluations.get(name, {}), **per_encoder.get(name, {})}
+        mp = self.method_preset
+        per_method = mp.evaluations if mp is not None else {}
+        return {name: {**(options or {}), **self.dataset.evaluations.get(name, {}), **per_encoder.get(name, {}),
+                       **per_method.get(name, {})}
                 for name, options in self.preset.evaluations.items()}
 
 
@@ -279,8 +328,61 @@ def load_protocol(path: str | Path, overrides: "tuple[str, ...] | list[str]" = (
     protocol = dataclasses.replace(protocol, file=file, overrides=tuple(overrides))
     registry.load_builtins()
     registry.load_plugins(protocol.plugins, relative_to=Path(protocol.file).resolve().parent)
+    protocol = _resolve_methods(protocol, data)
     _check_names(protocol)
     return protocol
+
+
+def _method_objective(row: RowSpec) -> str | None:
+    from usdrl_bench.methods import get_method
+
+    return get_method(row.method).objective if row.method is not None else None
+
+
+def _check_method_preset(method: Any, preset_name: str, file: str) -> None:
+    """A method preset's names and option types, checked as a protocol's own (the key names the method)."""
+    mp = method.preset(preset_name)
+    where = f"method {method.name}.presets.{preset_name}"
+    for kind, name in ((registry.ENCODERS, method.encoder), (registry.OBJECTIVES, method.objective)):
+        _check_registry(kind, name, file, where)
+    _check_option_names(registry.OBJECTIVES.get(method.objective), mp.objective_options, file,
+                        f"{where}.objective_options", skip=1)
+    for ename, options in mp.evaluations.items():
+        _check_registry(registry.EVALUATIONS, ename, file, f"{where}.evaluations.{ename}")
+        _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{where}.evaluations.{ename}", skip=1)
+    unknown = sorted(set(mp.pretrain) - {f.name for f in dataclasses.fields(PretrainSpec)})
+    if unknown:
+        raise ProtocolError(file, f"{where}.pretrain", f"unknown key(s) {unknown}")
+
+
+def _resolve_methods(protocol: Protocol, data: dict[str, Any]) -> Protocol:
+    """Rows with ``method:`` get the method's encoder, and its objective unless the row's mapping names an
+    ``objective`` (``null``: random initialisation); every preset must find the method's preset.
+
+    Raises:
+        ProtocolError: an unknown method, or a preset the method lacks (naming the file and key).
+    """
+    raw_rows = data.get("rows") if isinstance(data.get("rows"), list) else []
+    rows = list(protocol.rows)
+    for i, row in enumerate(rows):
+        if row.method is None:
+            continue
+        where = f"rows[{i}].method"
+        if row.method not in registry.METHODS:
+            raise ProtocolError(protocol.file, where, registry.METHODS.unknown_message(row.method)
+                                + " (a plug-in's method needs the plug-in in plugins:)")
+        method = registry.METHODS.get(row.method)
+        raw = raw_rows[i] if i < len(raw_rows) and isinstance(raw_rows[i], dict) else {}
+        rows[i] = dataclasses.replace(row, encoder=row.encoder or method.encoder,
+                                      objective=row.objective if "objective" in raw else method.objective)
+        for pname, preset in protocol.presets.items():
+            wanted = preset.method_preset or pname
+            if wanted not in method.presets:
+                raise ProtocolError(protocol.file, f"presets.{pname}.method_preset",
+                                    f"method {method.name!r} (rows[{i}]) has no preset {wanted!r}; its presets: "
+                                    f"{', '.join(method.presets)}")
+            _check_method_preset(method, wanted, protocol.file)
+    return dataclasses.replace(protocol, rows=tuple(rows))
 
 
 def apply_overrides(data: dict[str, Any], overrides: "tuple[str, ...] | list[str]", file: str) -> dict[str, Any]:

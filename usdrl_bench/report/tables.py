@@ -32,6 +32,8 @@ METRIC_TITLES: dict[str, str] = {
     "linear_top1_best_of_evals": "linear top-1, best of evaluations (the paper's)",
     "knn1_top1": "kNN-1 top-1",
     "linear_top1": "linear top-1, final epoch",
+    "linear_own_top1_best_of_evals": "linear top-1 with the method's own probe recipe, best of evaluations",
+    "linear_own_top1": "linear top-1 with the method's own probe recipe, final epoch",
     "semi_top1_1pct": "semi-supervised top-1, 1 % labels",
     "semi_top1_10pct": "semi-supervised top-1, 10 % labels",
     "finetune_top1": "fine-tuned top-1 (whole encoder, all labels)",
@@ -57,7 +59,8 @@ METRIC_TITLES: dict[str, str] = {
 PAPER_METRIC: dict[str, str | None] = {"linear_top1_best_of_evals": "linear_top1", "linear_top1": None}
 
 #: metrics in percent (the others are shown with three decimals)
-PERCENT_METRICS = ("linear_top1", "knn1_top1", "linear_top1_best_of_evals", "semi_top1_1pct", "semi_top1_10pct",
+PERCENT_METRICS = ("linear_top1", "knn1_top1", "linear_top1_best_of_evals", "linear_own_top1",
+                   "linear_own_top1_best_of_evals", "semi_top1_1pct", "semi_top1_10pct",
                    "finetune_top1",
                    "map_action@0.5", "map_video@0.5", "voc_map_action@0.5", "ap_2d", "frame_top1", "seg_acc",
                    "seg_edit", "seg_f1@10", "seg_f1@25", "seg_f1@50",
@@ -193,6 +196,7 @@ class Table:
     x: dict[str, float] = field(default_factory=dict)  # row -> position on a sweep's x axis (Figure 4)
     ensemble_rows: list[str] = field(default_factory=list)  # rows that fuse other rows' scores (Table 1)
     published: pd.DataFrame = field(default_factory=pd.DataFrame)  # published results per column (column, ...)
+    records: pd.DataFrame = field(default_factory=pd.DataFrame)  # the records behind it (per seed: rankings)
 
     @property
     def slug(self) -> str:
@@ -352,7 +356,7 @@ def build_tables(records: pd.DataFrame) -> list[Table]:
         published = [published_for(c.dataset, c.split, _sizes(c)).assign(column=c.column) for c in columns.itertuples()]
         tables.append(Table(protocol=protocol, preset=preset, paper_table=paper_name, frame=frame,
                             published=pd.concat(published, ignore_index=True) if published else pd.DataFrame(),
-                            seeds=sorted(int(x) for x in df["seed"].unique()), rows=rows, columns=columns,
+                            seeds=sorted(int(x) for x in df["seed"].unique()), rows=rows, columns=columns, records=df,
                             metrics=known + others, x=xs,
                             ensemble_rows=[r for r in rows if "+" in str(meta.loc[r, "stream"])]))
     return tables
@@ -437,6 +441,7 @@ def to_markdown(table: Table) -> str:
         from usdrl_bench.evaluate.ensemble import FUSION_NOTE
 
         parts += [f"Ensemble rows ({', '.join(table.ensemble_rows)}): {FUSION_NOTE}.", ""]
+    parts += leaderboard_markdown(table)
     early = [m for m in table.metrics if m.startswith(EARLY_PREFIX)]
     if early:
         parts += ["### early prediction top-1 (%) by the observed part of each sequence", "",
@@ -448,6 +453,28 @@ def to_markdown(table: Table) -> str:
         parts += [f"### {METRIC_TITLES.get(metric, metric)}{unit}", "",
                   wide(table, metric).to_markdown(index=False), ""]
     return "\n".join(parts)
+
+
+def leaderboard_markdown(table: Table) -> list[str]:
+    """The rankings of a table whose rows name methods (:mod:`usdrl_bench.report.leaderboard`): per column and
+    ranked metric, one sub-table; nothing for other tables."""
+    from usdrl_bench.report.leaderboard import RANKED_METRICS, TEST_NOTE, ranking, to_display
+
+    recs = table.records
+    if recs.empty or "method" not in recs or not recs["method"].notna().any():
+        return []
+    parts = ["### Leaderboard", "", f"{TEST_NOTE}. published: the method's own paper (or its code's README) on "
+             "this column's benchmark, shown only on the benchmark's own data; params: the encoder's; pretrain "
+             "GFLOPs/sample: one training step's forward and backward (objective heads, decoders, key encoders "
+             "and extra modalities included) per sample; pretrain min: wall time of the runs that trained.", ""]
+    for column in table.columns["column"]:
+        for metric in RANKED_METRICS:
+            rank = ranking(recs, column, metric)
+            if rank.empty:
+                continue
+            parts += [f"#### `{column}`: {METRIC_TITLES.get(metric, metric)} (%)", "",
+                      to_display(rank).to_markdown(index=False), ""]
+    return parts
 
 
 def to_latex(table: Table) -> str:

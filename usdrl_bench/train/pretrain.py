@@ -61,6 +61,7 @@ from usdrl_bench.data.arrays import SkeletonArrays
 from usdrl_bench.data.augment import SampleKeys, check_num_frames, make_views
 from usdrl_bench.encoders.checkpoint import save_encoder
 from usdrl_bench.io import torch_save_atomic, write_json_atomic
+from usdrl_bench.objectives.base import Objective
 from usdrl_bench.protocols.spec import PretrainSpec
 from usdrl_bench.skeleton import get_layout, to_stream
 from usdrl_bench.train.logs import StepLogger
@@ -148,13 +149,15 @@ class TrainStep:
 
     Args:
         encoder, objective: as :func:`pretrain`.
-        spec: learning rate, weight decay, milestones, precision, compile, sync_batchnorm.
+        spec: optimiser, schedule, precision, compile, sync_batchnorm.
         device: training device (the modules are moved there).
         distributed: wrap in ``DistributedDataParallel`` (inside an initialised process group).
+        steps_per_epoch: optimisation steps per epoch (the ``cosine`` schedule is stepped per iteration;
+            the ``step`` schedule per epoch by the loop).
     """
 
     def __init__(self, encoder: nn.Module, objective: nn.Module, spec: PretrainSpec, device: torch.device, *,
-                 distributed: bool = False) -> None:
+                 distributed: bool = False, steps_per_epoch: int = 1) -> None:
         self.device = device
         self.precision = resolve_precision(spec.precision, device)
         if device.type == "cuda" and self.precision == "fp32":
@@ -181,12 +184,16 @@ class TrainStep:
                 device_ids = [device.index if device.index is not None else torch.cuda.current_device()]
             self.module = DDP(self.module, device_ids=device_ids, **{sync_key: not spec.sync_batchnorm})
         self.forward_fn: Callable = torch.compile(self.module) if spec.compile else self.module
-        params = _unique_trainable(encoder, objective)
-        self.fused = device.type == "cuda" and _fused_adam_available(device)
-        self.optimizer = torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay,
-                                          **({"fused": True} if self.fused else {}))
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(spec.milestones),
-                                                              gamma=spec.gamma)
+        self.optimizer, self.fused = build_optimizer(_unique_trainable(encoder, objective), spec, device)
+        self.per_step = spec.schedule == "cosine"
+        if self.per_step:
+            total = max(1, spec.epochs * steps_per_epoch)
+            warmup = spec.warmup_epochs * steps_per_epoch
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda step: cosine_factor(step, total, warmup, spec.min_lr / spec.lr if spec.lr else 0.0))
+        else:
+            self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(spec.milestones),
+                                                                  gamma=spec.gamma)
         self.scaler = torch.amp.GradScaler(device.type) if self.precision == "fp16" else None
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
@@ -213,7 +220,14 @@ class TrainStep:
         loss, logs = self.forward(views)
         self.backward(loss)
         self.optimizer_step()
+        if self.per_step:
+            self.scheduler.step()
         return loss.detach(), logs
+
+    def end_epoch(self) -> None:
+        """Step an epoch-wise (``step``) schedule; a per-iteration one was stepped by each call."""
+        if not self.per_step:
+            self.scheduler.step()
 
     def state_dict(self) -> dict[str, Any]:
         return {"encoder": self.encoder.state_dict(), "objective": self.objective.state_dict(),
@@ -230,6 +244,42 @@ class TrainStep:
         self.scheduler.load_state_dict(scheduler)
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+
+
+def cosine_factor(step: int, total: int, warmup: float, floor: float) -> float:
+    """The ``cosine`` schedule's lr factor at iteration ``step`` of ``total``: ``step / warmup`` during the
+    warm-up, then ``floor + (1 - floor) * (1 + cos(pi * progress)) / 2`` with progress from 0 at the end of
+    the warm-up to 1 at ``total`` (MAE ``util/lr_sched.py``, used per iteration by MAMP; ``floor`` is
+    ``min_lr / lr``)."""
+    if warmup > 0 and step < warmup:
+        return step / warmup
+    progress = min(1.0, (step - warmup) / max(1e-12, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(params: list[nn.Parameter], spec: PretrainSpec,
+                    device: torch.device) -> tuple[torch.optim.Optimizer, bool]:
+    """The optimiser ``spec`` names over ``params`` (``no_decay_1d``: 1-D parameters in a group without
+    weight decay) and whether it is the fused CUDA kernel.
+
+    Raises:
+        ValueError: a negative learning rate, weight decay, momentum or ``min_lr``, betas outside [0, 1).
+    """
+    if spec.lr < 0 or spec.weight_decay < 0 or spec.momentum < 0 or spec.min_lr < 0 or spec.warmup_epochs < 0:
+        raise ValueError(f"pretrain: lr, weight_decay, momentum, min_lr and warmup_epochs must be >= 0; got {spec}")
+    if not all(0 <= b < 1 for b in spec.betas):
+        raise ValueError(f"pretrain: betas must lie in [0, 1), got {spec.betas}")
+    groups: list[dict[str, Any]] = [{"params": params}]
+    if spec.no_decay_1d:
+        groups = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
+                               nesterov=spec.nesterov), False
+    fused = device.type == "cuda" and _fused_adam_available(device)
+    cls = torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=spec.lr, betas=tuple(spec.betas), weight_decay=spec.weight_decay,
+               **({"fused": True} if fused else {})), fused
 
 
 def _plain(state: dict[str, Any]) -> dict[str, Any]:
@@ -396,7 +446,8 @@ def pretrain(
     if main:
         workdir.mkdir(parents=True, exist_ok=True)
 
-    step_fn = TrainStep(encoder, objective, spec, device, distributed=dist_utils.is_distributed())
+    step_fn = TrainStep(encoder, objective, spec, device, distributed=dist_utils.is_distributed(),
+                        steps_per_epoch=steps_per_epoch)
     order_gen = torch.Generator().manual_seed(seed)
 
     history: list[dict] = []
@@ -418,6 +469,8 @@ def pretrain(
     view_options = dict(spec.views)
     # views per sample: the protocol's choice, else what the objective consumes (MG-FD: 4, InfoNCE: 2)
     num_views = int(view_options.pop("num_views", getattr(objective, "num_views", 4)))
+    # an objective may make its own views (AimCLR's extreme augmentations, CMD's modalities): Objective.make_views
+    own_views = getattr(type(objective), "make_views", Objective.make_views) is not Objective.make_views
     source = BatchSource(train, device)
     logger = StepLogger(workdir / LOG_FILE, resume_epoch=first_epoch, tensorboard_dir=workdir / "tensorboard"
                         if tensorboard else None, wandb_project=wandb_project, wandb_name=workdir.name,
@@ -426,6 +479,8 @@ def pretrain(
     try:
         for epoch in range(first_epoch, spec.epochs):
             step_fn.train()
+            if hasattr(objective, "start_epoch"):
+                objective.start_epoch(epoch, spec.epochs)
             perm = torch.randperm(n, generator=order_gen).numpy()
             starts = np.cumsum([0, *batch_sizes])
             splits = [dist_utils.shard_sizes(size, world) for size in batch_sizes]
@@ -436,9 +491,13 @@ def pretrain(
             epoch_rows: list[dict[str, float]] = []
             t_flush = time.perf_counter()
             for step, (x, nf, idx) in enumerate(source.batches(shards)):
-                views = make_views(x, nf, num_views=num_views, out_frames=encoder.num_frames,
-                                   generator=SampleKeys(seed, epoch, idx), check=False, **view_options)
-                views = [to_stream(v, stream, layout) for v in views]
+                keys = SampleKeys(seed, epoch, idx)
+                views = objective.make_views(x, nf, out_frames=encoder.num_frames, keys=keys, layout=layout, stream=stream) \
+                    if own_views else None
+                if views is None:
+                    views = make_views(x, nf, num_views=num_views, out_frames=encoder.num_frames, generator=keys,
+                                       check=False, **view_options)
+                    views = [to_stream(v, stream, layout) for v in views]
                 with dist_utils.batch_shards(splits[step]):  # the gathers see the global batch, any split
                     loss, logs = step_fn(views)
                 pending.append((step, loss, logs))
@@ -457,7 +516,7 @@ def pretrain(
                         if on_step is not None:
                             on_step(epoch * steps_per_epoch + step + 1, total_steps, rate, rows[-1][1]["loss"])
                     pending = []
-            step_fn.scheduler.step()
+            step_fn.end_epoch()
             record = {"epoch": epoch + 1, "loss": float(np.mean([r["loss"] for r in epoch_rows])), "lr": lr}
             for key in epoch_rows[0]:
                 if key != "loss":
@@ -493,6 +552,38 @@ def pretrain(
         wall_time_s=time.perf_counter() - start_time,
         resumed_from_epoch=first_epoch,
     )
+
+
+def pretraining_flops(encoder: nn.Module, objective: nn.Module, shape: tuple[int, ...], layout_name: str,
+                      spec: PretrainSpec, stream: str = "joint", batch: int = 4) -> float:
+    """FLOPs of one pretraining step per sample: the objective's forward and backward (its projectors,
+    decoder, key encoders and extra modalities included) on a batch of ``batch`` random samples of the
+    data's ``shape`` ``(N, C, T, V, M)``, counted by ``torch.utils.flop_counter`` (matrix products and
+    convolutions), divided by ``batch``. Run on copies: the modules passed are not changed (no queue
+    write, no momentum step). The optimiser's update is not counted."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    enc, obj = copy.deepcopy(encoder).cpu().train(), copy.deepcopy(objective).cpu().train()
+    _, c, t, v, m = shape
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((batch, c, t, v, m), generator=gen)
+    nf = torch.full((batch,), t, dtype=torch.int64)
+    keys = SampleKeys(0, 0, torch.arange(batch))
+    layout = get_layout(layout_name)
+    own = getattr(type(obj), "make_views", Objective.make_views) is not Objective.make_views
+    views = obj.make_views(x, nf, out_frames=enc.num_frames, keys=keys, layout=layout, stream=stream) if own else None
+    if views is None:
+        options = dict(spec.views)
+        count = int(options.pop("num_views", getattr(obj, "num_views", 4)))
+        views = [to_stream(w, stream, layout) for w in make_views(x, nf, num_views=count, out_frames=enc.num_frames,
+                                                                   generator=keys, **options)]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss, _ = obj(enc, views)
+        loss.backward()
+    return float(counter.get_total_flops()) / batch
 
 
 def epoch_batch_sizes(n: int, batch_size: int, drop_last: bool = False) -> list[int]:
