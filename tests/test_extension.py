@@ -58,11 +58,14 @@ def test_the_readme_walkthrough_runs_word_for_word(tmp_path):
     for label in ("GRU, VICReg", "DSTE, VICReg", "GRU, MG-FD", "GRU, random init"):
         assert label in result.stdout, label
     records = [r for f in (tmp_path / "results" / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]]
-    assert {r["row_id"] for r in records} == {"gru-vicreg", "dste-vicreg", "gru-mgfd", "gru-random", "dste-mgfd"}
+    assert {r["row_id"] for r in records} == {"gru-vicreg", "dste-vicreg", "gru-mgfd", "gru-random", "dste-mgfd",
+                                              "gru-vicreg-method"}
+    assert {r["method"] for r in records if r["row_id"] == "gru-vicreg-method"} == {"gru_vicreg"}
     assert all(0 <= r["value"] <= 100 for r in records)
     logs = list((tmp_path / "results" / "checkpoints").glob("*/train_log.csv"))
     assert any("std" in p.read_text().splitlines()[0] for p in logs)  # VICReg's own terms are logged
     before = _checkpoints(tmp_path)
+    assert before["gru-vicreg-method"] == before["gru-vicreg"]  # the method's empty preset: the same model
 
     # editing the plug-in retrains its rows, and only those
     (tmp_path / "my_method.py").write_text(python.replace("sim_weight: float = 25.0", "sim_weight: float = 20.0"))
@@ -70,7 +73,7 @@ def test_the_readme_walkthrough_runs_word_for_word(tmp_path):
     after = _checkpoints(tmp_path)
     assert all(len(hashes) == 1 for hashes in before.values())
     assert after["dste-mgfd"] == before["dste-mgfd"]  # built-in encoder and objective: reused
-    for row in ("gru-vicreg", "dste-vicreg", "gru-mgfd", "gru-random"):
+    for row in ("gru-vicreg", "dste-vicreg", "gru-mgfd", "gru-random", "gru-vicreg-method"):
         assert len(after[row] - before[row]) == 1, row  # a new checkpoint (and records) for the edited code
 
 

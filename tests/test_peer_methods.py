@@ -14,6 +14,7 @@ import torch
 from baselines.cmd import CMD, MODALITIES, distillation_loss
 from baselines.mamp import MAMP, motion_aware_mask, motion_target, patchify
 from baselines.moco import KeyQueue, moco_logits
+from baselines.redundancy_reduction import BarlowTwinsObjective, VICRegObjective
 from baselines.skeletonclr import AimCLR, SkeletonCLR, d3m_loss, energy_drop, extreme_augment, temporal_crop
 from baselines.stgcn import spatial_partition
 from usdrl_bench import SampleKeys, get_layout
@@ -112,6 +113,50 @@ def test_mamp_patchify_target_and_mask_by_hand():
     assert keep.shape == (1, 2) and mask.sum().item() == 6
 
 
+class _MeanEncoder(torch.nn.Module):
+    """A stand-in encoder whose feature is each coordinate's mean: (N, 3, T, V, M) -> (N, 3)."""
+
+    embed_dim = 3
+    num_frames = 8
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3, 4))
+
+
+def _identity_head(head: torch.nn.Sequential) -> None:
+    with torch.no_grad():
+        for layer in (head[0], head[2]):
+            layer.weight.copy_(torch.eye(3))
+            layer.bias.zero_()
+
+
+def test_skeletonclr_loss_by_hand():
+    objective = SkeletonCLR(_MeanEncoder(), queue_size=1, proj_dim=3, temperature=0.5)
+    for head in (objective.head, objective.key_head):
+        _identity_head(head)
+    objective.queue.queue.copy_(torch.tensor([[0.0, 1.0, 0.0]]))
+    view = torch.zeros(1, 3, 8, 20, 1)
+    view[:, 0] = 1.0  # feature (1, 0, 0): query and key e1, the queue holds e2
+    loss, logs = objective(_MeanEncoder(), [view, view.clone()])
+    # logits [e1.e1, e1.e2] / 0.5 = [2, 0]: cross-entropy log(1 + e^-2)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-2)))
+    assert logs["accuracy"].item() == 1.0
+    assert objective.queue.queue.tolist() == [[1.0, 0.0, 0.0]]  # the key was enqueued
+
+
+def test_mamp_loss_by_hand():
+    torch.manual_seed(0)
+    encoder = create_encoder("mamp_vit", "tiny", num_joints=20, num_bodies=1)
+    objective = MAMP(encoder, decoder_dim=16, decoder_depth=1, decoder_heads=2)
+    with torch.no_grad():
+        objective.decoder_pred.weight.zero_()
+        objective.decoder_pred.bias.zero_()
+    # the prediction is 0, so each masked token costs the mean square of its standardised target: the biased
+    # over the unbiased variance of its 12 values, 11/12 (up to the 1e-6 in the denominator)
+    loss, _ = objective(encoder, [torch.randn(4, 3, 16, 20, 1)])
+    assert loss.item() == pytest.approx(11 / 12, rel=1e-4)
+
+
 # --- every method: shapes, one step, a short pretraining --------------------------------------------------------
 def _method(name: str):
     if name == "skeletonclr":
@@ -123,6 +168,10 @@ def _method(name: str):
     if name == "cmd":
         enc = create_encoder("bigru", "tiny", num_joints=20, num_bodies=1)
         return enc, CMD(enc, queue_size=8, topk=4, momentum=0.99)
+    if name in ("vicreg", "barlow_twins"):
+        enc = create_encoder("dste", "tiny", num_joints=20, num_bodies=1)
+        cls = VICRegObjective if name == "vicreg" else BarlowTwinsObjective
+        return enc, cls(enc, proj_dims=(32, 32, 32))
     enc = create_encoder("mamp_vit", "tiny", num_joints=20, num_bodies=1)
     return enc, MAMP(enc, decoder_dim=16, decoder_depth=1, decoder_heads=2, min_length=8)
 
@@ -171,7 +220,7 @@ def test_aimclr_mining_starts_at_its_epoch():
     assert objective.mining
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", [*METHODS, "vicreg", "barlow_twins"])
 def test_short_pretraining_lowers_the_loss(name, tmp_path):
     torch.manual_seed(0)
     encoder, objective = _method(name)

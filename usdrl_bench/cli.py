@@ -492,16 +492,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         out.print(table)
         return 0
     registry.load_builtins()
-    registry.load_plugins(args.plugin)
+    registry.load_plugins([*registry.SHIPPED_BASELINES, *args.plugin])
     for kind, reg in registry.ALL.items():
         table = RichTable(title=kind, title_justify="left", show_lines=False)
         table.add_column("name", style="bold")
         table.add_column("description")
-        extra_cols = sorted({k for e in reg.entries() for k in e.meta if k in ("paper", "components", "splits", "presets")})
+        extra_cols = [k for k in ("paper", "code", "presets", "components", "splits") if any(k in e.meta for e in reg.entries())]
         for col in extra_cols:
             table.add_column(col)
+
+        def text(value: object) -> str:
+            return value if isinstance(value, str) else ", ".join(map(str, value or ()))
+
         for e in reg.entries():
-            table.add_row(e.name, e.description, *[", ".join(map(str, e.meta.get(c, ()))) for c in extra_cols])
+            table.add_row(e.name, e.description, *[text(e.meta.get(c)) for c in extra_cols])
         out.print(table)
     return 0
 

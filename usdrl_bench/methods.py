@@ -119,6 +119,7 @@ def register_method(name: str, *, encoder: str, objective: str, paper: str,
         raise ValueError(f"method {name!r} is already registered (to {existing.obj.paper})")
     if existing is None:
         METHODS.register(name, description=method.description, presets=tuple(built), paper=paper,
+                         code=f"{repository}@{commit}" if commit else repository,
                          components=f"{encoder} + {objective}")(method)
     return method
 

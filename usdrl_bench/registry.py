@@ -131,6 +131,11 @@ BUILTIN_MODULES: tuple[str, ...] = (
 )
 
 
+#: the peer methods shipped with the suite (the ``baselines`` package): ``usdrl-bench list`` shows them;
+#: a protocol that uses them names them in ``plugins:`` (the ``leaderboard`` protocol does)
+SHIPPED_BASELINES: tuple[str, ...] = ("baselines.mlp_encoder", "baselines.redundancy_reduction", "baselines.skeletonclr",
+                                      "baselines.cmd", "baselines.mamp")
+
 #: entry-point group of pip-installed plug-in packages (``[project.entry-points."usdrl_bench.plugins"]``)
 ENTRY_POINT_GROUP = "usdrl_bench.plugins"
 _entry_points_loaded = False
