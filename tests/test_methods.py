@@ -219,3 +219,27 @@ def test_ranking_orders_marks_and_costs():
     assert rank.loc[1, "p"] == pytest.approx(holm([p_c, p_b])[0]) and not rank.loc[1, "significant"]
     assert rank.loc[2, "p"] == pytest.approx(holm([p_c, p_b])[1]) and rank.loc[2, "significant"]
     assert rank.loc[0, "pretrain_min"] == 2.0 and rank.loc[0, "gflops"] == 0.5
+
+
+def test_report_ranks_methods_and_draws_accuracy_against_cost(tmp_path):
+    from usdrl_bench.records import RECORD_COLUMNS
+    from usdrl_bench.report.tables import write_reports
+
+    rows = []
+    for i, (row, vals, gflops) in enumerate((("A", [80.0, 81.0, 82.0], 0.1), ("B", [70.0, 70.5, 72.0], 1.0))):
+        for seed, v in enumerate(vals):
+            rows.append({c: None for c in RECORD_COLUMNS} | {
+                "protocol": "lb", "preset": "demo", "row_id": row, "row_label": f"method {row}", "row_index": i,
+                "encoder": "dste", "objective": "mgfd", "dataset": "nwucla_xview", "split": "xview", "stream": "joint",
+                "column": "nwucla_xview", "column_index": 0, "seed": seed, "evaluation": "knn", "metric": "knn1_top1",
+                "value": v, "higher_is_better": True, "date": "2026-01-01T00:00:00", "method": row.lower(),
+                "encoder_params": 70_000, "pretrain_gflops_per_sample": gflops, "pretrain_wall_time_s": 60.0,
+                "train_samples": 1020, "test_samples": 464})
+    written = write_reports(pd.DataFrame(rows, columns=list(RECORD_COLUMNS)), tmp_path)
+    assert (tmp_path / "lb__demo__cost.png") in written
+    md = (tmp_path / "lb__demo.md").read_text()
+    section = md[md.index("### Leaderboard"):]
+    assert "paired t-test" in section and "Holm" in section
+    line_b = next(line for line in section.splitlines() if "| B " in line)
+    p_b = holm([paired_p_value({0: 80.0, 1: 81.0, 2: 82.0}, {0: 70.0, 1: 70.5, 2: 72.0})[0]])[0]
+    assert f"{p_b:.3f} *" in line_b and "-10.2" in line_b and "0.07" in line_b  # Δ best, params (M)

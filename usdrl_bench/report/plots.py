@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 #: history keys that are not loss terms
 _NOT_LOSS = ("epoch", "lr", "accuracy")
 #: metrics drawn as bars (accuracies in %)
-ACCURACIES = ("linear_top1_best_of_evals", "knn1_top1", "semi_top1_1pct", "semi_top1_10pct", "finetune_top1",
+ACCURACIES = ("linear_top1_best_of_evals", "linear_own_top1_best_of_evals", "knn1_top1", "semi_top1_1pct", "semi_top1_10pct", "finetune_top1",
               "seg_acc", "seg_edit",
               "seg_f1@10", "seg_f1@25", "seg_f1@50")
 #: formats every figure is written in
@@ -318,6 +318,53 @@ def early_curve(table: "Table"):
     ax.set_title(f"{table.title}\npreset {table.preset}, seeds {', '.join(map(str, table.seeds))}", fontsize="medium")
     fig.tight_layout()
     return fig, ax
+
+
+def accuracy_cost(table: "Table", metric: str | None = None):
+    """A leaderboard's accuracy against cost: per dataset column one panel, each method a point at its
+    pretraining GFLOPs per sample (log axis) and its mean top-1 on ``metric`` (default: the first of
+    :data:`~usdrl_bench.report.leaderboard.RANKED_METRICS` the records hold), the seeds' standard deviation as
+    an error bar, labelled with its row id.
+
+    Returns:
+        ``(fig, axes)``; None when no row names a method or no cost was recorded.
+    """
+    from usdrl_bench.report.leaderboard import RANKED_METRICS, ranking
+    from usdrl_bench.report.tables import METRIC_TITLES
+
+    recs = table.records
+    if recs.empty or "method" not in recs or not recs["method"].notna().any():
+        return None
+    metric = metric or next((m for m in RANKED_METRICS if m in set(recs["metric"])), None)
+    if metric is None:
+        return None
+    panels = [(c, ranking(recs, c, metric)) for c in table.columns["column"]]
+    panels = [(c, r.dropna(subset=["gflops"])) for c, r in panels if not r.empty and r["gflops"].notna().any()]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    for ax, (column, rank) in zip(axes[0], panels):
+        x = rank["gflops"].astype(float).to_numpy()
+        y = rank["mean"].astype(float).to_numpy()
+        err = np.nan_to_num(rank["std"].astype(float).to_numpy())
+        ax.errorbar(x, y, yerr=err, fmt="o", capsize=3)
+        for xi, yi, label in zip(x, y, rank["row"]):
+            ax.annotate(str(label), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize="small")
+        ax.set_xscale("log")
+        ax.set_xlabel("pretraining GFLOPs per sample (one step, forward + backward)")
+        ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)} (%)")
+        ax.set_title(column, fontsize="medium")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{table.title}: accuracy against pretraining cost, preset {table.preset}, "
+                 f"seeds {', '.join(map(str, table.seeds))}", fontsize="medium")
+    fig.tight_layout()
+    return fig, axes
+
+
+def plot_accuracy_cost(table: "Table", stem: Path) -> list[Path]:
+    """Write :func:`accuracy_cost`; ``[]`` for a table without methods."""
+    drawn = accuracy_cost(table)
+    return save_figure(drawn[0], stem) if drawn is not None else []
 
 
 def plot_early_curves(table: "Table", stem: Path) -> list[Path]:

@@ -530,14 +530,16 @@ def write_reports(records: pd.DataFrame, out_dir: str | Path, results_dir: str |
             index += [f"![{p.stem}]({p.name})" for p in current if p.suffix == ".png"] + [""]
             continue
         # imported only when a table is rendered: matplotlib and seaborn cost a second at every start
-        from usdrl_bench.report.plots import (plot_detection_timelines, plot_early_curves, plot_embeddings,
-                                             plot_loss_curves, plot_segmentation_timelines, plot_sweep, plot_table)
+        from usdrl_bench.report.plots import (plot_accuracy_cost, plot_detection_timelines, plot_early_curves,
+                                             plot_embeddings, plot_loss_curves, plot_segmentation_timelines, plot_sweep,
+                                             plot_table)
 
         files = [write_text_atomic(out_dir / f"{table.slug}.md", md),
                  write_text_atomic(out_dir / f"{table.slug}.csv", table.frame.to_csv(index=False)),
                  write_text_atomic(out_dir / f"{table.slug}.tex", to_latex(table))]
         figures = plot_table(table, out_dir / table.slug)
         figures += plot_early_curves(table, out_dir / f"{table.slug}__early")
+        figures += plot_accuracy_cost(table, out_dir / f"{table.slug}__cost")
         if table.x:
             figures += plot_sweep(table, out_dir / f"{table.slug}__sweep")
         if results_dir is not None:
