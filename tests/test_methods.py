@@ -243,3 +243,23 @@ def test_report_ranks_methods_and_draws_accuracy_against_cost(tmp_path):
     line_b = next(line for line in section.splitlines() if "| B " in line)
     p_b = holm([paired_p_value({0: 80.0, 1: 81.0, 2: 82.0}, {0: 70.0, 1: 70.5, 2: 72.0})[0]])[0]
     assert f"{p_b:.3f} *" in line_b and "-10.2" in line_b and "0.07" in line_b  # Δ best, params (M)
+
+
+def test_published_numbers_only_beside_the_benchmarks_own_data(tmp_path):
+    from usdrl_bench.records import RECORD_COLUMNS
+    from usdrl_bench.report.tables import write_reports
+
+    base = {c: None for c in RECORD_COLUMNS} | {
+        "protocol": "lb", "preset": "demo", "row_label": "MAMP", "row_index": 0, "encoder": "mamp_vit",
+        "objective": "mamp", "split": "xsub", "stream": "joint", "evaluation": "linear",
+        "metric": "linear_top1_best_of_evals", "value": 50.0, "higher_is_better": True, "date": "2026-01-01",
+        "method": "mamp", "method_published": 84.9, "paper_setting": "ntu60_xsub", "seed": 0, "row_id": "MAMP"}
+    rows = [base | {"dataset": "synthetic", "column": "synthetic_xsub", "column_index": 0, "train_samples": 285,
+                    "test_samples": 285},
+            base | {"dataset": "ntu60_xsub", "column": "ntu60_xsub", "column_index": 1, "train_samples": 40_091,
+                    "test_samples": 16_487}]
+    write_reports(pd.DataFrame(rows, columns=list(RECORD_COLUMNS)), tmp_path)
+    md = (tmp_path / "lb__demo.md").read_text()
+    synthetic = md[md.index("#### `synthetic_xsub`"):md.index("#### `ntu60_xsub`")]
+    ntu = md[md.index("#### `ntu60_xsub`"):]
+    assert "84.9" not in synthetic and "84.9" in ntu.split("####")[1]

@@ -467,11 +467,16 @@ def leaderboard_markdown(table: Table) -> list[str]:
              "this column's benchmark, shown only on the benchmark's own data; params: the encoder's; pretrain "
              "GFLOPs/sample: one training step's forward and backward (objective heads, decoders, key encoders "
              "and extra modalities included) per sample; pretrain min: wall time of the runs that trained.", ""]
-    for column in table.columns["column"]:
+    for c in table.columns.itertuples():
+        column = c.column
+        # a method's published number sits beside the benchmark it was published on, not beside a stand-in
+        own_data = isinstance(c.paper_setting, str) and _is_paper_data(c.dataset, c.split, c.paper_setting, _sizes(c))
         for metric in RANKED_METRICS:
             rank = ranking(recs, column, metric)
             if rank.empty:
                 continue
+            if not own_data:
+                rank["published"] = None
             parts += [f"#### `{column}`: {METRIC_TITLES.get(metric, metric)} (%)", "",
                       to_display(rank).to_markdown(index=False), ""]
     return parts
