@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from baselines.moco import axis_rotations
 from usdrl_bench import (EncoderConfig, Objective, SkeletonEncoder, random_crop_resize, register_encoder,
                          register_method, register_objective)
 
@@ -194,13 +195,7 @@ def motion_aware_mask(patches: Tensor, v: int, mask_ratio: float, tau: float, no
 def rotate_xyz(x: Tensor, draw, theta: float) -> Tensor:
     """MAMP's ``random_rot``: angles U(-theta, theta) rad about x, y and z per sample, ``R = Rz Ry Rx`` applied
     to column vectors."""
-    n = x.shape[0]
-    a = (draw((n, 3)) * 2 - 1) * theta
-    c, s = a.cos(), a.sin()
-    one, zero = torch.ones_like(c[:, 0]), torch.zeros_like(c[:, 0])
-    rx = torch.stack([one, zero, zero, zero, c[:, 0], s[:, 0], zero, -s[:, 0], c[:, 0]], 1).view(n, 3, 3)
-    ry = torch.stack([c[:, 1], zero, -s[:, 1], zero, one, zero, s[:, 1], zero, c[:, 1]], 1).view(n, 3, 3)
-    rz = torch.stack([c[:, 2], s[:, 2], zero, -s[:, 2], c[:, 2], zero, zero, zero, one], 1).view(n, 3, 3)
+    rx, ry, rz = axis_rotations((draw((x.shape[0], 3)) * 2 - 1) * theta)
     r = rz @ ry @ rx
     return torch.einsum("nij,njtvm->nitvm", r, x)
 

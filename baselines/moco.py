@@ -18,7 +18,19 @@ from torch import Tensor, nn
 
 from usdrl_bench.distributed import gather
 
-__all__ = ["momentum_copy", "momentum_update", "KeyQueue", "moco_logits"]
+__all__ = ["momentum_copy", "momentum_update", "KeyQueue", "moco_logits", "axis_rotations"]
+
+
+def axis_rotations(angles: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(N, 3)`` angles (radians) -> the per-sample rotations ``(Rx, Ry, Rz)``, each ``(N, 3, 3)``, as the
+    skeleton augmentations of AimCLR (``feeder/tools.py``) and MAMP (``random_rot``) write them (shared by
+    both plug-ins; each composes them in its own order)."""
+    c, s = angles.cos(), angles.sin()
+    one, zero = torch.ones_like(c[:, 0]), torch.zeros_like(c[:, 0])
+    rx = torch.stack([one, zero, zero, zero, c[:, 0], s[:, 0], zero, -s[:, 0], c[:, 0]], 1).view(-1, 3, 3)
+    ry = torch.stack([c[:, 1], zero, -s[:, 1], zero, one, zero, s[:, 1], zero, c[:, 1]], 1).view(-1, 3, 3)
+    rz = torch.stack([c[:, 2], s[:, 2], zero, -s[:, 2], c[:, 2], zero, zero, zero, one], 1).view(-1, 3, 3)
+    return rx, ry, rz
 
 
 def momentum_copy(module: nn.Module) -> nn.Module:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines.moco import KeyQueue, moco_logits, momentum_copy, momentum_update
+from baselines.moco import KeyQueue, axis_rotations, moco_logits, momentum_copy, momentum_update
 from baselines.stgcn import STGCN  # noqa: F401 - registers the encoder
 from usdrl_bench import Objective, batch_mean, register_method, register_objective, resize_valid, shear
 
@@ -61,11 +61,7 @@ def normal_view(x: Tensor, num_frames: Tensor, out_frames: int, draw, shear_ampl
 
 def _rotation(angles: Tensor) -> Tensor:
     """``(N, 3)`` angles (radians) about x, y, z -> row-vector matrices ``Rx Ry Rz`` ``(N, 3, 3)``."""
-    c, s = angles.cos(), angles.sin()
-    one, zero = torch.ones_like(c[:, 0]), torch.zeros_like(c[:, 0])
-    rx = torch.stack([one, zero, zero, zero, c[:, 0], s[:, 0], zero, -s[:, 0], c[:, 0]], 1).view(-1, 3, 3)
-    ry = torch.stack([c[:, 1], zero, -s[:, 1], zero, one, zero, s[:, 1], zero, c[:, 1]], 1).view(-1, 3, 3)
-    rz = torch.stack([c[:, 2], s[:, 2], zero, -s[:, 2], c[:, 2], zero, zero, zero, one], 1).view(-1, 3, 3)
+    rx, ry, rz = axis_rotations(angles)
     return rx @ ry @ rz
 
 
