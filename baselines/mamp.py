@@ -30,7 +30,6 @@ out (features are computed once).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

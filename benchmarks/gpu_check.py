@@ -149,7 +149,7 @@ def part_largest_batch(args, device, budget: Budget) -> dict:
 def _pretrain_once(args, device, train, precision: str, workdir: Path):
     from usdrl_bench.encoders import create_encoder
     from usdrl_bench.objectives import create_objective
-    from usdrl_bench.protocols.spec import PretrainSpec
+    from usdrl_bench.train.spec import PretrainSpec
     from usdrl_bench.train.pretrain import LOG_FILE, pretrain, resolve_precision
 
     batch = 8 if args.dry_run else args.batch_size

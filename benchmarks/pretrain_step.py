@@ -47,7 +47,7 @@ def make_views(batch: int, frames: int, seed: int = 0) -> list[torch.Tensor]:
 def suite_step(config: dict, concat: bool):
     from usdrl_bench.encoders import create_encoder
     from usdrl_bench.objectives import create_objective
-    from usdrl_bench.protocols.spec import PretrainSpec
+    from usdrl_bench.train.spec import PretrainSpec
     from usdrl_bench.train.pretrain import TrainStep
 
     torch.manual_seed(0)

@@ -245,7 +245,7 @@ def test_reader_code_identity_covers_only_what_the_reader_uses():
     change to the synthetic generator or to the preprocessing it calls invalidates them."""
     from usdrl_bench import registry
     from usdrl_bench.code_identity import module_closure
-    from usdrl_bench.protocols.runner import dataset_identity
+    from usdrl_bench.protocols.plan import dataset_identity
     from usdrl_bench.protocols.spec import DatasetSpec
 
     registry.load_builtins()

@@ -48,7 +48,7 @@ def keys(tmp_path, monkeypatch):
             runner = ProtocolRunner(tmp_path / "results", torch.device("cpu"))
             cells = expand_cells(load_protocol(path), "demo")
             plans = {c.row.id: runner.plan(c) for c in cells}
-            records = {(row, ev): runner.record_path(p, ev, p.cell.evaluations[ev]).name
+            records = {(row, ev): p.records[ev].name
                        for row, p in plans.items() for ev in ("knn", "linear")}
             return {row: p.checkpoint_hash for row, p in plans.items()}, records
         finally:

@@ -24,7 +24,7 @@ import torch.multiprocessing as mp
 from usdrl_bench.distributed import GlobalBatchNorm, convert_global_batchnorm, gather_with_grad
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.objectives import create_objective
-from usdrl_bench.protocols.spec import PretrainSpec
+from usdrl_bench.train.spec import PretrainSpec
 from usdrl_bench.train.pretrain import TrainStep
 
 WORLD = 2

@@ -1,4 +1,4 @@
-"""The README's "Adding a method" walkthrough, word for word, from an empty temporary folder; the checks
+"""The "Adding a method" walkthrough of docs/extending.md, word for word, from an empty temporary folder; the checks
 the registration decorators make; and the plug-in's source in the cache key."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _walkthrough() -> tuple[str, str, list[str]]:
-    """(my_method.py, my_protocol.yaml, the command) as the README's section gives them."""
-    text = (ROOT / "README.md").read_text()
+    """(my_method.py, my_protocol.yaml, the command) as the documentation's "Adding a method" (docs/extending.md) gives them."""
+    text = (ROOT / "docs" / "extending.md").read_text()
     section = text[text.index("## Adding a method"):]
     section = section[:section.index("\n## ", 5)] if "\n## " in section[5:] else section
     python = re.search(r"```python\n(.*?)```", section, re.S)[1]
@@ -140,8 +140,8 @@ def test_the_baseline_plugin_uses_only_the_public_api(tmp_path):
 
 
 def _dataset_walkthrough() -> tuple[str, str, list[list[str]]]:
-    """(my_dataset.py, my_data.yaml, the commands) as the README's "Adding a dataset" gives them."""
-    text = (ROOT / "README.md").read_text()
+    """(my_dataset.py, my_data.yaml, the commands) as docs/extending.md's "Adding a dataset" gives them."""
+    text = (ROOT / "docs" / "extending.md").read_text()
     section = text[text.index("## Adding a dataset"):]
     section = section[:section.index("\n## ", 5)] if "\n## " in section[5:] else section
     python = re.search(r"```python\n(.*?)```", section, re.S)[1]

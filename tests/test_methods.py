@@ -20,7 +20,8 @@ from usdrl_bench.data.synthetic import generate_synthetic
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.evaluate.linear import standardize
 from usdrl_bench.protocols.schema import ProtocolError
-from usdrl_bench.protocols.spec import PretrainSpec, expand_cells, load_protocol
+from usdrl_bench.protocols.spec import expand_cells, load_protocol
+from usdrl_bench.train.spec import PretrainSpec
 from usdrl_bench.report.leaderboard import holm, paired_p_value, ranking
 from usdrl_bench.train.pretrain import STATE_FILE, build_optimizer, cosine_factor, pretrain, pretraining_flops
 
@@ -223,7 +224,7 @@ def test_ranking_orders_marks_and_costs():
 
 def test_report_ranks_methods_and_draws_accuracy_against_cost(tmp_path):
     from usdrl_bench.records import RECORD_COLUMNS
-    from usdrl_bench.report.tables import write_reports
+    from usdrl_bench.report.writer import write_reports
 
     rows = []
     for i, (row, vals, gflops) in enumerate((("A", [80.0, 81.0, 82.0], 0.1), ("B", [70.0, 70.5, 72.0], 1.0))):
@@ -247,7 +248,7 @@ def test_report_ranks_methods_and_draws_accuracy_against_cost(tmp_path):
 
 def test_published_numbers_only_beside_the_benchmarks_own_data(tmp_path):
     from usdrl_bench.records import RECORD_COLUMNS
-    from usdrl_bench.report.tables import write_reports
+    from usdrl_bench.report.writer import write_reports
 
     base = {c: None for c in RECORD_COLUMNS} | {
         "protocol": "lb", "preset": "demo", "row_label": "MAMP", "row_index": 0, "encoder": "mamp_vit",

@@ -20,7 +20,7 @@ from baselines.stgcn import spatial_partition
 from usdrl_bench import SampleKeys, get_layout
 from usdrl_bench.data.arrays import SkeletonArrays
 from usdrl_bench.encoders import create_encoder
-from usdrl_bench.protocols.spec import PretrainSpec
+from usdrl_bench.train.spec import PretrainSpec
 from usdrl_bench.train.pretrain import pretrain
 
 LAYOUT = get_layout("nwucla20")

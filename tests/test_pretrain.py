@@ -11,7 +11,7 @@ import torch
 from usdrl_bench.data.synthetic import generate_synthetic
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.objectives import create_objective
-from usdrl_bench.protocols.spec import PretrainSpec
+from usdrl_bench.train.spec import PretrainSpec
 from usdrl_bench.train.pretrain import ENCODER_FILE, HISTORY_FILE, STATE_FILE, pretrain
 
 pytestmark = pytest.mark.usefixtures("one_thread")

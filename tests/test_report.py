@@ -12,7 +12,8 @@ import pytest
 
 from usdrl_bench.records import RECORD_COLUMNS
 from usdrl_bench.report.stats import summarise
-from usdrl_bench.report.tables import build_tables, paper_value, to_latex, to_markdown, write_reports
+from usdrl_bench.report.tables import build_tables, paper_value, to_latex, to_markdown
+from usdrl_bench.report.writer import write_reports
 
 
 def test_summarise_two_seeds_by_hand():
@@ -138,7 +139,7 @@ def test_reports_whose_inputs_did_not_change_are_not_rendered_again(tmp_path, mo
     def refuse(*args, **kwargs):
         raise AssertionError("rendered again")
 
-    monkeypatch.setattr(plots, "plot_table", refuse)
+    monkeypatch.setattr(writer, "plot_table", refuse)
     again = write_reports(records, tmp_path / "reports", tmp_path / "results")
     assert sorted(p.name for p in again) == sorted(p.name for p in first)
     assert {p.name: p.stat().st_mtime_ns for p in again if p.name != "README.md"} == stamps

@@ -24,7 +24,8 @@ from usdrl_bench.evaluate import features as features_module
 from usdrl_bench.evaluate.base import Metric
 from usdrl_bench.evaluate.linear import BEST_PROBS_FILE, PROBS_FILE
 from usdrl_bench.io import save_npy_atomic
-from usdrl_bench.protocols import runner as runner_module
+from usdrl_bench.protocols import plan as plan_module
+from usdrl_bench.protocols import training as training_module
 from usdrl_bench.train.pretrain import ENCODER_FILE, PretrainResult
 
 
@@ -43,14 +44,14 @@ def counted(monkeypatch) -> Counter:
         calls["extract"] += 1
         raise AssertionError("features extracted: every evaluation here is replaced")
 
-    real_load = runner_module.load_dataset
+    real_load = plan_module.load_dataset
 
     def load_dataset(*args, **kwargs):
         calls["load data"] += 1
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "pretrain", pretrain)
-    monkeypatch.setattr(runner_module, "load_dataset", load_dataset)
+    monkeypatch.setattr(training_module, "pretrain", pretrain)
+    monkeypatch.setattr(plan_module, "load_dataset", load_dataset)
     monkeypatch.setattr(features_module, "extract", extract)
     registry.load_builtins()
     for name, entry in list(registry.EVALUATIONS._entries.items()):

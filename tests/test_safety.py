@@ -52,7 +52,7 @@ def test_a_planted_pretraining_state_runs_nothing_and_is_moved_aside(tmp_path, c
     from usdrl_bench.data.synthetic import generate_synthetic
     from usdrl_bench.encoders import create_encoder
     from usdrl_bench.objectives import create_objective
-    from usdrl_bench.protocols.spec import PretrainSpec
+    from usdrl_bench.train.spec import PretrainSpec
     from usdrl_bench.train.pretrain import ENCODER_FILE, STATE_FILE, pretrain
 
     marker = tmp_path / "marker"
@@ -325,7 +325,7 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path):
 
 
 def test_an_unexpected_failure_is_one_line_and_the_traceback_needs_v(tmp_path, capsys, monkeypatch):
-    import usdrl_bench.protocols.runner as runner
+    import usdrl_bench.protocols.training as runner
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device", str(tmp_path / "results" / "checkpoints" / "x" / "state.pt"))

@@ -16,7 +16,7 @@ need: :class:`SampleKeys`, :func:`make_views` and the augmentations, :func:`to_s
 :func:`gather_with_grad`, :func:`batch_mean`.
 """
 
-__version__ = "0.1.0"
+from usdrl_bench._version import __version__
 
 _API = ("run_protocol", "run_protocols", "list_protocols", "protocol_path", "load_encoder", "embed")
 _EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective",

@@ -17,22 +17,31 @@ Protocols are given as a path to a YAML file or as the name of a shipped one (``
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
+import pandas as pd
+import torch
+import torch.distributed
+from rich.console import Console
+from rich.progress import Progress
 
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
-    import torch
-    from rich.console import Console
-
-    from usdrl_bench.protocols.spec import Protocol
-    from usdrl_bench.train.launch import LauncherOptions
+from usdrl_bench import distributed as dist_utils
+from usdrl_bench.encoders.checkpoint import load_encoder as _load_encoder
+from usdrl_bench.evaluate.features import extract
+from usdrl_bench.io import resolve_device
+from usdrl_bench.protocols.evaluation import progress_columns
+from usdrl_bench.protocols.launch import LauncherOptions, submit_pretrainings
+from usdrl_bench.protocols.runner import ProtocolRunner
+from usdrl_bench.protocols.schedule import pretrain_distributed, pretrain_in_workers
+from usdrl_bench.protocols.spec import Cell, Protocol, expand_cells, load_protocol, parse_dataset_override
+from usdrl_bench.protocols.training import TrainingOptions, describe_trained
+from usdrl_bench.records import RECORD_COLUMNS
+from usdrl_bench.skeleton import LAYOUTS
 
 __all__ = ["SHIPPED_PROTOCOLS", "list_protocols", "protocol_path", "run_protocol", "run_protocols", "embed",
            "load_encoder"]
@@ -63,27 +72,8 @@ def protocol_path(protocol: str | os.PathLike) -> Path:
                             f"{', '.join(list_protocols())}")
 
 
-@contextlib.contextmanager
-def _data_root(data_root: str | os.PathLike | None):
-    from usdrl_bench.data.named import DATA_ROOT_ENV
-
-    if data_root is None:
-        yield
-        return
-    before = os.environ.get(DATA_ROOT_ENV)
-    os.environ[DATA_ROOT_ENV] = str(data_root)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(DATA_ROOT_ENV, None)
-        else:
-            os.environ[DATA_ROOT_ENV] = before
-
-
-def _cells(protocol: "Protocol", preset: str, dataset: str | None, split: str | None, seeds, rows):
-    from usdrl_bench.protocols.spec import expand_cells, parse_dataset_override
-
+def _cells(protocol: Protocol, preset: str, dataset: str | None, split: str | None, seeds: Iterable[int] | None,
+           rows: Iterable[str] | None, data_root: Path | None) -> list[Cell]:
     override = parse_dataset_override(dataset, split) if dataset else None
     if override is None and split and preset in protocol.presets:
         datasets = protocol.presets[preset].all_datasets
@@ -92,7 +82,7 @@ def _cells(protocol: "Protocol", preset: str, dataset: str | None, split: str | 
                              f"{len(datasets)} datasets")
         override = replace(datasets[0], split=split, id=None)
     return expand_cells(protocol, preset, dataset=override, seeds=tuple(seeds) if seeds else None,
-                        rows=tuple(rows) if rows else None)
+                        rows=tuple(rows) if rows else None, data_root=data_root)
 
 
 def run_protocols(
@@ -104,19 +94,19 @@ def run_protocols(
     split: str | None = None,
     seeds: Iterable[int] | None = None,
     results: str | os.PathLike = "results",
-    device: "str | torch.device" = "auto",
+    device: str | torch.device = "auto",
     jobs: int = 1,
     data_root: str | os.PathLike | None = None,
-    launcher: "LauncherOptions | None" = None,
+    launcher: LauncherOptions | None = None,
     log_every: int = 20,
     tensorboard: bool = True,
     wandb_project: str | None = None,
-    console: "Console | None" = None,
+    console: Console | None = None,
     overrides: Sequence[str] = (),
-) -> list[tuple["Protocol", "pd.DataFrame"]]:
-    """Run several protocols, sharing their work: pretrain every missing checkpoint once (in this process,
-    ``jobs`` at a time, data-parallel across the ranks when started by torchrun, or as submitit jobs with
-    ``launcher``), evaluate what is missing, and return each protocol's records.
+) -> list[tuple[Protocol, pd.DataFrame]]:
+    """Run several protocols, sharing their work: plan every cell once, pretrain every missing checkpoint
+    once (in this process, ``jobs`` at a time, data-parallel across the ranks when started by torchrun, or
+    as submitit jobs with ``launcher``), evaluate what is missing, and return each protocol's records.
 
     ``overrides`` are ``KEY.PATH=VALUE`` settings applied to every protocol file (``--set``; see
     :func:`usdrl_bench.protocols.spec.load_protocol`), validated like the file and recorded in the records.
@@ -129,82 +119,64 @@ def run_protocols(
     Raises:
         ProtocolError, FileNotFoundError, KeyError, ValueError: bad protocol, data or option (before any work).
     """
-    import pandas as pd
-    import torch
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from usdrl_bench import distributed as dist_utils
-    from usdrl_bench.io import resolve_device
-    from usdrl_bench.protocols.runner import ProtocolRunner, progress_columns
-    from usdrl_bench.protocols.spec import load_protocol
-    from usdrl_bench.records import RECORD_COLUMNS
-
     console = console or Console(stderr=True, soft_wrap=True)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    if log_every < 1:
-        raise ValueError(f"log_every must be >= 1, got {log_every}")
-    with _data_root(data_root):
-        loaded = [load_protocol(protocol_path(p), tuple(overrides)) for p in protocols]  # every file checked first
-        work = [(protocol, _cells(protocol, preset, dataset, split, seeds, rows)) for protocol in loaded]
-        device = resolve_device(device) if isinstance(device, str) else device
-        context = dist_utils.init_from_env(device.type)
-        if context is not None and device.type == "cuda":
-            device = torch.device("cuda", context.local_rank)
-        main = context is None or context.is_main
-        run_console = console if main else Console(stderr=True, quiet=True)
-        # the processes a checkpoint trains on: torchrun's world, or a submitit job's GPUs (one task each)
-        world = context.world_size if context is not None else (
-            max(1, launcher.gpus_per_job) if launcher is not None else 1)
-        runner = ProtocolRunner(results_dir=Path(results), device=device, console=run_console, log_every=log_every,
-                                tensorboard=tensorboard, wandb_project=wandb_project if main else None,
-                                world_size=world)
-        t_all = time.perf_counter()
-        all_cells = [c for _, cells in work for c in cells]
-        if context is not None:
-            import torch.distributed as dist
-
-            with Progress(*progress_columns(), console=run_console, transient=True, disable=not main) as progress:
-                trained = runner.pretrain_distributed(all_cells, progress)
-            dist.barrier()
-            dist.destroy_process_group()  # evaluations run on rank 0 alone
-            if not main:
-                return []
-            console.print(f"pretrained {trained} model{'' if trained == 1 else 's'} data-parallel on {context.world_size} processes "
-                          f"({context.backend}) in {time.perf_counter() - t_all:.0f} s")
-        elif launcher is not None:
-            from usdrl_bench.data.named import DATA_ROOT_ENV
-            from usdrl_bench.train.launch import submit_pretrainings
-
-            submitted = submit_pretrainings(runner, all_cells, launcher, data_root=os.environ.get(DATA_ROOT_ENV),
-                                            console=console)
-            if submitted:
-                console.print(f"{submitted} pretraining job(s) finished ({launcher.launcher}) in "
-                              f"{time.perf_counter() - t_all:.0f} s")
-        elif jobs > 1:
-            with Progress(console=console, transient=True) as progress:
-                trained = runner.pretrain_missing(all_cells, jobs, progress)
-            if trained:
-                console.print(f"pretrained {trained} model{'' if trained == 1 else 's'}, {jobs} at a time, in {time.perf_counter() - t_all:.0f} s")
-        out = []
-        for protocol, cells in work:
-            t0 = time.perf_counter()
-            records = pd.DataFrame(runner.run(cells), columns=list(RECORD_COLUMNS))
-            console.print(f"[green]done[/] {protocol.name} in {time.perf_counter() - t0:.0f} s on {device}; "
-                          f"records under {results}/records")
-            out.append((protocol, records))
-        if len(work) > 1:
-            console.print(f"[green]all {len(work)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
-        console.print(f"checkpoints: {len(runner._trained)} trained by this run, {len(runner.reused)} trained by a "
-                      "concurrent run and reused")
+    options = TrainingOptions(log_every=log_every, tensorboard=tensorboard, wandb_project=wandb_project)
+    root = None if data_root is None else Path(data_root)
+    loaded = [load_protocol(protocol_path(p), tuple(overrides)) for p in protocols]  # all checked first
+    work = [(protocol, _cells(protocol, preset, dataset, split, seeds, rows, root)) for protocol in loaded]
+    device = resolve_device(device) if isinstance(device, str) else device
+    context = dist_utils.init_from_env(device.type)
+    if context is not None and device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+    main = context is None or context.is_main
+    run_console = console if main else Console(stderr=True, quiet=True)
+    # the processes a checkpoint trains on: torchrun's world, or a submitit job's GPUs (one task each)
+    world = context.world_size if context is not None else (max(1, launcher.gpus_per_job) if launcher is not None else 1)
+    runner = ProtocolRunner(Path(results), device, run_console, world_size=world, data_root=root,
+                            options=options if main else replace(options, wandb_project=None))
+    t_all = time.perf_counter()
+    plan = runner.plan_run(work)  # every key, identity and record path, once; every launcher below takes it
+    if context is not None:
+        with Progress(*progress_columns(), console=run_console, transient=True, disable=not main) as progress:
+            trained = pretrain_distributed(runner.trainer, plan, progress)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()  # evaluations run on rank 0 alone
+        if not main:
+            return []
+        console.print(f"pretrained {trained} model{'' if trained == 1 else 's'} data-parallel on {context.world_size} "
+                      f"processes ({context.backend}) in {time.perf_counter() - t_all:.0f} s")
+    elif launcher is not None:
+        submitted = submit_pretrainings(runner.trainer, plan, launcher, console=console)
+        if submitted:
+            console.print(f"{submitted} pretraining job(s) finished ({launcher.launcher}) in "
+                          f"{time.perf_counter() - t_all:.0f} s")
+    elif jobs > 1:
+        with Progress(console=console, transient=True) as progress:
+            trained = pretrain_in_workers(runner.trainer, plan, jobs, progress)
+        if trained:
+            console.print(f"pretrained {trained} model{'' if trained == 1 else 's'}, {jobs} at a time, in "
+                          f"{time.perf_counter() - t_all:.0f} s")
+    out = []
+    for protocol_plan in plan.protocols:
+        t0 = time.perf_counter()
+        records = pd.DataFrame(runner.run(protocol_plan), columns=list(RECORD_COLUMNS))
+        console.print(f"[green]done[/] {protocol_plan.protocol.name} in {time.perf_counter() - t0:.0f} s on {device}; "
+                      f"records under {results}/records")
+        out.append((protocol_plan.protocol, records))
+    if len(work) > 1:
+        console.print(f"[green]all {len(work)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
+    console.print(describe_trained(runner.trainer))
     return out
 
 
 def run_protocol(protocol: str | os.PathLike, *, preset: str = "demo", rows: Iterable[str] | None = None,
                  dataset: str | None = None, split: str | None = None, seeds: Iterable[int] | None = None,
-                 results: str | os.PathLike = "results", device: "str | torch.device" = "auto", jobs: int = 1,
-                 data_root: str | os.PathLike | None = None, **options: Any) -> "pd.DataFrame":
+                 results: str | os.PathLike = "results", device: str | torch.device = "auto", jobs: int = 1,
+                 data_root: str | os.PathLike | None = None, launcher: LauncherOptions | None = None,
+                 log_every: int = 20, tensorboard: bool = True, wandb_project: str | None = None,
+                 console: Console | None = None, overrides: Sequence[str] = ()) -> pd.DataFrame:
     """Run one protocol (see :func:`run_protocols`) and return its records.
 
     Args:
@@ -216,27 +188,30 @@ def run_protocol(protocol: str | os.PathLike, *, preset: str = "demo", rows: Ite
         results: the results folder (checkpoints, features, records are cached there and reused).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         jobs: models pretrained at once (CPU worker processes, or one per GPU on CUDA).
-        data_root: where named datasets (``ntu60_xsub``, ...) are found.
-        **options: ``overrides`` (``["presets.demo.pretrain.epochs=3"]``), ``launcher``, ``log_every``,
-            ``tensorboard``, ``wandb_project``, ``console``.
+        data_root: where named datasets (``ntu60_xsub``, ...) are found (default ``$USDRL_DATA``, else
+            ``./data``).
+        launcher: submit the pretrainings as submitit jobs (:class:`~usdrl_bench.protocols.launch.LauncherOptions`).
+        log_every, tensorboard, wandb_project: how pretraining reports (loss every ``log_every`` steps).
+        console: where progress goes (default: stderr).
+        overrides: ``KEY.PATH=VALUE`` settings over the file (``["presets.demo.pretrain.epochs=3"]``).
     Returns:
         the records, one row per metric (``row_id``, ``row_label``, ``metric``, ``value``, ``seed``, provenance).
     """
     return run_protocols([protocol], preset=preset, rows=rows, dataset=dataset, split=split, seeds=seeds,
-                         results=results, device=device, jobs=jobs, data_root=data_root, **options)[0][1]
+                         results=results, device=device, jobs=jobs, data_root=data_root, launcher=launcher,
+                         log_every=log_every, tensorboard=tensorboard, wandb_project=wandb_project, console=console,
+                         overrides=overrides)[0][1]
 
 
-def load_encoder(path: str | os.PathLike, **overrides: Any):
+def load_encoder(path: str | os.PathLike, **overrides: object) -> torch.nn.Module:
     """An encoder from a suite checkpoint (``results/checkpoints/<hash>/encoder.pt``) or an official USDRL
     ``.pth.tar``, in eval mode, loaded without running code (``weights_only``).
     See :func:`usdrl_bench.encoders.checkpoint.load_encoder`."""
-    from usdrl_bench.encoders.checkpoint import load_encoder as _load
-
-    return _load(path, **overrides)
+    return _load_encoder(path, **overrides)
 
 
-def embed(encoder, x: np.ndarray, num_frames: np.ndarray | None = None, dense: bool = False, *, batch_size: int = 256,
-          device: "str | torch.device" = "cpu", stream: str = "joint") -> np.ndarray | dict[str, np.ndarray]:
+def embed(encoder: torch.nn.Module, x: np.ndarray, num_frames: np.ndarray | None = None, dense: bool = False, *,
+          batch_size: int = 256, device: str | torch.device = "cpu", stream: str = "joint") -> np.ndarray | dict[str, np.ndarray]:
     """Encode skeletons as the official downstream code does (each sample's valid frames resized to T).
 
     Args:
@@ -252,9 +227,6 @@ def embed(encoder, x: np.ndarray, num_frames: np.ndarray | None = None, dense: b
     Raises:
         ValueError: ``x`` is not 5-D or ``num_frames`` has the wrong length.
     """
-    from usdrl_bench.evaluate.features import extract
-    from usdrl_bench.skeleton import LAYOUTS
-
     x = np.asarray(x) if not isinstance(x, np.memmap) else x
     if x.ndim != 5:
         raise ValueError(f"embed: expected x of shape (N, C, T, V, M), got {x.shape}")

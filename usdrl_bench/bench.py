@@ -31,6 +31,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
+
+from usdrl_bench.data.augment import SampleKeys, make_views
+from usdrl_bench.encoders import create_encoder
+from usdrl_bench.io import write_json_atomic
+from usdrl_bench.objectives import create_objective
+from usdrl_bench.train.pretrain import TrainStep
+from usdrl_bench.train.spec import PretrainSpec
 
 __all__ = ["BenchConfig", "BenchResult", "run_bench", "peak_flops", "DEFAULT_CONFIGS"]
 
@@ -118,11 +127,6 @@ class _Case:
     """A configuration built and ready to step."""
 
     def __init__(self, config: BenchConfig, device: torch.device, pool: np.ndarray, num_frames: np.ndarray) -> None:
-        from usdrl_bench.encoders import create_encoder
-        from usdrl_bench.objectives import create_objective
-        from usdrl_bench.protocols.spec import PretrainSpec
-        from usdrl_bench.train.pretrain import TrainStep
-
         self.config, self.device = config, device
         torch.manual_seed(0)
         self.encoder = create_encoder(config.encoder, config.preset, in_channels=3, num_joints=25, num_bodies=2,
@@ -145,8 +149,6 @@ class _Case:
         return x, self.num_frames[index].to(self.device, non_blocking=True), torch.from_numpy(index)
 
     def views(self, x, nf, idx):
-        from usdrl_bench.data.augment import SampleKeys, make_views
-
         self.epoch += 1
         return make_views(x, nf, num_views=self.config.num_views, out_frames=self.encoder.num_frames,
                           generator=SampleKeys(0, self.epoch, idx), check=False)
@@ -180,8 +182,6 @@ class _Case:
 
     def flops(self) -> float | None:
         """Forward + backward FLOPs of one step, per sample."""
-        from torch.utils.flop_counter import FlopCounterMode
-
         x, nf, idx = self.input()
         views = self.views(x, nf, idx)
         try:
@@ -280,8 +280,6 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def write_results(results: list[BenchResult], device: torch.device, out_dir: Path, extra: dict | None = None) -> Path:
-    from usdrl_bench.io import write_json_atomic
-
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = Path(out_dir) / f"bench-{stamp}.json"
     write_json_atomic(path, {"environment": environment(device), "results": [r.to_dict() for r in results],
@@ -291,8 +289,6 @@ def write_results(results: list[BenchResult], device: torch.device, out_dir: Pat
 
 def results_table(results: list[BenchResult]):
     """A rich table of the results."""
-    from rich.table import Table
-
     table = Table(title="pretraining step", title_justify="left")
     for col in ("configuration", "samples/s", "ms/step", *(f"{p} ms" for p in PHASES), "peak MB", "GFLOP/sample", "MFU"):
         table.add_column(col, justify="left" if col == "configuration" else "right")

@@ -46,8 +46,8 @@ examples:
   torchrun --nproc-per-node 8 -m usdrl_bench run protocols/table1_linear.yaml --preset paper --data-root /data
   usdrl-bench run protocols/table1_linear.yaml --preset paper --launcher slurm --gpus-per-job 4 --partition gpu
   usdrl-bench run protocols/*.yaml                      # every table and figure, demo preset
-  usdrl-bench run protocols/table5_ablation.yaml --dataset msr_action3d:../shared/data/msr_action3d
-  usdrl-bench run protocols/table5_ablation.yaml --dataset ntu_raw:../shared/data/ntu60_raw --split xsub
+  usdrl-bench run protocols/table5_ablation.yaml --dataset msr_action3d:~/data/MSRAction3D
+  usdrl-bench run protocols/table5_ablation.yaml --dataset ntu_raw:~/data/nturgb+d_skeletons --split xsub
   usdrl-bench run protocols/table5_ablation.yaml --preset paper --dataset ntu60_xsub --data-root /data --device cuda
 """
 
@@ -296,12 +296,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from usdrl_bench.protocols.schema import ProtocolError
 
-    if getattr(args, "data_root", None) is not None and args.command in ("run", "validate"):
-        import os
-
-        from usdrl_bench.data.named import DATA_ROOT_ENV
-
-        os.environ[DATA_ROOT_ENV] = str(args.data_root)  # named datasets resolve under it
     try:
         commands = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "validate": cmd_validate, "embed": cmd_embed,
                     "data": cmd_data, "score-detection": cmd_score_detection, "score-segmentation": cmd_score_segmentation,
@@ -381,11 +375,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _launch_torchrun(args)
     from usdrl_bench.api import run_protocols
     from usdrl_bench.records import load_records
-    from usdrl_bench.report.tables import build_tables, to_markdown, write_reports
+    from usdrl_bench.report.tables import build_tables, to_markdown
+    from usdrl_bench.report.writer import write_reports
 
     launcher = None
     if args.launcher != "inline":
-        from usdrl_bench.train.launch import LauncherOptions
+        from usdrl_bench.protocols.launch import LauncherOptions
 
         launcher = LauncherOptions(launcher=args.launcher, gpus_per_job=args.gpus_per_job, partition=args.partition,
                                    time_min=args.time_min, max_parallel=args.max_parallel)
@@ -396,7 +391,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          dataset=args.dataset, split=args.split, seeds=_ints(args.seeds), results=args.results,
                          device=device, jobs=_jobs(args.jobs, device) if launcher is None else 1, launcher=launcher,
                          log_every=args.log_every, tensorboard=not args.no_tensorboard, wandb_project=args.wandb,
-                         console=console, overrides=args.overrides)
+                         console=console, overrides=args.overrides, data_root=args.data_root)
     if not done:  # a torchrun rank other than 0: rank 0 evaluates and reports
         return 0
     for _, records in done:
@@ -455,7 +450,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from usdrl_bench.records import load_records
-    from usdrl_bench.report.tables import build_tables, to_markdown, write_reports
+    from usdrl_bench.report.tables import build_tables, to_markdown
+    from usdrl_bench.report.writer import write_reports
 
     bad: list[str] = []
     records = load_records(args.results, bad=bad)
@@ -519,7 +515,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             protocol = load_protocol(protocol_path(path))
             preset = args.preset or ("demo" if "demo" in protocol.presets else None)
-            cells = expand_cells(protocol, preset) if preset else []
+            cells = expand_cells(protocol, preset, data_root=args.data_root) if preset else []
             out.print(f"[green]ok[/] {path}: {len(protocol.rows)} rows, presets {', '.join(protocol.presets)}"
                       + (f"; preset {preset}: {len(cells)} cells" if preset else ""), highlight=False)
         except Exception as exc:  # report every file, then fail

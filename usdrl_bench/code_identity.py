@@ -45,6 +45,8 @@ NOT_RESULT = frozenset({
     "usdrl_bench.protocols.spec",
     "usdrl_bench.protocols.schema",
     "usdrl_bench.train.logs",
+    "usdrl_bench.train.spec",
+    "usdrl_bench._version",
 })
 
 

@@ -49,6 +49,7 @@ from usdrl_bench.data.arrays import SkeletonArrays
 from usdrl_bench.data.augment import (SampleKeys, joint_corruption, make_views, random_crop_resize, random_rotation,
                                       resize_valid, shear)
 from usdrl_bench.data.errors import DataFormatError
+from usdrl_bench.data.root import resolve_data_root, using_data_root
 from usdrl_bench.distributed import batch_mean, gather_with_grad
 from usdrl_bench.encoders._blocks import EncoderConfig, SkeletonEncoder, config_from_preset, register_presets
 from usdrl_bench.methods import Method, MethodPreset, register_method
@@ -178,26 +179,11 @@ def register_dataset(name: str, *, splits: Sequence[str], default_split: str | N
 
 def _locate_under(locate: Callable[[], str | Path], root: str | Path | None) -> Path:
     """``locate()`` with the data root set to ``root`` (when given) for the call."""
-    import os
-
-    from usdrl_bench.data.named import DATA_ROOT_ENV
-
-    if root is None:
+    with using_data_root(root):
         return Path(locate())
-    before = os.environ.get(DATA_ROOT_ENV)
-    os.environ[DATA_ROOT_ENV] = str(root)
-    try:
-        return Path(locate())
-    finally:
-        if before is None:
-            os.environ.pop(DATA_ROOT_ENV, None)
-        else:
-            os.environ[DATA_ROOT_ENV] = before
 
 
 def data_root() -> Path:
     """Where named datasets are found: ``--data-root`` (or ``data_root=`` of the API), else ``$USDRL_DATA``,
     else ``./data``."""
-    from usdrl_bench.data.named import resolve_data_root
-
     return resolve_data_root()

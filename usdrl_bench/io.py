@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import functools
 import hashlib
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 
@@ -53,9 +59,6 @@ _NEARLY_FULL = 64 << 20
 def _disk_full(exc: BaseException, path: Path) -> OSError | None:
     """An ``OSError(ENOSPC)`` naming ``path`` (its ``filename``) when ``exc`` is (or, for a writer that
     hides the errno, looks like) a full disk or quota; else None."""
-    import errno
-    import shutil
-
     folder = path.parent
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         reason = "no space left on the device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
@@ -95,8 +98,6 @@ def torch_save_atomic(obj: Any, path: str | Path) -> Path:
 
 def save_npy_atomic(path: str | Path, array: Any) -> Path:
     """``np.save`` to exactly ``path`` (no ``.npy`` appended), atomically."""
-    import numpy as np
-
     def write(p: Path) -> None:
         with open(p, "wb") as f:
             np.save(f, array)
@@ -106,8 +107,6 @@ def save_npy_atomic(path: str | Path, array: Any) -> Path:
 
 def save_npz_atomic(path: str | Path, **arrays: Any) -> Path:
     """``np.savez`` to exactly ``path``, atomically."""
-    import numpy as np
-
     def write(p: Path) -> None:
         with open(p, "wb") as f:
             np.savez(f, **arrays)
@@ -177,10 +176,6 @@ def die_with_parent() -> bool:
     """Ask the kernel to send this process SIGTERM when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``),
     so that worker processes do not outlive a main process killed with ``kill -9`` (they would otherwise
     go on training, then hang holding memory). Returns False where unsupported (no effect)."""
-    import ctypes
-    import signal
-    import sys
-
     if not sys.platform.startswith("linux"):
         return False
     try:

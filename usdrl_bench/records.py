@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from usdrl_bench.io import write_json_atomic
+
 #: columns of a record row, in report order
 RECORD_COLUMNS: tuple[str, ...] = (
     "protocol", "preset", "row_id", "row_label", "row_x", "row_index", "paper_table", "paper_row", "paper_key", "encoder", "objective",
@@ -31,8 +33,6 @@ def write_records(path: Path, rows: list[dict[str, Any]]) -> Path:
     Raises:
         ValueError: a row lacks a column.
     """
-    from usdrl_bench.io import write_json_atomic
-
     for row in rows:
         missing = [c for c in RECORD_COLUMNS if c not in row]
         if missing:

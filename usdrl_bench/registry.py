@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 import os
+import sys
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T")
@@ -148,14 +151,11 @@ def load_builtins() -> None:
     Raises:
         ImportError: an installed plug-in fails to import (naming it and its package).
     """
-    import importlib
-
     global _entry_points_loaded
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
     if not _entry_points_loaded:
         _entry_points_loaded = True
-        from importlib.metadata import entry_points
 
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
@@ -176,9 +176,6 @@ def load_plugins(modules: list[str] | tuple[str, ...], relative_to: str | os.Pat
     Raises:
         ImportError: naming the module that could not be imported.
     """
-    import importlib
-    import sys
-
     if modules:
         for folder in (os.getcwd(), os.fspath(relative_to) if relative_to is not None else None):
             if folder and folder not in sys.path:

@@ -107,7 +107,7 @@ KINECT20 = Layout(
         "left elbow", "right elbow", "left wrist", "right wrist", "left hand", "right hand",
         "left knee", "right knee", "left ankle", "right ankle", "left foot", "right foot", "head",
     ),
-    # ../shared/data/README.md (MSR Action3D), 1-based (child, parent) read as an edge list.
+    # the MSR Action3D release notes, 1-based (child, parent) read as an edge list.
     bones=_zero_based([
         (12, 10), (10, 8), (8, 1), (1, 3), (20, 3), (2, 3), (9, 2), (11, 9), (13, 11), (4, 3),
         (7, 4), (5, 7), (14, 5), (16, 14), (18, 16), (6, 7), (15, 6), (17, 15), (19, 17),

@@ -18,7 +18,7 @@ from usdrl_bench.data.augment import SampleKeys, make_views
 from usdrl_bench.data.synthetic import generate_synthetic
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.objectives import create_objective
-from usdrl_bench.protocols.spec import PretrainSpec
+from usdrl_bench.train.spec import PretrainSpec
 from usdrl_bench.skeleton import get_layout, to_stream
 from usdrl_bench.train.pretrain import TrainStep, pretrain
 

@@ -28,8 +28,9 @@ from numpy.lib.format import open_memmap
 
 from usdrl_bench.data.arrays import META_COLUMNS, SkeletonArrays
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.safe_pickle import load_pickle
 from usdrl_bench.data.ntu_raw import NTU60_MAX_SETUP, parse_ntu_name
+from usdrl_bench.data.safe_pickle import load_pickle
+from usdrl_bench.data.uav import parse_uav_name
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import LAYOUTS
 
@@ -95,7 +96,6 @@ def _meta_from_names(names: Sequence[str]) -> tuple[pd.DataFrame, bool, int]:
     """Meta columns parsed from NTU (or UAV-Human) names (-1 otherwise); whether all names are NTU; the
     largest NTU setup."""
     rows, all_ntu, max_setup = [], True, -1
-    from usdrl_bench.data.uav import parse_uav_name
 
     for name in names:
         parsed = parse_ntu_name(name)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -285,7 +286,6 @@ def observed_frames(num_frames, ratio: float):
     if isinstance(num_frames, Tensor):
         kept = torch.clamp(torch.floor(num_frames.to(torch.float64) * ratio).to(num_frames.dtype), min=3)
         return torch.minimum(kept, num_frames)
-    import numpy as np
 
     n = np.asarray(num_frames)
     return np.minimum(np.maximum(np.floor(n * float(ratio)).astype(n.dtype), 3), n)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.ntu_raw import NUM_JOINTS, parse_skeleton_bodies
 
 #: Official thresholds (``get_raw_denoised_data.py``).
@@ -132,8 +133,6 @@ def ctrgcn_sample(path: str | Path, *, max_frames: int = 300) -> tuple[np.ndarra
         DataFormatError: the file does not follow the ``.skeleton`` format (file and line named), or
             holds no body at all.
     """
-    from usdrl_bench.data.errors import DataFormatError
-
     path = Path(path)
     _, frame, ids, xyz = parse_skeleton_bodies(path.read_text(encoding="latin-1"), path)
     if len(ids) == 0:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from usdrl_bench import registry
 from usdrl_bench.data.arrays import SkeletonArrays
+from usdrl_bench.data.root import using_data_root
 from usdrl_bench.skeleton import LAYOUTS
 
 #: samples checked per block when scanning (possibly memory-mapped) arrays for non-finite values
@@ -39,19 +44,27 @@ def check_arrays(arrays: SkeletonArrays, part: str) -> None:
             raise ValueError(f"{where(i)}: non-finite coordinates (NaN or infinity); repair or drop the sample")
 
 
-def load_dataset(name: str, path: str | None, split: str, **options) -> tuple[SkeletonArrays, SkeletonArrays]:
+def load_dataset(name: str, path: str | None, split: str, *, data_root: str | Path | None = None,
+                 **options: Any) -> tuple[SkeletonArrays, SkeletonArrays]:
     """(train, test) of dataset ``name`` (a registered reader) at ``path`` under ``split``, checked with
-    :func:`check_arrays`.
+    :func:`check_arrays`. A named dataset (no ``path``) is found under ``data_root`` (default
+    ``$USDRL_DATA``, else ``./data``): the reader's own ``data_root`` option when it has one, else
+    :func:`~usdrl_bench.data.root.using_data_root` around the call (a plug-in's ``locate``).
 
     Raises:
-        KeyError: unknown dataset or split; FileNotFoundError: missing path; DataFormatError: bad file;
+        KeyError: unknown dataset or split.
+        FileNotFoundError: missing path.
+        DataFormatError: a malformed file (named).
         ValueError: non-finite coordinates or a label outside the class range (naming the sample), or a
-        layout that is not registered or has another joint count; TypeError: the reader returned something
-        other than two SkeletonArrays.
+            layout that is not registered or has another joint count.
+        TypeError: the reader returned something other than two SkeletonArrays.
     """
     registry.load_builtins()
     reader = registry.DATASETS.get(name)
-    result = reader(path, split, **options)
+    if data_root is not None and "data_root" not in options and "data_root" in inspect.signature(reader).parameters:
+        options["data_root"] = str(data_root)
+    with using_data_root(data_root):
+        result = reader(path, split, **options)
     if not (isinstance(result, tuple) and len(result) == 2 and all(isinstance(a, SkeletonArrays) for a in result)):
         raise TypeError(f"dataset {name!r}: the reader must return (train, test), two usdrl_bench.SkeletonArrays; "
                         f"got {type(result).__name__}")

@@ -3,7 +3,7 @@
 Files ``aAA_sSS_eEE_skeleton3D.txt`` (action 1-20, subject 1-10, repetition 1-3) hold one row
 ``x y z confidence`` per joint, 20 rows per frame (joint order: :data:`usdrl_bench.skeleton.KINECT20`).
 
-Decisions (checked on the full dataset in ``../shared/data/msr_action3d``):
+Decisions (checked on the full dataset):
 
 * **Units.** x, y, z are camera-space metres with the same convention as NTU's Kinect v2 data
   (y up, z = distance from the sensor): over all files x lies in [-1.05, 0.87], y in [-1.88, 1.15]
@@ -35,6 +35,7 @@ import pandas as pd
 
 from usdrl_bench.data.arrays import SkeletonArrays, split_by_rule
 from usdrl_bench.data.errors import DataFormatError
+from usdrl_bench.data.named import locate
 from usdrl_bench.data.preprocess import pre_normalization
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import KINECT20
@@ -47,7 +48,7 @@ COMMON_LIST = "files_used_in_cvpr12_paper.txt"
 NUM_JOINTS = 20
 ROW_VALUES = 4  # x y z confidence
 
-#: a01-a20, from the dataset's description (../shared/data/README.md).
+#: a01-a20, from the dataset's description.
 CLASS_NAMES: tuple[str, ...] = (
     "high arm wave", "horizontal arm wave", "hammer", "hand catch", "forward punch", "high throw",
     "draw x", "draw tick", "draw circle", "hand clap", "two hand wave", "side boxing", "bend",
@@ -166,8 +167,6 @@ def load_msr_action3d(
         DataFormatError: a malformed file (file and line named).
     """
     if path is None:
-        from usdrl_bench.data.named import locate
-
         path = locate("msr_action3d")
     path = Path(path)
     if split not in MSR_SPLITS:

@@ -1,8 +1,8 @@
 """Datasets addressed by name under a data root: ``ntu60_xsub``, ``ntu60_xview``, ``ntu120_xsub``,
 ``ntu120_xset``, ``pku1_xsub``, ``pku2_xsub``, ``msr_action3d`` (``synthetic`` needs no files).
 
-The data root is ``--data-root`` (the CLI sets :data:`DATA_ROOT_ENV`), else ``$USDRL_DATA``, else
-``./data``. Under it each name resolves to the folder ``usdrl-bench data prepare`` writes (the layout
+The data root is ``--data-root`` (``data_root=`` of the API, carried by the run's plan and set for the
+duration of a load with :func:`using_data_root`), else ``$USDRL_DATA``, else ``./data``. Under it each name resolves to the folder ``usdrl-bench data prepare`` writes (the layout
 of the official code, FACTS §3A item 7):
 
 =================  ==========================================
@@ -26,15 +26,16 @@ is read with an explicit ``format:path`` (``agcn:``, ``ntu_raw:``, ``ctrgcn_npz:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from usdrl_bench.data.agcn import load_agcn
+from usdrl_bench.data.root import DATA_ROOT_ENV, resolve_data_root, using_data_root
+from usdrl_bench.data.two_d import NTU_2D, NTU_2D_FOLDER, PYSKL_URL
 from usdrl_bench.registry import DATASETS
 
-DATA_ROOT_ENV = "USDRL_DATA"
-DEFAULT_ROOT = "data"
+__all__ = ["NAMED", "NamedDataset", "DATA_ROOT_ENV", "default_output", "locate", "resolve_data_root", "using_data_root"]
+
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,6 @@ PREPARE_FOLDERS = {"ntu60": "NTU-RGB-D-60-AGCN", "ntu120": "NTU-RGB-D-120-AGCN",
                    "pku2": "PKU-MMD-v2-AGCN", "uav": "UAV-Human-AGCN"}
 
 
-def resolve_data_root(root: str | Path | None = None) -> Path:
-    """``root`` if given, else ``$USDRL_DATA``, else ``./data``."""
-    return Path(root if root is not None else os.environ.get(DATA_ROOT_ENV) or DEFAULT_ROOT).expanduser()
-
-
 def default_output(dataset: str, root: str | Path | None = None) -> Path:
     """Where ``data prepare <dataset>`` writes by default."""
     return resolve_data_root(root) / PREPARE_FOLDERS[dataset]
@@ -98,8 +94,6 @@ def locate(name: str, root: str | Path | None = None) -> Path:
                 f"--data-root or ${DATA_ROOT_ENV} (now {base})")
         return folder
     if name not in NAMED:
-        from usdrl_bench.data.two_d import NTU_2D, NTU_2D_FOLDER, PYSKL_URL
-
         if name in NTU_2D:
             pkl = base / NTU_2D_FOLDER / NTU_2D[name][0]
             if not pkl.is_file():

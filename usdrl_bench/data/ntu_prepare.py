@@ -21,18 +21,10 @@ from typing import Sequence
 import numpy as np
 
 from usdrl_bench.data.arrays import NTU120_XSUB_TRAIN_SUBJECTS, XVIEW_TRAIN_CAMERAS
+from usdrl_bench.data.ctrgcn import ctrgcn_sample
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.ntu_raw import (
-    MISSING_LIST_NAMES,
-    NTU60_MAX_SETUP,
-    NTU_NAME,
-    NUM_JOINTS,
-    SUFFIX,
-    find_missing_lists,
-    parse_ntu_name,
-    read_missing_list,
-    read_ntu_sample,
-)
+from usdrl_bench.data.ntu_raw import (MISSING_LIST_NAMES, NTU60_MAX_SETUP, NTU_NAME, NUM_JOINTS, SUFFIX,
+                                      find_missing_lists, parse_ntu_name, read_missing_list, read_ntu_sample)
 from usdrl_bench.data.prepare import Job, Preparation, PrepareSummary, Sample, Skipped, default_workers, update_manifest
 from usdrl_bench.data.preprocess import pre_normalization
 
@@ -80,8 +72,6 @@ def read_agcn_sample(source: str, payload, options: dict) -> list:
 
 def read_ctrgcn_sample(source: str, payload, options: dict) -> list:
     """Reader of the ``ctrgcn`` pipeline (FACTS §3B)."""
-    from usdrl_bench.data.ctrgcn import ctrgcn_sample
-
     return [ctrgcn_sample(source, max_frames=options["max_frames"])]
 
 

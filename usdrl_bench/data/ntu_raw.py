@@ -37,6 +37,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 from numpy.lib.format import open_memmap
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from usdrl_bench.data.arrays import META_COLUMNS, NTU_SPLITS, SkeletonArrays, split_by_rule
 from usdrl_bench.data.errors import DataFormatError
@@ -339,9 +341,6 @@ def _find_class_names_csv(directory: Path) -> Path | None:
 
 def progress_bar():
     """A transient ``rich`` progress bar on stderr; silent when stderr is not a terminal."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     console = Console(stderr=True)
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

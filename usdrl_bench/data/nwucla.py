@@ -50,6 +50,7 @@ import pandas as pd
 
 from usdrl_bench.data.arrays import SkeletonArrays, split_by_rule
 from usdrl_bench.data.errors import DataFormatError
+from usdrl_bench.data.root import DATA_ROOT_ENV, resolve_data_root
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import NWUCLA20
 
@@ -147,8 +148,6 @@ def locate_nwucla(root: str | Path | None = None) -> Path:
     Raises:
         FileNotFoundError: neither is there; the message says where to get the data and where to put it.
     """
-    from usdrl_bench.data.named import DATA_ROOT_ENV, resolve_data_root
-
     base = resolve_data_root(root)
     for folder in ROOT_FOLDERS:
         if (base / folder / SEQUENCES_FOLDER).is_dir():

@@ -41,10 +41,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from usdrl_bench import __version__
+from usdrl_bench._version import __version__
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.npy_writer import NpyRowWriter, shrink_npy
-from usdrl_bench.io import save_npy_atomic, write_json_atomic, write_text_atomic
+from usdrl_bench.data.ntu_raw import progress_bar
+from usdrl_bench.io import atomic_write, save_npy_atomic, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,6 @@ class Preparation:
         position = {p: int(sum(1 for i, s in enumerate(self.samples) if status[i] > 0 and p in s.parts)) for p in self.parts}
         writers = {p: NpyRowWriter(self.partial / f"{p.replace('/', '__')}_data_joint.npy", self.row_shape, max(capacity[p], 1))
                    for p in self.parts}
-        from usdrl_bench.data.ntu_raw import progress_bar
 
         bar = progress_bar() if progress else None
         pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
@@ -335,8 +335,6 @@ def update_manifest(summary: PrepareSummary, **fields: Any) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    from usdrl_bench.io import atomic_write
-
     return atomic_write(path, lambda p: p.write_bytes(data))
 
 

@@ -33,6 +33,11 @@ import numpy as np
 
 from usdrl_bench.data.arrays import SkeletonArrays
 from usdrl_bench.data.errors import DataFormatError
+from usdrl_bench.data.formats import _CHUNK, _cache_dir, _convert
+from usdrl_bench.data.formats import _meta as meta
+from usdrl_bench.data.formats import read_pyskl
+from usdrl_bench.data.root import DATA_ROOT_ENV, resolve_data_root
+from usdrl_bench.data.synthetic import load_synthetic
 from usdrl_bench.registry import DATASETS
 
 log = logging.getLogger(__name__)
@@ -127,8 +132,6 @@ def body_normalised(kp: np.ndarray, height: float) -> np.ndarray:
 
 
 def _meta(names: list[str]) -> "np.ndarray":
-    from usdrl_bench.data.formats import _meta as meta
-
     return meta(names)
 
 
@@ -154,8 +157,6 @@ def load_pyskl_2d(path: str | Path, split: str = "xsub", *, padding: Padding = "
         DataFormatError: missing keys, an unknown split, names without an annotation, keypoints that are
             not ``(M, T, 17, 2)``, a bad ``img_shape``, a label outside the classes; each names the sample.
     """
-    from usdrl_bench.data.formats import _CHUNK, _cache_dir, _convert, read_pyskl
-
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
     if normalization not in NORMALIZATIONS:
@@ -244,8 +245,6 @@ def load_synthetic_2d(path: str | None = None, split: str = "xsub", *, padding: 
     """(train, test) of :func:`~usdrl_bench.data.synthetic.load_synthetic` (same samples, splits and
     options) as 2-D COCO-17 keypoints normalised like the pyskl data (module docstring; ``normalization``
     as :func:`normalise_2d`)."""
-    from usdrl_bench.data.synthetic import load_synthetic
-
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
     if normalization not in NORMALIZATIONS:
@@ -277,8 +276,6 @@ def _register_ntu_2d(name: str, file: str, protocol: str, num_classes: int) -> N
                        splits=(protocol,), needs_path=False, default_split=protocol, named=True)
     def load(path: str | None = None, split: str = protocol, *, data_root: str | None = None,
              padding: Padding = "score", normalization: Normalization = "body") -> tuple[SkeletonArrays, SkeletonArrays]:
-        from usdrl_bench.data.named import DATA_ROOT_ENV, resolve_data_root
-
         if split != protocol:
             raise KeyError(f"Unknown split {split!r} for {name}; available: {protocol}")
         base = resolve_data_root(data_root)

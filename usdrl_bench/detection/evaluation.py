@@ -35,6 +35,7 @@ from usdrl_bench.detection.metric import evaluate_detection, voc_map, write_segm
 from usdrl_bench.detection.videos import VideoSet, load_videos
 from usdrl_bench.evaluate.base import Metric, check_number, check_whole
 from usdrl_bench.evaluate.features import EvalContext
+from usdrl_bench.io import save_npz_atomic
 from usdrl_bench.registry import EVALUATIONS
 
 log = logging.getLogger(__name__)
@@ -245,8 +246,6 @@ def detection_evaluation(
 
 
 def _write_artifacts(ctx: EvalContext, videos: VideoSet, probs, preds, truths) -> None:
-    from usdrl_bench.io import save_npz_atomic
-
     out = ctx.artifact_dir
     assert out is not None
     for name, segments in preds.items():

@@ -31,7 +31,6 @@ interpolated precision-recall curve; the mean runs over the classes present in t
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -39,6 +38,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from usdrl_bench.data.errors import DataFormatError
+from usdrl_bench.io import write_text_atomic
 
 #: PKU-MMD I: labels 1..51 (0 = background).
 NUM_ACTIONS = 51
@@ -284,8 +284,6 @@ def read_segments(path: str | Path, num_actions: int | None = None) -> list[Segm
 
 def write_segments(path: str | Path, segments: Iterable[Segment]) -> Path:
     """Write proposals in the official format (``label,start,end,confidence`` per line)."""
-    from usdrl_bench.io import write_text_atomic
-
     lines = [f"{s.label},{int(round(s.start))},{int(round(s.end))},{s.confidence:.6f}" for s in segments]
     return write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
 

@@ -25,8 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from usdrl_bench.data.named import PREPARE_FOLDERS, resolve_data_root
+from usdrl_bench.data.pku import (SPLIT_FILES, find_split_file, find_subdir, frame_labels, read_pku_labels,
+                                  read_pku_skeleton, read_split_file)
 from usdrl_bench.data.preprocess import pre_normalization
 from usdrl_bench.data.synthetic import CLASS_NAMES, generate_synthetic
+from usdrl_bench.detection.metric import Segment
 
 
 @dataclass
@@ -135,9 +139,6 @@ def load_pku_videos(path: str | Path, *, dataset: str = "pku1", split: str = "xs
     Raises:
         FileNotFoundError: neither layout is found, or no video of a part is there.
     """
-    from usdrl_bench.data.pku import (SPLIT_FILES, find_split_file, find_subdir, frame_labels, read_pku_labels,
-                                      read_pku_skeleton, read_split_file)
-
     phase = {"pku1": "I", "pku2": "II"}[dataset]
     path = Path(path)
     names = ["background"] + [f"action {i}" for i in range(1, 52)]
@@ -160,7 +161,6 @@ def load_pku_videos(path: str | Path, *, dataset: str = "pku1", split: str = "xs
             for v in videos:
                 if not (skel / f"{v}.txt").is_file():
                     continue
-                from usdrl_bench.detection.metric import Segment
 
                 joints = read_pku_skeleton(skel / f"{v}.txt")
                 instances = read_pku_labels(lab / f"{v}.txt")
@@ -193,8 +193,6 @@ def load_videos(name: str, path: str | None = None, **options) -> VideoSet:
         return generate_untrimmed(**options)
     if name in ("pku1", "pku2"):
         if path is None:
-            from usdrl_bench.data.named import PREPARE_FOLDERS, resolve_data_root
-
             path = str(resolve_data_root(options.pop("data_root", None)) / PREPARE_FOLDERS[name])
         return load_pku_videos(os.path.expandvars(os.path.expanduser(path)), dataset=name, **options)
     raise KeyError(f"unknown untrimmed-video dataset {name!r}; available: synthetic_untrimmed, pku1, pku2")

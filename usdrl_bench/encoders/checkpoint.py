@@ -1,6 +1,6 @@
 """Encoder checkpoints: import of the official USDRL checkpoints and the suite's own format.
 
-Official format (FACTS §9; key list in ``shared/design/official_usdrl_state_dict.txt``):
+Official format (FACTS §9, ``docs/facts.md``; the key list of the official state dict):
 
 - pretraining: ``{"epoch", "state_dict", "optimizer"}`` saved from a ``DataParallel`` model, keys
   ``module.backbone.*`` plus the projectors ``module.{i,s,t}_proj.*``;
@@ -28,6 +28,7 @@ from typing import Any, Mapping, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from usdrl_bench.encoders import create_encoder
 from usdrl_bench.io import torch_save_atomic
 
 __all__ = [
@@ -292,8 +293,6 @@ def load_official_state_dict(
             or the two copies of a DSTE shared attention differ.
         ValueError: no backbone keys, an unrecognised layout, or inconsistent shapes.
     """
-    from usdrl_bench.encoders import create_encoder
-
     source = str(state_dict_or_path) if isinstance(state_dict_or_path, (str, os.PathLike)) else "state dict"
     obj = state_dict_or_path
     if isinstance(obj, (str, os.PathLike)):
@@ -395,8 +394,6 @@ def load_encoder(path: str | os.PathLike, map_location: Any = "cpu", *, weights_
         CheckpointMismatchError: the weights do not fit the recorded / inferred config.
         ValueError: an unknown format, or a suite file of another format version.
     """
-    from usdrl_bench.encoders import create_encoder
-
     obj = _torch_load(path, map_location, weights_only)
     if isinstance(obj, Mapping) and "format" in obj:
         if obj["format"] != SUITE_FORMAT:

@@ -59,11 +59,11 @@ def embed_2d(features: np.ndarray, method: Method, *, seed: int = 0, perplexity:
         raise ValueError(f"a 2-D embedding needs at least 3 points, got {n}")
     x = np.asarray(features, dtype=np.float32)
     if method == "tsne":
-        from sklearn.manifold import TSNE
+        from sklearn.manifold import TSNE  # deferred: scikit-learn costs a second at every start
 
         return TSNE(n_components=2, perplexity=min(perplexity, (n - 1) / 3), init="pca", random_state=seed).fit_transform(x)
     if method == "umap":
-        import umap
+        import umap  # deferred: umap-learn (numba) takes seconds to import; only UMAP figures need it
 
         reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, n - 1), random_state=seed, n_jobs=1)
         return np.asarray(reducer.fit_transform(x))
@@ -110,7 +110,7 @@ def embedding_evaluation(
     classes = choose_classes(labels, num_classes, class_seed)
     index = select_samples(labels, classes, max_per_class)
     features, y = ctx.features("test")[index], labels[index]
-    from sklearn.metrics import silhouette_score  # here: scikit-learn costs a second at every start
+    from sklearn.metrics import silhouette_score  # deferred: scikit-learn costs a second at every start
 
     metrics = [Metric("silhouette_features", float(silhouette_score(features, y, metric="cosine")),
                       note=f"cosine, {len(classes)} classes drawn with seed {class_seed}")]

@@ -25,7 +25,7 @@ def knn_top1(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_
     """
     if k < 1 or k > len(train_x):
         raise ValueError(f"k must lie in [1, {len(train_x)}] (gallery size); got {k}")
-    # imported here: scikit-learn (and SciPy under it) cost a second at every start of the command line
+    # deferred: scikit-learn (and SciPy under it) cost a second at every start of the command line
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.preprocessing import normalize
 

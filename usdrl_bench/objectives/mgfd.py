@@ -5,7 +5,7 @@ References:
 - [0] Weng et al., "USDRL: Unified Skeleton-Based Dense Representation Learning with Multi-Grained
   Feature Decorrelation", AAAI 2025, Equations 7-13 and Table 5 (ablation of VAC, XC and multi-grained).
 - [1] Official code, https://github.com/wengwanjiang/USDRL, ``pretrain.py`` (loss composition and weights)
-  and ``model/loss.py`` (terms); see ``shared/design/FACTS.md`` §7 and §8.
+  and ``model/loss.py`` (terms); see FACTS §7 and §8 (``docs/facts.md``).
 
 The terms themselves are the pure functions of `usdrl_bench.objectives.terms`; this module wires the
 encoder, the three domain projectors and the views into them.

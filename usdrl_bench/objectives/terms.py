@@ -6,7 +6,7 @@ dimensions) and returns a scalar tensor. Each has two forms:
 - ``"official"`` (the default): what ``model/loss.py`` of the official code computes (wengwanjiang/USDRL
   at 7e83bb6). The published numbers and checkpoints come from this form.
 - ``"paper"``: the equation as printed in the paper. The differences are listed in
-  ``shared/design/FACTS.md`` §8, rows 7-12, and repeated in each docstring.
+  FACTS §8 (``docs/facts.md``), rows 7-12, and repeated in each docstring.
 
 References:
 

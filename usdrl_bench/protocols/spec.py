@@ -38,8 +38,15 @@ from usdrl_bench import registry
 
 if typing.TYPE_CHECKING:
     from usdrl_bench.methods import MethodPreset
+
+import copy
+
+from usdrl_bench.data.augment import ViewConfig
+from usdrl_bench.data.named import locate
 from usdrl_bench.io import is_safe_name
+from usdrl_bench.methods import get_method
 from usdrl_bench.protocols.schema import ProtocolError, convert, from_data, merge
+from usdrl_bench.train.spec import PretrainSpec
 
 
 @dataclass(frozen=True)
@@ -97,54 +104,6 @@ class DatasetSpec:
         ``ntu60_xsub`` already carries its split)."""
         split = self.resolved_split()
         return self.id or (self.name if self.name.endswith(f"_{split}") else f"{self.name}_{split}")
-
-
-@dataclass(frozen=True)
-class PretrainSpec:
-    """Self-supervised pretraining schedule. Official values (FACTS §7): Adam, lr 5e-4, weight decay
-    1e-5, batch 356, 451 epochs, lr x0.1 from epoch 351, fp16 autocast with GradScaler.
-
-    Attributes:
-        epochs, batch_size, lr, weight_decay, milestones, gamma: the schedule; ``batch_size`` is the
-            global batch, split across the processes of a data-parallel run (unevenly where the process
-            count does not divide it: :func:`usdrl_bench.distributed.shard_sizes`).
-        precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16``, ``fp16`` (GradScaler, the official
-            code's; CUDA only) or ``fp32`` (TF32 matmuls on CUDA). The resolved value is part of the
-            checkpoint's key.
-        compile: wrap encoder and objective in ``torch.compile``.
-        sync_batchnorm: BatchNorm statistics over the global batch in data-parallel runs (True); False
-            keeps them per process, as the official DataParallel training did per GPU.
-        views: the view options (:class:`usdrl_bench.data.augment.ViewConfig`'s fields but ``out_frames``).
-        drop_last: leave out the last, smaller batch of each epoch (False: kept, as the official loader
-            does; see :func:`usdrl_bench.train.pretrain.epoch_batch_sizes`).
-        optimizer: ``adam`` (USDRL's, default), ``adamw`` (MAMP's: decoupled weight decay) or ``sgd`` (the
-            MoCo family's and CMD's), with ``betas`` (Adam/AdamW), ``momentum`` and ``nesterov`` (SGD).
-        no_decay_1d: no weight decay on 1-D parameters (biases, normalisation weights), as timm's
-            ``add_weight_decay`` in MAE-style code (MAMP).
-        schedule: ``step`` (lr x ``gamma`` at each of ``milestones``, stepped per epoch: the official USDRL
-            schedule) or ``cosine`` (per iteration: linear warm-up from 0 over ``warmup_epochs``, then a
-            half cosine from ``lr`` to ``min_lr`` at the last step; MAE's ``adjust_learning_rate``, MAMP's).
-    """
-
-    epochs: int
-    batch_size: int
-    lr: float = 5e-4
-    weight_decay: float = 1e-5
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    compile: bool = False
-    sync_batchnorm: bool = True
-    views: dict[str, Any] = field(default_factory=dict)  # keyword options of augment.make_views
-    drop_last: bool = False
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    betas: tuple[float, float] = (0.9, 0.999)
-    momentum: float = 0.9
-    nesterov: bool = False
-    no_decay_1d: bool = False
-    schedule: Literal["step", "cosine"] = "step"
-    warmup_epochs: float = 0.0
-    min_lr: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -246,7 +205,6 @@ class Cell:
         """The row's method's preset for this cell's preset (None for a row without a method)."""
         if self.row.method is None:
             return None
-        from usdrl_bench.methods import get_method
 
         return get_method(self.row.method).preset(self.preset.method_preset or self.preset_name)
 
@@ -334,8 +292,6 @@ def load_protocol(path: str | Path, overrides: "tuple[str, ...] | list[str]" = (
 
 
 def _method_objective(row: RowSpec) -> str | None:
-    from usdrl_bench.methods import get_method
-
     return get_method(row.method).objective if row.method is not None else None
 
 
@@ -392,8 +348,6 @@ def apply_overrides(data: dict[str, Any], overrides: "tuple[str, ...] | list[str
         ProtocolError: an override without ``=``, an empty key, a list index that is not a number or out of
             range, or a path through a value that is not a mapping or list (naming the file and the key).
     """
-    import copy
-
     data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -566,7 +520,6 @@ def _check_names(protocol: Protocol) -> None:
         for oname, options in preset.objective_options.items():
             _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
             _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
-        from usdrl_bench.data.augment import ViewConfig
 
         # the options are ViewConfig's; out_frames is the encoder's T, the randomness is the trainer's
         views = {k: v for k, v in preset.pretrain.views.items()}
@@ -614,8 +567,9 @@ def _check_evaluation_overrides(preset: PresetSpec, overrides: dict[str, dict[st
         _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{key}.{ename}", skip=1)
 
 
-def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = True) -> None:
-    """Check a dataset spec against the registry (name, split) and, optionally, that its path exists.
+def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = True, data_root: Path | None = None) -> None:
+    """Check a dataset spec against the registry (name, split) and, optionally, that its path exists (a
+    named dataset: under ``data_root``, default ``$USDRL_DATA``, else ``./data``).
 
     Raises:
         ProtocolError: naming ``file`` and ``key``.
@@ -629,10 +583,8 @@ def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = Tru
     if needs_path and spec.path is None:
         raise ProtocolError(file, f"{key}.path", f"dataset {spec.name!r} needs a path")
     if check_path and spec.path is None and entry.meta.get("named"):
-        from usdrl_bench.data.named import locate
-
         try:
-            locate(spec.name, spec.options.get("data_root"))
+            locate(spec.name, spec.options.get("data_root") or data_root)
         except FileNotFoundError as exc:
             raise ProtocolError(file, f"{key}.name", str(exc)) from None
     if check_path and spec.path is not None:
@@ -643,12 +595,12 @@ def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = Tru
     if spec.pretrain_on is not None:
         if spec.pretrain_on.pretrain_on is not None:
             raise ProtocolError(file, f"{key}.pretrain_on.pretrain_on", "the pretraining data cannot itself name another")
-        check_dataset(spec.pretrain_on, file, f"{key}.pretrain_on", check_path)
+        check_dataset(spec.pretrain_on, file, f"{key}.pretrain_on", check_path, data_root)
     _check_option_names(entry.obj, spec.options, file, f"{key}.options", skip=2)
 
 
 def parse_dataset_override(text: str, split: str | None = None) -> DatasetSpec:
-    """Parse the CLI spelling ``NAME[:PATH]`` (e.g. ``msr_action3d:../shared/data/msr_action3d``)."""
+    """Parse the CLI spelling ``NAME[:PATH]`` (e.g. ``msr_action3d:~/data/MSRAction3D``)."""
     name, _, path = text.partition(":")
     return DatasetSpec(name=name, path=path or None, split=split)
 
@@ -660,8 +612,10 @@ def expand_cells(
     dataset: DatasetSpec | None = None,
     seeds: tuple[int, ...] | None = None,
     rows: tuple[str, ...] | None = None,
+    data_root: Path | None = None,
 ) -> list[Cell]:
-    """The cells to run for ``preset``, after CLI overrides, with the data path checked.
+    """The cells to run for ``preset``, after CLI overrides, with the data path checked (named datasets
+    under ``data_root``: default ``$USDRL_DATA``, else ``./data``).
 
     Raises:
         ProtocolError: unknown preset or row, bad dataset override, missing data path.
@@ -680,12 +634,13 @@ def expand_cells(
             first = spec.all_datasets[0]
             dataset = dataclasses.replace(dataset, stream=first.stream, paper_setting=first.paper_setting,
                                           evaluations=first.evaluations)
-        check_dataset(dataset, file, "--dataset", check_path=True)
+        check_dataset(dataset, file, "--dataset", check_path=True, data_root=data_root)
         datasets: tuple[DatasetSpec, ...] = (dataset,)
     else:
         datasets = spec.all_datasets
         for i, ds in enumerate(datasets):
-            check_dataset(ds, file, f"presets.{preset}.datasets[{i}]" if spec.datasets else f"presets.{preset}.dataset")
+            check_dataset(ds, file, f"presets.{preset}.datasets[{i}]" if spec.datasets else f"presets.{preset}.dataset",
+                          data_root=data_root)
     selected = tuple(r for r in protocol.rows if r.id in spec.rows) if spec.rows else protocol.rows
     if rows:
         known = {r.id for r in protocol.rows}

@@ -46,7 +46,7 @@ def paired_p_value(best: dict[int, float], other: dict[int, float]) -> tuple[flo
     d = a - b
     if np.all(d == d[0]):
         return (0.0 if d[0] != 0 else 1.0), n
-    from scipy.stats import ttest_rel
+    from scipy.stats import ttest_rel  # deferred: SciPy costs a second at every start of the command line
 
     return float(ttest_rel(a, b).pvalue), n
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -18,10 +17,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from usdrl_bench.detection.metric import read_segments  # noqa: E402
 from usdrl_bench.io import atomic_write  # noqa: E402
+from usdrl_bench.report.leaderboard import RANKED_METRICS, ranking  # noqa: E402
+from usdrl_bench.report.tables import METRIC_TITLES, Table  # noqa: E402
 
-if TYPE_CHECKING:
-    from usdrl_bench.report.tables import Table
 
 #: history keys that are not loss terms
 _NOT_LOSS = ("epoch", "lr", "accuracy")
@@ -53,8 +53,6 @@ def table_bars(table: "Table", metrics: list[str] | None = None):
     Returns:
         ``(fig, axes)``.
     """
-    from usdrl_bench.report.tables import METRIC_TITLES
-
     metrics = [m for m in (metrics or table.metrics) if m in ACCURACIES]
     columns = list(table.columns["column"])
     labels = [f"{r}  {table.frame[table.frame.row == r]['method'].iloc[0]}" for r in table.rows]
@@ -103,8 +101,6 @@ def sweep_curve(table: "Table", metric: str, x_label: str = "x"):
     Returns:
         ``(fig, ax)``.
     """
-    from usdrl_bench.report.tables import METRIC_TITLES
-
     f = table.frame[table.frame.metric == metric]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     palette = sns.color_palette("deep", len(table.columns))
@@ -256,8 +252,6 @@ def detection_timeline(rows: list[dict], title: str = ""):
 def plot_detection_timelines(table: "Table", records: pd.DataFrame, results_dir: Path, stem: Path) -> list[Path]:
     """Write :func:`detection_timeline` for the first test video of every dataset column whose records point
     at detection outputs (the ``detection`` evaluation), lowest seed; ``[]`` when there are none."""
-    from usdrl_bench.detection.metric import read_segments
-
     det = records[(records.evaluation == "detection") & records.artifact.notna()]
     paths: list[Path] = []
     for k, column in enumerate(c for c in table.columns["column"] if c in set(det["column"])):
@@ -329,9 +323,6 @@ def accuracy_cost(table: "Table", metric: str | None = None):
     Returns:
         ``(fig, axes)``; None when no row names a method or no cost was recorded.
     """
-    from usdrl_bench.report.leaderboard import RANKED_METRICS, ranking
-    from usdrl_bench.report.tables import METRIC_TITLES
-
     recs = table.records
     if recs.empty or "method" not in recs or not recs["method"].notna().any():
         return None

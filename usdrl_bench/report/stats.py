@@ -57,7 +57,7 @@ def summarise(values: np.ndarray | list[float], *, confidence: float = CONFIDENC
         return Summary(mean, np.nan, 1, np.nan, np.nan)
     if np.all(x == x[0]):
         return Summary(mean, 0.0, n, mean, mean)
-    from scipy.stats import bootstrap
+    from scipy.stats import bootstrap  # deferred: SciPy costs a second at every start of the command line
 
     result = bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
                        random_state=np.random.RandomState(random_state), vectorized=True)

@@ -25,6 +25,7 @@ import numpy as np
 from usdrl_bench.detection.evaluation import check_frame_head_options, frame_head_probabilities
 from usdrl_bench.evaluate.base import Metric, check_number
 from usdrl_bench.evaluate.features import EvalContext
+from usdrl_bench.io import save_npz_atomic
 from usdrl_bench.registry import EVALUATIONS
 from usdrl_bench.segmentation.files import write_label_file
 from usdrl_bench.segmentation.metric import THRESHOLDS, score_segmentation
@@ -88,8 +89,6 @@ def segmentation_evaluation(
     truths = {v.name: v.labels for v in videos.test}
     scores = score_segmentation(preds, truths, thresholds=tuple(thresholds), background=0)
     if ctx.artifact_dir is not None:
-        from usdrl_bench.io import save_npz_atomic
-
         out = ctx.artifact_dir
         for v in videos.test:
             write_label_file(out / "pred", v.name, preds[v.name])

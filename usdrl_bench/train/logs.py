@@ -75,7 +75,7 @@ class StepLogger:
         self.tb = None
         if tensorboard_dir is not None:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # deferred: optional (needs tensorboard)
 
                 self.tb = SummaryWriter(str(tensorboard_dir))
             except ImportError:
@@ -83,7 +83,7 @@ class StepLogger:
         self.wandb = None
         if wandb_project:
             try:
-                import wandb
+                import wandb  # deferred: optional dependency (pip install usdrl-bench[wandb])
             except ImportError as exc:
                 raise ImportError("--wandb needs the wandb package: pip install wandb") from exc
             self.wandb = wandb.init(project=wandb_project, name=wandb_name, resume="allow", id=wandb_name)

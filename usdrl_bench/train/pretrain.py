@@ -43,6 +43,9 @@ when ``wandb_project`` is given.
 from __future__ import annotations
 
 import collections
+import copy
+import datetime as dt
+import inspect
 import logging
 import math
 import queue
@@ -54,7 +57,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.flop_counter import FlopCounterMode
 
 from usdrl_bench import distributed as dist_utils
 from usdrl_bench.data.arrays import SkeletonArrays
@@ -62,9 +68,9 @@ from usdrl_bench.data.augment import SampleKeys, check_num_frames, make_views
 from usdrl_bench.encoders.checkpoint import save_encoder
 from usdrl_bench.io import torch_save_atomic, write_json_atomic
 from usdrl_bench.objectives.base import Objective
-from usdrl_bench.protocols.spec import PretrainSpec
 from usdrl_bench.skeleton import get_layout, to_stream
 from usdrl_bench.train.logs import StepLogger
+from usdrl_bench.train.spec import PretrainSpec
 
 log = logging.getLogger(__name__)
 
@@ -168,15 +174,11 @@ class TrainStep:
         self.encoder, self.objective = encoder, objective
         self.module: nn.Module = _Pretrainer(encoder, objective)
         if distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             if spec.sync_batchnorm:
                 dist_utils.convert_global_batchnorm(objective)
                 dist_utils.convert_global_batchnorm(encoder)
             # buffers: identical on every rank with global BatchNorm; with per-process BatchNorm, rank 0's
             # running statistics are broadcast at every forward (what DataParallel keeps: device 0's)
-            import inspect
-
             sync_key = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP).parameters \
                 else "broadcast_buffers"
             device_ids = None
@@ -363,8 +365,6 @@ class BatchSource:
 
 def move_aside(path: Path, why: str) -> Path:
     """Rename an unreadable file to ``<name>.unreadable-<UTC time>`` (kept for inspection) and warn."""
-    import datetime as dt
-
     target = path.with_name(f"{path.name}.unreadable-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%S%f')}")
     path.replace(target)
     log.warning("%s is unreadable (%s): moved to %s; it is computed again", path, why, target.name)
@@ -561,9 +561,6 @@ def pretraining_flops(encoder: nn.Module, objective: nn.Module, shape: tuple[int
     data's ``shape`` ``(N, C, T, V, M)``, counted by ``torch.utils.flop_counter`` (matrix products and
     convolutions), divided by ``batch``. Run on copies: the modules passed are not changed (no queue
     write, no momentum step). The optimiser's update is not counted."""
-    import copy
-
-    from torch.utils.flop_counter import FlopCounterMode
 
     enc, obj = copy.deepcopy(encoder).cpu().train(), copy.deepcopy(objective).cpu().train()
     _, c, t, v, m = shape
@@ -636,7 +633,6 @@ def _read_pending(pending: list[tuple[int, Tensor, dict[str, Any]]], device: tor
                                        [torch.as_tensor(logs[k], device=loss.device).float().reshape(()) for k in keys])
                            for _, loss, logs in pending])
     if dist_utils.is_distributed():  # a rank's share of a per-sample mean (InfoNCE) -> the global batch's
-        import torch.distributed as dist
 
         dist.all_reduce(stacked)
         stacked = stacked / dist.get_world_size()

@@ -7,7 +7,9 @@ its own process), which is how the tests exercise it. With ``gpus_per_job > 1`` 
 GPU and trains data-parallel (DDP) inside the job, the process group set up from submitit's
 environment.
 
-Jobs and runs coordinate through the checkpoint's file lock (:meth:`ProtocolRunner.checkpoint`): a
+Jobs receive the launching process's plans (:class:`~usdrl_bench.protocols.plan.RunPlan`: keys, data root),
+never recompute them, and coordinate through the checkpoint's file lock
+(:meth:`~usdrl_bench.protocols.training.CheckpointTrainer.checkpoint`): a
 checkpoint that two jobs, or a job and another ``run``, need is trained once; the other waits and reuses it.
 Job logs (stdout, stderr, pickled results) go under ``results/jobs/``.
 """
@@ -20,9 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import submitit
 import torch
+from rich.console import Console
 
-from usdrl_bench.protocols.runner import CellPlan
+from usdrl_bench import distributed as dist_utils
+from usdrl_bench import registry
+from usdrl_bench.protocols.plan import CellPlan, DataStore, RunPlan
+from usdrl_bench.protocols.training import CheckpointTrainer, TrainingOptions
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +72,7 @@ class PretrainJob:
     """A picklable job: train the checkpoint of ``plan`` under ``results_dir`` (submitit calls it).
 
     Inside the job the plug-ins of the protocol are imported, the process group is initialised when the
-    job has several tasks, and :meth:`ProtocolRunner.checkpoint` trains (or, when another process got
+    job has several tasks, and :meth:`CheckpointTrainer.checkpoint` trains (or, when another process got
     there first, reuses) the checkpoint, under the key the launching process computed (``plan``; never
     recomputed in the job). Returns its hash.
     """
@@ -73,42 +80,28 @@ class PretrainJob:
     results_dir: str
     plan: CellPlan
     device: str
-    data_root: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    data_root: Path | None = None
+    options: TrainingOptions = TrainingOptions()
 
     def __call__(self) -> str:
-        from rich.console import Console
-
-        from usdrl_bench import distributed as dist_utils
-        from usdrl_bench import registry
-        from usdrl_bench.data.named import DATA_ROOT_ENV
-        from usdrl_bench.protocols.runner import ProtocolRunner
-
-        if self.data_root:
-            os.environ[DATA_ROOT_ENV] = self.data_root
         registry.load_builtins()
         cell = self.plan.cell
         registry.load_plugins(cell.protocol.plugins, relative_to=Path(cell.protocol.file).resolve().parent)
         device = torch.device(self.device)
         if int(os.environ.get("SUBMITIT_LOCAL_NTASKS", os.environ.get("SLURM_NTASKS", "1"))) > 1:
-            import submitit
-
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
             ctx = dist_utils.init_from_env(device.type)
             if ctx is not None and device.type == "cuda":
                 device = torch.device("cuda", ctx.local_rank)
-        runner = ProtocolRunner(Path(self.results_dir), device, console=Console(stderr=True), **self.options)
-        runner.checkpoint(self.plan, None)
+        console = Console(stderr=True)
+        store = DataStore(Path(self.results_dir), self.data_root, console)
+        CheckpointTrainer(Path(self.results_dir), store, device, console, self.options).checkpoint(self.plan, None)
         if dist_utils.is_distributed():
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+            torch.distributed.destroy_process_group()
         return self.plan.checkpoint_hash
 
 
-def _executor(options: LauncherOptions, folder: Path):
-    import submitit
-
+def _executor(options: LauncherOptions, folder: Path) -> submitit.Executor:
     if options.launcher == "local":
         executor = submitit.LocalExecutor(folder=str(folder))
         executor.update_parameters(timeout_min=options.time_min, gpus_per_node=options.gpus_per_job,
@@ -125,26 +118,17 @@ def _executor(options: LauncherOptions, folder: Path):
     return executor
 
 
-def submit_pretrainings(runner: Any, cells: list, options: LauncherOptions, *, data_root: str | None = None,
-                        console: Any = None) -> int:
-    """Submit every checkpoint that ``cells`` still need as a job, wait for all, return how many were
-    submitted. A failed job raises with its log path (submitit's ``FailedJobError``).
-
-    Raises:
-        ImportError: submitit is not installed.
-    """
-    try:
-        import submitit  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - submitit is a dependency
-        raise ImportError("--launcher needs submitit: pip install submitit") from exc
-    todo = runner.missing_checkpoints(cells)
+def submit_pretrainings(trainer: CheckpointTrainer, run: RunPlan, options: LauncherOptions, *,
+                        console: Console | None = None) -> int:
+    """Submit every checkpoint that ``run`` still needs as a job, wait for all, return how many were
+    submitted. A failed job raises with its log path (submitit's ``FailedJobError``)."""
+    todo = run.missing_checkpoints()
     if not todo:
         return 0
-    folder = runner.results_dir / "jobs" / "%j"
+    folder = run.results_dir / "jobs" / "%j"
     executor = _executor(options, folder)
     device = "cuda" if options.gpus_per_job > 0 else "cpu"
-    jobs_options = runner._runner_options()
-    pending = [PretrainJob(str(runner.results_dir.resolve()), plan, device, data_root, jobs_options)
+    pending = [PretrainJob(str(run.results_dir.resolve()), plan, device, run.data_root, trainer.options)
                for plan in todo.values()]
     wave = options.max_parallel if options.launcher == "local" else len(pending)
     done = 0
@@ -152,9 +136,9 @@ def submit_pretrainings(runner: Any, cells: list, options: LauncherOptions, *, d
         jobs = [executor.submit(job) for job in pending[start:start + wave]]
         if console is not None:
             console.print(f"submitted {len(jobs)} pretraining job(s) with the {options.launcher} launcher: "
-                          + ", ".join(str(j.job_id) for j in jobs) + f" (logs under {runner.results_dir}/jobs/)")
+                          + ", ".join(str(j.job_id) for j in jobs) + f" (logs under {run.results_dir}/jobs/)")
         for job in jobs:
             key = job.result()  # waits; raises FailedJobError with the job's stderr on failure
-            runner._trained[key] = 0.0
+            trainer.trained[key] = 0.0
             done += 1
     return done

@@ -1,0 +1,196 @@
+"""The package's import graph: layers that point one way, no import circle, deferred imports said why.
+
+Every import of a ``usdrl_bench`` module by another (at module level or inside a function; annotations under
+``if TYPE_CHECKING:`` aside) must point to the same top-level package or to a lower layer of
+:data:`LAYERS`. Imports inside functions are kept to the command line and the package root (they keep
+``usdrl-bench --help`` and ``import usdrl_bench`` from importing torch); anywhere else a function-level
+import must be of a third-party module and say why on its line or the line above (``# deferred: ...``).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "usdrl_bench"
+
+#: lowest first; a module may import its own top-level package and any lower layer, nothing else
+LAYERS: list[set[str]] = [
+    {"_version", "io", "registry"},  # the version, file writing and hashing, the component tables
+    {"code_identity", "records", "skeleton", "distributed", "methods"},  # cache code keys, records, layouts, DDP
+    {"data"},  # readers, preparation, synthetic data, augmentations
+    {"encoders", "objectives", "evaluate"},  # models, losses, evaluation protocols
+    {"train", "detection"},  # the pretraining loop; detection on top of the evaluations
+    {"segmentation"},
+    {"protocols", "report"},  # protocol files, the run plan, scheduling, evaluation; tables and figures
+    {"api", "extend", "bench", "usdrl_method"},  # the Python API, the extension contract, benchmarks
+    {"cli"},  # the command line
+    {"__main__", "__init__"},  # ``python -m usdrl_bench`` and the package root
+]
+#: modules whose function-level imports of the suite are deliberate (start-up time of the CLI and the root)
+LAZY_MODULES = {"usdrl_bench/cli.py", "usdrl_bench/__init__.py"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _top(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _layer(module: str) -> int:
+    top = _top(module)
+    for i, layer in enumerate(LAYERS):
+        if top in layer:
+            return i
+    raise AssertionError(f"{module}: its top-level name {top!r} is in no layer of LAYERS; add it where it belongs")
+
+
+def _skip_type_checking(tree: ast.AST):
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+        if isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _imports(path: Path, modules: set[str]):
+    """(imported suite module, line, inside a function) for each import in ``path``."""
+    name = _module_name(path)
+    is_pkg = path.name == "__init__.py"
+    tree = ast.parse(path.read_text())
+    in_function = {id(n) for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   for n in ast.walk(fn) if n is not fn}
+    for node in _skip_type_checking(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = base[:len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in modules else module for a in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        for target in targets:
+            if target.split(".")[0] != "usdrl_bench":
+                if id(node) in in_function:
+                    yield target, node.lineno, True
+                continue
+            while target not in modules and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target != name:
+                yield target, node.lineno, id(node) in in_function
+
+
+def _graph():
+    files = sorted(PACKAGE.rglob("*.py"))
+    modules = {_module_name(p) for p in files}
+    return files, modules
+
+
+def test_every_import_points_down_the_layers():
+    files, modules = _graph()
+    wrong = []
+    for path in files:
+        name = _module_name(path)
+        for target, line, _ in _imports(path, modules):
+            if not target.startswith("usdrl_bench"):
+                continue
+            same_package = _top(target) == _top(name)
+            if not same_package and _layer(target) >= _layer(name):
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target} "
+                             f"(layer {_layer(name)} -> layer {_layer(target)})")
+    assert not wrong, "imports that point up or sideways:\n" + "\n".join(wrong)
+
+
+def test_no_import_circle():
+    files, modules = _graph()
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    for path in files:
+        name = _module_name(path)
+        for target, _, _ in _imports(path, modules):
+            if target.startswith("usdrl_bench"):
+                edges[name].add(target)
+    # Tarjan's strongly connected components; a component of more than one module is a circle
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(modules):
+        if v not in index:
+            visit(v)
+    assert not circles, f"import circles: {circles}"
+
+
+def test_imports_inside_functions_are_deferred_on_purpose():
+    files, modules = _graph()
+    wrong = []
+    for path in files:
+        rel = str(path.relative_to(PACKAGE.parent))
+        lines = path.read_text().split("\n")
+        for target, line, inside in _imports(path, modules):
+            if not inside or rel in LAZY_MODULES:
+                continue
+            above = line - 2  # a comment may head a block of imports
+            while above > 0 and lines[above].strip().startswith(("import ", "from ")) and "# deferred" not in lines[above]:
+                above -= 1
+            said = "# deferred" in lines[line - 1] or "# deferred" in lines[above]
+            if target.startswith("usdrl_bench"):
+                wrong.append(f"{rel}:{line} imports {target} inside a function (import it at module level)")
+            elif not said:
+                wrong.append(f"{rel}:{line} imports {target} inside a function without '# deferred: <why>'")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
+    """The checks can fail: a data module importing the protocols layer is reported."""
+    fake = tmp_path / "usdrl_bench"
+    (fake / "data").mkdir(parents=True)
+    (fake / "protocols").mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "data" / "__init__.py").write_text("")
+    (fake / "protocols" / "__init__.py").write_text("")
+    (fake / "data" / "reader.py").write_text("from usdrl_bench.protocols.spec import X\n\ndef f():\n    import scipy\n")
+    (fake / "protocols" / "spec.py").write_text("from usdrl_bench.data.reader import f\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    with pytest.raises(AssertionError, match=r"data/reader.py:1 imports usdrl_bench.protocols.spec \(layer 2 -> layer 6\)"):
+        test_every_import_points_down_the_layers()
+    with pytest.raises(AssertionError, match=r"import circles: \[\['usdrl_bench.data.reader', 'usdrl_bench.protocols.spec'\]\]"):
+        test_no_import_circle()
+    with pytest.raises(AssertionError, match="imports scipy inside a function without"):
+        test_imports_inside_functions_are_deferred_on_purpose()

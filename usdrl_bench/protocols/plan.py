@@ -1,0 +1,343 @@
+"""Planning a run: every cell's checkpoint key, data identity and record paths, computed once.
+
+A :class:`RunPlan` is built once from (protocols and their cells, results folder, data root, device,
+process count) by :class:`Planner`, and every launcher consumes it as is: the single process, the
+``--jobs`` workers, every torchrun rank (rank 0's plans are broadcast), the submitit jobs and the Python
+API. Nothing downstream recomputes a key, so the key a checkpoint is trained under is the key its
+evaluations look up.
+
+Layout under ``results/``::
+
+    checkpoints/<checkpoint_hash>/   config.json, state.pt (while training), encoder.pt, history.json
+    features/<checkpoint_hash>-<data_hash>/{train,test}.npy
+    records/<protocol>/<preset>/<dataset>-<split>/<row>-seed<k>-<evaluation>-<hash>.json
+    datasets/<data_hash>.json        the training part's shape (N, C, T, V, M), so a rerun loads no data
+
+A checkpoint is keyed by everything that determines it (encoder and its configuration, objective and
+options, dataset, split, stream, schedule, seed, and the code of the modules that compute it:
+:func:`~usdrl_bench.code_identity.module_code`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from usdrl_bench import distributed as dist_utils
+from usdrl_bench import registry
+from usdrl_bench.code_identity import module_code
+from usdrl_bench.data.arrays import SkeletonArrays
+from usdrl_bench.data.loading import load_dataset
+from usdrl_bench.encoders import create_encoder
+from usdrl_bench.io import ensure_inside, stable_hash, write_json_atomic
+from usdrl_bench.protocols.schema import ProtocolError
+from usdrl_bench.protocols.spec import Cell, DatasetSpec, Protocol
+from usdrl_bench.records import RECORDS_SUBDIR
+from usdrl_bench.skeleton import STREAM_CHANNELS
+from usdrl_bench.train.pretrain import ENCODER_FILE, resolve_precision
+
+__all__ = ["CellPlan", "DataStore", "EnsemblePlan", "Planner", "ProtocolPlan", "RunPlan", "component_code",
+           "data_identity", "dataset_identity", "eval_code"]
+
+#: the module whose import closure is the training loop's code identity (views, streams, the step)
+TRAIN_MODULE = "usdrl_bench.train.pretrain"
+#: the module whose import closure keys the cached features
+FEATURES_MODULE = "usdrl_bench.evaluate.features"
+#: the module whose import closure keys the fused (ensemble) records, with the linear evaluation's
+FUSION_MODULE = "usdrl_bench.evaluate.ensemble"
+
+
+def eval_code(evaluation: str) -> str:
+    """Code identity of an evaluation's results: :func:`module_code` of the module that defines the
+    registered evaluation (its import closure: feature extraction, streams, the metric)."""
+    return module_code(registry.EVALUATIONS.get(evaluation).__module__)
+
+
+def component_code(registry_: registry.Registry, name: str) -> str:
+    """:func:`module_code` of the module that defines a registered component (built-in or plug-in)."""
+    return module_code(registry_.get(name).__module__)
+
+
+def dataset_identity(spec: DatasetSpec) -> dict[str, Any]:
+    """What identifies a dataset for caching: name, absolute path, split, stream, reader options and the
+    reader's code (:func:`module_code`). The data root is not part of it: moving the prepared data keeps
+    the caches."""
+    path = spec.resolved_path()
+    reader = registry.DATASETS.get(spec.name)
+    return {"name": spec.name, "path": str(path) if path else None, "split": spec.resolved_split(),
+            "stream": spec.stream, "options": spec.options, "reader_code": module_code(reader.__module__)}
+
+
+def data_identity(spec: DatasetSpec) -> dict[str, Any]:
+    """:func:`dataset_identity` without the stream: what identifies the loaded joints (the streams are
+    computed from them), the key of the in-memory data, the recorded shapes and the labelled subsets."""
+    return {k: v for k, v in dataset_identity(spec).items() if k != "stream"}
+
+
+class DataStore:
+    """The run's datasets, each loaded once (the streams are computed from these joints later).
+
+    Args:
+        results_dir: where the training parts' shapes are recorded (``datasets/<key>.json``).
+        data_root: where named datasets are found (None: ``$USDRL_DATA``, else ``./data``).
+        console: where the one line per loaded dataset goes.
+    """
+
+    def __init__(self, results_dir: Path, data_root: Path | None, console: Console) -> None:
+        self.results_dir, self.data_root, self.console = Path(results_dir), data_root, console
+        self.loaded: dict[str, tuple[SkeletonArrays, SkeletonArrays]] = {}
+
+    def load(self, spec: DatasetSpec) -> tuple[SkeletonArrays, SkeletonArrays]:
+        """``(train, test)`` of ``spec``, loaded on the first call.
+
+        Raises:
+            ValueError: the training or test part is empty; what :func:`load_dataset` raises.
+        """
+        key = stable_hash(data_identity(spec))
+        if key in self.loaded:
+            return self.loaded[key]
+        path = spec.resolved_path()
+        t0 = time.perf_counter()
+        train, test = load_dataset(spec.name, str(path) if path else None, spec.resolved_split(),
+                                   data_root=self.data_root, **spec.options)
+        for part, arrays in (("training", train), ("test", test)):
+            if len(arrays) == 0:
+                raise ValueError(f"dataset {spec.describe()} ({train.source}): the {part} part of split "
+                                 f"{spec.resolved_split()} is empty ({len(train)} train / {len(test)} test "
+                                 "samples); pretraining and evaluation need both")
+        self.loaded[key] = (train, test)
+        self.console.print(
+            f"[bold]data[/] {spec.name}/{spec.resolved_split()}: {len(train)} train / {len(test)} test samples, "
+            f"shape (C,T,V,M) = {train.shape[1:]}, {train.num_classes} classes "
+            f"[dim]({time.perf_counter() - t0:.1f} s)[/]")
+        if train.extra.get("assumed"):  # a reader that had to guess a layout says which
+            self.console.print(f"  [dim]layout assumed: {train.extra['assumed']}[/]", highlight=False)
+        if dist_utils.rank() == 0:
+            write_json_atomic(self._shape_file(key), {"shape": list(train.shape), "dataset": spec.describe()})
+        return self.loaded[key]
+
+    def _shape_file(self, key: str) -> Path:
+        return self.results_dir / "datasets" / f"{key}.json"
+
+    def train_shape(self, spec: DatasetSpec) -> tuple[int, int, int, int, int]:
+        """``(N, C, T, V, M)`` of the dataset's training part, without loading it when an earlier run
+        recorded it: planning a run whose records exist needs the shapes only, so a rerun loads no data."""
+        key = stable_hash(data_identity(spec))
+        if key not in self.loaded:
+            try:
+                shape = json.loads(self._shape_file(key).read_text())["shape"]
+                if isinstance(shape, list) and len(shape) == 5 and all(isinstance(d, int) and d >= 0 for d in shape):
+                    return tuple(shape)  # type: ignore[return-value]
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # not recorded yet (or unreadable): load the data
+        return tuple(self.load(spec)[0].shape)  # type: ignore[return-value]
+
+
+def build_encoder(cell: Cell, shape: tuple[int, ...]) -> torch.nn.Module:
+    """The cell's encoder, randomly initialised from the cell's seed, sized for its pretraining data
+    (``shape``: that data's ``(N, C, T, V, M)``; the ``jmb`` stream fuses three streams along C)."""
+    _, c, _, v, m = shape
+    c *= STREAM_CHANNELS[cell.dataset.stream]
+    torch.manual_seed(cell.seed)
+    return create_encoder(cell.row.encoder, cell.encoder_preset, in_channels=c, num_joints=v,
+                          num_bodies=m, **cell.encoder_options)
+
+
+@dataclass
+class CellPlan:
+    """What a cell trains and evaluates, computed once by :class:`Planner` and handed to whoever trains
+    or evaluates it.
+
+    Attributes:
+        cell: the cell.
+        encoder_config: the encoder's configuration (as built for the pretraining data).
+        checkpoint_hash: the checkpoint's key (folder name under ``results/checkpoints/``).
+        pretrain_identity: the schedule as it enters the key (:meth:`Planner.pretrain_identity`); None
+            for a random-init row.
+        dataset_identity: the evaluation data's :func:`dataset_identity`.
+        records: evaluation name -> its record file.
+        features_dir: where the encoder's features of the evaluation data are cached.
+        subset_dir: where the labelled subsets of semi-supervised evaluation are kept (per data).
+    """
+
+    cell: Cell
+    encoder_config: dict[str, Any]
+    checkpoint_hash: str
+    pretrain_identity: dict[str, Any] | None = None
+    dataset_identity: dict[str, Any] = field(default_factory=dict)
+    records: dict[str, Path] = field(default_factory=dict)
+    features_dir: Path | None = None
+    subset_dir: Path | None = None
+
+    def missing_records(self) -> dict[str, dict[str, Any]]:
+        """The evaluations (name -> options) whose record is not written yet."""
+        return {name: opts for name, opts in self.cell.evaluations.items() if not self.records[name].exists()}
+
+
+@dataclass
+class EnsemblePlan:
+    """A row fusing other rows' linear test scores (Table 1's 3s ensemble).
+
+    Attributes:
+        cell: the ensemble row's cell; members: the member rows' plans (same column and seed);
+        key: the fused record's key; options: the linear evaluation's options; record: its record file.
+    """
+
+    cell: Cell
+    members: list[CellPlan]
+    key: str
+    options: dict[str, Any]
+    record: Path
+
+
+@dataclass
+class ProtocolPlan:
+    """One protocol's share of a run: its cells' plans and its ensembles."""
+
+    protocol: Protocol
+    cells: list[CellPlan]
+    ensembles: list[EnsemblePlan]
+
+
+@dataclass
+class RunPlan:
+    """Everything a run does, planned once (:meth:`Planner.plan_run`).
+
+    Attributes:
+        results_dir: checkpoints, features, records. data_root: where named datasets are found (None:
+            ``$USDRL_DATA``, else ``./data``). device: where checkpoints train (the precision in the keys is
+            resolved for it). world_size: the processes a checkpoint trains on. protocols: per protocol,
+            the plans of its cells.
+    """
+
+    results_dir: Path
+    data_root: Path | None
+    device: str
+    world_size: int
+    protocols: list[ProtocolPlan]
+
+    @property
+    def cell_plans(self) -> list[CellPlan]:
+        return [p for pp in self.protocols for p in pp.cells]
+
+    def missing_checkpoints(self) -> dict[str, CellPlan]:
+        """The checkpoints still needed for a missing record, one plan per checkpoint hash (random-init and
+        ensemble rows need no pretraining), in plan order."""
+        todo: dict[str, CellPlan] = {}
+        for plan in self.cell_plans:
+            if plan.cell.row.objective is None or plan.checkpoint_hash in todo:
+                continue
+            if (self.results_dir / "checkpoints" / plan.checkpoint_hash / ENCODER_FILE).exists():
+                continue
+            if plan.missing_records():
+                todo[plan.checkpoint_hash] = plan
+        return todo
+
+
+class Planner:
+    """Computes cell plans: each cell's once (memoised by identity), whoever asks.
+
+    Args:
+        results_dir: the results folder. store: the run's data (for the training shapes).
+        device: the training device (the resolved precision enters the key).
+        world_size: the processes a checkpoint trains on (torchrun's world, a submitit job's GPUs). It
+            enters a key only with per-process BatchNorm statistics (``sync_batchnorm: false``); it is fixed
+            here, not read from the process group when a key is computed.
+    """
+
+    def __init__(self, results_dir: Path, store: DataStore, device: torch.device, world_size: int) -> None:
+        if world_size < 1:
+            raise ValueError(f"world_size must be >= 1, got {world_size}")
+        self.results_dir, self.store, self.device, self.world_size = Path(results_dir), store, device, world_size
+        self._plans: dict[int, tuple[Cell, CellPlan]] = {}  # id(cell) -> (cell, its plan)
+
+    def plan_run(self, work: list[tuple[Protocol, list[Cell]]]) -> RunPlan:
+        """The plan of running ``work`` (protocols and their cells)."""
+        protocols = []
+        for protocol, cells in work:
+            plans = [self.plan(c) for c in cells if c.row.ensemble is None]
+            by_key = {(p.cell.row.id, p.cell.dataset.column, p.cell.seed): p for p in plans}
+            ensembles = [self.plan_ensemble(c, [by_key[(m, c.dataset.column, c.seed)] for m in c.row.ensemble.rows])
+                         for c in cells if c.row.ensemble is not None]
+            protocols.append(ProtocolPlan(protocol, plans, ensembles))
+        return RunPlan(self.results_dir, self.store.data_root, str(self.device), self.world_size, protocols)
+
+    def plan(self, cell: Cell) -> CellPlan:
+        """The cell's plan, computed on the first call and returned as is afterwards."""
+        known = self._plans.get(id(cell))
+        if known is not None and known[0] is cell:
+            return known[1]
+        encoder = build_encoder(cell, self.store.train_shape(cell.pretrain_dataset))
+        config = dataclasses.asdict(encoder.config)
+        # the code that computes the checkpoint: the encoder's, the objective's and the training loop's
+        # modules with what they import (plug-ins included), so an edit retrains exactly the rows it affects
+        code = {"encoder": component_code(registry.ENCODERS, cell.row.encoder)}
+        key_parts: dict[str, Any] = {"encoder": cell.row.encoder, "encoder_config": config,
+                                     "dataset": dataset_identity(cell.pretrain_dataset), "seed": cell.seed}
+        identity = None
+        if cell.row.objective is None:
+            key_parts["objective"] = "random-init"
+        else:
+            code.update(objective=component_code(registry.OBJECTIVES, cell.row.objective), train=module_code(TRAIN_MODULE))
+            identity = self.pretrain_identity(cell)
+            key_parts.update(objective=cell.row.objective, objective_options=cell.objective_options, pretrain=identity)
+        key_parts["code"] = code
+        plan = CellPlan(cell=cell, encoder_config=config, checkpoint_hash=stable_hash(key_parts),
+                        pretrain_identity=identity, dataset_identity=dataset_identity(cell.dataset))
+        plan.records = {name: self.record_path(plan, name, opts) for name, opts in cell.evaluations.items()}
+        # features depend on the checkpoint, the data and the extraction code
+        data_hash = stable_hash([plan.dataset_identity, module_code(FEATURES_MODULE)])
+        plan.features_dir = self.results_dir / "features" / f"{plan.checkpoint_hash}-{data_hash}"
+        plan.subset_dir = self.results_dir / "subsets" / stable_hash(data_identity(cell.dataset))
+        self._plans[id(cell)] = (cell, plan)
+        return plan
+
+    def plan_ensemble(self, cell: Cell, members: list[CellPlan]) -> EnsemblePlan:
+        """The fused record of ``members``' linear scores.
+
+        Raises:
+            ProtocolError: the preset has no ``linear`` evaluation.
+        """
+        spec = cell.row.ensemble
+        assert spec is not None
+        if "linear" not in cell.evaluations:
+            raise ProtocolError(cell.protocol.file, f"rows.{cell.row.id}.ensemble",
+                                "an ensemble fuses linear-evaluation scores: the preset needs a 'linear' evaluation")
+        options = cell.evaluations["linear"]
+        key = stable_hash({"members": [m.checkpoint_hash for m in members], "weights": list(spec.weights),
+                           "options": options, "dataset": dataset_identity(cell.dataset), "code": eval_code("linear"),
+                           "fusion_code": module_code(FUSION_MODULE)})
+        stand_in = CellPlan(cell=cell, encoder_config={}, checkpoint_hash=f"ensemble-{key}",
+                            dataset_identity=dataset_identity(cell.dataset))
+        return EnsemblePlan(cell, members, f"ensemble-{key}", options, self.record_path(stand_in, "linear", options))
+
+    def pretrain_identity(self, cell: Cell) -> dict[str, Any]:
+        """The schedule as it determines the checkpoint: the precision resolved for this device (``auto``
+        is bf16 on CUDA, fp32 on CPU), and, when BatchNorm statistics are per process
+        (``sync_batchnorm: false``), the run's number of processes. The process count is otherwise not
+        part of it: a data-parallel run trains the model of one process for every dataset size."""
+        spec = cell.pretrain
+        identity = dataclasses.asdict(spec)
+        identity["precision"] = resolve_precision(spec.precision, self.device)
+        if not spec.sync_batchnorm and self.world_size > 1:
+            identity["batchnorm_processes"] = self.world_size
+        return identity
+
+    def record_path(self, plan: CellPlan, evaluation: str, options: dict[str, Any]) -> Path:
+        """``records/<protocol>/<preset>/<dataset>-<split>[-<stream>]/<row>-seed<k>-<evaluation>-<key>.json``
+        (kept inside ``records/``: the names come from protocol text)."""
+        cell = plan.cell
+        key = stable_hash({"checkpoint": plan.checkpoint_hash, "evaluation": evaluation, "options": options,
+                           "dataset": plan.dataset_identity, "code": eval_code(evaluation)})
+        ds = f"{cell.dataset.name}-{cell.dataset.resolved_split()}" + (
+            f"-{cell.dataset.stream}" if cell.dataset.stream != "joint" else "")
+        path = (self.results_dir / RECORDS_SUBDIR / cell.protocol.name / cell.preset_name / ds
+                / f"{cell.row.id}-seed{cell.seed}-{evaluation}-{key}.json")
+        return ensure_inside(path, self.results_dir / RECORDS_SUBDIR)

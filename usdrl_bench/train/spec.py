@@ -1,0 +1,60 @@
+"""The pretraining schedule as the training loop takes it (:class:`PretrainSpec`).
+
+It lives with the loop that consumes it (:mod:`usdrl_bench.train.pretrain`); protocol files
+(:mod:`usdrl_bench.protocols.spec`) parse their ``pretrain:`` blocks into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["PretrainSpec"]
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    """Self-supervised pretraining schedule. Official values (FACTS §7): Adam, lr 5e-4, weight decay
+    1e-5, batch 356, 451 epochs, lr x0.1 from epoch 351, fp16 autocast with GradScaler.
+
+    Attributes:
+        epochs, batch_size, lr, weight_decay, milestones, gamma: the schedule; ``batch_size`` is the
+            global batch, split across the processes of a data-parallel run (unevenly where the process
+            count does not divide it: :func:`usdrl_bench.distributed.shard_sizes`).
+        precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16``, ``fp16`` (GradScaler, the official
+            code's; CUDA only) or ``fp32`` (TF32 matmuls on CUDA). The resolved value is part of the
+            checkpoint's key.
+        compile: wrap encoder and objective in ``torch.compile``.
+        sync_batchnorm: BatchNorm statistics over the global batch in data-parallel runs (True); False
+            keeps them per process, as the official DataParallel training did per GPU.
+        views: the view options (:class:`usdrl_bench.data.augment.ViewConfig`'s fields but ``out_frames``).
+        drop_last: leave out the last, smaller batch of each epoch (False: kept, as the official loader
+            does; see :func:`usdrl_bench.train.pretrain.epoch_batch_sizes`).
+        optimizer: ``adam`` (USDRL's, default), ``adamw`` (MAMP's: decoupled weight decay) or ``sgd`` (the
+            MoCo family's and CMD's), with ``betas`` (Adam/AdamW), ``momentum`` and ``nesterov`` (SGD).
+        no_decay_1d: no weight decay on 1-D parameters (biases, normalisation weights), as timm's
+            ``add_weight_decay`` in MAE-style code (MAMP).
+        schedule: ``step`` (lr x ``gamma`` at each of ``milestones``, stepped per epoch: the official USDRL
+            schedule) or ``cosine`` (per iteration: linear warm-up from 0 over ``warmup_epochs``, then a
+            half cosine from ``lr`` to ``min_lr`` at the last step; MAE's ``adjust_learning_rate``, MAMP's).
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float = 5e-4
+    weight_decay: float = 1e-5
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False
+    sync_batchnorm: bool = True
+    views: dict[str, Any] = field(default_factory=dict)  # keyword options of augment.make_views
+    drop_last: bool = False
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    nesterov: bool = False
+    no_decay_1d: bool = False
+    schedule: Literal["step", "cosine"] = "step"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
