@@ -29,6 +29,33 @@ def official_fixtures() -> Path:
     return OFFICIAL_FIXTURES
 
 
+#: the smallest protocol that runs end to end: USDRL's row 7 and its random-init control on a 36-sample
+#: synthetic set, one epoch of the tiny DSTE, kNN-1 (a few seconds on one core)
+TINY_PROTOCOL = """\
+name: tiny
+version: 1
+paper_table: table5_ablation
+rows:
+  - {id: "7", label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}
+  - {id: R-DSTE, label: "DSTE, random init", encoder: dste, objective: null}
+presets:
+  demo:
+    dataset: {name: synthetic, split: xsub, options: {seed: 0, num_classes: 3, samples_per_class_subject_camera: 1}}
+    encoder_preset: tiny
+    pretrain: {epochs: 1, batch_size: 16}
+    evaluations:
+      knn: {k: 1}
+"""
+
+
+@pytest.fixture
+def tiny_protocol(tmp_path) -> Path:
+    """:data:`TINY_PROTOCOL` written to ``tmp_path/tiny.yaml``; a test edits the file for its own case."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_PROTOCOL)
+    return path
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP threads

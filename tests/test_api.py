@@ -18,26 +18,10 @@ from usdrl_bench.records import RECORD_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = """\
-name: api_tiny
-version: 1
-paper_table: table5_ablation
-rows:
-  - {id: "7", label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}
-  - {id: R-DSTE, label: "DSTE, random init", encoder: dste, objective: null}
-presets:
-  demo:
-    dataset: {name: synthetic, split: xsub, options: {seed: 0, num_classes: 3, samples_per_class_subject_camera: 1}}
-    encoder_preset: tiny
-    pretrain: {epochs: 1, batch_size: 16}
-    evaluations:
-      knn: {k: 1}
-"""
 
-
-def test_run_protocol_returns_the_records(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY)
+@pytest.mark.slow
+def test_run_protocol_returns_the_records(tmp_path, tiny_protocol):
+    path = tiny_protocol
     results = tmp_path / "results"
     records = usdrl_bench.run_protocol(path, results=results, device="cpu")
     assert list(records.columns) == list(RECORD_COLUMNS)
@@ -51,6 +35,7 @@ def test_run_protocol_returns_the_records(tmp_path):
     assert list(again["row_id"]) == ["7"] and [c.stat().st_mtime_ns for c in ckpts] == mtimes  # cached
 
 
+@pytest.mark.slow
 def test_shipped_protocols_run_by_name_from_any_directory(tmp_path, monkeypatch, capsys):
     assert "table5_ablation" in usdrl_bench.list_protocols() and len(usdrl_bench.list_protocols()) == 12
     monkeypatch.chdir(tmp_path)  # no protocols/ folder here
@@ -75,6 +60,7 @@ def test_embed_and_load_encoder_reproduce_the_official_features(official_fixture
         usdrl_bench.embed(encoder, x, num_frames=[64, 64, 64])
 
 
+@pytest.mark.slow
 def test_the_wheel_ships_the_protocols(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
                              "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
@@ -88,9 +74,8 @@ def test_the_wheel_ships_the_protocols(tmp_path):
     assert "usdrl_bench/protocols/shipped/include/presets.yaml" in names
 
 
-def test_set_overrides_any_key_and_is_recorded(tmp_path, capsys):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY)
+def test_set_overrides_any_key_and_is_recorded(tmp_path, capsys, tiny_protocol):
+    path = tiny_protocol
     results = tmp_path / "results"
     sets = ["presets.demo.pretrain.epochs=2", "rows.0.label=My DSTE", "presets.demo.evaluations.knn={k: 3}"]
     args = ["run", str(path), "--results", str(results), "--reports", str(tmp_path / "rep"), "--rows", "7", "--jobs", "1"]

@@ -37,6 +37,7 @@ def tiny_protocol(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_run_report_and_cache(tmp_path, tiny_protocol, capsys):
     results, reports = tmp_path / "results", tmp_path / "reports"
     args = ["run", str(tiny_protocol), "--results", str(results), "--reports", str(reports), "--device", "cpu"]
@@ -102,6 +103,7 @@ def test_embed_official_checkpoint_reproduces_official_features(official_fixture
         assert np.abs(value - expected).max() <= 1e-5, name
 
 
+@pytest.mark.slow
 def test_seeds_accept_spaces_and_commas(capsys):
     from usdrl_bench.cli import _ints
 
@@ -137,6 +139,7 @@ presets:
 """
 
 
+@pytest.mark.slow
 def test_multi_dataset_sweep_and_embedding(tmp_path):
     """A preset with two dataset columns (per-dataset evaluation options), a row subset, a sweep over
     ``x`` and the embedding evaluation: records per column, the sweep curve and the embedding panels."""
@@ -179,6 +182,7 @@ presets:
 """
 
 
+@pytest.mark.slow
 def test_streams_and_ensemble(tmp_path):
     """Rows pretrained on their own stream and a weighted score ensemble of them, recomputed here from the
     member rows' saved test scores; asking for the ensemble alone also runs its members."""
@@ -223,6 +227,7 @@ def test_bad_ensemble_rows(tmp_path, capsys, row, message):
     assert message in capsys.readouterr().out.replace("\n", "")
 
 
+@pytest.mark.slow
 def test_changing_one_cell_retrains_only_that_cell(tmp_path, tiny_protocol):
     results = tmp_path / "results"
     args = ["run", str(tiny_protocol), "--results", str(results), "--reports", str(tmp_path / "r"), "--device", "cpu"]
@@ -259,6 +264,7 @@ def test_reader_code_identity_covers_only_what_the_reader_uses():
     assert a["reader_code"] != b["reader_code"]
 
 
+@pytest.mark.slow
 def test_prepared_raw_release_feeds_run_by_name(tmp_path, tiny_protocol, capsys):
     """The whole path a user takes: raw .skeleton tree -> `data prepare` into the data root -> `run
     --dataset ntu60_xsub --data-root ...`; and the missing dataset's message before that."""
@@ -278,6 +284,7 @@ def test_prepared_raw_release_feeds_run_by_name(tmp_path, tiny_protocol, capsys)
     assert {r["dataset"] for r in rows} == {"ntu60_xsub"} and {(r["train_samples"], r["test_samples"]) for r in rows} == {(6, 6)}
 
 
+@pytest.mark.slow
 def test_parallel_pretraining_trains_each_model_once(tmp_path, tiny_protocol, capsys):
     """--jobs 2 pretrains the missing checkpoints in two worker processes before the evaluations; the
     records then say how long each took, and a second run trains nothing."""

@@ -126,6 +126,7 @@ presets:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head,proposals", [("linear", "activity"), ("finetune", "per_class")])
 def test_detection_protocol_end_to_end(tmp_path, capsys, head, proposals):
     from usdrl_bench.cli import main

@@ -204,6 +204,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [11, 13], ids=["odd-batches-last-7", "last-batch-1-sample"])
 def test_torchrun_two_processes_write_the_single_process_checkpoints_and_records(tmp_path, batch):
     """40 training samples: batch 11 gives batches 11, 11, 11, 7 (each split 6/5 or 4/3 across the two

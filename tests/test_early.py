@@ -85,6 +85,7 @@ presets:
 """
 
 
+@pytest.mark.slow
 def test_early_protocol_records_and_curve(tmp_path):
     (tmp_path / "p.yaml").write_text(PROTOCOL)
     results, reports = tmp_path / "results", tmp_path / "reports"

@@ -50,6 +50,7 @@ def _checkpoints(folder: Path) -> dict[str, set[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_the_readme_walkthrough_runs_word_for_word(tmp_path):
     python, yaml, command = _walkthrough()
     (tmp_path / "my_method.py").write_text(python)
@@ -123,6 +124,7 @@ def test_registrations_are_checked():
     assert encoder.encoder_name == "contract_test_linear" and encoder(torch.randn(2, 3, 8, 25, 2)).shape == (2, 16)
 
 
+@pytest.mark.slow
 def test_the_baseline_plugin_uses_only_the_public_api(tmp_path):
     source = (ROOT / "baselines" / "mlp_encoder.py").read_text()
     imports = re.findall(r"^from (usdrl_bench\S*) import", source, re.M)
@@ -151,6 +153,7 @@ def _dataset_walkthrough() -> tuple[str, str, list[list[str]]]:
     return python, yaml, commands
 
 
+@pytest.mark.slow
 def test_the_readme_dataset_walkthrough_runs_word_for_word(tmp_path):
     python, yaml, commands = _dataset_walkthrough()
     assert [c[:2] for c in commands] == [["python", "my_dataset.py"], ["usdrl-bench", "run"]]

@@ -171,6 +171,7 @@ def test_named_datasets_resolve_under_the_data_root(tmp_path, monkeypatch):
         DATASETS.get("msr_action3d")(None)
 
 
+@pytest.mark.slow
 def test_run_refuses_a_split_with_an_empty_side(tmp_path, capsys):
     from usdrl_bench.cli import main
 

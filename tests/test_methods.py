@@ -93,6 +93,7 @@ def test_method_errors_name_the_file_and_key(tmp_path):
         load_protocol(tmp_path / "r.yaml")
 
 
+@pytest.mark.slow
 def test_list_shows_methods_with_papers_and_presets():
     out = subprocess.run([sys.executable, "-m", "usdrl_bench", "list", "--plugin", "baselines.mamp"],
                          capture_output=True, text=True, timeout=120, env={"COLUMNS": "250", "PATH": ""})

@@ -267,6 +267,7 @@ def test_both_pipelines_on_the_real_ntu_samples(tmp_path):
     assert not x[:, train.num_frames[0]:].any()
 
 
+@pytest.mark.slow
 def test_killed_preparation_resumes_to_byte_identical_files(tree, tmp_path):
     """SIGKILL in the middle of a run (no clean-up at all), then the same command again."""
     import os

@@ -42,6 +42,7 @@ def _run(train, workdir, objective_name, stop_after=None):
     return encoder, objective, result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective_name", ["mgfd", "negative_contrastive"])
 def test_resume_equals_uninterrupted(train, tmp_path, objective_name):
     ref_encoder, ref_objective, ref = _run(train, tmp_path / "ref", objective_name)
@@ -66,6 +67,7 @@ def test_resume_equals_uninterrupted(train, tmp_path, objective_name):
             assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow
 def test_losses_are_finite_and_recorded_per_term(train, tmp_path):
     _, _, result = _run(train, tmp_path, "mgfd")
     assert [h["epoch"] for h in result.history] == [1, 2, 3]

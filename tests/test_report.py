@@ -130,7 +130,7 @@ def test_write_reports_all_formats_and_loss_curves(tmp_path):
 def test_reports_whose_inputs_did_not_change_are_not_rendered_again(tmp_path, monkeypatch):
     """A rerun that computed nothing reports without rendering: same records and code -> the files of the
     first rendering, untouched; a changed record, or a deleted figure, renders that table again."""
-    from usdrl_bench.report import plots
+    from usdrl_bench.report import writer
 
     records = _records(tmp_path)
     first = write_reports(records, tmp_path / "reports", tmp_path / "results")

@@ -86,6 +86,7 @@ def _small_nwucla(root: Path) -> None:
                 (folder / f"{name}.json").write_text(json.dumps({"file_name": name, "label": label, "skeletons": x}))
 
 
+@pytest.mark.slow
 def test_a_second_run_of_every_shipped_demo_computes_nothing(tmp_path, counted):
     protocols = list_protocols()
     assert len(protocols) >= 11 and "nwucla" in protocols

@@ -85,6 +85,7 @@ presets:
 """
 
 
+@pytest.mark.slow
 def test_a_truncated_cached_checkpoint_is_retrained(tmp_path, capsys):
     (tmp_path / "p.yaml").write_text(TINY)
     results = tmp_path / "results"
@@ -102,6 +103,7 @@ def test_a_truncated_cached_checkpoint_is_retrained(tmp_path, capsys):
     assert len(list(ckpt.parent.glob("encoder.pt.unreadable-*"))) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field, value, key", [
     ("row", "../../evil", "rows[0].id"),
     ("row", ".hidden", "rows[0].id"),
@@ -163,6 +165,7 @@ def _agcn_folder(root: Path, poison: str) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_non_finite_coordinates_are_refused_naming_the_sample(tmp_path, capsys):
     folder = _agcn_folder(tmp_path / "data", "nan")
     (tmp_path / "p.yaml").write_text(TINY)
@@ -201,6 +204,7 @@ def test_labels_outside_the_class_range_are_refused():
     check_arrays(arrays, "training")  # the untouched set passes
 
 
+@pytest.mark.slow
 def test_report_skips_a_bad_record_names_it_and_fails_at_the_end(tmp_path, capsys):
     (tmp_path / "p.yaml").write_text(TINY)
     results = tmp_path / "results"
@@ -216,6 +220,7 @@ def test_report_skips_a_bad_record_names_it_and_fails_at_the_end(tmp_path, capsy
     assert list((tmp_path / "rep2").glob("safety_tiny__demo*.md"))
 
 
+@pytest.mark.slow
 def test_evaluation_option_ranges_are_checked_before_any_work(tmp_path, capsys):
     (tmp_path / "p.yaml").write_text(TINY.replace("knn: {k: 1}", "knn: {k: 0}"))
     assert main(["validate", str(tmp_path / "p.yaml")]) == 1
@@ -288,6 +293,7 @@ def test_embed_checks_its_output_before_any_work(tmp_path, capsys, official_fixt
     assert "cannot write there" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_workers_end_when_the_main_process_is_killed(tmp_path):
     """The pretraining workers' initialiser asks for SIGTERM on the parent's death: a main process killed
     with -9 leaves no worker behind."""
@@ -324,6 +330,7 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path):
     assert not alive(worker)
 
 
+@pytest.mark.slow
 def test_an_unexpected_failure_is_one_line_and_the_traceback_needs_v(tmp_path, capsys, monkeypatch):
     import usdrl_bench.protocols.training as runner
 

@@ -204,6 +204,7 @@ def test_two_concurrent_runs_train_each_checkpoint_once(tmp_path):
     assert outputs[0][0].count("|") == outputs[1][0].count("|") > 0
 
 
+@pytest.mark.slow
 def test_launcher_local_runs_the_pretrainings_as_submitit_jobs(tmp_path, capsys):
     pytest.importorskip("submitit")
     (tmp_path / "p.yaml").write_text(TINY.replace("epochs: 4", "epochs: 1"))
@@ -242,6 +243,7 @@ def test_bench_prints_and_writes_the_measurements(tmp_path, capsys):
     assert main(["bench", "--batch-size", "1"]) == 2
 
 
+@pytest.mark.slow
 def test_gpu_check_script_dry_run(tmp_path):
     """benchmarks/gpu_check.sh, prepared for a GPU machine, runs every part end to end on the CPU at toy sizes."""
     root = Path(__file__).resolve().parents[1]
@@ -303,6 +305,7 @@ def test_the_last_partial_batch_is_kept_as_the_official_loader_does(train, tmp_p
             assert sorted(i for s in seen for i in s) == list(range(24))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["one-process", "jobs", "launcher-local"])
 def test_every_launch_path_trains_each_missing_checkpoint_once_under_the_key_it_evaluates(tmp_path, capsys, path):
     """One plan, one key: whichever process trains a checkpoint (this one, a --jobs worker, a submitit job;

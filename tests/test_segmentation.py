@@ -114,6 +114,7 @@ def test_score_segmentation_command_reproduces_the_cases(tmp_path, capsys):
     assert "2 videos, 26 frames" in text
 
 
+@pytest.mark.slow
 def test_score_segmentation_command_names_bad_input(tmp_path, capsys):
     _write(tmp_path / "gt", {"v1": [0, 1, 1], "v2": [2, 2]})
     (tmp_path / "pred").mkdir()

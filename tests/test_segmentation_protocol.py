@@ -34,6 +34,7 @@ presets:
 """
 
 
+@pytest.mark.slow
 def test_segmentation_protocol_records_reproduce_with_score_segmentation(tmp_path, capsys):
     (tmp_path / "p.yaml").write_text(PROTOCOL)
     results, reports = tmp_path / "results", tmp_path / "reports"

@@ -36,6 +36,7 @@ def _rows(results):
     return [r for f in (results / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]]
 
 
+@pytest.mark.slow
 def test_pretrained_on_one_dataset_evaluated_on_another(tmp_path, capsys):
     (tmp_path / "p.yaml").write_text(PROTOCOL)
     results = tmp_path / "results"
@@ -56,6 +57,7 @@ def test_pretrained_on_one_dataset_evaluated_on_another(tmp_path, capsys):
     assert "encoders pretrained on synthetic/xsub (transfer)" in md and "fine-tuned top-1" in md
 
 
+@pytest.mark.slow
 def test_transfer_to_data_the_encoder_cannot_read_is_refused(tmp_path, capsys):
     text = PROTOCOL.replace("{id: target, name: synthetic, split: xsub, options: {seed: 5, num_classes: 3, "
                             "samples_per_class_subject_camera: 1},",

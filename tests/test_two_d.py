@@ -144,6 +144,7 @@ presets:
 """
 
 
+@pytest.mark.slow
 def test_a_17_joint_dste_pretrains_and_evaluates_end_to_end(tmp_path):
     (tmp_path / "p.yaml").write_text(PROTOCOL)
     results = tmp_path / "results"
