@@ -65,7 +65,7 @@ def write(out: Path, name: str, obj) -> None:
 
 def tiled_ntu(n: int, frames: int, seed: int):
     """``n`` samples ``(3, frames, 25, 2)``: the synthetic set tiled, zero-padded to ``frames``."""
-    from usdrl_bench.data.synthetic import generate_synthetic
+    from usdrl_bench.data.synthetic.generator import generate_synthetic
 
     base = generate_synthetic(seed=seed)
     tiled = base.subset(np.arange(n) % len(base))  # labels, frame counts and metadata tiled

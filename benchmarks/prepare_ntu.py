@@ -32,8 +32,8 @@ def hwm_mb():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
 
-import usdrl_bench.data.prepare as prepare
-from usdrl_bench.data.ntu_prepare import prepare_ntu
+import usdrl_bench.data.preparation.prepare as prepare
+from usdrl_bench.data.preparation.ntu_prepare import prepare_ntu
 
 peaks = tempfile.mkdtemp()
 run_job = prepare._run_job
@@ -63,7 +63,7 @@ synthetic_tree(Path(sys.argv[1]), int(sys.argv[2]))
 
 
 def synthetic_tree(root: Path, files: int) -> None:
-    from usdrl_bench.data.synthetic_raw import ntu_names, write_ntu_skeleton_tree
+    from usdrl_bench.data.synthetic.raw import ntu_names, write_ntu_skeleton_tree
 
     # NTU-60 ids: 40 subjects, 3 cameras, 2 repetitions, setups and actions as many as needed
     names = []

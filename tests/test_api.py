@@ -74,6 +74,7 @@ def test_the_wheel_ships_the_protocols(tmp_path):
     assert "usdrl_bench/protocols/shipped/include/presets.yaml" in names
 
 
+@pytest.mark.slow
 def test_set_overrides_any_key_and_is_recorded(tmp_path, capsys, tiny_protocol):
     path = tiny_protocol
     results = tmp_path / "results"

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 from usdrl_bench.data.augment import (
     ViewConfig,
-    _random_crops,
     joint_corruption,
     make_views,
     random_crop_resize,
@@ -16,6 +15,7 @@ from usdrl_bench.data.augment import (
     resize_valid,
     shear,
 )
+from usdrl_bench.data.augment.temporal import random_crops
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -108,7 +108,7 @@ def test_crop_lengths_and_starts_within_bounds():
     n = 4000
     x = torch.zeros(1, 3, 300, 1, 1).expand(n, 3, 300, 1, 1)
     nf = torch.randint(1, 301, (n,), generator=gen(1))
-    start, length = _random_crops(x, nf, 64, gen(2), 0.1, 1.0, None, "test")
+    start, length = random_crops(x, nf, 64, gen(2), 0.1, 1.0, None, "test")
     lo = torch.minimum(torch.full_like(nf, 64), nf)
     assert (length >= lo).all() and (length <= nf).all()
     assert (start >= 0).all() and (start + length <= nf).all()
@@ -116,7 +116,7 @@ def test_crop_lengths_and_starts_within_bounds():
     # scale is 0.55 and the start is uniform over [0, n - length]
     nf = torch.full((n,), 1000)
     x = torch.zeros(1, 3, 1000, 1, 1).expand(n, 3, 1000, 1, 1)
-    start, length = _random_crops(x, nf, 64, gen(3), 0.1, 1.0, 1, "test")
+    start, length = random_crops(x, nf, 64, gen(3), 0.1, 1.0, 1, "test")
     scale = length.double() / 1000
     assert abs(scale.mean().item() - 0.55) < 0.02
     assert scale.min() >= 0.1 and scale.max() <= 1.0

@@ -60,6 +60,7 @@ def test_projector_shapes_follow_the_official_code():
     assert projector(8, (16, 4), hidden_bias=True)[0].bias is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls,options", [(VICRegObjective, {}), (BarlowTwinsObjective, {"lambd": 0.01})])
 def test_objectives_train_any_encoder(cls, options):
     torch.manual_seed(0)

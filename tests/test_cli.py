@@ -254,11 +254,11 @@ def test_reader_code_identity_covers_only_what_the_reader_uses():
     from usdrl_bench.protocols.spec import DatasetSpec
 
     registry.load_builtins()
-    closure = module_closure("usdrl_bench.data.synthetic")
-    assert {"usdrl_bench.data.synthetic", "usdrl_bench.data.preprocess", "usdrl_bench.data.arrays",
+    closure = module_closure("usdrl_bench.data.synthetic.generator")
+    assert {"usdrl_bench.data.synthetic.generator", "usdrl_bench.data.preparation.preprocess", "usdrl_bench.data.arrays",
             "usdrl_bench.skeleton"} <= closure
-    assert not closure & {"usdrl_bench.data.ntu_raw", "usdrl_bench.data.msr_action3d", "usdrl_bench.data.agcn"}
-    assert "usdrl_bench.data.ntu_raw" in module_closure("usdrl_bench.data.agcn")  # agcn parses NTU names
+    assert not closure & {"usdrl_bench.data.readers.ntu_raw", "usdrl_bench.data.readers.msr_action3d", "usdrl_bench.data.readers.agcn"}
+    assert "usdrl_bench.data.readers.ntu_raw" in module_closure("usdrl_bench.data.readers.agcn")  # agcn parses NTU names
     a = dataset_identity(DatasetSpec(name="synthetic", split="xsub"))
     b = dataset_identity(DatasetSpec(name="msr_action3d", path="/x", split="xsub"))
     assert a["reader_code"] != b["reader_code"]
@@ -268,7 +268,7 @@ def test_reader_code_identity_covers_only_what_the_reader_uses():
 def test_prepared_raw_release_feeds_run_by_name(tmp_path, tiny_protocol, capsys):
     """The whole path a user takes: raw .skeleton tree -> `data prepare` into the data root -> `run
     --dataset ntu60_xsub --data-root ...`; and the missing dataset's message before that."""
-    from usdrl_bench.data.synthetic_raw import ntu_names, write_ntu_skeleton_tree
+    from usdrl_bench.data.synthetic.raw import ntu_names, write_ntu_skeleton_tree
 
     root = tmp_path / "data"
     args = ["run", str(tiny_protocol), "--dataset", "ntu60_xsub", "--data-root", str(root), "--rows", "R-DSTE",

@@ -94,6 +94,7 @@ def _spawn(target, *args, world: int = WORLD) -> dict:
         return dict(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["mgfd", "negative_contrastive"])
 @pytest.mark.parametrize("world,batch", [(2, BATCH), (2, 15), (3, 2)], ids=["even", "uneven-8-7", "a-rank-empty-1-1-0"])
 def test_gathered_loss_and_gradients_equal_the_full_batch(objective, world, batch):
@@ -149,6 +150,7 @@ def _bn_worker(rank: int, port: int, world: int, batch: int, out: dict) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("world,batch", [(2, BATCH), (2, 15), (3, 2)], ids=["even", "uneven-8-7", "a-rank-empty-1-1-0"])
 def test_global_batchnorm_equals_batchnorm_on_the_whole_batch(world, batch):
     torch.manual_seed(0)

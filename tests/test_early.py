@@ -11,7 +11,7 @@ import torch
 
 from usdrl_bench.cli import main
 from usdrl_bench.data.augment import observed_frames
-from usdrl_bench.data.synthetic import load_synthetic
+from usdrl_bench.data.synthetic.generator import load_synthetic
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.evaluate.features import EvalContext, extract
 

@@ -40,6 +40,7 @@ def test_feature_silhouette_by_hand(tmp_path):
     assert -1.0 <= metrics["silhouette_tsne"] <= 1.0
 
 
+@pytest.mark.slow
 def test_embedding_writes_coordinates_and_separates_clusters(tmp_path):
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 16)) * 10

@@ -121,7 +121,7 @@ def test_linear_train_crop_encodes_the_middle_of_each_training_sequence(tmp_path
     each valid sequence, cached under their own name; test features from the whole sequence."""
     import torch
 
-    from usdrl_bench.data.synthetic import load_synthetic
+    from usdrl_bench.data.synthetic.generator import load_synthetic
     from usdrl_bench.encoders import create_encoder
     from usdrl_bench.evaluate.features import EvalContext, extract
     from usdrl_bench.evaluate.linear import check_linear_options, linear_evaluation

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.formats import load_ctrgcn_npz, load_pku_pickle, load_pyskl, read_pku_v1_windows
+from usdrl_bench.data.readers.formats import load_ctrgcn_npz, load_pku_pickle, load_pyskl, read_pku_v1_windows
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -103,9 +103,9 @@ def test_pku_pickles(tmp_path):
 
 
 def test_pku_preparation_from_a_synthetic_release(tmp_path):
-    from usdrl_bench.data.agcn import load_agcn
-    from usdrl_bench.data.pku import prepare_pku, read_pku_labels
-    from usdrl_bench.data.synthetic_raw import write_pku_release
+    from usdrl_bench.data.readers.agcn import load_agcn
+    from usdrl_bench.data.preparation.pku import prepare_pku, read_pku_labels
+    from usdrl_bench.data.synthetic.raw import write_pku_release
 
     videos = {"0002-L": [(3, 40, 1), (8, 30, 2)], "0002-M": [(3, 35, 1)], "0291-L": [(8, 50, 1), (3, 45, 0), (12, 20, 1)]}
     write_pku_release(tmp_path / "raw", videos, train=["0002-L", "0002-M", "0003-M"], test=["0291-L"])
@@ -136,7 +136,7 @@ def test_pku_preparation_from_a_synthetic_release(tmp_path):
 
 @pytest.mark.skipif(not (SHARED / "pkummd_v1").is_dir(), reason="needs ../shared/data/pkummd_v1")
 def test_pku1_preparation_on_real_videos(tmp_path):
-    from usdrl_bench.data.pku import prepare_pku, read_pku_labels
+    from usdrl_bench.data.preparation.pku import prepare_pku, read_pku_labels
 
     summary = prepare_pku("pku1", SHARED / "pkummd_v1", tmp_path / "out", workers=2, progress=False)
     manifest = summary.manifest
@@ -150,9 +150,9 @@ def test_pku1_preparation_on_real_videos(tmp_path):
 
 
 def test_named_datasets_resolve_under_the_data_root(tmp_path, monkeypatch):
-    from usdrl_bench.data.agcn import save_agcn
-    from usdrl_bench.data.named import locate
-    from usdrl_bench.data.synthetic import load_synthetic
+    from usdrl_bench.data.readers.agcn import save_agcn
+    from usdrl_bench.data.readers.named import locate
+    from usdrl_bench.data.synthetic.generator import load_synthetic
     from usdrl_bench.registry import DATASETS, load_builtins
 
     load_builtins()

@@ -16,7 +16,7 @@ import torch
 import baselines.mamp  # noqa: F401 - registers mamp
 import baselines.skeletonclr  # noqa: F401 - registers skeletonclr, aimclr
 from usdrl_bench import register_method
-from usdrl_bench.data.synthetic import generate_synthetic
+from usdrl_bench.data.synthetic.generator import generate_synthetic
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.evaluate.linear import standardize
 from usdrl_bench.protocols.schema import ProtocolError
@@ -133,6 +133,7 @@ class _Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_cosine_schedule_and_own_views_resume_bit_identical(tmp_path):
     train = generate_synthetic(num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
     spec = PretrainSpec(epochs=3, batch_size=8, lr=1e-3, optimizer="adamw", schedule="cosine", warmup_epochs=1,

@@ -14,7 +14,7 @@ import torch
 from usdrl_bench.data.augment import SampleKeys, make_views, random_rotation
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.loading import load_dataset
-from usdrl_bench.data.nwucla import ACTIONS, load_nwucla, locate_nwucla, preprocess
+from usdrl_bench.data.readers.nwucla import ACTIONS, load_nwucla, locate_nwucla, preprocess
 from usdrl_bench.skeleton import NWUCLA20, bone_stream
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "nwucla"

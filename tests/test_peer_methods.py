@@ -220,6 +220,7 @@ def test_aimclr_mining_starts_at_its_epoch():
     assert objective.mining
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*METHODS, "vicreg", "barlow_twins"])
 def test_short_pretraining_lowers_the_loss(name, tmp_path):
     torch.manual_seed(0)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from usdrl_bench.data import prepare as prepare_module
-from usdrl_bench.data.agcn import load_agcn
-from usdrl_bench.data.ntu_prepare import prepare_ntu
-from usdrl_bench.data.synthetic_raw import ntu_names, write_ntu_skeleton_tree
+from usdrl_bench.data.preparation import prepare as prepare_module
+from usdrl_bench.data.readers.agcn import load_agcn
+from usdrl_bench.data.preparation.ntu_prepare import prepare_ntu
+from usdrl_bench.data.synthetic.raw import ntu_names, write_ntu_skeleton_tree
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -195,7 +195,7 @@ def _skeleton(frames: list[list[tuple[str, np.ndarray]]]) -> str:
 
 
 def test_ctrgcn_pipeline_denoises_orders_actors_and_translates(tmp_path):
-    from usdrl_bench.data.ctrgcn import ctrgcn_sample
+    from usdrl_bench.data.preparation.ctrgcn import ctrgcn_sample
 
     rng = np.random.default_rng(0)
     F = 30
@@ -279,9 +279,9 @@ def test_killed_preparation_resumes_to_byte_identical_files(tree, tmp_path):
     root, _, _ = tree
     script = (
         "import sys, time\n"
-        "import usdrl_bench.data.prepare as p\n"
+        "import usdrl_bench.data.preparation.prepare as p\n"
         "p.CHUNK_JOBS = 8\n"
-        "from usdrl_bench.data.ntu_prepare import prepare_ntu\n"
+        "from usdrl_bench.data.preparation.ntu_prepare import prepare_ntu\n"
         "slow = (lambda done: time.sleep(0.3)) if sys.argv[3] == 'slow' else None\n"
         "prepare_ntu('ntu60', sys.argv[1], sys.argv[2], workers=1, progress=False, on_chunk=slow)\n"
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from usdrl_bench.data.preprocess import Z_AXIS_JOINTS, pre_normalization, rotation_to_axis
+from usdrl_bench.data.preparation.preprocess import Z_AXIS_JOINTS, pre_normalization, rotation_to_axis
 from usdrl_bench.skeleton import KINECT20, NTU25
 
 
@@ -202,7 +202,7 @@ def test_bad_shape_is_reported():
 
 
 def test_real_ntu_samples_match_reference(shared_data):
-    from usdrl_bench.data.ntu_raw import read_ntu_sample
+    from usdrl_bench.data.readers.ntu_raw import read_ntu_sample
 
     files = sorted((shared_data / "ntu60_raw").glob("*A05[0-5].skeleton"))[:4] + sorted((shared_data / "ntu60_raw").glob("*P003*"))
     raw = np.stack([read_ntu_sample(f, max_frames=300)[0] for f in files])

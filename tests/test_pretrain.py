@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from usdrl_bench.data.synthetic import generate_synthetic
+from usdrl_bench.data.synthetic.generator import generate_synthetic
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.train.spec import PretrainSpec

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from usdrl_bench.data.agcn import load_agcn, save_agcn
+from usdrl_bench.data.readers.agcn import load_agcn, save_agcn
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.msr_action3d import load_msr_action3d, parse_msr_skeleton
-from usdrl_bench.data.ntu_raw import (
+from usdrl_bench.data.readers.msr_action3d import load_msr_action3d, parse_msr_skeleton
+from usdrl_bench.data.readers.ntu_raw import (
     body_energy,
     load_ntu_raw,
     parse_skeleton,

@@ -73,7 +73,7 @@ def _small_nwucla(root: Path) -> None:
     the nwucla protocol's demo runs on them without the real release."""
     import json
 
-    from usdrl_bench.data.nwucla import ACTIONS
+    from usdrl_bench.data.readers.nwucla import ACTIONS
 
     folder = root / "nwucla" / "all_sqe"
     folder.mkdir(parents=True)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from usdrl_bench.cli import main
-from usdrl_bench.data.agcn import read_label_pickle
+from usdrl_bench.data.readers.agcn import read_label_pickle
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.safe_pickle import load_pickle
 from usdrl_bench.io import ensure_inside, is_safe_name
@@ -49,7 +49,7 @@ def test_plain_dataset_pickles_still_load(tmp_path):
 
 
 def test_a_planted_pretraining_state_runs_nothing_and_is_moved_aside(tmp_path, caplog):
-    from usdrl_bench.data.synthetic import generate_synthetic
+    from usdrl_bench.data.synthetic.generator import generate_synthetic
     from usdrl_bench.encoders import create_encoder
     from usdrl_bench.objectives import create_objective
     from usdrl_bench.train.spec import PretrainSpec
@@ -137,7 +137,7 @@ def test_path_helpers():
 
 
 def test_a_split_file_naming_paths_is_refused(tmp_path):
-    from usdrl_bench.data.pku import read_split_file
+    from usdrl_bench.data.preparation.pku import read_split_file
 
     path = tmp_path / "cross-subject.txt"
     path.write_text("Training videos:\n0002-L, ../../../outside\nValidataion videos:\n0003-M\n")
@@ -149,8 +149,8 @@ def test_a_split_file_naming_paths_is_refused(tmp_path):
 
 def _agcn_folder(root: Path, poison: str) -> Path:
     """A small AGCN-layout dataset (synthetic samples) with one poisoned training sample."""
-    from usdrl_bench.data.agcn import save_agcn
-    from usdrl_bench.data.synthetic import generate_synthetic
+    from usdrl_bench.data.readers.agcn import save_agcn
+    from usdrl_bench.data.synthetic.generator import generate_synthetic
 
     train = generate_synthetic(num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
     test = generate_synthetic(seed=1, num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
@@ -180,7 +180,7 @@ def test_non_finite_coordinates_are_refused_naming_the_sample(tmp_path, capsys):
 def test_agcn_reader_refuses_a_label_outside_the_class_range_naming_the_sample(tmp_path):
     """NTU names give 60 classes; label 60 is not an extra, 61st class but an error naming the label
     file and the sample."""
-    from usdrl_bench.data.agcn import load_agcn
+    from usdrl_bench.data.readers.agcn import load_agcn
 
     folder = _agcn_folder(tmp_path / "data", "label")
     with pytest.raises(ValueError, match=r"train_label\.pkl: sample 4 \(S\d{3}C\d{3}P\d{3}R\d{3}A\d{3}.*\) has label 60, "
@@ -193,7 +193,7 @@ def test_agcn_reader_refuses_a_label_outside_the_class_range_naming_the_sample(t
 
 def test_labels_outside_the_class_range_are_refused():
     from usdrl_bench.data.loading import check_arrays
-    from usdrl_bench.data.synthetic import generate_synthetic
+    from usdrl_bench.data.synthetic.generator import generate_synthetic
 
     arrays = generate_synthetic(num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=1)
     labels = np.array(arrays.labels)

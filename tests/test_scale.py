@@ -17,7 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from usdrl_bench.cli import main
 from usdrl_bench.data.augment import SampleKeys, make_views
-from usdrl_bench.data.synthetic import generate_synthetic
+from usdrl_bench.data.synthetic.generator import generate_synthetic
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.train.spec import PretrainSpec
@@ -38,6 +38,7 @@ def _ops(fn) -> dict[str, int]:
     return {e.key: e.count for e in prof.key_averages()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder_name", ["dste", "sttr"])
 @pytest.mark.parametrize("objective_name", ["mgfd", "negative_contrastive"])
 def test_a_training_step_reads_nothing_from_the_device(encoder_name, objective_name):
@@ -71,6 +72,7 @@ def train():
     return generate_synthetic(num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
 
 
+@pytest.mark.slow
 def test_the_loop_reads_losses_once_per_log_block(train, tmp_path):
     torch.manual_seed(0)
     encoder = create_encoder("sttr", "tiny")
@@ -181,6 +183,7 @@ def _start(cwd: Path, *args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_train_each_checkpoint_once(tmp_path):
     (tmp_path / "p.yaml").write_text(TINY)
     args = ("run", "p.yaml", "--results", "results", "--jobs", "1", "--no-tensorboard")
@@ -223,6 +226,7 @@ def test_launcher_local_runs_the_pretrainings_as_submitit_jobs(tmp_path, capsys)
     assert "job(s) finished" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_prints_and_writes_the_measurements(tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["bench", "--encoder", "sttr", "dste", "--preset", "tiny", "--batch-size", "8", "--steps", "1",

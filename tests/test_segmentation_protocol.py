@@ -62,8 +62,8 @@ def test_segmentation_protocol_records_reproduce_with_score_segmentation(tmp_pat
 
 
 def test_pku2_untrimmed_videos_are_prepared_and_loaded(tmp_path):
-    from usdrl_bench.data.pku import prepare_pku
-    from usdrl_bench.data.synthetic_raw import write_pku_release
+    from usdrl_bench.data.preparation.pku import prepare_pku
+    from usdrl_bench.data.synthetic.raw import write_pku_release
     from usdrl_bench.detection.videos import load_videos
 
     videos = {"A01N01-L": [(3, 40, 1), (8, 30, 1)], "A01N04-M": [(3, 35, 1)], "A02N02-R": [(8, 50, 1), (12, 20, 1)]}

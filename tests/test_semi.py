@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from usdrl_bench.data.synthetic import load_synthetic
+from usdrl_bench.data.synthetic.generator import load_synthetic
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.evaluate.semi import load_or_make_subset, semi_evaluation, stratified_subset, subset_file

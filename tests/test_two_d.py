@@ -12,7 +12,7 @@ import torch
 
 from usdrl_bench.cli import main
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.two_d import load_pyskl_2d, load_synthetic_2d, normalise_2d
+from usdrl_bench.data.readers.two_d import load_pyskl_2d, load_synthetic_2d, normalise_2d
 from usdrl_bench.skeleton import COCO17, bone_stream
 
 pytestmark = pytest.mark.usefixtures("one_thread")

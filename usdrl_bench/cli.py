@@ -525,13 +525,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from usdrl_bench.data.named import default_output, resolve_data_root
-    from usdrl_bench.data.prepare import format_summary
+    from usdrl_bench.data.readers.named import default_output, resolve_data_root
+    from usdrl_bench.data.preparation.prepare import format_summary
 
     root = resolve_data_root(args.data_root)
     out_dir = args.out or default_output(args.dataset, root)
     if args.dataset in ("ntu60", "ntu120"):
-        from usdrl_bench.data.ntu_prepare import prepare_ntu
+        from usdrl_bench.data.preparation.ntu_prepare import prepare_ntu
 
         summary = prepare_ntu(args.dataset, args.raw, out_dir, pipeline=args.pipeline, workers=args.workers,
                               missing_lists=args.missing_list)
@@ -539,11 +539,11 @@ def cmd_data(args: argparse.Namespace) -> int:
         if args.pipeline != "agcn" or args.missing_list:
             raise ValueError("--pipeline and --missing-list apply to NTU only")
         if args.dataset == "uav":
-            from usdrl_bench.data.uav import prepare_uav
+            from usdrl_bench.data.preparation.uav import prepare_uav
 
             summary = prepare_uav(args.raw, out_dir, workers=args.workers)
         else:
-            from usdrl_bench.data.pku import prepare_pku
+            from usdrl_bench.data.preparation.pku import prepare_pku
 
             summary = prepare_pku(args.dataset, args.raw, out_dir, workers=args.workers)
     out.print(format_summary(summary, strict=args.strict), highlight=False)

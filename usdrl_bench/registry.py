@@ -111,14 +111,14 @@ ALL = {"methods": METHODS, "encoders": ENCODERS, "objectives": OBJECTIVES, "data
 
 #: Modules whose import registers the built-in components.
 BUILTIN_MODULES: tuple[str, ...] = (
-    "usdrl_bench.data.synthetic",
-    "usdrl_bench.data.ntu_raw",
-    "usdrl_bench.data.agcn",
-    "usdrl_bench.data.msr_action3d",
-    "usdrl_bench.data.nwucla",
-    "usdrl_bench.data.named",
-    "usdrl_bench.data.formats",
-    "usdrl_bench.data.two_d",
+    "usdrl_bench.data.synthetic.generator",
+    "usdrl_bench.data.readers.ntu_raw",
+    "usdrl_bench.data.readers.agcn",
+    "usdrl_bench.data.readers.msr_action3d",
+    "usdrl_bench.data.readers.nwucla",
+    "usdrl_bench.data.readers.named",
+    "usdrl_bench.data.readers.formats",
+    "usdrl_bench.data.readers.two_d",
     "usdrl_bench.encoders.dste",
     "usdrl_bench.encoders.sttr",
     "usdrl_bench.objectives.mgfd",

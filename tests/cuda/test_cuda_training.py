@@ -15,7 +15,7 @@ import torch
 
 from usdrl_bench import registry
 from usdrl_bench.data.augment import SampleKeys, make_views
-from usdrl_bench.data.synthetic import generate_synthetic
+from usdrl_bench.data.synthetic.generator import generate_synthetic
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.train.spec import PretrainSpec

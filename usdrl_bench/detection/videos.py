@@ -3,7 +3,7 @@
 A video is ``(3, T, 25, 2)`` float32 joints with ``(T,)`` int64 frame labels, 0 = background and
 1..K = the action classes (PKU-MMD I: K = 51, 52 classes with the background).
 
-* :func:`generate_untrimmed`: actions of the embedded synthetic dataset (:mod:`usdrl_bench.data.synthetic`)
+* :func:`generate_untrimmed`: actions of the embedded synthetic dataset (:mod:`usdrl_bench.data.synthetic.generator`)
   strung together, separated and framed by background stretches in which the person stands nearly
   still (a small sway), seeded; train and test videos come from disjoint subjects (the odd and even
   ids, as ``xsub``).
@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from usdrl_bench.data.named import PREPARE_FOLDERS, resolve_data_root
-from usdrl_bench.data.pku import (SPLIT_FILES, find_split_file, find_subdir, frame_labels, read_pku_labels,
+from usdrl_bench.data.readers.named import PREPARE_FOLDERS, resolve_data_root
+from usdrl_bench.data.preparation.pku import (SPLIT_FILES, find_split_file, find_subdir, frame_labels, read_pku_labels,
                                   read_pku_skeleton, read_split_file)
-from usdrl_bench.data.preprocess import pre_normalization
-from usdrl_bench.data.synthetic import CLASS_NAMES, generate_synthetic
+from usdrl_bench.data.preparation.preprocess import pre_normalization
+from usdrl_bench.data.synthetic.generator import CLASS_NAMES, generate_synthetic
 from usdrl_bench.detection.metric import Segment
 
 

@@ -42,7 +42,7 @@ if typing.TYPE_CHECKING:
 import copy
 
 from usdrl_bench.data.augment import ViewConfig
-from usdrl_bench.data.named import locate
+from usdrl_bench.data.readers.named import locate
 from usdrl_bench.io import is_safe_name
 from usdrl_bench.methods import get_method
 from usdrl_bench.protocols.schema import ProtocolError, convert, from_data, merge

@@ -7,7 +7,7 @@ how the official USDRL data were made:
 1. up to 4 bodies per frame, by their order inside the frame (not tracked by body id);
 2. energy of a body = std(x) + std(y) + std(z) over its non-zero frames; keep the 2 most energetic;
 3. ``(C=3, T=300, V=25, M=2)`` float32, zero-filled; ``num_frames`` = the header frame count;
-4. :func:`usdrl_bench.data.preprocess.pre_normalization` (z alignment off, as in UmURL).
+4. :func:`usdrl_bench.data.preparation.preprocess.pre_normalization` (z alignment off, as in UmURL).
 
 Differences from the official script, all documented in :func:`load_ntu_raw`: samples are sorted by
 name (the official order is ``os.listdir``'s), sequences longer than ``max_frames`` are truncated
@@ -42,7 +42,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from usdrl_bench.data.arrays import META_COLUMNS, NTU_SPLITS, SkeletonArrays, split_by_rule
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.preprocess import pre_normalization
+from usdrl_bench.data.preparation.preprocess import pre_normalization
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import NTU25
 
@@ -190,7 +190,7 @@ def parse_skeleton(text: str, file: str | Path = "<string>", *, max_bodies: int 
 
 def parse_skeleton_bodies(text: str, file: str | Path = "<string>", *, num_joints: int = NUM_JOINTS) -> tuple[int, np.ndarray, list[str], np.ndarray]:
     """Parse a ``.skeleton`` text keeping the Kinect body ids (for pipelines that track bodies by id,
-    e.g. the CTR-GCN / SGN denoising of :mod:`usdrl_bench.data.ctrgcn`).
+    e.g. the CTR-GCN / SGN denoising of :mod:`usdrl_bench.data.preparation.ctrgcn`).
 
     Returns:
         ``(num_frames, frame (K,) int, body_ids (K,), xyz (K, V, 3) float32)``: one entry per body

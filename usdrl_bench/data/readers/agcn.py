@@ -28,9 +28,9 @@ from numpy.lib.format import open_memmap
 
 from usdrl_bench.data.arrays import META_COLUMNS, SkeletonArrays
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.ntu_raw import NTU60_MAX_SETUP, parse_ntu_name
+from usdrl_bench.data.readers.ntu_raw import NTU60_MAX_SETUP, parse_ntu_name
 from usdrl_bench.data.safe_pickle import load_pickle
-from usdrl_bench.data.uav import parse_uav_name
+from usdrl_bench.data.preparation.uav import parse_uav_name
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import LAYOUTS
 

@@ -1,7 +1,7 @@
 """Resumable, parallel preparation of released datasets into the AGCN layout the protocols read.
 
 :class:`Preparation` is the engine shared by NTU RGB+D (:func:`prepare_ntu`) and PKU-MMD
-(:mod:`usdrl_bench.data.pku`): a list of *samples* (name, label, metadata and the split parts it goes
+(:mod:`usdrl_bench.data.preparation.pku`): a list of *samples* (name, label, metadata and the split parts it goes
 to, e.g. ``xsub/train`` and ``xview/val``) read by *jobs* (one source file each, giving one or more
 samples). Jobs run in worker processes, a chunk at a time, in a fixed order; each good sample is
 written at the next row of every part it belongs to, straight to disk (:class:`NpyRowWriter`), so
@@ -18,7 +18,7 @@ non-zero for such files only with ``--strict``.
 
 Output, per split folder (``OUT/xsub/`` ...): ``{train,val}_data_joint.npy`` ``(N, 3, T, V, M)``
 float32, ``{train,val}_num_frame.npy`` and ``{train,val}_label.pkl`` (names, 0-based labels), exactly
-what :func:`usdrl_bench.data.agcn.load_agcn` and the official code read; and in ``OUT/``:
+what :func:`usdrl_bench.data.readers.agcn.load_agcn` and the official code read; and in ``OUT/``:
 ``manifest.json`` (pipeline, version, options, per-part counts, class histograms and SHA-256 of every
 file, skipped and excluded samples, official counts) and ``samples.csv`` (one line per sample).
 """
@@ -44,7 +44,7 @@ import numpy as np
 from usdrl_bench._version import __version__
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.npy_writer import NpyRowWriter, shrink_npy
-from usdrl_bench.data.ntu_raw import progress_bar
+from usdrl_bench.data.readers.ntu_raw import progress_bar
 from usdrl_bench.io import atomic_write, save_npy_atomic, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ without a list. Splits (FACTS §2): NTU-60 ``xsub``, ``xview``; NTU-120 ``xsub``
 official folder name of the cross-setup split).
 
 Pipelines (FACTS §3): ``agcn`` (default), the 2s-AGCN / UmURL preparation the official USDRL data went
-through (:mod:`usdrl_bench.data.ntu_raw`); ``ctrgcn``, the CTR-GCN / SGN denoising
-(:mod:`usdrl_bench.data.ctrgcn`). Both write ``(N, 3, 300, 25, 2)`` float32.
+through (:mod:`usdrl_bench.data.readers.ntu_raw`); ``ctrgcn``, the CTR-GCN / SGN denoising
+(:mod:`usdrl_bench.data.preparation.ctrgcn`). Both write ``(N, 3, 300, 25, 2)`` float32.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Sequence
 import numpy as np
 
 from usdrl_bench.data.arrays import NTU120_XSUB_TRAIN_SUBJECTS, XVIEW_TRAIN_CAMERAS
-from usdrl_bench.data.ctrgcn import ctrgcn_sample
+from usdrl_bench.data.preparation.ctrgcn import ctrgcn_sample
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.ntu_raw import (MISSING_LIST_NAMES, NTU60_MAX_SETUP, NTU_NAME, NUM_JOINTS, SUFFIX,
+from usdrl_bench.data.readers.ntu_raw import (MISSING_LIST_NAMES, NTU60_MAX_SETUP, NTU_NAME, NUM_JOINTS, SUFFIX,
                                       find_missing_lists, parse_ntu_name, read_missing_list, read_ntu_sample)
-from usdrl_bench.data.prepare import Job, Preparation, PrepareSummary, Sample, Skipped, default_workers, update_manifest
-from usdrl_bench.data.preprocess import pre_normalization
+from usdrl_bench.data.preparation.prepare import Job, Preparation, PrepareSummary, Sample, Skipped, default_workers, update_manifest
+from usdrl_bench.data.preparation.preprocess import pre_normalization
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ phase 1, ``cross_subject_v2.txt`` for phase 2; ``cross-view*.txt`` when present)
 one sample, the skeleton rows ``[start, end)`` as ``(3, T, 25, 2)``, truncated to 300 frames, put
 through ``pre_normalization`` with the z-axis step on; label = id - 1 (51 classes, phase 2 keeps the
 phase-1 ids); name ``<video>.txt_<k>`` (k-th instance of the video). Written as ``OUT/xsub/`` (and
-``OUT/xview/``) in the AGCN layout by :class:`~usdrl_bench.data.prepare.Preparation`. ``num_frame``
+``OUT/xview/``) in the AGCN layout by :class:`~usdrl_bench.data.preparation.prepare.Preparation`. ``num_frame``
 holds the clip length clamped to 300 (PCM3 stores the untruncated length; its feeders clamp it).
 
 **Untrimmed videos for detection (phase 1) and segmentation (phase 2)**: ``OUT/untrimmed/<train|val>/<video>.npy``, the whole
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.prepare import (Job, Preparation, PrepareSummary, Sample, Skipped, default_workers,
+from usdrl_bench.data.preparation.prepare import (Job, Preparation, PrepareSummary, Sample, Skipped, default_workers,
                                       update_manifest)
-from usdrl_bench.data.preprocess import pre_normalization
+from usdrl_bench.data.preparation.preprocess import pre_normalization
 from usdrl_bench.io import is_safe_name, save_npy_atomic
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ with a zero second body; more than two keep the two with the highest mean score.
 length (zero-padded to the longest). The layout is ``coco17`` (:data:`usdrl_bench.skeleton.COCO17`); the
 encoders size themselves from the data (17 joints x 2 bodies = 34 spatial tokens, 3 channels).
 
-**synthetic_2d**: :func:`~usdrl_bench.data.synthetic.generate_synthetic`'s 3-D skeletons mapped onto the
+**synthetic_2d**: :func:`~usdrl_bench.data.synthetic.generator.generate_synthetic`'s 3-D skeletons mapped onto the
 COCO-17 joints (the head's joints placed around the NTU head joint), seen by a pinhole camera (focal length
 1000 px, 1920 x 1080 image, 3.5 m in front of the subject) and normalised like the pyskl data, score 1 for
 every tracked joint.
@@ -33,11 +33,11 @@ import numpy as np
 
 from usdrl_bench.data.arrays import SkeletonArrays
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.formats import _CHUNK, _cache_dir, _convert
-from usdrl_bench.data.formats import _meta as meta
-from usdrl_bench.data.formats import read_pyskl
+from usdrl_bench.data.readers.formats import _CHUNK, _cache_dir, _convert
+from usdrl_bench.data.readers.formats import _meta as meta
+from usdrl_bench.data.readers.formats import read_pyskl
 from usdrl_bench.data.root import DATA_ROOT_ENV, resolve_data_root
-from usdrl_bench.data.synthetic import load_synthetic
+from usdrl_bench.data.synthetic.generator import load_synthetic
 from usdrl_bench.registry import DATASETS
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ def project_to_coco17(joints: np.ndarray, *, focal: float = 1000.0, size: tuple[
                    splits=("xsub", "xview", "xset"), needs_path=False, default_split="xsub")
 def load_synthetic_2d(path: str | None = None, split: str = "xsub", *, padding: Padding = "score",
                       normalization: Normalization = "body", **options) -> tuple[SkeletonArrays, SkeletonArrays]:
-    """(train, test) of :func:`~usdrl_bench.data.synthetic.load_synthetic` (same samples, splits and
+    """(train, test) of :func:`~usdrl_bench.data.synthetic.generator.load_synthetic` (same samples, splits and
     options) as 2-D COCO-17 keypoints normalised like the pyskl data (module docstring; ``normalization``
     as :func:`normalise_2d`)."""
     if padding not in PADDINGS:

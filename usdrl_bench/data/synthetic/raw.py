@@ -7,7 +7,7 @@
 * :func:`write_pku_release`: PKU-MMD-style untrimmed videos (one line of 150 floats per frame), label
   files (``label,start,end,confidence``) and the 4-line split files (FACTS §4).
 
-The motions are those of :mod:`usdrl_bench.data.synthetic` (label = action - 1 modulo its classes),
+The motions are those of :mod:`usdrl_bench.data.synthetic.generator` (label = action - 1 modulo its classes),
 un-normalised, so that the preparation pipelines have real work to do.
 """
 
@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from usdrl_bench.data.synthetic import CLASS_NAMES, generate_synthetic
+from usdrl_bench.data.synthetic.generator import CLASS_NAMES, generate_synthetic
 
 #: The body-info line after the body id: clipedEdges, hand states and confidences, isResticted,
 #: leanX, leanY, trackingState (FACTS §1).

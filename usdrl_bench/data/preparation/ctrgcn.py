@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.ntu_raw import NUM_JOINTS, parse_skeleton_bodies
+from usdrl_bench.data.readers.ntu_raw import NUM_JOINTS, parse_skeleton_bodies
 
 #: Official thresholds (``get_raw_denoised_data.py``).
 NOISE_LENGTH_THRESHOLD = 11

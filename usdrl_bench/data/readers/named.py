@@ -15,7 +15,7 @@ of the official code, FACTS §3A item 7):
 ``uav_csv1``       ``UAV-Human-AGCN/csv1`` (17 joints, 155 classes)
 ``uav_csv2``       ``UAV-Human-AGCN/csv2``
 ``ntu60_2d_xsub``  ``NTU-2D/ntu60_hrnet.pkl`` (pyskl 2-D keypoints; also ``ntu60_2d_xview``,
-                   ``ntu120_2d_xsub``, ``ntu120_2d_xset`` from ``ntu120_hrnet.pkl``; :mod:`~usdrl_bench.data.two_d`)
+                   ``ntu120_2d_xsub``, ``ntu120_2d_xset`` from ``ntu120_hrnet.pkl``; :mod:`~usdrl_bench.data.readers.two_d`)
 ``msr_action3d``   ``MSRAction3D`` (the skeleton text files)
 =================  ==========================================
 
@@ -29,9 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from usdrl_bench.data.agcn import load_agcn
+from usdrl_bench.data.readers.agcn import load_agcn
 from usdrl_bench.data.root import DATA_ROOT_ENV, resolve_data_root, using_data_root
-from usdrl_bench.data.two_d import NTU_2D, NTU_2D_FOLDER, PYSKL_URL
+from usdrl_bench.data.readers.two_d import NTU_2D, NTU_2D_FOLDER, PYSKL_URL
 from usdrl_bench.registry import DATASETS
 
 __all__ = ["NAMED", "NamedDataset", "DATA_ROOT_ENV", "default_output", "locate", "resolve_data_root", "using_data_root"]
@@ -118,7 +118,7 @@ def _register(name: str, entry: NamedDataset) -> None:
             raise KeyError(f"Unknown split {split!r} for {name}; available: {entry.split}")
         return load_agcn(locate(name, data_root), entry.split, num_classes=entry.num_classes)
 
-    load.__doc__ = f"(train, test) of {name} from ``<data root>/{entry.folder}`` (see :mod:`usdrl_bench.data.named`)."
+    load.__doc__ = f"(train, test) of {name} from ``<data root>/{entry.folder}`` (see :mod:`usdrl_bench.data.readers.named`)."
 
 
 for _name, _entry in NAMED.items():

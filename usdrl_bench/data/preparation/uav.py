@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.ntu_raw import parse_skeleton, select_bodies
-from usdrl_bench.data.prepare import Job, Preparation, PrepareSummary, Sample, Skipped, default_workers
-from usdrl_bench.data.preprocess import pre_normalization
+from usdrl_bench.data.readers.ntu_raw import parse_skeleton, select_bodies
+from usdrl_bench.data.preparation.prepare import Job, Preparation, PrepareSummary, Sample, Skipped, default_workers
+from usdrl_bench.data.preparation.preprocess import pre_normalization
 
 NUM_CLASSES = 155
 NUM_JOINTS = 17

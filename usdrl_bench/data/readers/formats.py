@@ -11,7 +11,7 @@
 Every reader checks the layout it is given against the one it expects and says which it assumed
 (``extra["assumed"]``, logged and printed by ``usdrl-bench run``); nothing is inferred silently. The
 arrays are converted once, a chunk at a time, into ``(N, 3, T, V, M)`` ``.npy`` files in a cache (like
-:mod:`usdrl_bench.data.ntu_raw`'s) and memory-mapped afterwards.
+:mod:`usdrl_bench.data.readers.ntu_raw`'s) and memory-mapped afterwards.
 
 Pickles can run code when loaded: read them only from sources you trust.
 """
@@ -35,7 +35,7 @@ from usdrl_bench.data.arrays import META_COLUMNS, SkeletonArrays
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.safe_pickle import load_pickle
 from usdrl_bench.data.npy_writer import NpyRowWriter
-from usdrl_bench.data.ntu_raw import parse_ntu_name
+from usdrl_bench.data.readers.ntu_raw import parse_ntu_name
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import LAYOUTS
 
