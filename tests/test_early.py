@@ -63,9 +63,9 @@ def test_early_evaluation_modes_and_truncation(tmp_path, monkeypatch):
     (m,) = early.early_prediction(ctx, ratios=[0.3], mode="finetune", truncate="both", epochs=1)
     assert calls == [(len(train), (0.3, 0.3))] and m.value == 50.0 and "fine-tuned" in m.note
     with pytest.raises(ValueError, match="differ in whole percent"):
-        early.check_early_options(ratios=[0.101, 0.1])
+        early.EarlyOptions(ratios=[0.101, 0.1])
     with pytest.raises(ValueError, match="truncate must be one of both, test"):
-        early.check_early_options(truncate="train")
+        early.EarlyOptions(truncate="train")
 
 
 PROTOCOL = """\

@@ -124,7 +124,7 @@ def test_linear_train_crop_encodes_the_middle_of_each_training_sequence(tmp_path
     from usdrl_bench.data.synthetic.generator import load_synthetic
     from usdrl_bench.encoders import create_encoder
     from usdrl_bench.evaluate.features import EvalContext, extract
-    from usdrl_bench.evaluate.linear import check_linear_options, linear_evaluation
+    from usdrl_bench.evaluate.linear import LinearOptions, linear_evaluation
 
     train, test = load_synthetic(None, "xsub", num_classes=3, samples_per_class_subject_camera=1)
     torch.manual_seed(0)
@@ -137,4 +137,4 @@ def test_linear_train_crop_encodes_the_middle_of_each_training_sequence(tmp_path
     assert np.allclose(cropped, expected, atol=1e-6)
     assert not np.allclose(cropped, extract(encoder, train.data, train.num_frames), atol=1e-3)
     with pytest.raises(ValueError, match=r"train_crop must be in \(0, 1\]"):
-        check_linear_options(train_crop=1.5)
+        LinearOptions(train_crop=1.5)

@@ -60,7 +60,7 @@ def test_cmd_defaults_random_subsets_repeats_and_crops(tmp_path):
     the metric the mean of the repeats (each in the note), training on random crops of scale [0.5, 1]
     and testing on the centred 95 %."""
     from usdrl_bench.evaluate import semi
-    from usdrl_bench.evaluate.semi import check_semi_options, random_subset
+    from usdrl_bench.evaluate.semi import SemiOptions, random_subset
 
     index = random_subset(200, 0.1, seed=3)
     assert len(index) == 20 and len(set(index)) == 20 and list(index) == sorted(index)
@@ -114,4 +114,4 @@ def test_cmd_defaults_random_subsets_repeats_and_crops(tmp_path):
                          ({"ratios": [0.0]}, "ratios"), ({"train_crop": [0.8, 0.5]}, "train_crop"),
                          ({"test_crop": 0}, "test_crop"), ({"lr": -1}, "lr")):
         with pytest.raises(ValueError, match=message):
-            check_semi_options(**bad)
+            SemiOptions(**bad)

@@ -1,9 +1,15 @@
-"""What an evaluation returns."""
+"""What an evaluation returns (:class:`Metric`), the option checks, and the typed options of the evaluations
+that train with SGD (:class:`SGDOptions`, :func:`evaluation_with`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import TypeVar
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -59,3 +65,56 @@ def check_sgd_options(*, epochs: object, batch_size: object, lr: object, momentu
     check_number("weight_decay", weight_decay, 0.0)
     if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones):
         raise ValueError(f"milestones must be epochs >= 1, got {list(milestones)}")
+
+
+@dataclass(frozen=True)
+class SGDOptions:
+    """An SGD schedule of the evaluations that train (the linear probe, fine-tuning, early prediction's
+    head): SGD with momentum, no dampening, not Nesterov; the learning rate x ``gamma`` at each epoch of
+    ``milestones``. Defaults: the official linear evaluation's (FACTS §6: batch 512, lr 0.006, 160 epochs,
+    x0.1 at 120 and 140).
+
+    Raises:
+        ValueError: a value out of range (:func:`check_sgd_options`), when constructed, so a protocol file
+            is checked when loaded.
+    """
+
+    epochs: int = 160
+    batch_size: int = 512
+    lr: float = 0.006
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    milestones: tuple[int, ...] = (120, 140)
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.milestones, (list, tuple)):
+            raise ValueError(f"milestones must be a list of epochs, got {self.milestones!r}")
+        object.__setattr__(self, "milestones", tuple(self.milestones))  # YAML gives a list
+        check_sgd_options(**self.sgd)
+
+    @property
+    def sgd(self) -> dict[str, object]:
+        """The schedule's fields only (``epochs`` ... ``gamma``), as keyword arguments of the trainers."""
+        return {f.name: getattr(self, f.name) for f in fields(SGDOptions)}
+
+
+def evaluation_with(options: type) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Decorator: an evaluation written as ``fn(ctx, opts)`` with ``opts`` an options dataclass, called as the
+    registry calls every evaluation, ``fn(ctx, **options)``: the keywords build ``options(**options)`` (which
+    checks their ranges) and the wrapper's signature is ``(ctx, *, <the dataclass's fields>)``, so protocol
+    files are checked against the fields. The wrapper keeps ``fn``'s module (its code identity)."""
+    def decorate(fn: Callable[..., R]) -> Callable[..., R]:
+        @functools.wraps(fn)
+        def evaluation(ctx: object, **kwargs: object) -> R:
+            return fn(ctx, options(**kwargs))
+
+        ctx_param = next(iter(inspect.signature(fn).parameters.values()))
+        evaluation.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [ctx_param.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+            + [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+               for f in fields(options)],
+            return_annotation=inspect.signature(fn).return_annotation)
+        return evaluation
+
+    return decorate

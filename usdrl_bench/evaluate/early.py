@@ -18,11 +18,13 @@ curve per method.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from usdrl_bench.evaluate.base import Metric, check_number
+from usdrl_bench.evaluate.base import Metric, SGDOptions, check_number, check_whole, evaluation_with
 from usdrl_bench.evaluate.features import EvalContext
-from usdrl_bench.evaluate.linear import check_linear_options, train_linear_probe
+from usdrl_bench.evaluate.linear import train_linear_probe
 from usdrl_bench.evaluate.semi import fine_tune
 from usdrl_bench.registry import EVALUATIONS
 
@@ -37,61 +39,63 @@ def metric_name(ratio: float) -> str:
     return f"early_top1@{round(100 * ratio):d}"
 
 
-def check_early_options(*, ratios=RATIOS, mode: str = "linear", truncate: str = "both", epochs: int = 160,
-                        batch_size: int = 512, lr: float = 0.006, momentum: float = 0.9, weight_decay: float = 0.0,
-                        milestones=(120, 140), gamma: float = 0.1, eval_every: int = 5) -> None:
-    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
-    if not isinstance(ratios, (list, tuple)) or not ratios:
-        raise ValueError(f"ratios must be a non-empty list of observed fractions in (0, 1], got {ratios!r}")
-    for r in ratios:
-        check_number("ratios", r, 0.0, 1.0, low_open=True)
-    if len({round(100 * r) for r in ratios}) != len(ratios):
-        raise ValueError(f"ratios must differ in whole percent (they name the metrics), got {list(ratios)}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if truncate not in TRUNCATE:
-        raise ValueError(f"truncate must be one of {', '.join(TRUNCATE)}, got {truncate!r}")
-    check_linear_options(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         milestones=milestones, gamma=gamma, eval_every=eval_every)
+@dataclass(frozen=True)
+class EarlyOptions(SGDOptions):
+    """Options of early action prediction: the head's SGD schedule (the official linear one by default,
+    :class:`~usdrl_bench.evaluate.base.SGDOptions`), and
+
+    Attributes:
+        ratios: the observed fractions of each sequence (metrics ``early_top1@<100 r>``; must differ in whole
+            percent).
+        mode: ``linear`` (a probe on frozen features) or ``finetune`` (the whole encoder).
+        truncate: ``both`` (training and test sequences truncated) or ``test`` (only the test ones).
+        eval_every: test the linear head every this many epochs.
+
+    Raises:
+        ValueError: a value out of range (checked when a protocol is loaded, before any training).
+    """
+
+    ratios: tuple[float, ...] = RATIOS
+    mode: str = "linear"
+    truncate: str = "both"
+    eval_every: int = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.ratios, (list, tuple)) or not self.ratios:
+            raise ValueError(f"ratios must be a non-empty list of observed fractions in (0, 1], got {self.ratios!r}")
+        for r in self.ratios:
+            check_number("ratios", r, 0.0, 1.0, low_open=True)
+        if len({round(100 * r) for r in self.ratios}) != len(self.ratios):
+            raise ValueError(f"ratios must differ in whole percent (they name the metrics), got {list(self.ratios)}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.truncate not in TRUNCATE:
+            raise ValueError(f"truncate must be one of {', '.join(TRUNCATE)}, got {self.truncate!r}")
+        check_whole("eval_every", self.eval_every, 1)
 
 
 @EVALUATIONS.register("early", description="early action prediction: top-1 from the first r of each sequence (journal extension)",
-                      check=check_early_options)
-def early_prediction(
-    ctx: EvalContext,
-    *,
-    ratios: list[float] | tuple[float, ...] = RATIOS,
-    mode: str = "linear",
-    truncate: str = "both",
-    epochs: int = 160,
-    batch_size: int = 512,
-    lr: float = 0.006,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    milestones: list[int] | tuple[int, ...] = (120, 140),
-    gamma: float = 0.1,
-    eval_every: int = 5,
-) -> list[Metric]:
+                      check=EarlyOptions)
+@evaluation_with(EarlyOptions)
+def early_prediction(ctx: EvalContext, options: EarlyOptions) -> list[Metric]:
     """Top-1 at each observed ratio (module docstring). Defaults: the official linear schedule (FACTS §6).
 
     Returns:
         ``early_top1@<100 r>`` per ratio, in %.
     """
     metrics = []
-    for r in ratios:
-        train_r = r if truncate == "both" else 1.0
-        where = f"first {r:g} of each {'training and test' if truncate == 'both' else 'test'} sequence"
-        if mode == "linear":
+    for r in options.ratios:
+        train_r = r if options.truncate == "both" else 1.0
+        where = f"first {r:g} of each {'training and test' if options.truncate == 'both' else 'test'} sequence"
+        if options.mode == "linear":
             final, best, _ = train_linear_probe(
                 ctx.features("train", observe=train_r), ctx.labels("train"), ctx.features("test", observe=r),
-                ctx.labels("test"), ctx.num_classes, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                weight_decay=weight_decay, milestones=tuple(milestones), gamma=gamma, eval_every=eval_every,
+                ctx.labels("test"), ctx.num_classes, **options.sgd, eval_every=options.eval_every,
                 seed=ctx.seed, device=ctx.device)
-            metrics.append(Metric(metric_name(r), best, note=f"linear, best of evaluations every {eval_every} epochs "
-                                                             f"(final epoch {final:.1f}); {where}"))
+            metrics.append(Metric(metric_name(r), best, note=f"linear, best of evaluations every {options.eval_every} "
+                                                             f"epochs (final epoch {final:.1f}); {where}"))
         else:
-            top1 = fine_tune(ctx, np.arange(len(ctx.labels("train"))), epochs=epochs, batch_size=batch_size, lr=lr,
-                             momentum=momentum, weight_decay=weight_decay, milestones=milestones, gamma=gamma,
-                             observe=(train_r, r))
+            top1 = fine_tune(ctx, np.arange(len(ctx.labels("train"))), **options.sgd, observe=(train_r, r))
             metrics.append(Metric(metric_name(r), top1, note=f"whole encoder fine-tuned, final epoch; {where}"))
     return metrics

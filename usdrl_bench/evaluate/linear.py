@@ -17,12 +17,13 @@ Records: ``linear_top1`` = final-epoch test top-1 (the suite's headline number),
 from __future__ import annotations
 
 import collections
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from usdrl_bench.evaluate.base import Metric, check_sgd_options, check_whole
+from usdrl_bench.evaluate.base import Metric, SGDOptions, check_whole, evaluation_with
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.io import save_npy_atomic
 from usdrl_bench.registry import EVALUATIONS
@@ -170,103 +171,84 @@ def standardize(train_x: np.ndarray, test_x: np.ndarray, eps: float = 1e-6) -> t
     return ((train_x - mean) / std).astype(np.float32), ((test_x - mean) / std).astype(np.float32)
 
 
-def check_linear_options(*, epochs: int = 160, batch_size: int = 512, lr: float = 0.006, momentum: float = 0.9,
-                         weight_decay: float = 0.0, milestones=(120, 140), gamma: float = 0.1, eval_every: int = 5,
-                         train_crop: float = 1.0, feature_norm: str = "none") -> None:
-    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
-    check_sgd_options(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                      milestones=milestones, gamma=gamma)
-    check_whole("eval_every", eval_every, 1)
-    if isinstance(train_crop, bool) or not isinstance(train_crop, (int, float)) or not 0 < train_crop <= 1:
-        raise ValueError(f"train_crop must be in (0, 1], got {train_crop!r}")
-    if feature_norm not in FEATURE_NORMS:
-        raise ValueError(f"feature_norm must be one of {', '.join(FEATURE_NORMS)}, got {feature_norm!r}")
-
-
 #: ``none``: the features as they are (USDRL, the ST-GCN family, CMD); ``batchnorm``: standardised (MAMP)
 FEATURE_NORMS = ("none", "batchnorm")
 
 
+@dataclass(frozen=True)
+class LinearOptions(SGDOptions):
+    """Options of linear evaluation (``linear``, ``linear_own``): the probe's SGD schedule (official defaults,
+    :class:`~usdrl_bench.evaluate.base.SGDOptions`), and
+
+    Attributes:
+        eval_every: test the probe every this many epochs (the official best-of-evaluations number).
+        train_crop: the training features encode the centred fraction ``train_crop`` of each valid sequence
+            (the test features always the whole of it). The official PKU-MMD II setting is 0.5: its
+            ``l_ratio = [0.5, 1.0]`` takes the deterministic centre-crop branch of ``crop_subsequence``
+            (``feeder/augmentations.py``; FACTS §6), not a random crop.
+        feature_norm: ``none``, or ``batchnorm``: the features standardised first (:func:`standardize`:
+            MAMP's probe).
+
+    Raises:
+        ValueError: a value out of range (checked when a protocol is loaded, before any training).
+    """
+
+    eval_every: int = 5
+    train_crop: float = 1.0
+    feature_norm: str = "none"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_whole("eval_every", self.eval_every, 1)
+        if isinstance(self.train_crop, bool) or not isinstance(self.train_crop, (int, float)) \
+                or not 0 < self.train_crop <= 1:
+            raise ValueError(f"train_crop must be in (0, 1], got {self.train_crop!r}")
+        if self.feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm must be one of {', '.join(FEATURE_NORMS)}, got {self.feature_norm!r}")
+
+
 @EVALUATIONS.register("linear", description="linear evaluation: fc on frozen 2H features, test top-1 (FACTS §6)",
-                      check=check_linear_options)
-def linear_evaluation(
-    ctx: EvalContext,
-    *,
-    epochs: int = 160,
-    batch_size: int = 512,
-    lr: float = 0.006,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    milestones: list[int] | tuple[int, ...] = (120, 140),
-    gamma: float = 0.1,
-    eval_every: int = 5,
-    train_crop: float = 1.0,
-    feature_norm: str = "none",
-) -> list[Metric]:
-    """Linear evaluation with the official defaults (DSTE, NTU-60 xsub). The final classifier's test
-    softmax probabilities are written beside the records (``test_probs.npy``, and ``test_probs_best.npy`` of
-    the best periodic evaluation), for score-level ensembles.
-
-    ``train_crop``: the training features encode the centred fraction ``train_crop`` of each valid
-    sequence (the test features always the whole of it). The official PKU-MMD II setting is 0.5: its
-    ``l_ratio = [0.5, 1.0]`` takes the deterministic centre-crop branch of ``crop_subsequence``
-    (``feeder/augmentations.py``; FACTS §6), not a random crop.
-
-    ``feature_norm: batchnorm`` standardises the features first (:func:`standardize`: MAMP's probe)."""
-    final, best, probs, best_probs = _probe(ctx, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                                            weight_decay=weight_decay, milestones=milestones, gamma=gamma,
-                                            eval_every=eval_every, train_crop=train_crop, feature_norm=feature_norm)
+                      check=LinearOptions)
+@evaluation_with(LinearOptions)
+def linear_evaluation(ctx: EvalContext, options: LinearOptions) -> list[Metric]:
+    """Linear evaluation with the official defaults (DSTE, NTU-60 xsub; :class:`LinearOptions`). The final
+    classifier's test softmax probabilities are written beside the records (``test_probs.npy``, and
+    ``test_probs_best.npy`` of the best periodic evaluation), for score-level ensembles."""
+    final, best, probs, best_probs = _probe(ctx, options)
     if ctx.artifact_dir is not None:
         save_npy_atomic(Path(ctx.artifact_dir) / BEST_PROBS_FILE, best_probs.astype(np.float32))
         ctx.artifacts["linear"] = save_npy_atomic(Path(ctx.artifact_dir) / PROBS_FILE, probs.astype(np.float32))
     return [
         Metric("linear_top1", final, note="final epoch"),
         Metric("linear_top1_best_of_evals", best,
-               note=f"official: best test top-1 over evaluations every {eval_every} epochs (test-set selection)"),
+               note=f"official: best test top-1 over evaluations every {options.eval_every} epochs (test-set selection)"),
     ]
 
 
-def _probe(ctx: EvalContext, *, epochs: int, batch_size: int, lr: float, momentum: float, weight_decay: float,
-           milestones, gamma: float, eval_every: int, train_crop: float, feature_norm: str):
+def _probe(ctx: EvalContext, options: LinearOptions):
     """(final top-1, best top-1, final and best test probabilities) of the probe on the context's features."""
-    train_x, test_x = ctx.features("train", crop=train_crop), ctx.features("test")
-    if feature_norm == "batchnorm":
+    train_x, test_x = ctx.features("train", crop=options.train_crop), ctx.features("test")
+    if options.feature_norm == "batchnorm":
         train_x, test_x = standardize(train_x, test_x)
     final, best, _, probs, best_probs = train_linear_probe(
-        train_x, ctx.labels("train"), test_x, ctx.labels("test"), ctx.num_classes,
-        epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-        milestones=tuple(milestones), gamma=gamma, eval_every=eval_every, seed=ctx.seed, device=ctx.device,
-        return_probs=True,
+        train_x, ctx.labels("train"), test_x, ctx.labels("test"), ctx.num_classes, **options.sgd,
+        eval_every=options.eval_every, seed=ctx.seed, device=ctx.device, return_probs=True,
     )
     return final, best, probs, best_probs
 
 
 @EVALUATIONS.register("linear_own", description="linear evaluation with the method's own published probe recipe "
-                      "(its preset's evaluations.linear_own)", check=check_linear_options)
-def linear_own_evaluation(
-    ctx: EvalContext,
-    *,
-    epochs: int = 160,
-    batch_size: int = 512,
-    lr: float = 0.006,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    milestones: list[int] | tuple[int, ...] = (120, 140),
-    gamma: float = 0.1,
-    eval_every: int = 5,
-    train_crop: float = 1.0,
-    feature_norm: str = "none",
-) -> list[Metric]:
+                      "(its preset's evaluations.linear_own)", check=LinearOptions)
+@evaluation_with(LinearOptions)
+def linear_own_evaluation(ctx: EvalContext, options: LinearOptions) -> list[Metric]:
     """The linear probe of :func:`linear_evaluation` run with a method's own recipe (a method preset's
     ``evaluations: {linear_own: {...}}``: MAMP's standardised features and lr 0.1, the ST-GCN family's lr
     3.0, CMD's lr 0.1 with steps at 50 and 70), beside the suite's common recipe (``linear``) in the same
     table, so the two can be told apart. Records ``linear_own_top1`` (final epoch) and
     ``linear_own_top1_best_of_evals``; writes no probabilities (ensembles fuse ``linear``'s)."""
-    final, best, _, _ = _probe(ctx, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                               weight_decay=weight_decay, milestones=milestones, gamma=gamma, eval_every=eval_every,
-                               train_crop=train_crop, feature_norm=feature_norm)
+    final, best, _, _ = _probe(ctx, options)
     return [
         Metric("linear_own_top1", final, note="method's own probe recipe, final epoch"),
         Metric("linear_own_top1_best_of_evals", best,
-               note=f"method's own probe recipe, best test top-1 over evaluations every {eval_every} epochs"),
+               note=f"method's own probe recipe, best test top-1 over evaluations every {options.eval_every} epochs"),
     ]

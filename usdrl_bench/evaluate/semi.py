@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from usdrl_bench.data.augment import SampleKeys, centre_crop_resize, observed_frames, random_crop_resize
-from usdrl_bench.evaluate.base import Metric, check_number, check_sgd_options, check_whole
+from usdrl_bench.evaluate.base import Metric, SGDOptions, check_number, check_whole, evaluation_with
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.evaluate.linear import FC_INIT_STD
 from usdrl_bench.io import save_npy_atomic
@@ -186,100 +187,105 @@ def fine_tune(ctx: EvalContext, index: np.ndarray, *, epochs: int, batch_size: i
     return 100.0 * correct / max(len(test_y), 1)
 
 
-def check_semi_options(*, ratios=(0.01, 0.1), subset_seed: int = 0, subset: str = "random", repeats: int = 5,
-                       train_crop=(0.5, 1.0), test_crop: float = 0.95, epochs: int = 80, batch_size: int = 64,
-                       lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, milestones=(50, 70),
-                       gamma: float = 0.1) -> None:
-    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
-    def number(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
+@dataclass(frozen=True)
+class FineTuneOptions(SGDOptions):
+    """Options of fine-tuning the whole encoder (``finetune``, and each run of ``semi``): the SGD schedule,
+    CMD's by default (batch 64, lr 0.01, 80 epochs, x0.1 at 50 and 70; module docstring), and
 
-    if not isinstance(ratios, (list, tuple)) or not ratios or not all(number(r) and 0 < r <= 1 for r in ratios):
-        raise ValueError(f"ratios must be a non-empty list of fractions in (0, 1], got {ratios!r}")
-    if subset not in SUBSET_MODES:
-        raise ValueError(f"subset must be one of {', '.join(SUBSET_MODES)}, got {subset!r}")
-    check_whole("repeats", repeats, 1)
-    check_whole("subset_seed", subset_seed, 0)
-    check_sgd_options(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                      milestones=milestones, gamma=gamma)
-    if not isinstance(train_crop, (list, tuple)) or len(train_crop) != 2 or not all(number(c) for c in train_crop) \
-            or not 0 < train_crop[0] <= train_crop[1] <= 1:
-        raise ValueError(f"train_crop must be [min_scale, max_scale] with 0 < min <= max <= 1, got {train_crop!r}")
-    check_number("test_crop", test_crop, 0.0, 1.0, low_open=True)
+    Attributes:
+        train_crop: ``[min_scale, max_scale]`` of the random training crop (``[1, 1]``: the whole sequence).
+        test_crop: the centred fraction of each test sequence.
+
+    Raises:
+        ValueError: a value out of range (checked when a protocol is loaded, before any training).
+    """
+
+    epochs: int = 80
+    batch_size: int = 64
+    lr: float = 0.01
+    milestones: tuple[int, ...] = (50, 70)
+    train_crop: tuple[float, float] = (0.5, 1.0)
+    test_crop: float = 0.95
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        crop = self.train_crop
+        if not isinstance(crop, (list, tuple)) or len(crop) != 2 or not all(_number(c) for c in crop) \
+                or not 0 < crop[0] <= crop[1] <= 1:
+            raise ValueError(f"train_crop must be [min_scale, max_scale] with 0 < min <= max <= 1, got {crop!r}")
+        object.__setattr__(self, "train_crop", tuple(crop))
+        check_number("test_crop", self.test_crop, 0.0, 1.0, low_open=True)
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class SemiOptions(FineTuneOptions):
+    """Options of semi-supervised evaluation: :class:`FineTuneOptions` for each run, and
+
+    Attributes:
+        ratios: the labelled fractions (metrics ``semi_top1_<p>pct``).
+        subset_seed: run ``r`` fine-tunes on the subset drawn with seed ``subset_seed + r``.
+        subset: ``random`` (CMD's) or ``stratified`` (:data:`SUBSET_MODES`).
+        repeats: runs per fraction (their mean is the metric).
+
+    Raises:
+        ValueError: a value out of range (checked when a protocol is loaded, before any training).
+    """
+
+    ratios: tuple[float, ...] = (0.01, 0.1)
+    subset_seed: int = 0
+    subset: str = "random"
+    repeats: int = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ratios = self.ratios
+        if not isinstance(ratios, (list, tuple)) or not ratios or not all(_number(r) and 0 < r <= 1 for r in ratios):
+            raise ValueError(f"ratios must be a non-empty list of fractions in (0, 1], got {ratios!r}")
+        if self.subset not in SUBSET_MODES:
+            raise ValueError(f"subset must be one of {', '.join(SUBSET_MODES)}, got {self.subset!r}")
+        check_whole("repeats", self.repeats, 1)
+        check_whole("subset_seed", self.subset_seed, 0)
 
 
 @EVALUATIONS.register("semi", description="semi-supervised fine-tuning on 1% / 10% labelled subsets (Table 2; CMD's recipe)",
-                      check=check_semi_options)
-def semi_evaluation(
-    ctx: EvalContext,
-    *,
-    ratios: list[float] | tuple[float, ...] = (0.01, 0.1),
-    subset_seed: int = 0,
-    subset: str = "random",
-    repeats: int = 5,
-    train_crop: list[float] | tuple[float, float] = (0.5, 1.0),
-    test_crop: float = 0.95,
-    epochs: int = 80,
-    batch_size: int = 64,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    milestones: list[int] | tuple[int, ...] = (50, 70),
-    gamma: float = 0.1,
-) -> list[Metric]:
+                      check=SemiOptions)
+@evaluation_with(SemiOptions)
+def semi_evaluation(ctx: EvalContext, options: SemiOptions) -> list[Metric]:
     """Fine-tune on each labelled fraction in ``ratios``; metrics ``semi_top1_<p>pct`` (``semi_top1_1pct``,
     ``semi_top1_10pct``): the mean test top-1 of ``repeats`` runs, run ``r`` on the subset drawn with seed
     ``subset_seed + r`` (not the cell's seed, so every method and seed fine-tunes on the same samples;
     saved in ``ctx.subset_dir``) and trained with seed ``ctx.seed + r``. Defaults: CMD's (module docstring)."""
     metrics = []
-    for ratio in ratios:
+    o = options
+    for ratio in o.ratios:
         runs, sizes = [], []
-        for r in range(repeats):
-            index = load_or_make_subset(ctx.subset_dir, ctx.labels("train"), ratio, subset_seed + r, subset)
+        for r in range(o.repeats):
+            index = load_or_make_subset(ctx.subset_dir, ctx.labels("train"), ratio, o.subset_seed + r, o.subset)
             sizes.append(len(index))
-            runs.append(fine_tune(ctx, index, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                                  weight_decay=weight_decay, milestones=milestones, gamma=gamma,
-                                  train_crop=tuple(train_crop), test_crop=test_crop, seed=ctx.seed + r))
-        spread = f"; runs {', '.join(f'{v:.1f}' for v in runs)} (std {np.std(runs):.1f})" if repeats > 1 else ""
+            runs.append(fine_tune(ctx, index, **o.sgd, train_crop=o.train_crop, test_crop=o.test_crop, seed=ctx.seed + r))
+        spread = f"; runs {', '.join(f'{v:.1f}' for v in runs)} (std {np.std(runs):.1f})" if o.repeats > 1 else ""
         size = f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
         metrics.append(Metric(
             f"semi_top1_{ratio * 100:g}pct", float(np.mean(runs)),
-            note=f"mean of {repeats} run(s) on {subset} subsets of {size} labelled samples (subset seeds "
-                 f"{subset_seed}..{subset_seed + repeats - 1}){spread}; crops: train scale {list(train_crop)}, "
-                 f"test centre {test_crop}; {RECIPE_NOTE}"))
+            note=f"mean of {o.repeats} run(s) on {o.subset} subsets of {size} labelled samples (subset seeds "
+                 f"{o.subset_seed}..{o.subset_seed + o.repeats - 1}){spread}; crops: train scale {list(o.train_crop)}, "
+                 f"test centre {o.test_crop}; {RECIPE_NOTE}"))
     return metrics
 
 
-def check_finetune_options(*, epochs: int = 80, batch_size: int = 64, lr: float = 0.01, momentum: float = 0.9,
-                           weight_decay: float = 0.0, milestones=(50, 70), gamma: float = 0.1,
-                           train_crop=(0.5, 1.0), test_crop: float = 0.95) -> None:
-    """Option ranges of ``finetune``, checked when a protocol is loaded. Raises ValueError."""
-    check_semi_options(ratios=[1.0], repeats=1, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                       weight_decay=weight_decay, milestones=milestones, gamma=gamma, train_crop=train_crop,
-                       test_crop=test_crop)
-
-
 @EVALUATIONS.register("finetune", description="fine-tuning of the whole encoder with all labels (transfer; CMD's recipe)",
-                      check=check_finetune_options)
-def finetune_evaluation(
-    ctx: EvalContext,
-    *,
-    epochs: int = 80,
-    batch_size: int = 64,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    milestones: list[int] | tuple[int, ...] = (50, 70),
-    gamma: float = 0.1,
-    train_crop: list[float] | tuple[float, float] = (0.5, 1.0),
-    test_crop: float = 0.95,
-) -> list[Metric]:
+                      check=FineTuneOptions)
+@evaluation_with(FineTuneOptions)
+def finetune_evaluation(ctx: EvalContext, options: FineTuneOptions) -> list[Metric]:
     """The whole encoder and a new ``fc`` trained on every training sample; metric ``finetune_top1`` (final
     test top-1, %). The recipe is :func:`fine_tune`'s, CMD's by default (module docstring); the journal's
     transfer fine-tuning recipe is not published."""
-    top1 = fine_tune(ctx, np.arange(len(ctx.labels("train"))), epochs=epochs, batch_size=batch_size, lr=lr,
-                     momentum=momentum, weight_decay=weight_decay, milestones=milestones, gamma=gamma,
-                     train_crop=tuple(train_crop), test_crop=test_crop)
+    top1 = fine_tune(ctx, np.arange(len(ctx.labels("train"))), **options.sgd, train_crop=options.train_crop,
+                     test_crop=options.test_crop)
     return [Metric("finetune_top1", top1, note=f"whole encoder fine-tuned on all {len(ctx.labels('train'))} training "
-                                               f"samples, final epoch; crops: train scale {list(train_crop)}, test "
-                                               f"centre {test_crop}; {RECIPE_NOTE}")]
+                                               f"samples, final epoch; crops: train scale {list(options.train_crop)}, "
+                                               f"test centre {options.test_crop}; {RECIPE_NOTE}")]
