@@ -36,6 +36,7 @@ from usdrl_bench.evaluate.features import extract
 from usdrl_bench.io import resolve_device
 from usdrl_bench.protocols.evaluation import progress_columns
 from usdrl_bench.protocols.launch import LauncherOptions, submit_pretrainings
+from usdrl_bench.protocols.plan import RunPlan
 from usdrl_bench.protocols.runner import ProtocolRunner
 from usdrl_bench.protocols.schedule import pretrain_distributed, pretrain_in_workers
 from usdrl_bench.protocols.spec import Cell, Protocol, expand_cells, load_protocol, parse_dataset_override
@@ -138,26 +139,8 @@ def run_protocols(
                             options=options if main else replace(options, wandb_project=None))
     t_all = time.perf_counter()
     plan = runner.plan_run(work)  # every key, identity and record path, once; every launcher below takes it
-    if context is not None:
-        with Progress(*progress_columns(), console=run_console, transient=True, disable=not main) as progress:
-            trained = pretrain_distributed(runner.trainer, plan, progress)
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()  # evaluations run on rank 0 alone
-        if not main:
-            return []
-        console.print(f"pretrained {trained} model{'' if trained == 1 else 's'} data-parallel on {context.world_size} "
-                      f"processes ({context.backend}) in {time.perf_counter() - t_all:.0f} s")
-    elif launcher is not None:
-        submitted = submit_pretrainings(runner.trainer, plan, launcher, console=console)
-        if submitted:
-            console.print(f"{submitted} pretraining job(s) finished ({launcher.launcher}) in "
-                          f"{time.perf_counter() - t_all:.0f} s")
-    elif jobs > 1:
-        with Progress(console=console, transient=True) as progress:
-            trained = pretrain_in_workers(runner.trainer, plan, jobs, progress)
-        if trained:
-            console.print(f"pretrained {trained} model{'' if trained == 1 else 's'}, {jobs} at a time, in "
-                          f"{time.perf_counter() - t_all:.0f} s")
+    if not _pretrain_missing(runner, plan, context, launcher, jobs, console):
+        return []  # a torchrun rank other than 0: rank 0 evaluates
     out = []
     for protocol_plan in plan.protocols:
         t0 = time.perf_counter()
@@ -169,6 +152,35 @@ def run_protocols(
         console.print(f"[green]all {len(work)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
     console.print(describe_trained(runner.trainer))
     return out
+
+
+def _pretrain_missing(runner: ProtocolRunner, plan: RunPlan, context: dist_utils.DistributedContext | None,
+                      launcher: LauncherOptions | None, jobs: int, console: Console) -> bool:
+    """Train the checkpoints ``plan`` still needs before the evaluations: data-parallel across the torchrun
+    ranks (then the process group ends), as submitit jobs, or in ``jobs`` worker processes; with none of
+    these the evaluation loop trains them in this process. Returns False on a torchrun rank other than 0."""
+    t0 = time.perf_counter()
+    if context is not None:
+        with Progress(*progress_columns(), console=runner.console, transient=True, disable=not context.is_main) as progress:
+            trained = pretrain_distributed(runner.trainer, plan, progress)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()  # evaluations run on rank 0 alone
+        if not context.is_main:
+            return False
+        console.print(f"pretrained {trained} model{'' if trained == 1 else 's'} data-parallel on {context.world_size} "
+                      f"processes ({context.backend}) in {time.perf_counter() - t0:.0f} s")
+    elif launcher is not None:
+        submitted = submit_pretrainings(runner.trainer, plan, launcher, console=console)
+        if submitted:
+            console.print(f"{submitted} pretraining job(s) finished ({launcher.launcher}) in "
+                          f"{time.perf_counter() - t0:.0f} s")
+    elif jobs > 1:
+        with Progress(console=console, transient=True) as progress:
+            trained = pretrain_in_workers(runner.trainer, plan, jobs, progress)
+        if trained:
+            console.print(f"pretrained {trained} model{'' if trained == 1 else 's'}, {jobs} at a time, in "
+                          f"{time.perf_counter() - t0:.0f} s")
+    return True
 
 
 def run_protocol(protocol: str | os.PathLike, *, preset: str = "demo", rows: Iterable[str] | None = None,

@@ -175,7 +175,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub, fmt)
+    _add_bench(sub, fmt)
+    _add_report(sub, fmt)
+    _add_list(sub, fmt)
+    _add_validate(sub, fmt)
+    _add_data(sub, fmt)
+    _add_score_detection(sub, fmt)
+    _add_score_segmentation(sub, fmt)
+    _add_embed(sub, fmt)
+    return parser
 
+
+def _add_run(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """``usdrl-bench run`` and its options."""
     p = sub.add_parser("run", help="run a protocol (pretrain once, evaluate many, record)", description=RUN_HELP, formatter_class=fmt)
     p.add_argument("protocol", nargs="+",
                    help="protocol YAML file(s) or shipped protocol name(s) (`usdrl-bench list --protocols`), run in "
@@ -212,6 +225,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
     p.add_argument("--wandb", metavar="PROJECT", default=None, help="also log pretraining to this W&B project")
 
+
+def _add_bench(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """``usdrl-bench bench`` and its options."""
     p = sub.add_parser("bench", help="time pretraining steps of several configurations side by side",
                        description=BENCH_HELP, formatter_class=fmt)
     p.add_argument("--encoder", nargs="+", default=None, help="encoders to time (default: dste sttr)")
@@ -233,19 +249,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--out", type=Path, default=Path("results/bench"), help="JSON output folder (default results/bench)")
 
+
+def _add_report(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """``usdrl-bench report`` and its options."""
     p = sub.add_parser("report", help="regenerate tables and figures from the records", description=REPORT_HELP, formatter_class=fmt)
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="output directory (default reports/)")
 
+
+def _add_list(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """``usdrl-bench list`` and its options."""
     p = sub.add_parser("list", help="list registered encoders, objectives, datasets, evaluations", description=LIST_HELP, formatter_class=fmt)
     p.add_argument("--plugin", action="append", default=[], help="also import this module (repeatable)")
     p.add_argument("--protocols", action="store_true", help="list the shipped protocols (run them by name)")
 
+
+def _add_validate(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """``usdrl-bench validate`` and its options."""
     p = sub.add_parser("validate", help="check protocol files without running them", description=VALIDATE_HELP, formatter_class=fmt)
     p.add_argument("protocols", nargs="+", help="protocol YAML files or shipped protocol names")
     p.add_argument("--preset", default=None, help="also check that this preset's data path exists (default: demo when present)")
     p.add_argument("--data-root", type=Path, default=None, help="where named datasets are found (default $USDRL_DATA, else ./data)")
 
+
+def _add_data(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """``usdrl-bench data`` and its options."""
     p = sub.add_parser("data", help="prepare released datasets", description="Prepare released datasets (see `data prepare -h`).",
                        formatter_class=fmt)
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -261,6 +289,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="NTU missing-skeleton list (repeatable; default: the official lists found in or beside --raw)")
     q.add_argument("--strict", action="store_true", help="exit with status 3 when any file was skipped")
 
+
+def _add_score_detection(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """``usdrl-bench score-detection`` and its options."""
     p = sub.add_parser("score-detection", help="score proposal files with the official PKU-MMD metrics",
                        description=SCORE_HELP, formatter_class=fmt)
     p.add_argument("--gt", type=Path, required=True, help="folder of ground-truth files <video>.txt")
@@ -268,6 +299,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--theta", type=float, default=0.5, help="overlap threshold (default 0.5)")
     p.add_argument("--num-actions", type=int, default=51, help="classes 1..N in mAP over actions (PKU-MMD I: 51)")
 
+
+def _add_score_segmentation(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """``usdrl-bench score-segmentation`` and its options."""
     p = sub.add_parser("score-segmentation", help="score frame-label files with DeST's Acc, Edit and F1@k",
                        description=SCORE_SEGMENTATION_HELP, formatter_class=fmt)
     p.add_argument("--gt", type=Path, required=True, help="folder of ground-truth files <video>.txt")
@@ -276,6 +310,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.25, 0.5],
                    help="IoU thresholds of the F1 scores (default 0.1 0.25 0.5)")
 
+
+def _add_embed(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """``usdrl-bench embed`` and its options."""
     p = sub.add_parser("embed", help="encode skeletons with a pretrained encoder", description=EMBED_HELP, formatter_class=fmt)
     p.add_argument("--checkpoint", type=Path, required=True, help="official (.pth.tar) or suite (.pt) checkpoint")
     p.add_argument("--data", type=Path, required=True, help="(N, C, T, V, M) float32 .npy")
@@ -286,7 +323,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="(N,) valid frame counts (.npy); default: <prefix>_num_frame.npy beside <prefix>_data_joint.npy")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

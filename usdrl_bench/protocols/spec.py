@@ -461,36 +461,42 @@ def _check_registry(reg: registry.Registry, name: str, file: str, key: str) -> N
         raise ProtocolError(file, key, reg.unknown_message(name))
 
 
+#: what a name that becomes part of a file name must look like
+UNSAFE_NAME = ("must be a name that can be a file name: a letter or digit first, then letters, digits, '.', '_', "
+               "'+', '-' (no '/' or '..')")
+
+
 def _check_names(protocol: Protocol) -> None:
+    """Every name of ``protocol`` against the registries, and its rows and presets against each other.
+
+    Raises:
+        ProtocolError: naming the file and the key.
+    """
     file = protocol.file
     if not protocol.rows:
         raise ProtocolError(file, "rows", "a protocol needs at least one row")
     if not protocol.presets:
         raise ProtocolError(file, "presets", "a protocol needs at least one preset")
-    unsafe = ("must be a name that can be a file name: a letter or digit first, then letters, digits, '.', '_', "
-              "'+', '-' (no '/' or '..')")
     if not is_safe_name(protocol.name):
-        raise ProtocolError(file, "name", f"{protocol.name!r} {unsafe}")
+        raise ProtocolError(file, "name", f"{protocol.name!r} {UNSAFE_NAME}")
+    row_ids = _check_rows(protocol)
+    for pname, preset in protocol.presets.items():
+        _check_preset(protocol, pname, preset, row_ids)
+
+
+def _check_rows(protocol: Protocol) -> set[str]:
+    """Row ids (safe, unique), ensembles, encoders, objectives and their options; returns the row ids."""
+    file = protocol.file
     seen: set[str] = set()
     for i, row in enumerate(protocol.rows):
         where = f"rows[{i}]"
         if not is_safe_name(row.id):
-            raise ProtocolError(file, f"{where}.id", f"{row.id!r} {unsafe}")
+            raise ProtocolError(file, f"{where}.id", f"{row.id!r} {UNSAFE_NAME}")
         if row.id in seen:
             raise ProtocolError(file, f"{where}.id", f"duplicate row id {row.id!r}")
         seen.add(row.id)
         if row.ensemble is not None:
-            if row.encoder is not None or row.objective is not None:
-                raise ProtocolError(file, f"{where}.ensemble", "an ensemble row fuses other rows: give no encoder or objective")
-            ids = [r.id for r in protocol.rows]
-            members = row.ensemble.rows
-            bad = [m for m in members if m not in ids or m == row.id]
-            if bad or not members:
-                raise ProtocolError(file, f"{where}.ensemble.rows", f"unknown or invalid member row(s) {bad or members}; rows: {', '.join(ids)}")
-            if any(next(r for r in protocol.rows if r.id == m).ensemble is not None for m in members):
-                raise ProtocolError(file, f"{where}.ensemble.rows", "an ensemble cannot contain another ensemble")
-            if row.ensemble.weights and len(row.ensemble.weights) != len(members):
-                raise ProtocolError(file, f"{where}.ensemble.weights", f"{len(members)} rows but {len(row.ensemble.weights)} weights")
+            _check_ensemble(protocol, row, where)
             continue
         if row.encoder is None:
             raise ProtocolError(file, f"{where}.encoder", "required key is missing (or give 'ensemble')")
@@ -499,63 +505,89 @@ def _check_names(protocol: Protocol) -> None:
             _check_registry(registry.OBJECTIVES, row.objective, file, f"{where}.objective")
             _check_option_names(registry.OBJECTIVES.get(row.objective), row.objective_options, file,
                                 f"{where}.objective_options", skip=1)
-    for pname, preset in protocol.presets.items():
-        where = f"presets.{pname}"
-        if not is_safe_name(pname):
-            raise ProtocolError(file, where, f"preset name {pname!r} {unsafe}")
-        if (preset.dataset is None) == (not preset.datasets):
-            raise ProtocolError(file, f"{where}.dataset", "give either 'dataset' (one) or 'datasets' (a list), not both or neither")
-        columns: set[str] = set()
-        for i, ds in enumerate(preset.all_datasets):
-            key = f"{where}.datasets[{i}]" if preset.datasets else f"{where}.dataset"
-            check_dataset(ds, file, key, check_path=False)
-            if ds.id is not None and not is_safe_name(ds.id):
-                raise ProtocolError(file, f"{key}.id", f"{ds.id!r} {unsafe}")
-            if ds.column in columns:
-                raise ProtocolError(file, f"{key}.id", f"duplicate dataset column {ds.column!r}; give each an 'id'")
-            columns.add(ds.column)
-            _check_evaluation_overrides(preset, ds.evaluations, file, f"{key}.evaluations")
-            if ds.pretrain:  # the merged schedule is checked like the preset's own
-                from_data(PretrainSpec, {**dataclasses.asdict(preset.pretrain), **ds.pretrain}, file, (key, "pretrain"))
-        for oname, options in preset.objective_options.items():
-            _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
-            _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
+    return seen
 
-        # the options are ViewConfig's; out_frames is the encoder's T, the randomness is the trainer's
-        views = {k: v for k, v in preset.pretrain.views.items()}
-        if "out_frames" in views:
-            raise ProtocolError(file, f"{where}.pretrain.views.out_frames", "set by the encoder's num_frames; remove it")
-        _check_option_names(ViewConfig, views, file, f"{where}.pretrain.views")
-        if not preset.evaluations:
-            raise ProtocolError(file, f"{where}.evaluations", "at least one evaluation is needed")
-        for ename, options in preset.evaluations.items():
-            _check_registry(registry.EVALUATIONS, ename, file, f"{where}.evaluations.{ename}")
-            _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{where}.evaluations.{ename}", skip=1)
-            check = registry.EVALUATIONS.entry(ename).meta.get("check")
-            if check is not None:  # value ranges, with each dataset's overrides merged in
-                for ds in preset.all_datasets or (None,):
-                    for per_encoder in ({}, *preset.encoder_evaluations.values()):  # and each encoder's overrides
-                        merged = {**(options or {}), **(ds.evaluations.get(ename, {}) if ds is not None else {}),
-                                  **per_encoder.get(ename, {})}
-                        try:
-                            check(**merged)
-                        except (ValueError, TypeError) as exc:
-                            raise ProtocolError(file, f"{where}.evaluations.{ename}", str(exc)) from None
-        if not preset.seeds:
-            raise ProtocolError(file, f"{where}.seeds", "at least one seed is needed")
-        for encoder, overrides in preset.encoder_evaluations.items():
-            _check_registry(registry.ENCODERS, encoder, file, f"{where}.encoder_evaluations.{encoder}")
-            _check_evaluation_overrides(preset, overrides, file, f"{where}.encoder_evaluations.{encoder}")
-        unknown_rows = [r for r in preset.rows if r not in seen]
-        if unknown_rows:
-            raise ProtocolError(file, f"{where}.rows", f"unknown row id(s) {unknown_rows}; rows: {', '.join(seen)}")
-        for row_id, columns in preset.row_columns.items():
-            if row_id not in seen:
-                raise ProtocolError(file, f"{where}.row_columns.{row_id}", f"unknown row id; rows: {', '.join(seen)}")
-            bad = [c for c in columns if c not in {d.column for d in preset.all_datasets}]
-            if bad:
-                raise ProtocolError(file, f"{where}.row_columns.{row_id}", f"unknown dataset column(s) {bad}; columns: "
-                                    f"{', '.join(d.column for d in preset.all_datasets)}")
+
+def _check_ensemble(protocol: Protocol, row: RowSpec, where: str) -> None:
+    file, spec = protocol.file, row.ensemble
+    assert spec is not None
+    if row.encoder is not None or row.objective is not None:
+        raise ProtocolError(file, f"{where}.ensemble", "an ensemble row fuses other rows: give no encoder or objective")
+    ids = [r.id for r in protocol.rows]
+    members = spec.rows
+    bad = [m for m in members if m not in ids or m == row.id]
+    if bad or not members:
+        raise ProtocolError(file, f"{where}.ensemble.rows", f"unknown or invalid member row(s) {bad or members}; rows: {', '.join(ids)}")
+    if any(next(r for r in protocol.rows if r.id == m).ensemble is not None for m in members):
+        raise ProtocolError(file, f"{where}.ensemble.rows", "an ensemble cannot contain another ensemble")
+    if spec.weights and len(spec.weights) != len(members):
+        raise ProtocolError(file, f"{where}.ensemble.weights", f"{len(members)} rows but {len(spec.weights)} weights")
+
+
+def _check_preset(protocol: Protocol, pname: str, preset: PresetSpec, row_ids: set[str]) -> None:
+    """A preset's datasets, objective options, views, evaluations, seeds, rows and row columns."""
+    file, where = protocol.file, f"presets.{pname}"
+    if not is_safe_name(pname):
+        raise ProtocolError(file, where, f"preset name {pname!r} {UNSAFE_NAME}")
+    if (preset.dataset is None) == (not preset.datasets):
+        raise ProtocolError(file, f"{where}.dataset", "give either 'dataset' (one) or 'datasets' (a list), not both or neither")
+    columns: set[str] = set()
+    for i, ds in enumerate(preset.all_datasets):
+        key = f"{where}.datasets[{i}]" if preset.datasets else f"{where}.dataset"
+        check_dataset(ds, file, key, check_path=False)
+        if ds.id is not None and not is_safe_name(ds.id):
+            raise ProtocolError(file, f"{key}.id", f"{ds.id!r} {UNSAFE_NAME}")
+        if ds.column in columns:
+            raise ProtocolError(file, f"{key}.id", f"duplicate dataset column {ds.column!r}; give each an 'id'")
+        columns.add(ds.column)
+        _check_evaluation_overrides(preset, ds.evaluations, file, f"{key}.evaluations")
+        if ds.pretrain:  # the merged schedule is checked like the preset's own
+            from_data(PretrainSpec, {**dataclasses.asdict(preset.pretrain), **ds.pretrain}, file, (key, "pretrain"))
+    for oname, options in preset.objective_options.items():
+        _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
+        _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
+    # the options are ViewConfig's; out_frames is the encoder's T, the randomness is the trainer's
+    views = {k: v for k, v in preset.pretrain.views.items()}
+    if "out_frames" in views:
+        raise ProtocolError(file, f"{where}.pretrain.views.out_frames", "set by the encoder's num_frames; remove it")
+    _check_option_names(ViewConfig, views, file, f"{where}.pretrain.views")
+    _check_preset_evaluations(file, where, preset)
+    if not preset.seeds:
+        raise ProtocolError(file, f"{where}.seeds", "at least one seed is needed")
+    for encoder, overrides in preset.encoder_evaluations.items():
+        _check_registry(registry.ENCODERS, encoder, file, f"{where}.encoder_evaluations.{encoder}")
+        _check_evaluation_overrides(preset, overrides, file, f"{where}.encoder_evaluations.{encoder}")
+    unknown_rows = [r for r in preset.rows if r not in row_ids]
+    if unknown_rows:
+        raise ProtocolError(file, f"{where}.rows", f"unknown row id(s) {unknown_rows}; rows: {', '.join(row_ids)}")
+    for row_id, row_columns in preset.row_columns.items():
+        if row_id not in row_ids:
+            raise ProtocolError(file, f"{where}.row_columns.{row_id}", f"unknown row id; rows: {', '.join(row_ids)}")
+        bad = [c for c in row_columns if c not in {d.column for d in preset.all_datasets}]
+        if bad:
+            raise ProtocolError(file, f"{where}.row_columns.{row_id}", f"unknown dataset column(s) {bad}; columns: "
+                                f"{', '.join(d.column for d in preset.all_datasets)}")
+
+
+def _check_preset_evaluations(file: str, where: str, preset: PresetSpec) -> None:
+    """Each evaluation's name and option names, and its value ranges with each dataset's and each encoder's
+    overrides merged in (the registered ``check``, e.g. the options dataclass)."""
+    if not preset.evaluations:
+        raise ProtocolError(file, f"{where}.evaluations", "at least one evaluation is needed")
+    for ename, options in preset.evaluations.items():
+        _check_registry(registry.EVALUATIONS, ename, file, f"{where}.evaluations.{ename}")
+        _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{where}.evaluations.{ename}", skip=1)
+        check = registry.EVALUATIONS.entry(ename).meta.get("check")
+        if check is None:
+            continue
+        for ds in preset.all_datasets or (None,):
+            for per_encoder in ({}, *preset.encoder_evaluations.values()):
+                merged = {**(options or {}), **(ds.evaluations.get(ename, {}) if ds is not None else {}),
+                          **per_encoder.get(ename, {})}
+                try:
+                    check(**merged)
+                except (ValueError, TypeError) as exc:
+                    raise ProtocolError(file, f"{where}.evaluations.{ename}", str(exc)) from None
 
 
 def _check_evaluation_overrides(preset: PresetSpec, overrides: dict[str, dict[str, Any]], file: str, key: str) -> None:

@@ -68,7 +68,7 @@ from usdrl_bench.data.augment import SampleKeys, check_num_frames, make_views
 from usdrl_bench.encoders.checkpoint import save_encoder
 from usdrl_bench.io import torch_save_atomic, write_json_atomic
 from usdrl_bench.objectives.base import Objective
-from usdrl_bench.skeleton import get_layout, to_stream
+from usdrl_bench.skeleton import Layout, get_layout, to_stream
 from usdrl_bench.train.logs import StepLogger
 from usdrl_bench.train.spec import PretrainSpec
 
@@ -450,27 +450,14 @@ def pretrain(
                         steps_per_epoch=steps_per_epoch)
     order_gen = torch.Generator().manual_seed(seed)
 
-    history: list[dict] = []
-    first_epoch = 0
     state_path = workdir / STATE_FILE
     # DropPath draws from the global generator: seed it here and keep its state in the resumable state
     torch.manual_seed(seed + 2)
-    state = _load_state(state_path, device) if state_path.exists() else None
-    if state is not None:
-        step_fn.load_state_dict(state)
-        order_gen.set_state(state["order_gen"].cpu())  # RNG states are CPU byte tensors
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
-        history = state["history"]
-        first_epoch = state["epoch"]
+    history, first_epoch = _resume(state_path, step_fn, order_gen, device)
+    if first_epoch:
         log.info("resuming pretraining in %s from epoch %d/%d", workdir, first_epoch, spec.epochs)
 
-    view_options = dict(spec.views)
-    # views per sample: the protocol's choice, else what the objective consumes (MG-FD: 4, InfoNCE: 2)
-    num_views = int(view_options.pop("num_views", getattr(objective, "num_views", 4)))
-    # an objective may make its own views (AimCLR's extreme augmentations, CMD's modalities): Objective.make_views
-    own_views = getattr(type(objective), "make_views", Objective.make_views) is not Objective.make_views
+    views_of = _ViewMaker(objective, spec.views, encoder.num_frames, layout, stream)
     source = BatchSource(train, device)
     logger = StepLogger(workdir / LOG_FILE, resume_epoch=first_epoch, tensorboard_dir=workdir / "tensorboard"
                         if tensorboard else None, wandb_project=wandb_project, wandb_name=workdir.name,
@@ -481,23 +468,13 @@ def pretrain(
             step_fn.train()
             if hasattr(objective, "start_epoch"):
                 objective.start_epoch(epoch, spec.epochs)
-            perm = torch.randperm(n, generator=order_gen).numpy()
-            starts = np.cumsum([0, *batch_sizes])
-            splits = [dist_utils.shard_sizes(size, world) for size in batch_sizes]
-            shards = [np.sort(perm[a:a + size])[sum(split[:rank]):sum(split[:rank + 1])]
-                      for a, size, split in zip(starts, batch_sizes, splits)]
+            splits, shards = _epoch_shards(torch.randperm(n, generator=order_gen).numpy(), batch_sizes, world, rank)
             lr = step_fn.optimizer.param_groups[0]["lr"]
             pending: list[tuple[int, Tensor, dict[str, Tensor]]] = []
             epoch_rows: list[dict[str, float]] = []
             t_flush = time.perf_counter()
             for step, (x, nf, idx) in enumerate(source.batches(shards)):
-                keys = SampleKeys(seed, epoch, idx)
-                views = objective.make_views(x, nf, out_frames=encoder.num_frames, keys=keys, layout=layout, stream=stream) \
-                    if own_views else None
-                if views is None:
-                    views = make_views(x, nf, num_views=num_views, out_frames=encoder.num_frames, generator=keys,
-                                       check=False, **view_options)
-                    views = [to_stream(v, stream, layout) for v in views]
+                views = views_of(x, nf, SampleKeys(seed, epoch, idx))
                 with dist_utils.batch_shards(splits[step]):  # the gathers see the global batch, any split
                     loss, logs = step_fn(views)
                 pending.append((step, loss, logs))
@@ -506,10 +483,7 @@ def pretrain(
                     now = time.perf_counter()
                     rate = sum(batch_sizes[s] for s, _, _ in pending) / max(now - t_flush, 1e-9)
                     t_flush = now
-                    for s, values in rows:
-                        if not math.isfinite(values["loss"]):
-                            raise FloatingPointError(f"pretraining loss is {values['loss']} at epoch {epoch + 1} step "
-                                                     f"{s} ({workdir}); the resumable state after epoch {epoch} is kept")
+                    _check_finite(rows, epoch, workdir)
                     epoch_rows.extend(v for _, v in rows)
                     if logger is not None:
                         logger.log(epoch + 1, rows, steps_per_epoch, lr=lr, samples_per_s=rate)
@@ -518,16 +492,10 @@ def pretrain(
                     pending = []
             step_fn.end_epoch()
             record = {"epoch": epoch + 1, "loss": float(np.mean([r["loss"] for r in epoch_rows])), "lr": lr}
-            for key in epoch_rows[0]:
-                if key != "loss":
-                    record[key] = float(np.mean([r[key] for r in epoch_rows]))
+            record.update({key: float(np.mean([r[key] for r in epoch_rows])) for key in epoch_rows[0] if key != "loss"})
             history.append(record)
             if main:
-                state = step_fn.state_dict()
-                state.update(epoch=epoch + 1, order_gen=order_gen.get_state(), torch_rng=torch.get_rng_state(),
-                             cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                             history=history)
-                torch_save_atomic(state, state_path)
+                _save_state(state_path, step_fn, epoch + 1, order_gen, device, history)
                 if logger is not None:
                     logger.flush()
                 if on_epoch is not None:
@@ -536,22 +504,89 @@ def pretrain(
         if logger is not None:
             logger.close()
 
+    checkpoint = _finish(workdir, encoder, objective, spec.epochs, history, extra, main)
+    return PretrainResult(checkpoint=checkpoint, history=history, wall_time_s=time.perf_counter() - start_time,
+                          resumed_from_epoch=first_epoch)
+
+
+class _ViewMaker:
+    """The views of a batch: the objective's own (:meth:`Objective.make_views`: AimCLR's extreme
+    augmentations, CMD's modalities), else the protocol's views (:func:`make_views` with ``spec.views``;
+    ``num_views`` the protocol's, else what the objective consumes: MG-FD 4, InfoNCE 2) in the row's stream."""
+
+    def __init__(self, objective: nn.Module, views: dict, out_frames: int, layout: Layout, stream: str) -> None:
+        self.objective, self.out_frames, self.layout, self.stream = objective, out_frames, layout, stream
+        self.options = dict(views)
+        self.num_views = int(self.options.pop("num_views", getattr(objective, "num_views", 4)))
+        self.own = getattr(type(objective), "make_views", Objective.make_views) is not Objective.make_views
+
+    def __call__(self, x: Tensor, num_frames: Tensor, keys: SampleKeys) -> list[Tensor]:
+        views = self.objective.make_views(x, num_frames, out_frames=self.out_frames, keys=keys, layout=self.layout,
+                                          stream=self.stream) if self.own else None
+        if views is None:
+            views = make_views(x, num_frames, num_views=self.num_views, out_frames=self.out_frames, generator=keys,
+                               check=False, **self.options)
+            views = [to_stream(v, self.stream, self.layout) for v in views]
+        return views
+
+
+def _resume(state_path: Path, step_fn: TrainStep, order_gen: torch.Generator,
+            device: torch.device) -> tuple[list[dict], int]:
+    """(history, first epoch) from the resumable state, its optimiser, scaler and RNG states restored; ([],
+    0) when there is none."""
+    state = _load_state(state_path, device) if state_path.exists() else None
+    if state is None:
+        return [], 0
+    step_fn.load_state_dict(state)
+    order_gen.set_state(state["order_gen"].cpu())  # RNG states are CPU byte tensors
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+    return state["history"], state["epoch"]
+
+
+def _save_state(state_path: Path, step_fn: TrainStep, epochs_done: int, order_gen: torch.Generator,
+                device: torch.device, history: list[dict]) -> None:
+    """The resumable state after ``epochs_done`` epochs (model, optimiser, scaler, the RNGs), atomically."""
+    state = step_fn.state_dict()
+    state.update(epoch=epochs_done, order_gen=order_gen.get_state(), torch_rng=torch.get_rng_state(),
+                 cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None, history=history)
+    torch_save_atomic(state, state_path)
+
+
+def _epoch_shards(perm: np.ndarray, batch_sizes: list[int], world: int,
+                  rank: int) -> tuple[list[list[int]], list[np.ndarray]]:
+    """Per global batch of one epoch's order ``perm``: its split across the ranks (:func:`shard_sizes`) and
+    this rank's sample indices (sorted within the batch: the same global batch whatever the world size)."""
+    starts = np.cumsum([0, *batch_sizes])
+    splits = [dist_utils.shard_sizes(size, world) for size in batch_sizes]
+    shards = [np.sort(perm[a:a + size])[sum(split[:rank]):sum(split[:rank + 1])]
+              for a, size, split in zip(starts, batch_sizes, splits)]
+    return splits, shards
+
+
+def _check_finite(rows: list[tuple[int, dict[str, float]]], epoch: int, workdir: Path) -> None:
+    """Raise FloatingPointError at the first step whose loss is NaN or infinite."""
+    for s, values in rows:
+        if not math.isfinite(values["loss"]):
+            raise FloatingPointError(f"pretraining loss is {values['loss']} at epoch {epoch + 1} step "
+                                     f"{s} ({workdir}); the resumable state after epoch {epoch} is kept")
+
+
+def _finish(workdir: Path, encoder: nn.Module, objective: nn.Module, epochs: int, history: list[dict],
+            extra: dict | None, main: bool) -> Path:
+    """The final checkpoint (rank 0 writes encoder, history and projectors, and drops the resumable state);
+    every rank returns once it is there."""
     encoder.eval()
+    checkpoint: Path | str | None = workdir / ENCODER_FILE
     if main:
         write_json_atomic(workdir / HISTORY_FILE, history)
-        checkpoint = save_encoder(workdir / ENCODER_FILE, encoder, epochs=spec.epochs, history=history, **(extra or {}))
+        checkpoint = save_encoder(workdir / ENCODER_FILE, encoder, epochs=epochs, history=history, **(extra or {}))
         torch_save_atomic(objective.state_dict(), workdir / OBJECTIVE_FILE)  # projectors, for later analysis
         # the state file (optimiser moments included) is no longer needed once the encoder is final
-        state_path.unlink(missing_ok=True)
-    else:
-        checkpoint = workdir / ENCODER_FILE
+        (workdir / STATE_FILE).unlink(missing_ok=True)
     dist_utils.barrier()  # every rank sees the finished checkpoint
-    return PretrainResult(
-        checkpoint=Path(checkpoint) if checkpoint else workdir / ENCODER_FILE,
-        history=history,
-        wall_time_s=time.perf_counter() - start_time,
-        resumed_from_epoch=first_epoch,
-    )
+    return Path(checkpoint) if checkpoint else workdir / ENCODER_FILE
 
 
 def pretraining_flops(encoder: nn.Module, objective: nn.Module, shape: tuple[int, ...], layout_name: str,

@@ -571,25 +571,11 @@ def generate_synthetic(
     repetitions = within % 2 + 1
     setups = 1 + (labels + subjects + within) % num_setups
 
-    # subject proportions: overall height and per-segment scale
-    height = rng.uniform(1.0 - 0.12 * z, 1.0 + 0.12 * z, size=num_subjects) if z > 0 else np.ones(num_subjects)
-    seg_scale = np.clip(1.0 + proportion_jitter * z * rng.standard_normal((num_subjects, len(_SEGMENTS))), 0.7, 1.3)
-    seg_scale = seg_scale * height[:, None]
-    segments = {name: _SEGMENTS[name] * seg_scale[subjects - 1, i] for i, name in enumerate(_SEGMENT_NAMES)}
-    subject_tempo = rng.uniform(-0.15 * z, 0.15 * z, size=num_subjects)
+    # subject proportions (overall height, per-segment scale) and tempo
+    segments, subject_tempo = _subjects(rng, num_subjects, subjects, proportion_jitter, z)
 
     # lengths and the time axis u(t) in [0, 1] of every frame, with a monotone warp
-    frac = np.clip(rng.uniform(0.0, 1.0, size=N) + subject_tempo[subjects - 1], 0.0, 1.0)
-    num_frames = np.round(min_frames + frac * (max_frames - min_frames)).astype(np.int64)
-    t = np.arange(T)[None, :]
-    s = np.clip(t / np.maximum(num_frames[:, None] - 1, 1), 0.0, 1.0)
-    warp = min(time_warp * z, 0.95)
-    wa = rng.uniform(-warp, warp, size=(N, 1))
-    wb = rng.uniform(-1.0, 1.0, size=(N, 1)) * 0.5 * np.minimum(warp, 0.95 - np.abs(wa))  # |wa| + |wb| < 1
-    s = s + wa * np.sin(2 * np.pi * s) / (2 * np.pi) + wb * np.sin(4 * np.pi * s) / (4 * np.pi)
-    u0 = rng.uniform(0.0, 0.08 * z, size=(N, 1))
-    u1 = 1.0 - rng.uniform(0.0, 0.08 * z, size=(N, 1))
-    u = u0 + (u1 - u0) * s
+    num_frames, u = _timing(rng, subject_tempo[subjects - 1], T, min_frames, max_frames, time_warp * z, z)
 
     draw = _Draw(
         amp=1.0 + rng.uniform(-amplitude_jitter * z, amplitude_jitter * z, size=(N, 1)),
@@ -600,7 +586,89 @@ def generate_synthetic(
     )
     idle = rng.uniform(-1.0, 1.0, size=(N, 6)) * z  # idle sway amplitudes / phases
 
-    # motion per class (the only Python loop is over classes)
+    # motion per class (the only Python loop is over classes), idle sway
+    body_a, body_b, two = _poses(labels, num_classes, u, draw, idle, T)
+
+    # second persons get their own proportions
+    segments_b = {k_: v * rng.uniform(1.0 - 0.08 * z, 1.0 + 0.08 * z, size=N) for k_, v in segments.items()}
+
+    # cameras: nominal yaw by id plus jitter, a little pitch, a position in front of the scene; film
+    R, offset = _cameras(rng, cameras, setups, two, num_cameras, num_setups, seed, camera_jitter_deg, z)
+    joints = _film(body_a, body_b, segments, segments_b, two, R, offset, T)
+
+    # sensor noise, drop-outs, zero padding beyond num_frames, absent second bodies
+    joints = _sensor(rng, joints, two, num_frames, noise_std, missing_prob)
+    if normalize:
+        joints = _normalize(joints)
+    arrays = _package(joints, labels, num_frames, num_classes, seed, setups=setups, cameras=cameras,
+                      subjects=subjects, repetitions=repetitions, within=within)
+    log.debug("generated %d synthetic samples in %.2f s", N, time.perf_counter() - started)
+    return arrays
+
+
+def _subjects(rng: np.random.Generator, num_subjects: int, subjects: np.ndarray, proportion_jitter: float,
+              z: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per sample its subject's segment lengths (an overall height times a per-segment scale), and per subject
+    a tempo (a shift of the sequences' lengths)."""
+    height = rng.uniform(1.0 - 0.12 * z, 1.0 + 0.12 * z, size=num_subjects) if z > 0 else np.ones(num_subjects)
+    seg_scale = np.clip(1.0 + proportion_jitter * z * rng.standard_normal((num_subjects, len(_SEGMENTS))), 0.7, 1.3)
+    seg_scale = seg_scale * height[:, None]
+    segments = {name: _SEGMENTS[name] * seg_scale[subjects - 1, i] for i, name in enumerate(_SEGMENT_NAMES)}
+    return segments, rng.uniform(-0.15 * z, 0.15 * z, size=num_subjects)
+
+
+def _sensor(rng: np.random.Generator, joints: np.ndarray, two: np.ndarray, num_frames: np.ndarray, noise_std: float,
+            missing_prob: float) -> np.ndarray:
+    """``joints`` ``(N, M, T, V, 3)`` as a sensor records them: Gaussian noise of ``noise_std`` metres, joints
+    dropped (:func:`_dropouts`), zeros beyond each sample's frames and for an absent second body (in place)."""
+    N, _, T = joints.shape[:3]
+    joints[:, 0] += np.float32(noise_std) * rng.standard_normal((N, T, 25, 3), dtype=np.float32)
+    joints[two, 1] += np.float32(noise_std) * rng.standard_normal((int(two.sum()), T, 25, 3), dtype=np.float32)
+    present = np.stack([np.ones(N, dtype=bool), two], axis=1)  # N, M
+    keep = (np.arange(T)[None, :] < num_frames[:, None])[:, None, :, None] & present[:, :, None, None]  # N, M, T, 1
+    keep = keep & ~_dropouts(rng, N, T, num_frames, missing_prob)  # N, M, T, V
+    joints *= keep[..., None]
+    return joints
+
+
+def _package(joints: np.ndarray, labels: np.ndarray, num_frames: np.ndarray, num_classes: int, seed: int, *,
+             setups: np.ndarray, cameras: np.ndarray, subjects: np.ndarray, repetitions: np.ndarray,
+             within: np.ndarray) -> SkeletonArrays:
+    """The samples as :class:`SkeletonArrays` (``(N, C, T, V, M)``), named ``S<setup>C<cam>P<subject>R<rep>A<class+1>_<k>``."""
+    data = np.ascontiguousarray(joints.transpose(0, 4, 2, 3, 1))  # N, C, T, V, M
+    names = [f"S{st:03d}C{cam:03d}P{sub:03d}R{rep:03d}A{lab + 1:03d}_{w}"
+             for st, cam, sub, rep, lab, w in zip(setups, cameras, subjects, repetitions, labels, within)]
+    meta = pd.DataFrame({"subject": subjects.astype(np.int64), "camera": cameras.astype(np.int64),
+                         "setup": setups.astype(np.int64), "repetition": repetitions.astype(np.int64)})
+    return SkeletonArrays(data=data, labels=labels.astype(np.int64), num_frames=num_frames, meta=meta, names=names,
+                          num_classes=num_classes, layout=NTU25.name, class_names=list(CLASS_NAMES[:num_classes]),
+                          source=f"synthetic(seed={seed})")
+
+
+def _timing(rng: np.random.Generator, tempo: np.ndarray, T: int, min_frames: int, max_frames: int, warp: float,
+            z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's frame count (its subject's ``tempo`` shifts it) and its movement phase ``u(t)`` in [0, 1]
+    over the ``T`` frames: a smooth monotone warp of at most ``warp`` (capped at 0.95) between a start and an
+    end drawn near 0 and 1."""
+    N = len(tempo)
+    frac = np.clip(rng.uniform(0.0, 1.0, size=N) + tempo, 0.0, 1.0)
+    num_frames = np.round(min_frames + frac * (max_frames - min_frames)).astype(np.int64)
+    t = np.arange(T)[None, :]
+    s = np.clip(t / np.maximum(num_frames[:, None] - 1, 1), 0.0, 1.0)
+    warp = min(warp, 0.95)
+    wa = rng.uniform(-warp, warp, size=(N, 1))
+    wb = rng.uniform(-1.0, 1.0, size=(N, 1)) * 0.5 * np.minimum(warp, 0.95 - np.abs(wa))  # |wa| + |wb| < 1
+    s = s + wa * np.sin(2 * np.pi * s) / (2 * np.pi) + wb * np.sin(4 * np.pi * s) / (4 * np.pi)
+    u0 = rng.uniform(0.0, 0.08 * z, size=(N, 1))
+    u1 = 1.0 - rng.uniform(0.0, 0.08 * z, size=(N, 1))
+    return num_frames, u0 + (u1 - u0) * s
+
+
+def _poses(labels: np.ndarray, num_classes: int, u: np.ndarray, draw: "_Draw", idle: np.ndarray,
+           T: int) -> tuple[dict, dict, np.ndarray]:
+    """Joint angles over time of the first and second bodies (each class's action at the phases ``u`` with
+    the samples' draws, then an idle sway of trunk and head), and which samples have two people."""
+    N = len(labels)
     body_a, body_b = _rest(N, T), _rest(N, T)
     two = np.zeros(N, dtype=bool)
     for c in range(num_classes):
@@ -620,11 +688,14 @@ def generate_synthetic(
         pose["trunk_roll"] = pose["trunk_roll"] + 3 * _DEG * idle[:, 2:3] * np.sin(sway)
         pose["trunk_pitch"] = pose["trunk_pitch"] + 3 * _DEG * idle[:, 3:4] * np.cos(sway) * sign
         pose["head_pitch"] = pose["head_pitch"] + 8 * _DEG * idle[:, 4:5] * np.sin(2 * sway + idle[:, 5:6])
+    return body_a, body_b, two
 
-    # second persons get their own proportions
-    segments_b = {k_: v * rng.uniform(1.0 - 0.08 * z, 1.0 + 0.08 * z, size=N) for k_, v in segments.items()}
 
-    # cameras: nominal yaw by id plus jitter, a little pitch, a position in front of the scene
+def _cameras(rng: np.random.Generator, cameras: np.ndarray, setups: np.ndarray, two: np.ndarray, num_cameras: int,
+             num_setups: int, seed: int, camera_jitter_deg: float, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample the rotation into its camera (the camera's yaw with a jitter, a little pitch, the setup's
+    rig, a scene yaw when two people act) and the scene's offset in front of the camera, in metres."""
+    N = len(cameras)
     yaw = _camera_yaws(num_cameras)[cameras - 1] + rng.uniform(-1, 1, size=N) * camera_jitter_deg * z * _DEG
     pitch = rng.uniform(-1, 1, size=N) * 0.5 * camera_jitter_deg * z * _DEG
     scene_yaw = np.where(two, rng.uniform(-30, 30, size=N) * z * _DEG, 0.0)
@@ -633,9 +704,13 @@ def generate_synthetic(
         rig_pitch, rig_yaw = _setup_rigs(seed, num_setups, z)
         pitch = pitch + rig_pitch[setups - 1]
         yaw = yaw + rig_yaw[setups - 1]
-    R = _rot_x(pitch) @ _rot_y(yaw + scene_yaw)  # proper rotations: left/right are preserved
+    return _rot_x(pitch) @ _rot_y(yaw + scene_yaw), offset  # proper rotations: left/right are preserved
 
-    # film: (N, M, T, V, C) float32, camera coordinates in metres
+
+def _film(body_a: dict, body_b: dict, segments: dict, segments_b: dict, two: np.ndarray, R: np.ndarray,
+          offset: np.ndarray, T: int) -> np.ndarray:
+    """``(N, M=2, T, V=25, 3)`` float32 camera coordinates (metres) of both bodies; the second only where ``two``."""
+    N = len(two)
     joints = np.zeros((N, 2, T, 25, 3), dtype=np.float32)
     world = _forward_kinematics(body_a, segments).reshape(N, T * 25, 3)
     joints[:, 0] = (world @ R.transpose(0, 2, 1) + offset[:, None, :]).reshape(N, T, 25, 3)
@@ -643,39 +718,7 @@ def generate_synthetic(
         world = _forward_kinematics({k_: v[two] for k_, v in body_b.items()}, {k_: v[two] for k_, v in segments_b.items()})
         world = world.reshape(-1, T * 25, 3)
         joints[two, 1] = (world @ R[two].transpose(0, 2, 1) + offset[two, None, :]).reshape(-1, T, 25, 3)
-
-    # sensor noise, drop-outs, zero padding beyond num_frames, absent second bodies
-    joints[:, 0] += np.float32(noise_std) * rng.standard_normal((N, T, 25, 3), dtype=np.float32)
-    joints[two, 1] += np.float32(noise_std) * rng.standard_normal((int(two.sum()), T, 25, 3), dtype=np.float32)
-    present = np.stack([np.ones(N, dtype=bool), two], axis=1)  # N, M
-    keep = (t < num_frames[:, None])[:, None, :, None] & present[:, :, None, None]  # N, M, T, 1
-    keep = keep & ~_dropouts(rng, N, T, num_frames, missing_prob)  # N, M, T, V
-    joints *= keep[..., None]
-    if normalize:
-        joints = _normalize(joints)
-    data = np.ascontiguousarray(joints.transpose(0, 4, 2, 3, 1))  # N, C, T, V, M
-    names = [
-        f"S{st:03d}C{cam:03d}P{sub:03d}R{rep:03d}A{lab + 1:03d}_{w}"
-        for st, cam, sub, rep, lab, w in zip(setups, cameras, subjects, repetitions, labels, within)
-    ]
-    meta = pd.DataFrame({
-        "subject": subjects.astype(np.int64),
-        "camera": cameras.astype(np.int64),
-        "setup": setups.astype(np.int64),
-        "repetition": repetitions.astype(np.int64),
-    })
-    log.debug("generated %d synthetic samples in %.2f s", N, time.perf_counter() - started)
-    return SkeletonArrays(
-        data=data,
-        labels=labels.astype(np.int64),
-        num_frames=num_frames,
-        meta=meta,
-        names=names,
-        num_classes=num_classes,
-        layout=NTU25.name,
-        class_names=list(CLASS_NAMES[:num_classes]),
-        source=f"synthetic(seed={seed})",
-    )
+    return joints
 
 
 def _rot_y(angle: np.ndarray) -> np.ndarray:
