@@ -177,6 +177,36 @@ def test_imports_inside_functions_are_deferred_on_purpose():
     assert not wrong, "\n".join(wrong)
 
 
+#: the most lines a function's body (its statements after the docstring) may have without a ``# long:`` comment
+MAX_BODY_LINES = 60
+
+
+def _long_functions() -> list[str]:
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        lines = source.split("\n")
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = node.body
+            if len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                body = body[1:]
+            length = node.end_lineno - body[0].lineno + 1
+            head = lines[max(node.lineno, body[0].lineno - 6):body[0].lineno]  # the comment opens the body
+            said = any(line.strip().startswith("# long:") for line in head)
+            if length > MAX_BODY_LINES and not said:
+                long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}: {length} lines")
+    return long
+
+
+def test_functions_are_short_or_say_why_they_are_long():
+    """A function body over 60 lines opens with a ``# long: <why>`` comment (the pretraining loop does)."""
+    long = _long_functions()
+    assert not long, "split these, or open them with '# long: <why>':\n" + "\n".join(long)
+
+
 def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
     """The checks can fail: a data module importing the protocols layer is reported."""
     fake = tmp_path / "usdrl_bench"
@@ -186,7 +216,8 @@ def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
     (fake / "data" / "__init__.py").write_text("")
     (fake / "protocols" / "__init__.py").write_text("")
     (fake / "data" / "reader.py").write_text("from usdrl_bench.protocols.spec import X\n\ndef f():\n    import scipy\n")
-    (fake / "protocols" / "spec.py").write_text("from usdrl_bench.data.reader import f\n")
+    (fake / "protocols" / "spec.py").write_text("from usdrl_bench.data.reader import f\n\n\ndef g():\n"
+                                                + "    x = 1\n" * (MAX_BODY_LINES + 1))
     monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
     with pytest.raises(AssertionError, match=r"data/reader.py:1 imports usdrl_bench.protocols.spec \(layer 2 -> layer 6\)"):
         test_every_import_points_down_the_layers()
@@ -194,3 +225,5 @@ def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
         test_no_import_circle()
     with pytest.raises(AssertionError, match="imports scipy inside a function without"):
         test_imports_inside_functions_are_deferred_on_purpose()
+    with pytest.raises(AssertionError, match=rf"protocols/spec.py:4 g: {MAX_BODY_LINES + 1} lines"):
+        test_functions_are_short_or_say_why_they_are_long()

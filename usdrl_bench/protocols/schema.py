@@ -47,23 +47,7 @@ def convert(tp: Any, value: Any, file: str, path: tuple[str, ...]) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_data(tp, value, file, path)
     if origin in (typing.Union, types.UnionType):
-        args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return convert(arg, value, file, path)
-            except ProtocolError as exc:
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
-        deeper = [e for e in errors if len(e.key) > len(_join(path))]
-        if deeper and len({str(e) for e in deeper}) == 1:  # list[X] | tuple[X]: the same bad item, said once
-            raise deeper[0]
-        raise ProtocolError(file, _join(path), f"expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+        return _convert_union(get_args(tp), value, file, path)
     if origin is Literal:
         if value not in get_args(tp):
             raise ProtocolError(file, _join(path), f"expected one of {', '.join(repr(a) for a in get_args(tp))}, got {value!r}")
@@ -79,6 +63,34 @@ def convert(tp: Any, value: Any, file: str, path: tuple[str, ...]) -> Any:
             raise ProtocolError(file, _join(path), f"expected a mapping, got {type(value).__name__} {value!r}")
         _, vt = get_args(tp) or (str, Any)
         return {str(k): convert(vt, v, file, path + (str(k),)) for k, v in value.items()}
+    if tp in (bool, int, float, str):
+        return _convert_scalar(tp, value, file, path)
+    raise TypeError(f"unsupported schema type {tp!r} at {_join(path)}")  # a bug in a schema, not in a file
+
+
+def _convert_union(args: tuple, value: Any, file: str, path: tuple[str, ...]) -> Any:
+    """``value`` as the first of ``args`` it converts to (None when allowed); one error naming them all
+    otherwise (or the one error of a single alternative, or the same deeper error of list / tuple)."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return convert(arg, value, file, path)
+        except ProtocolError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    deeper = [e for e in errors if len(e.key) > len(_join(path))]
+    if deeper and len({str(e) for e in deeper}) == 1:  # list[X] | tuple[X]: the same bad item, said once
+        raise deeper[0]
+    raise ProtocolError(file, _join(path), f"expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+
+
+def _convert_scalar(tp: type, value: Any, file: str, path: tuple[str, ...]) -> Any:
+    """``value`` as a bool, int, float (numeric strings accepted: YAML reads 5e-4 as a string) or str."""
     if tp is bool:
         if not isinstance(value, bool):
             raise ProtocolError(file, _join(path), f"expected true or false, got {value!r}")
@@ -97,11 +109,9 @@ def convert(tp: Any, value: Any, file: str, path: tuple[str, ...]) -> Any:
                     pass
             raise ProtocolError(file, _join(path), f"expected a number, got {value!r}")
         return float(value)
-    if tp is str:
-        if not isinstance(value, (str, int)) or isinstance(value, bool):
-            raise ProtocolError(file, _join(path), f"expected a string, got {value!r}")
-        return str(value)
-    raise TypeError(f"unsupported schema type {tp!r} at {_join(path)}")  # a bug in a schema, not in a file
+    if not isinstance(value, (str, int)) or isinstance(value, bool):  # tp is str
+        raise ProtocolError(file, _join(path), f"expected a string, got {value!r}")
+    return str(value)
 
 
 def from_data(cls: type, data: Any, file: str, path: tuple[str, ...] = ()) -> Any:

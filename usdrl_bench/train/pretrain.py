@@ -431,6 +431,9 @@ def pretrain(
             ranks with an objective that does not declare ``uneven_shards`` (:func:`check_uneven_shards`).
         FloatingPointError: the loss became NaN or infinite (the last completed epoch stays resumable).
     """
+    # long: the epoch loop stays in one piece: the one host synchronisation per log block and the order of
+    # the random draws (sample order, views by sample key, DropPath) that resuming and data-parallel
+    # equivalence rest on are read in one place; setup and saving are in the helpers below
     start_time = time.perf_counter()
     n = len(train)
     if n < 2:

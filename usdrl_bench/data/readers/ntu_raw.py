@@ -467,6 +467,53 @@ def _resolve_missing(path: Path, missing_list: str | Path | Iterable[str | Path]
     return names, lists
 
 
+def _prepared_arrays(path: Path, files: list[Path], meta: pd.DataFrame, labels: np.ndarray, build_kwargs: dict,
+                     options: dict, cache: bool,
+                     cache_dir: str | Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, Path | None]:
+    """``(data, num_frames, labels, cache folder)`` of ``files``: parsed and prepared here, or (``cache``)
+    memory-mapped from the cache, written first when absent (None: not cached).
+
+    Raises:
+        RuntimeError: the cache holds other samples than ``files``."""
+    t0 = time.perf_counter()
+    if not cache:
+        data = np.zeros((len(files), 3, build_kwargs["max_frames"], NUM_JOINTS, 2), dtype=np.float32)
+        num_frames = _build(files, data, **build_kwargs)
+        log.info("ntu_raw: parsed %d files in %.1f s", len(files), time.perf_counter() - t0)
+        return data, num_frames, labels, None
+    cache_path = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
+    cache_path = cache_path / cache_key(files, options)
+    if (cache_path / "info.json").is_file():
+        log.info("ntu_raw: using the cache %s", cache_path)
+    else:
+        info = {"version": CACHE_VERSION, "source": str(path), "options": options, "num_samples": len(files)}
+        _write_cache(cache_path, files, meta, labels, build_kwargs, info)
+        log.info("ntu_raw: parsed %d files in %.1f s into %s", len(files), time.perf_counter() - t0, cache_path)
+    cached_meta = pd.read_csv(cache_path / "meta.csv")
+    if cached_meta["name"].tolist() != meta["name"].tolist():
+        raise RuntimeError(f"ntu_raw cache {cache_path} does not match {path}; delete it and retry")
+    data: np.ndarray = np.load(cache_path / "data_joint.npy", mmap_mode="r")
+    return data, np.load(cache_path / "num_frame.npy"), np.load(cache_path / "label.npy"), cache_path
+
+
+def _classes(path: Path, meta: pd.DataFrame, labels: np.ndarray, num_classes: int | None,
+             class_names_csv: str | Path | None) -> tuple[int, list[str] | None]:
+    """The class count (default 60 when every setup is <= 17, else 120) and the class names (from
+    ``class_names_csv`` or the table found beside the files; None when there is none).
+
+    Raises:
+        ValueError: an action beyond ``num_classes``. DataFormatError: fewer names than classes."""
+    if num_classes is None:
+        num_classes = 60 if int(meta["setup"].max()) <= NTU60_MAX_SETUP else 120
+    if int(labels.max()) >= num_classes:
+        raise ValueError(f"ntu_raw: num_classes={num_classes} but {path} holds action A{int(labels.max()) + 1:03d}")
+    csv = Path(class_names_csv) if class_names_csv is not None else _find_class_names_csv(path)
+    class_names = read_class_names(csv)[:num_classes] if csv is not None else None
+    if class_names is not None and len(class_names) < num_classes:
+        raise DataFormatError(csv, f"{len(class_names)} action names for {num_classes} classes")  # type: ignore[arg-type]
+    return num_classes, class_names
+
+
 @DATASETS.register(
     "ntu_raw",
     description="NTU RGB+D 60/120 raw .skeleton files, 2s-AGCN/UmURL preprocessing (cached)",
@@ -547,37 +594,10 @@ def load_ntu_raw(
 
     build_kwargs = dict(max_frames=int(max_frames), max_bodies=4, num_bodies=2, align_z=bool(align_z), num_workers=int(num_workers))
     options = {k: v for k, v in build_kwargs.items() if k != "num_workers"} | {"layout": NTU25.name}
-    t0 = time.perf_counter()
-    cache_path: Path | None = None
-    if cache:
-        cache_path = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
-        cache_path = cache_path / cache_key(files, options)
-        if (cache_path / "info.json").is_file():
-            log.info("ntu_raw: using the cache %s", cache_path)
-        else:
-            info = {"version": CACHE_VERSION, "source": str(path), "options": options, "num_samples": len(files)}
-            _write_cache(cache_path, files, meta, labels, build_kwargs, info)
-            log.info("ntu_raw: parsed %d files in %.1f s into %s", len(files), time.perf_counter() - t0, cache_path)
-        cached_meta = pd.read_csv(cache_path / "meta.csv")
-        if cached_meta["name"].tolist() != names:
-            raise RuntimeError(f"ntu_raw cache {cache_path} does not match {path}; delete it and retry")
-        num_frames = np.load(cache_path / "num_frame.npy")
-        labels = np.load(cache_path / "label.npy")
-        data: np.ndarray = np.load(cache_path / "data_joint.npy", mmap_mode="r")
-    else:
-        data = np.zeros((len(files), 3, max_frames, NUM_JOINTS, 2), dtype=np.float32)
-        num_frames = _build(files, data, **build_kwargs)
-        log.info("ntu_raw: parsed %d files in %.1f s", len(files), time.perf_counter() - t0)
+    data, num_frames, labels, cache_path = _prepared_arrays(path, files, meta, labels, build_kwargs, options,
+                                                            cache, cache_dir)
 
-    max_setup = int(meta["setup"].max())
-    if num_classes is None:
-        num_classes = 60 if max_setup <= NTU60_MAX_SETUP else 120
-    if int(labels.max()) >= num_classes:
-        raise ValueError(f"ntu_raw: num_classes={num_classes} but {path} holds action A{int(labels.max()) + 1:03d}")
-    csv = Path(class_names_csv) if class_names_csv is not None else _find_class_names_csv(path)
-    class_names = read_class_names(csv)[:num_classes] if csv is not None else None
-    if class_names is not None and len(class_names) < num_classes:
-        raise DataFormatError(csv, f"{len(class_names)} action names for {num_classes} classes")  # type: ignore[arg-type]
+    num_classes, class_names = _classes(path, meta, labels, num_classes, class_names_csv)
 
     extra = {
         "split": split,
