@@ -29,31 +29,37 @@ def official_fixtures() -> Path:
     return OFFICIAL_FIXTURES
 
 
-#: the smallest protocol that runs end to end: USDRL's row 7 and its random-init control on a 36-sample
-#: synthetic set, one epoch of the tiny DSTE, kNN-1 (a few seconds on one core)
-TINY_PROTOCOL = """\
-name: tiny
-version: 1
-paper_table: table5_ablation
-rows:
-  - {id: "7", label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}
-  - {id: R-DSTE, label: "DSTE, random init", encoder: dste, objective: null}
-presets:
-  demo:
-    dataset: {name: synthetic, split: xsub, options: {seed: 0, num_classes: 3, samples_per_class_subject_camera: 1}}
-    encoder_preset: tiny
-    pretrain: {epochs: 1, batch_size: 16}
-    evaluations:
-      knn: {k: 1}
-"""
+#: the rows the tiny protocols are made of (Table 5's ids)
+TINY_ROWS = {
+    "7": '{id: "7", paper_row: 7, label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}',
+    "5": '{id: "5", paper_row: 5, label: "DSTE, MG-FD without XC", encoder: dste, objective: mgfd, '
+         'objective_options: {xc: false}}',
+    "4": '{id: "4", paper_row: 4, label: "DSTE, negative contrastive", encoder: dste, objective: negative_contrastive}',
+    "R-DSTE": '{id: R-DSTE, label: "DSTE, random init", encoder: dste, objective: null}',
+}
+
+
+def make_tiny_protocol(name: str = "tiny", rows: tuple[str, ...] = ("7", "R-DSTE"), *,
+                       dataset: str = "seed: 0, num_classes: 3, samples_per_class_subject_camera: 1",
+                       paper_setting: str | None = None, pretrain: str = "epochs: 1, batch_size: 16",
+                       evaluations: str = "knn: {k: 1}", preset: str = "") -> str:
+    """The YAML of a tiny protocol: ``rows`` of :data:`TINY_ROWS` on a synthetic set (``dataset``: its
+    options), the tiny DSTE, the ``pretrain`` schedule and ``evaluations`` (YAML flow mappings' insides), and
+    any further ``preset`` keys (YAML lines at the preset's indentation). The defaults run in seconds."""
+    setting = f", paper_setting: {paper_setting}" if paper_setting else ""
+    extra = "".join(f"    {line}\n" for line in preset.splitlines() if line.strip())
+    return (f"name: {name}\nversion: 1\npaper_table: table5_ablation\nrows:\n"
+            + "".join(f"  - {TINY_ROWS[r]}\n" for r in rows)
+            + "presets:\n  demo:\n"
+            + f"    dataset: {{name: synthetic, split: xsub, options: {{{dataset}}}{setting}}}\n"
+            + f"    encoder_preset: tiny\n{extra}    pretrain: {{{pretrain}}}\n    evaluations: {{{evaluations}}}\n")
 
 
 @pytest.fixture
-def tiny_protocol(tmp_path) -> Path:
-    """:data:`TINY_PROTOCOL` written to ``tmp_path/tiny.yaml``; a test edits the file for its own case."""
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY_PROTOCOL)
-    return path
+def tiny_protocol():
+    """:func:`make_tiny_protocol`: the YAML text of a tiny protocol, shaped by keyword (a test writes it
+    where it needs it)."""
+    return make_tiny_protocol
 
 
 @pytest.fixture(scope="module")

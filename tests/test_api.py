@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_run_protocol_returns_the_records(tmp_path, tiny_protocol):
-    path = tiny_protocol
+    path = tmp_path / "tiny.yaml"
+    path.write_text(tiny_protocol("api_tiny"))
     results = tmp_path / "results"
     records = usdrl_bench.run_protocol(path, results=results, device="cpu")
     assert list(records.columns) == list(RECORD_COLUMNS)
@@ -76,7 +77,8 @@ def test_the_wheel_ships_the_protocols(tmp_path):
 
 @pytest.mark.slow
 def test_set_overrides_any_key_and_is_recorded(tmp_path, capsys, tiny_protocol):
-    path = tiny_protocol
+    path = tmp_path / "tiny.yaml"
+    path.write_text(tiny_protocol("api_tiny"))
     results = tmp_path / "results"
     sets = ["presets.demo.pretrain.epochs=2", "rows.0.label=My DSTE", "presets.demo.evaluations.knn={k: 3}"]
     args = ["run", str(path), "--results", str(results), "--reports", str(tmp_path / "rep"), "--rows", "7", "--jobs", "1"]

@@ -11,36 +11,26 @@ import pytest
 
 from usdrl_bench.cli import main
 
-TINY = """\
-name: tiny_ablation
-version: 1
-paper_table: table5_ablation
-rows:
-  - {id: "7", paper_row: 7, label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}
-  - {id: R-DSTE, label: "DSTE, random init", encoder: dste, objective: null}
-presets:
-  demo:
-    dataset: {name: synthetic, split: xsub, options: {seed: 0, num_classes: 3, samples_per_class_subject_camera: 1},
-              paper_setting: ntu60_xsub}
-    encoder_preset: tiny
-    pretrain: {epochs: 1, batch_size: 16}
-    evaluations:
-      linear: {epochs: 5, batch_size: 32, lr: 0.1, milestones: [], eval_every: 5}
-      knn: {k: 1}
-"""
+
+@pytest.fixture
+def tiny_text(tiny_protocol) -> str:
+    """The tiny protocol with a short linear evaluation, its data standing in for NTU-60 xsub."""
+    return tiny_protocol("tiny_ablation", paper_setting="ntu60_xsub",
+                         evaluations="linear: {epochs: 5, batch_size: 32, lr: 0.1, milestones: [], eval_every: 5}, "
+                                     "knn: {k: 1}")
 
 
 @pytest.fixture
-def tiny_protocol(tmp_path: Path) -> Path:
+def tiny_path(tiny_text: str, tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(TINY)
+    path.write_text(tiny_text)
     return path
 
 
 @pytest.mark.slow
-def test_run_report_and_cache(tmp_path, tiny_protocol, capsys):
+def test_run_report_and_cache(tmp_path, tiny_path, capsys):
     results, reports = tmp_path / "results", tmp_path / "reports"
-    args = ["run", str(tiny_protocol), "--results", str(results), "--reports", str(reports), "--device", "cpu"]
+    args = ["run", str(tiny_path), "--results", str(results), "--reports", str(reports), "--device", "cpu"]
     assert main(args) == 0
     files = sorted((results / "records").rglob("*.json"))
     assert len(files) == 4  # 2 rows x 2 evaluations
@@ -69,9 +59,9 @@ def test_run_report_and_cache(tmp_path, tiny_protocol, capsys):
     assert np.load(tmp_path / "f.npy").shape == (3, 32)
 
 
-def test_validate_reports_file_and_key(tmp_path, capsys):
+def test_validate_reports_file_and_key(tiny_text, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(TINY.replace("epochs: 1,", "epochs: one,"))
+    bad.write_text(tiny_text.replace("epochs: 1,", "epochs: one,"))
     assert main(["validate", str(bad)]) == 1
     out = capsys.readouterr().out
     assert str(bad) in out.replace("\n", "") and "pretrain.epochs" in out
@@ -228,13 +218,13 @@ def test_bad_ensemble_rows(tmp_path, capsys, row, message):
 
 
 @pytest.mark.slow
-def test_changing_one_cell_retrains_only_that_cell(tmp_path, tiny_protocol):
+def test_changing_one_cell_retrains_only_that_cell(tmp_path, tiny_path, tiny_text):
     results = tmp_path / "results"
-    args = ["run", str(tiny_protocol), "--results", str(results), "--reports", str(tmp_path / "r"), "--device", "cpu"]
+    args = ["run", str(tiny_path), "--results", str(results), "--reports", str(tmp_path / "r"), "--device", "cpu"]
     assert main(args) == 0
     before = {p.parent.name: p.stat().st_mtime_ns for p in (results / "checkpoints").glob("*/encoder.pt")}
     changed = tmp_path / "changed.yaml"
-    changed.write_text(TINY.replace('objective: mgfd}', 'objective: mgfd, objective_options: {xc: false}}'))
+    changed.write_text(tiny_text.replace('objective: mgfd}', 'objective: mgfd, objective_options: {xc: false}}'))
     assert main(["run", str(changed)] + args[2:]) == 0
     after = {p.parent.name: p.stat().st_mtime_ns for p in (results / "checkpoints").glob("*/encoder.pt")}
     new = set(after) - set(before)
@@ -265,13 +255,13 @@ def test_reader_code_identity_covers_only_what_the_reader_uses():
 
 
 @pytest.mark.slow
-def test_prepared_raw_release_feeds_run_by_name(tmp_path, tiny_protocol, capsys):
+def test_prepared_raw_release_feeds_run_by_name(tmp_path, tiny_path, capsys):
     """The whole path a user takes: raw .skeleton tree -> `data prepare` into the data root -> `run
     --dataset ntu60_xsub --data-root ...`; and the missing dataset's message before that."""
     from usdrl_bench.data.synthetic.raw import ntu_names, write_ntu_skeleton_tree
 
     root = tmp_path / "data"
-    args = ["run", str(tiny_protocol), "--dataset", "ntu60_xsub", "--data-root", str(root), "--rows", "R-DSTE",
+    args = ["run", str(tiny_path), "--dataset", "ntu60_xsub", "--data-root", str(root), "--rows", "R-DSTE",
             "--results", str(tmp_path / "results"), "--reports", str(tmp_path / "reports"), "--device", "cpu"]
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -285,11 +275,11 @@ def test_prepared_raw_release_feeds_run_by_name(tmp_path, tiny_protocol, capsys)
 
 
 @pytest.mark.slow
-def test_parallel_pretraining_trains_each_model_once(tmp_path, tiny_protocol, capsys):
+def test_parallel_pretraining_trains_each_model_once(tmp_path, tiny_path, capsys):
     """--jobs 2 pretrains the missing checkpoints in two worker processes before the evaluations; the
     records then say how long each took, and a second run trains nothing."""
     results = tmp_path / "results"
-    args = ["run", str(tiny_protocol), "--results", str(results), "--reports", str(tmp_path / "reports"),
+    args = ["run", str(tiny_path), "--results", str(results), "--reports", str(tmp_path / "reports"),
             "--device", "cpu", "--jobs", "2"]
     assert main(args) == 0
     assert "pretrained 1 model, 2 at a time" in capsys.readouterr().err  # the random-init row needs none

@@ -178,27 +178,6 @@ def test_gather_is_the_identity_outside_a_process_group():
     torch.testing.assert_close(bn(x), ref(x))
 
 
-TINY = """\
-name: ddp_tiny
-version: 1
-paper_table: table5_ablation
-rows:
-  - {id: "7", label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}
-  - {id: "4", label: "DSTE, negative contrastive", encoder: dste, objective: negative_contrastive}
-presets:
-  demo:
-    dataset: {name: synthetic, split: xsub, options: {seed: 0, num_classes: 5, num_subjects: 4, num_cameras: 2,
-                                                      samples_per_class_subject_camera: 2}}
-    encoder_preset: tiny
-    encoder_options: {drop_path: 0.0}
-    pretrain: {epochs: 2, batch_size: 20, lr: 5.0e-6}
-    objective_options:
-      negative_contrastive: {queue_size: 60, proj_dim: 8}
-    evaluations:
-      knn: {k: 1}
-"""
-
-
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
@@ -208,13 +187,16 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("batch", [11, 13], ids=["odd-batches-last-7", "last-batch-1-sample"])
-def test_torchrun_two_processes_write_the_single_process_checkpoints_and_records(tmp_path, batch):
+def test_torchrun_two_processes_write_the_single_process_checkpoints_and_records(tiny_protocol, tmp_path, batch):
     """40 training samples: batch 11 gives batches 11, 11, 11, 7 (each split 6/5 or 4/3 across the two
     processes), batch 13 gives 13, 13, 13 and a last batch of 1 sample (left out by both runs: batch
     statistics need 2). Each data-parallel run trains each checkpoint once, under the single-process key,
     and its records name that checkpoint."""
     protocol = tmp_path / "tiny.yaml"
-    protocol.write_text(TINY)
+    protocol.write_text(tiny_protocol(
+        "ddp_tiny", ("7", "4"), pretrain="epochs: 2, batch_size: 20, lr: 5.0e-6",
+        dataset="seed: 0, num_classes: 5, num_subjects: 4, num_cameras: 2, samples_per_class_subject_camera: 2",
+        preset="encoder_options: {drop_path: 0.0}\nobjective_options: {negative_contrastive: {queue_size: 60, proj_dim: 8}}"))
     common = ("--set", f"presets.demo.pretrain.batch_size={batch}", "--no-tensorboard")
     one = _cli("-m", "usdrl_bench", "run", str(protocol), "--results", "one", "--reports", "rep1", "--jobs", "1",
                *common, cwd=tmp_path)

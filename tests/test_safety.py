@@ -27,6 +27,12 @@ class _WritesMarker:
         return (open, (self.marker, "w"))
 
 
+@pytest.fixture
+def safety_tiny(tiny_protocol) -> str:
+    """The tiny protocol with row 7 only."""
+    return tiny_protocol("safety_tiny", ("7",))
+
+
 def test_a_label_pickle_cannot_run_code(tmp_path):
     marker = tmp_path / "marker"
     path = tmp_path / "train_label.pkl"
@@ -69,25 +75,9 @@ def test_a_planted_pretraining_state_runs_nothing_and_is_moved_aside(tmp_path, c
     assert "is unreadable" in caplog.text
 
 
-TINY = """\
-name: safety_tiny
-version: 1
-paper_table: table5_ablation
-rows:
-  - {id: "7", label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}
-presets:
-  demo:
-    dataset: {name: synthetic, split: xsub, options: {seed: 0, num_classes: 3, samples_per_class_subject_camera: 1}}
-    encoder_preset: tiny
-    pretrain: {epochs: 1, batch_size: 16}
-    evaluations:
-      knn: {k: 1}
-"""
-
-
 @pytest.mark.slow
-def test_a_truncated_cached_checkpoint_is_retrained(tmp_path, capsys):
-    (tmp_path / "p.yaml").write_text(TINY)
+def test_a_truncated_cached_checkpoint_is_retrained(safety_tiny, tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text(safety_tiny)
     results = tmp_path / "results"
     args = ["run", str(tmp_path / "p.yaml"), "--results", str(results), "--reports", str(tmp_path / "rep"), "--jobs", "1"]
     assert main(args) == 0
@@ -110,8 +100,8 @@ def test_a_truncated_cached_checkpoint_is_retrained(tmp_path, capsys):
     ("name", "../outside", "name"),
     ("preset", "de/mo", "presets.de/mo"),
 ])
-def test_protocol_names_cannot_leave_the_results_folder(tmp_path, capsys, field, value, key):
-    text = TINY
+def test_protocol_names_cannot_leave_the_results_folder(safety_tiny, tmp_path, capsys, field, value, key):
+    text = safety_tiny
     if field == "row":
         text = text.replace('id: "7"', f'id: "{value}"')
     elif field == "name":
@@ -166,9 +156,9 @@ def _agcn_folder(root: Path, poison: str) -> Path:
 
 
 @pytest.mark.slow
-def test_non_finite_coordinates_are_refused_naming_the_sample(tmp_path, capsys):
+def test_non_finite_coordinates_are_refused_naming_the_sample(safety_tiny, tmp_path, capsys):
     folder = _agcn_folder(tmp_path / "data", "nan")
-    (tmp_path / "p.yaml").write_text(TINY)
+    (tmp_path / "p.yaml").write_text(safety_tiny)
     code = main(["run", str(tmp_path / "p.yaml"), "--dataset", f"agcn:{folder}", "--split", "xsub",
                  "--results", str(tmp_path / "results"), "--jobs", "1"])
     assert code == 2
@@ -205,8 +195,8 @@ def test_labels_outside_the_class_range_are_refused():
 
 
 @pytest.mark.slow
-def test_report_skips_a_bad_record_names_it_and_fails_at_the_end(tmp_path, capsys):
-    (tmp_path / "p.yaml").write_text(TINY)
+def test_report_skips_a_bad_record_names_it_and_fails_at_the_end(safety_tiny, tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text(safety_tiny)
     results = tmp_path / "results"
     assert main(["run", str(tmp_path / "p.yaml"), "--results", str(results), "--reports", str(tmp_path / "rep"),
                  "--jobs", "1"]) == 0
@@ -221,11 +211,11 @@ def test_report_skips_a_bad_record_names_it_and_fails_at_the_end(tmp_path, capsy
 
 
 @pytest.mark.slow
-def test_evaluation_option_ranges_are_checked_before_any_work(tmp_path, capsys):
-    (tmp_path / "p.yaml").write_text(TINY.replace("knn: {k: 1}", "knn: {k: 0}"))
+def test_evaluation_option_ranges_are_checked_before_any_work(tiny_protocol, tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text(tiny_protocol("safety_tiny", ("7",), evaluations="knn: {k: 0}"))
     assert main(["validate", str(tmp_path / "p.yaml")]) == 1
     assert "presets.demo.evaluations.knn: k must be a whole number >= 1" in capsys.readouterr().out
-    (tmp_path / "q.yaml").write_text(TINY.replace("knn: {k: 1}", "linear: {epochs: 10, milestones: [0]}"))
+    (tmp_path / "q.yaml").write_text(tiny_protocol("safety_tiny", ("7",), evaluations="linear: {epochs: 10, milestones: [0]}"))
     assert main(["run", str(tmp_path / "q.yaml"), "--results", str(tmp_path / "results")]) == 2
     assert "milestones must be epochs >= 1, got [0]" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
@@ -242,9 +232,9 @@ def test_evaluation_option_ranges_are_checked_before_any_work(tmp_path, capsys):
     ("detection: {data: {name: synthetic_untrimmed}, window: 0}", "window must be a whole number >= 1"),
     ("linear: {train_crop: 0}", "train_crop must be in (0, 1]"),
 ])
-def test_every_evaluation_checks_its_option_ranges_at_load(tmp_path, capsys, evaluation, message):
+def test_every_evaluation_checks_its_option_ranges_at_load(tiny_protocol, tmp_path, capsys, evaluation, message):
     name = evaluation.split(":")[0]
-    (tmp_path / "p.yaml").write_text(TINY.replace("knn: {k: 1}", evaluation))
+    (tmp_path / "p.yaml").write_text(tiny_protocol("safety_tiny", ("7",), evaluations=evaluation))
     assert main(["validate", str(tmp_path / "p.yaml")]) == 1
     out = capsys.readouterr().out
     assert f"presets.demo.evaluations.{name}" in out and message in out, out
@@ -331,13 +321,13 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_unexpected_failure_is_one_line_and_the_traceback_needs_v(tmp_path, capsys, monkeypatch):
+def test_an_unexpected_failure_is_one_line_and_the_traceback_needs_v(safety_tiny, tmp_path, capsys, monkeypatch):
     import usdrl_bench.protocols.training as runner
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device", str(tmp_path / "results" / "checkpoints" / "x" / "state.pt"))
 
-    (tmp_path / "p.yaml").write_text(TINY)
+    (tmp_path / "p.yaml").write_text(safety_tiny)
     monkeypatch.setattr(runner, "pretrain", disk_full)
     args = ["run", str(tmp_path / "p.yaml"), "--results", str(tmp_path / "results"), "--jobs", "1"]
     assert main(args) == 1

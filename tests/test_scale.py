@@ -38,6 +38,12 @@ def _ops(fn) -> dict[str, int]:
     return {e.key: e.count for e in prof.key_averages()}
 
 
+@pytest.fixture
+def scale_tiny(tiny_protocol) -> str:
+    """The tiny protocol with rows 7 and 5 (MG-FD with and without XC), 4 epochs."""
+    return tiny_protocol("scale_tiny", ("7", "5"), pretrain="epochs: 4, batch_size: 16")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("encoder_name", ["dste", "sttr"])
 @pytest.mark.parametrize("objective_name", ["mgfd", "negative_contrastive"])
@@ -140,7 +146,7 @@ def test_precision_is_resolved_per_device_and_checked():
         resolve_precision("fp8", cpu)
 
 
-def test_bf16_pretraining_on_the_cpu_runs_and_is_keyed_apart(train, tmp_path):
+def test_bf16_pretraining_on_the_cpu_runs_and_is_keyed_apart(scale_tiny, train, tmp_path):
     from usdrl_bench.protocols.runner import ProtocolRunner
     from usdrl_bench.protocols.spec import expand_cells, load_protocol
 
@@ -154,27 +160,10 @@ def test_bf16_pretraining_on_the_cpu_runs_and_is_keyed_apart(train, tmp_path):
     path = tmp_path / "p.yaml"
     keys = {}
     for precision in ("auto", "fp32", "bf16"):
-        path.write_text(TINY.replace("batch_size: 16", f"batch_size: 16, precision: {precision}"))
+        path.write_text(scale_tiny.replace("batch_size: 16", f"batch_size: 16, precision: {precision}"))
         cells = expand_cells(load_protocol(path), "demo")
         keys[precision] = ProtocolRunner(tmp_path / "r", torch.device("cpu")).plan(cells[0]).checkpoint_hash
     assert keys["auto"] == keys["fp32"] != keys["bf16"]  # auto is fp32 on a CPU
-
-
-TINY = """\
-name: scale_tiny
-version: 1
-paper_table: table5_ablation
-rows:
-  - {id: "7", label: "DSTE, MG-FD with XC", encoder: dste, objective: mgfd}
-  - {id: "5", label: "DSTE, MG-FD without XC", encoder: dste, objective: mgfd, objective_options: {xc: false}}
-presets:
-  demo:
-    dataset: {name: synthetic, split: xsub, options: {seed: 0, num_classes: 3, samples_per_class_subject_camera: 1}}
-    encoder_preset: tiny
-    pretrain: {epochs: 4, batch_size: 16}
-    evaluations:
-      knn: {k: 1}
-"""
 
 
 def _start(cwd: Path, *args: str) -> subprocess.Popen:
@@ -184,8 +173,8 @@ def _start(cwd: Path, *args: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_two_concurrent_runs_train_each_checkpoint_once(tmp_path):
-    (tmp_path / "p.yaml").write_text(TINY)
+def test_two_concurrent_runs_train_each_checkpoint_once(scale_tiny, tmp_path):
+    (tmp_path / "p.yaml").write_text(scale_tiny)
     args = ("run", "p.yaml", "--results", "results", "--jobs", "1", "--no-tensorboard")
     first = _start(tmp_path, *args, "--reports", "rep1")
     time.sleep(0.5)
@@ -208,9 +197,9 @@ def test_two_concurrent_runs_train_each_checkpoint_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_launcher_local_runs_the_pretrainings_as_submitit_jobs(tmp_path, capsys):
+def test_launcher_local_runs_the_pretrainings_as_submitit_jobs(scale_tiny, tmp_path, capsys):
     pytest.importorskip("submitit")
-    (tmp_path / "p.yaml").write_text(TINY.replace("epochs: 4", "epochs: 1"))
+    (tmp_path / "p.yaml").write_text(scale_tiny.replace("epochs: 4", "epochs: 1"))
     results = tmp_path / "results"
     assert main(["run", str(tmp_path / "p.yaml"), "--results", str(results), "--reports", str(tmp_path / "rep"),
                  "--launcher", "local", "--no-tensorboard"]) == 0
@@ -311,14 +300,14 @@ def test_the_last_partial_batch_is_kept_as_the_official_loader_does(train, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ["one-process", "jobs", "launcher-local"])
-def test_every_launch_path_trains_each_missing_checkpoint_once_under_the_key_it_evaluates(tmp_path, capsys, path):
+def test_every_launch_path_trains_each_missing_checkpoint_once_under_the_key_it_evaluates(scale_tiny, tmp_path, capsys, path):
     """One plan, one key: whichever process trains a checkpoint (this one, a --jobs worker, a submitit job;
     torchrun ranks: tests/test_distributed.py), it trains each missing one exactly once, under the key the
     evaluations look up, and the records name it. A second key for the same row would show as an extra
     checkpoint folder no record names."""
     if path == "launcher-local":
         pytest.importorskip("submitit")
-    protocol = TINY.replace("epochs: 4", "epochs: 1").replace(
+    protocol = scale_tiny.replace("epochs: 4", "epochs: 1").replace(
         "rows:\n", 'rows:\n  - {id: R, label: "DSTE, random init", encoder: dste, objective: null}\n')
     (tmp_path / "p.yaml").write_text(protocol)
     results = tmp_path / "results"
@@ -357,7 +346,7 @@ def test_an_objective_that_does_not_declare_uneven_shards_is_refused_by_name():
         check_uneven_shards(create_objective(name, encoder), [10, 10, 7], world=2)
 
 
-def test_the_process_count_enters_a_key_only_with_per_process_batchnorm(tmp_path):
+def test_the_process_count_enters_a_key_only_with_per_process_batchnorm(scale_tiny, tmp_path):
     """One plan, one key: the key depends on the run's process count (fixed when the runner is made, not
     read from the process group when a key is computed) only when BatchNorm statistics are per process."""
     from usdrl_bench.protocols.runner import ProtocolRunner
@@ -366,7 +355,7 @@ def test_the_process_count_enters_a_key_only_with_per_process_batchnorm(tmp_path
     keys = {}
     for sync in (True, False):
         path = tmp_path / f"p{sync}.yaml"
-        path.write_text(TINY.replace("batch_size: 16", f"batch_size: 16, sync_batchnorm: {str(sync).lower()}"))
+        path.write_text(scale_tiny.replace("batch_size: 16", f"batch_size: 16, sync_batchnorm: {str(sync).lower()}"))
         cells = expand_cells(load_protocol(path), "demo")
         for world in (1, 2, 8):
             runner = ProtocolRunner(tmp_path / "r", torch.device("cpu"), world_size=world)
