@@ -21,7 +21,7 @@ from usdrl_bench.encoders import create_encoder
 from usdrl_bench.evaluate.linear import standardize
 from usdrl_bench.protocols.schema import ProtocolError
 from usdrl_bench.protocols.spec import expand_cells, load_protocol
-from usdrl_bench.train.spec import PretrainSpec
+from usdrl_bench.train.spec import PretrainSpec, ViewOptions
 from usdrl_bench.report.leaderboard import holm, paired_p_value, ranking
 from usdrl_bench.train.pretrain import STATE_FILE, build_optimizer, cosine_factor, pretrain, pretraining_flops
 
@@ -67,7 +67,7 @@ def test_method_rows_take_the_methods_components_and_settings(tmp_path):
     assert clr.evaluations["linear_own"]["lr"] == 3.0 and clr.evaluations["linear"] == {"epochs": 10}
     # USDRL's cpu preset keeps the protocol's optimiser and views, with its size and epochs
     assert usdrl.pretrain.optimizer == "adam" and usdrl.pretrain.lr == 1e-3 and usdrl.pretrain.epochs == 100
-    assert usdrl.pretrain.views == {"min_scale": 0.5} and usdrl.encoder_options == {"hidden_size": 32}
+    assert usdrl.pretrain.views == ViewOptions(min_scale=0.5) and usdrl.encoder_options == {"hidden_size": 32}
 
 
 def test_method_errors_name_the_file_and_key(tmp_path):

@@ -87,6 +87,12 @@ presets:
         ("{name: synthetic}", "{name: synthetic, split: xsetup}", "presets.demo.dataset.split", "unknown split"),
         ("{name: synthetic}", "{name: ntu_raw, path: /nonexistent/ntu}", "presets.demo.dataset.path", "does not exist"),
         ("version: 1\n", "", "version", "required key is missing"),
+        ("batch_size: 8}", "batch_size: 8, views: {out_frames: 32}}", "presets.demo.pretrain.views.out_frames",
+         "unknown key"),
+        ("batch_size: 8}", "batch_size: 8, views: {min_scale: 0}}", "presets.demo.pretrain.views",
+         "0 < min_scale <= max_scale"),
+        ("batch_size: 8}", "batch_size: 8, views: {rotation: 200}}", "presets.demo.pretrain.views",
+         "rotation must lie in [0, 180]"),
     ],
 )
 def test_bad_protocols_name_file_and_key(tmp_path, old, new, key, message):

@@ -34,10 +34,11 @@ def counted(monkeypatch) -> Counter:
     """Pretraining, feature extraction, data loading and every evaluation, counted and made instant."""
     calls: Counter = Counter()
 
-    def pretrain(encoder, objective, train, spec, *, workdir: Path, extra=None, **_):
+    def pretrain(encoder, objective, train, spec, *, workdir: Path, provenance=None, **_):
         calls["pretrain"] += 1
         workdir.mkdir(parents=True, exist_ok=True)
-        path = save_encoder(workdir / ENCODER_FILE, encoder.eval(), epochs=spec.epochs, history=[], **(extra or {}))
+        path = save_encoder(workdir / ENCODER_FILE, encoder.eval(), epochs=spec.epochs, history=[],
+                            **(dataclasses.asdict(provenance) if provenance else {}))
         return PretrainResult(checkpoint=Path(path), history=[], wall_time_s=0.0, resumed_from_epoch=0)
 
     def extract(*args, **kwargs):

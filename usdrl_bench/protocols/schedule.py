@@ -44,7 +44,7 @@ def pretrain_cost(plan: CellPlan, store: DataStore, flops_cache: dict[str, float
             cache[key] = float(counter.get_total_flops())
         except Exception:  # noqa: BLE001 - an estimate only: an encoder that cannot run on zeros sorts last
             cache[key] = 0.0
-    views = int(dict(cell.pretrain.views).get("num_views", 4))
+    views = 4 if cell.pretrain.views.num_views is None else cell.pretrain.views.num_views
     return cache[key] * shape[0] * cell.pretrain.epochs * views
 
 

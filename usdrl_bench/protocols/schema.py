@@ -118,8 +118,8 @@ def from_data(cls: type, data: Any, file: str, path: tuple[str, ...] = ()) -> An
     """Build dataclass ``cls`` from mapping ``data``.
 
     Raises:
-        ProtocolError: unknown key (with a "did you mean"), missing required key, or wrong type; the
-            message names ``file`` and the dotted key path.
+        ProtocolError: unknown key (with a "did you mean"), missing required key, wrong type, or a value
+            the dataclass refuses (its ``ValueError``); the message names ``file`` and the dotted key path.
     """
     if data is None:
         data = {}
@@ -138,7 +138,10 @@ def from_data(cls: type, data: Any, file: str, path: tuple[str, ...] = ()) -> An
             kwargs[name] = convert(hints[name], data[name], file, path + (name,))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
             raise ProtocolError(file, _join(path + (name,)), "required key is missing")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a range a dataclass checks itself (the pretraining views, ...)
+        raise ProtocolError(file, _join(path), str(exc)) from None
 
 
 def merge(base: dict, override: dict) -> dict:

@@ -41,7 +41,6 @@ if typing.TYPE_CHECKING:
 
 import copy
 
-from usdrl_bench.data.augment import ViewConfig
 from usdrl_bench.data.readers.named import locate
 from usdrl_bench.io import is_safe_name
 from usdrl_bench.methods import get_method
@@ -546,11 +545,6 @@ def _check_preset(protocol: Protocol, pname: str, preset: PresetSpec, row_ids: s
     for oname, options in preset.objective_options.items():
         _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
         _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
-    # the options are ViewConfig's; out_frames is the encoder's T, the randomness is the trainer's
-    views = {k: v for k, v in preset.pretrain.views.items()}
-    if "out_frames" in views:
-        raise ProtocolError(file, f"{where}.pretrain.views.out_frames", "set by the encoder's num_frames; remove it")
-    _check_option_names(ViewConfig, views, file, f"{where}.pretrain.views")
     _check_preset_evaluations(file, where, preset)
     if not preset.seeds:
         raise ProtocolError(file, f"{where}.seeds", "at least one seed is needed")

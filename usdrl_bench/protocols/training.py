@@ -24,6 +24,7 @@ from usdrl_bench.io import git_revision, write_json_atomic
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.protocols.plan import CellPlan, DataStore, build_encoder, dataset_identity
 from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, ENCODER_FILE, move_aside, pretrain, resolve_precision
+from usdrl_bench.train.spec import Provenance
 
 __all__ = ["CheckpointTrainer", "TrainingOptions", "describe_trained"]
 
@@ -132,9 +133,9 @@ class CheckpointTrainer:
         result = pretrain(encoder, objective, train, spec, workdir=workdir, seed=cell.seed, device=self.device,
                           stream=cell.pretrain_dataset.stream, on_step=on_step, log_every=self.options.log_every,
                           tensorboard=self.options.tensorboard, wandb_project=self.options.wandb_project,
-                          extra={"objective": cell.row.objective, "objective_options": cell.objective_options,
-                                 "precision": resolve_precision(spec.precision, self.device), "compile": spec.compile,
-                                 "world_size": dist_utils.world_size(), "device": str(self.device)})
+                          provenance=Provenance(cell.row.objective, cell.objective_options,
+                                                resolve_precision(spec.precision, self.device), spec.compile,
+                                                dist_utils.world_size(), str(self.device)))
         if progress is not None and task is not None:
             progress.remove_task(task)
         if result.resumed_from_epoch and main:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
 import datetime as dt
 import inspect
 import logging
@@ -70,7 +71,7 @@ from usdrl_bench.io import torch_save_atomic, write_json_atomic
 from usdrl_bench.objectives.base import Objective
 from usdrl_bench.skeleton import Layout, get_layout, to_stream
 from usdrl_bench.train.logs import StepLogger
-from usdrl_bench.train.spec import PretrainSpec
+from usdrl_bench.train.spec import PretrainSpec, Provenance, ViewOptions
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +400,7 @@ def pretrain(
     stream: str = "joint",
     on_epoch: ProgressFn | None = None,
     on_step: StepProgressFn | None = None,
-    extra: dict | None = None,
+    provenance: Provenance | None = None,
     log_every: int = DEFAULT_LOG_EVERY,
     tensorboard: bool = True,
     wandb_project: str | None = None,
@@ -419,7 +420,7 @@ def pretrain(
         stream: ``joint``/``bone``/``motion``, derived from the augmented joints (as the official code).
         on_epoch: called after each epoch with (epochs done, total, mean loss) (rank 0).
         on_step: called at each log flush with (steps done, total steps, samples/s, loss) (rank 0).
-        extra: stored with the final checkpoint (provenance).
+        provenance: how it was trained, stored with the final checkpoint.
         log_every: steps between reads of the device-side losses (each read is one host synchronisation).
         tensorboard: also write TensorBoard events (when the ``tensorboard`` package is installed).
         wandb_project: also log to this Weights & Biases project (needs ``wandb``).
@@ -507,7 +508,7 @@ def pretrain(
         if logger is not None:
             logger.close()
 
-    checkpoint = _finish(workdir, encoder, objective, spec.epochs, history, extra, main)
+    checkpoint = _finish(workdir, encoder, objective, spec.epochs, history, provenance, main)
     return PretrainResult(checkpoint=checkpoint, history=history, wall_time_s=time.perf_counter() - start_time,
                           resumed_from_epoch=first_epoch)
 
@@ -517,10 +518,10 @@ class _ViewMaker:
     augmentations, CMD's modalities), else the protocol's views (:func:`make_views` with ``spec.views``;
     ``num_views`` the protocol's, else what the objective consumes: MG-FD 4, InfoNCE 2) in the row's stream."""
 
-    def __init__(self, objective: nn.Module, views: dict, out_frames: int, layout: Layout, stream: str) -> None:
+    def __init__(self, objective: nn.Module, views: ViewOptions, out_frames: int, layout: Layout, stream: str) -> None:
         self.objective, self.out_frames, self.layout, self.stream = objective, out_frames, layout, stream
-        self.options = dict(views)
-        self.num_views = int(self.options.pop("num_views", getattr(objective, "num_views", 4)))
+        self.options = views.options()
+        self.num_views = int(getattr(objective, "num_views", 4)) if views.num_views is None else views.num_views
         self.own = getattr(type(objective), "make_views", Objective.make_views) is not Objective.make_views
 
     def __call__(self, x: Tensor, num_frames: Tensor, keys: SampleKeys) -> list[Tensor]:
@@ -577,14 +578,14 @@ def _check_finite(rows: list[tuple[int, dict[str, float]]], epoch: int, workdir:
 
 
 def _finish(workdir: Path, encoder: nn.Module, objective: nn.Module, epochs: int, history: list[dict],
-            extra: dict | None, main: bool) -> Path:
+            provenance: Provenance | None, main: bool) -> Path:
     """The final checkpoint (rank 0 writes encoder, history and projectors, and drops the resumable state);
     every rank returns once it is there."""
     encoder.eval()
     checkpoint: Path | str | None = workdir / ENCODER_FILE
     if main:
         write_json_atomic(workdir / HISTORY_FILE, history)
-        checkpoint = save_encoder(workdir / ENCODER_FILE, encoder, epochs=epochs, history=history, **(extra or {}))
+        checkpoint = save_encoder(workdir / ENCODER_FILE, encoder, epochs=epochs, history=history, **(dataclasses.asdict(provenance) if provenance else {}))
         torch_save_atomic(objective.state_dict(), workdir / OBJECTIVE_FILE)  # projectors, for later analysis
         # the state file (optimiser moments included) is no longer needed once the encoder is final
         (workdir / STATE_FILE).unlink(missing_ok=True)
@@ -606,14 +607,7 @@ def pretraining_flops(encoder: nn.Module, objective: nn.Module, shape: tuple[int
     x = torch.randn((batch, c, t, v, m), generator=gen)
     nf = torch.full((batch,), t, dtype=torch.int64)
     keys = SampleKeys(0, 0, torch.arange(batch))
-    layout = get_layout(layout_name)
-    own = getattr(type(obj), "make_views", Objective.make_views) is not Objective.make_views
-    views = obj.make_views(x, nf, out_frames=enc.num_frames, keys=keys, layout=layout, stream=stream) if own else None
-    if views is None:
-        options = dict(spec.views)
-        count = int(options.pop("num_views", getattr(obj, "num_views", 4)))
-        views = [to_stream(w, stream, layout) for w in make_views(x, nf, num_views=count, out_frames=enc.num_frames,
-                                                                   generator=keys, **options)]
+    views = _ViewMaker(obj, spec.views, enc.num_frames, get_layout(layout_name), stream)(x, nf, keys)
     counter = FlopCounterMode(display=False)
     with counter:
         loss, _ = obj(enc, views)

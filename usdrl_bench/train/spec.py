@@ -6,10 +6,46 @@ It lives with the loop that consumes it (:mod:`usdrl_bench.train.pretrain`); pro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["PretrainSpec"]
+from usdrl_bench.data.augment import ViewConfig
+
+__all__ = ["PretrainSpec", "Provenance", "ViewOptions"]
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """The pretraining views of a protocol (``pretrain.views``): the options of
+    :func:`~usdrl_bench.data.augment.make_views` but the view length (the encoder's ``num_frames``), with
+    the official defaults (FACTS §7; :class:`~usdrl_bench.data.augment.ViewConfig` documents each).
+
+    Attributes:
+        num_views: views per sample; None (default): as many as the objective consumes (its ``num_views``:
+            MG-FD 4, InfoNCE 2).
+        min_scale, max_scale, min_length, p_shear, shear_magnitude, num_corrupt_joints, p_zero, rotation: as
+            :class:`~usdrl_bench.data.augment.ViewConfig`.
+
+    Raises:
+        ValueError: a value out of range (checked when a protocol is loaded).
+    """
+
+    num_views: int | None = None
+    min_scale: float = 0.1
+    max_scale: float = 1.0
+    min_length: int | None = None
+    p_shear: float = 0.5
+    shear_magnitude: float = 1.0
+    num_corrupt_joints: int = 15
+    p_zero: float = 0.5
+    rotation: float = 0.0
+
+    def __post_init__(self) -> None:
+        ViewConfig(**self.options(), num_views=1 if self.num_views is None else self.num_views)  # the ranges
+
+    def options(self) -> dict[str, Any]:
+        """The keyword options of :func:`~usdrl_bench.data.augment.make_views` (``num_views`` aside)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "num_views"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +63,7 @@ class PretrainSpec:
         compile: wrap encoder and objective in ``torch.compile``.
         sync_batchnorm: BatchNorm statistics over the global batch in data-parallel runs (True); False
             keeps them per process, as the official DataParallel training did per GPU.
-        views: the view options (:class:`usdrl_bench.data.augment.ViewConfig`'s fields but ``out_frames``).
+        views: the pretraining views (:class:`ViewOptions`; a mapping of its fields is accepted).
         drop_last: leave out the last, smaller batch of each epoch (False: kept, as the official loader
             does; see :func:`usdrl_bench.train.pretrain.epoch_batch_sizes`).
         optimizer: ``adam`` (USDRL's, default), ``adamw`` (MAMP's: decoupled weight decay) or ``sgd`` (the
@@ -48,7 +84,7 @@ class PretrainSpec:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool = False
     sync_batchnorm: bool = True
-    views: dict[str, Any] = field(default_factory=dict)  # keyword options of augment.make_views
+    views: ViewOptions = field(default_factory=ViewOptions)
     drop_last: bool = False
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     betas: tuple[float, float] = (0.9, 0.999)
@@ -58,3 +94,26 @@ class PretrainSpec:
     schedule: Literal["step", "cosine"] = "step"
     warmup_epochs: float = 0.0
     min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.views, dict):
+            object.__setattr__(self, "views", ViewOptions(**self.views))
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a checkpoint was trained, stored in the finished checkpoint beside the encoder's configuration
+    (plain values: ``weights_only`` loading accepts them).
+
+    Attributes:
+        objective: the registered objective; objective_options: its options.
+        precision: the resolved precision (``fp32``, ``bf16``, ``fp16``); compile: ``torch.compile`` on.
+        world_size: the processes it trained on; device: the device of rank 0 (``cpu``, ``cuda:0``).
+    """
+
+    objective: str
+    objective_options: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    compile: bool = False
+    world_size: int = 1
+    device: str = "cpu"
