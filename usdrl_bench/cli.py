@@ -1,4 +1,10 @@
-"""The ``usdrl-bench`` command line: run, report, list, validate, embed."""
+"""The ``usdrl-bench`` command line: run, report, list, validate, embed, data, score-*, bench.
+
+Each command imports what it uses when it runs (deferred imports inside the ``cmd_*`` functions): the
+suite's modules pull in torch, pandas and matplotlib, which would otherwise cost ``usdrl-bench --help``,
+``validate`` and ``score-*`` seconds at every start. The command line is the only module that defers the
+suite's own imports (``tests/test_architecture.py``).
+"""
 
 from __future__ import annotations
 
