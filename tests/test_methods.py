@@ -21,7 +21,8 @@ from usdrl_bench.encoders import create_encoder
 from usdrl_bench.evaluate.linear import standardize
 from usdrl_bench.protocols.schema import ProtocolError
 from usdrl_bench.protocols.spec import expand_cells, load_protocol
-from usdrl_bench.train.spec import PretrainSpec, ViewOptions
+from usdrl_bench.data.augment import ViewOptions
+from usdrl_bench.train.spec import PretrainSpec
 from usdrl_bench.report.leaderboard import holm, paired_p_value, ranking
 from usdrl_bench.train.pretrain import STATE_FILE, build_optimizer, cosine_factor, pretrain, pretraining_flops
 

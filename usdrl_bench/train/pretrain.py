@@ -65,13 +65,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from usdrl_bench import distributed as dist_utils
 from usdrl_bench.data.arrays import SkeletonArrays
-from usdrl_bench.data.augment import SampleKeys, check_num_frames, make_views
+from usdrl_bench.data.augment import SampleKeys, ViewOptions, check_num_frames, make_views
 from usdrl_bench.encoders.checkpoint import save_encoder
 from usdrl_bench.io import torch_save_atomic, write_json_atomic
 from usdrl_bench.objectives.base import Objective
 from usdrl_bench.skeleton import Layout, get_layout, to_stream
 from usdrl_bench.train.logs import StepLogger
-from usdrl_bench.train.spec import PretrainSpec, Provenance, ViewOptions
+from usdrl_bench.train.spec import PretrainSpec, Provenance
 
 log = logging.getLogger(__name__)
 

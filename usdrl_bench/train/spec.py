@@ -1,4 +1,6 @@
-"""The pretraining schedule as the training loop takes it (:class:`PretrainSpec`).
+"""The pretraining schedule as the training loop takes it (:class:`PretrainSpec`, with its views:
+:class:`~usdrl_bench.data.augment.ViewOptions`), and what a checkpoint records of how it was trained
+(:class:`Provenance`).
 
 It lives with the loop that consumes it (:mod:`usdrl_bench.train.pretrain`); protocol files
 (:mod:`usdrl_bench.protocols.spec`) parse their ``pretrain:`` blocks into it.
@@ -6,46 +8,12 @@ It lives with the loop that consumes it (:mod:`usdrl_bench.train.pretrain`); pro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from usdrl_bench.data.augment import ViewConfig
+from usdrl_bench.data.augment import ViewOptions
 
 __all__ = ["PretrainSpec", "Provenance", "ViewOptions"]
-
-
-@dataclass(frozen=True)
-class ViewOptions:
-    """The pretraining views of a protocol (``pretrain.views``): the options of
-    :func:`~usdrl_bench.data.augment.make_views` but the view length (the encoder's ``num_frames``), with
-    the official defaults (FACTS §7; :class:`~usdrl_bench.data.augment.ViewConfig` documents each).
-
-    Attributes:
-        num_views: views per sample; None (default): as many as the objective consumes (its ``num_views``:
-            MG-FD 4, InfoNCE 2).
-        min_scale, max_scale, min_length, p_shear, shear_magnitude, num_corrupt_joints, p_zero, rotation: as
-            :class:`~usdrl_bench.data.augment.ViewConfig`.
-
-    Raises:
-        ValueError: a value out of range (checked when a protocol is loaded).
-    """
-
-    num_views: int | None = None
-    min_scale: float = 0.1
-    max_scale: float = 1.0
-    min_length: int | None = None
-    p_shear: float = 0.5
-    shear_magnitude: float = 1.0
-    num_corrupt_joints: int = 15
-    p_zero: float = 0.5
-    rotation: float = 0.0
-
-    def __post_init__(self) -> None:
-        ViewConfig(**self.options(), num_views=1 if self.num_views is None else self.num_views)  # the ranges
-
-    def options(self) -> dict[str, Any]:
-        """The keyword options of :func:`~usdrl_bench.data.augment.make_views` (``num_views`` aside)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "num_views"}
 
 
 @dataclass(frozen=True)

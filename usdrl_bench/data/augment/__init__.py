@@ -29,8 +29,8 @@ from usdrl_bench.data.augment.keys import Randomness, SampleKeys
 from usdrl_bench.data.augment.spatial import joint_corruption, random_rotation, shear
 from usdrl_bench.data.augment.temporal import (centre_crop_resize, check_num_frames, observed_frames,
                                                random_crop_resize, resize_frames, resize_valid)
-from usdrl_bench.data.augment.views import ViewConfig, make_views
+from usdrl_bench.data.augment.views import ViewConfig, ViewOptions, make_views
 
-__all__ = ["SampleKeys", "Randomness", "ViewConfig", "make_views", "resize_frames", "resize_valid", "observed_frames",
+__all__ = ["SampleKeys", "Randomness", "ViewConfig", "ViewOptions", "make_views", "resize_frames", "resize_valid", "observed_frames",
            "centre_crop_resize", "random_crop_resize", "check_num_frames", "joint_corruption", "shear",
            "random_rotation"]

@@ -3,7 +3,7 @@ shear (and optionally a rotation), as the official feeder draws them (FACTS §6,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import Tensor
@@ -14,14 +14,15 @@ from usdrl_bench.data.augment.temporal import random_crops, resize_unchecked
 
 
 @dataclass(frozen=True)
-class ViewConfig:
-    """Hyper-parameters of USDRL's pretraining views; defaults are the official ones (FACTS §7).
+class ViewOptions:
+    """The options of USDRL's pretraining views but the view length (the encoder's ``num_frames``): what a
+    protocol's ``pretrain.views`` sets; defaults are the official ones (FACTS §7).
 
     Attributes:
-        num_views: views per sample (the code uses 4; the paper's Fig. 2 draws 2).
-        out_frames: frames per view (64).
+        num_views: views per sample (the code uses 4; the paper's Fig. 2 draws 2); None: as many as the
+            objective consumes (its ``num_views``: MG-FD 4, InfoNCE 2).
         min_scale, max_scale: temporal crop-scale range (``l_ratio = [0.1, 1]``).
-        min_length: shortest crop in frames; ``None`` = ``out_frames``.
+        min_length: shortest crop in frames; ``None`` = the view length.
         p_shear: probability that a view gets shear rather than joint corruption (0.5).
         shear_magnitude: off-diagonal shear range U(-m, m) (1.0).
         num_corrupt_joints: joints hit by joint corruption (15 of 25).
@@ -29,10 +30,12 @@ class ViewConfig:
         rotation: half-width in degrees of a random rotation of each view about the x and y axes, before
             shear or corruption (0: none, as USDRL's code; CTR-GCN's NW-UCLA feeder draws 60): see
             :func:`random_rotation`.
+
+    Raises:
+        ValueError: a value out of range (the message names it).
     """
 
-    num_views: int = 4
-    out_frames: int = 64
+    num_views: int | None = None
     min_scale: float = 0.1
     max_scale: float = 1.0
     min_length: int | None = None
@@ -43,22 +46,43 @@ class ViewConfig:
     rotation: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.num_views < 1:
-            raise ValueError(f"ViewConfig.num_views must be >= 1, got {self.num_views}")
+        name = type(self).__name__
+        if self.num_views is not None and self.num_views < 1:
+            raise ValueError(f"{name}.num_views must be >= 1, got {self.num_views}")
+        if not 0.0 < self.min_scale <= self.max_scale:
+            raise ValueError(f"{name} needs 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
+        for field_name in ("p_shear", "p_zero"):
+            p = getattr(self, field_name)
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name}.{field_name} must lie in [0, 1], got {p}")
+        if self.shear_magnitude < 0:
+            raise ValueError(f"{name}.shear_magnitude must be >= 0, got {self.shear_magnitude}")
+        if self.num_corrupt_joints < 0:
+            raise ValueError(f"{name}.num_corrupt_joints must be >= 0, got {self.num_corrupt_joints}")
+        if not 0.0 <= self.rotation <= 180.0:
+            raise ValueError(f"{name}.rotation must lie in [0, 180] degrees, got {self.rotation}")
+
+    def options(self) -> dict[str, object]:
+        """The keyword options of :func:`make_views` (``num_views`` aside)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("num_views", "out_frames")}
+
+
+@dataclass(frozen=True)
+class ViewConfig(ViewOptions):
+    """:class:`ViewOptions` with the view length: everything :func:`make_views` takes.
+
+    Attributes:
+        num_views: views per sample (4).
+        out_frames: frames per view (64).
+    """
+
+    num_views: int = 4
+    out_frames: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.out_frames < 1:
             raise ValueError(f"ViewConfig.out_frames must be >= 1, got {self.out_frames}")
-        if not 0.0 < self.min_scale <= self.max_scale:
-            raise ValueError(f"ViewConfig needs 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
-        for name in ("p_shear", "p_zero"):
-            p = getattr(self, name)
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"ViewConfig.{name} must lie in [0, 1], got {p}")
-        if self.shear_magnitude < 0:
-            raise ValueError(f"ViewConfig.shear_magnitude must be >= 0, got {self.shear_magnitude}")
-        if self.num_corrupt_joints < 0:
-            raise ValueError(f"ViewConfig.num_corrupt_joints must be >= 0, got {self.num_corrupt_joints}")
-        if not 0.0 <= self.rotation <= 180.0:
-            raise ValueError(f"ViewConfig.rotation must lie in [0, 180] degrees, got {self.rotation}")
 
     def make_views(self, x: Tensor, num_frames: Tensor, generator: Randomness) -> list[Tensor]:
         """:func:`make_views` with these settings."""
@@ -107,8 +131,9 @@ def make_views(
     Returns:
         ``num_views`` tensors of shape ``(N, 3, T', V, M)``.
     """
-    cfg = ViewConfig(num_views, out_frames, min_scale, max_scale, min_length, p_shear, shear_magnitude, num_corrupt_joints,
-                     p_zero, rotation)
+    cfg = ViewConfig(num_views=num_views, out_frames=out_frames, min_scale=min_scale, max_scale=max_scale,
+                     min_length=min_length, p_shear=p_shear, shear_magnitude=shear_magnitude,
+                     num_corrupt_joints=num_corrupt_joints, p_zero=p_zero, rotation=rotation)
     where = "make_views"
     check_xyz(x, where)
     draw = drawer(generator, x, where)
