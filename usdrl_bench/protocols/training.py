@@ -23,7 +23,7 @@ from usdrl_bench.encoders.checkpoint import load_encoder, save_encoder
 from usdrl_bench.io import git_revision, write_json_atomic
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.protocols.plan import CellPlan, DataStore, build_encoder, dataset_identity
-from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, ENCODER_FILE, move_aside, pretrain, resolve_precision
+from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, ENCODER_FILE, move_aside, pretrain
 from usdrl_bench.train.spec import Provenance
 
 __all__ = ["CheckpointTrainer", "TrainingOptions", "describe_trained"]
@@ -134,7 +134,7 @@ class CheckpointTrainer:
                           stream=cell.pretrain_dataset.stream, on_step=on_step, log_every=self.options.log_every,
                           tensorboard=self.options.tensorboard, wandb_project=self.options.wandb_project,
                           provenance=Provenance(cell.row.objective, cell.objective_options,
-                                                resolve_precision(spec.precision, self.device), spec.compile,
+                                                plan.pretrain_identity["precision"], spec.compile,  # as keyed
                                                 dist_utils.world_size(), str(self.device)))
         if progress is not None and task is not None:
             progress.remove_task(task)
