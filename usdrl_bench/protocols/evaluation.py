@@ -140,12 +140,14 @@ class Evaluator:
             scores, best_scores = self._member_scores(plan)
             _, test = self.store.load(cell.dataset)
             t0 = time.perf_counter()
-            note = f"{FUSION_NOTE}; rows {', '.join(m.cell.row.id for m in members)}, weights {list(weights) or [1.0] * len(members)}"
+            note = (f"{FUSION_NOTE}; rows {', '.join(m.cell.row.id for m in members)}, "
+                    f"weights {list(weights) or [1.0] * len(members)}")
             metrics = [Metric("linear_top1", ensemble_top1(scores, test.labels, weights or None),
                               note=f"final-epoch classifiers; {note}")]
             if all(b is not None for b in best_scores):
-                metrics.insert(0, Metric("linear_top1_best_of_evals", ensemble_top1(best_scores, test.labels, weights or None),
-                                         note=f"each stream's classifier at its best evaluation (official selection); {note}"))
+                best = ensemble_top1(best_scores, test.labels, weights or None)
+                metrics.insert(0, Metric("linear_top1_best_of_evals", best, note="each stream's classifier at its "
+                                                                                 f"best evaluation (official selection); {note}"))
             wall = time.perf_counter() - t0
             stand_in = CellPlan(cell=cell, encoder_config={}, checkpoint_hash=plan.key)
             out = []

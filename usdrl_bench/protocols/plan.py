@@ -162,6 +162,7 @@ class CellPlan:
         pretrain_identity: the schedule as it enters the key (:meth:`Planner.pretrain_identity`); None
             for a random-init row.
         dataset_identity: the evaluation data's :func:`dataset_identity`.
+        pretrain_dataset_identity: the pretraining data's (the same but for a transfer column).
         records: evaluation name -> its record file.
         features_dir: where the encoder's features of the evaluation data are cached.
         subset_dir: where the labelled subsets of semi-supervised evaluation are kept (per data).
@@ -172,6 +173,7 @@ class CellPlan:
     checkpoint_hash: str
     pretrain_identity: dict[str, Any] | None = None
     dataset_identity: dict[str, Any] = field(default_factory=dict)
+    pretrain_dataset_identity: dict[str, Any] = field(default_factory=dict)
     records: dict[str, Path] = field(default_factory=dict)
     features_dir: Path | None = None
     subset_dir: Path | None = None
@@ -279,18 +281,22 @@ class Planner:
         # the code that computes the checkpoint: the encoder's, the objective's and the training loop's
         # modules with what they import (plug-ins included), so an edit retrains exactly the rows it affects
         code = {"encoder": component_code(registry.ENCODERS, cell.row.encoder)}
-        key_parts: dict[str, Any] = {"encoder": cell.row.encoder, "encoder_config": config,
-                                     "dataset": dataset_identity(cell.pretrain_dataset), "seed": cell.seed}
+        pretrain_data = dataset_identity(cell.pretrain_dataset)
+        key_parts: dict[str, Any] = {"encoder": cell.row.encoder, "encoder_config": config, "dataset": pretrain_data,
+                                     "seed": cell.seed}
         identity = None
         if cell.row.objective is None:
             key_parts["objective"] = "random-init"
         else:
-            code.update(objective=component_code(registry.OBJECTIVES, cell.row.objective), train=module_code(TRAIN_MODULE))
+            code.update(objective=component_code(registry.OBJECTIVES, cell.row.objective),
+                        train=module_code(TRAIN_MODULE))
             identity = self.pretrain_identity(cell)
             key_parts.update(objective=cell.row.objective, objective_options=cell.objective_options, pretrain=identity)
         key_parts["code"] = code
         plan = CellPlan(cell=cell, encoder_config=config, checkpoint_hash=stable_hash(key_parts),
-                        pretrain_identity=identity, dataset_identity=dataset_identity(cell.dataset))
+                        pretrain_identity=identity, pretrain_dataset_identity=pretrain_data,
+                        dataset_identity=pretrain_data if cell.dataset == cell.pretrain_dataset
+                        else dataset_identity(cell.dataset))
         plan.records = {name: self.record_path(plan, name, opts) for name, opts in cell.evaluations.items()}
         # features depend on the checkpoint, the data and the extraction code
         data_hash = stable_hash([plan.dataset_identity, module_code(FEATURES_MODULE)])

@@ -22,7 +22,7 @@ from usdrl_bench._version import __version__
 from usdrl_bench.encoders.checkpoint import load_encoder, save_encoder
 from usdrl_bench.io import git_revision, write_json_atomic
 from usdrl_bench.objectives import create_objective
-from usdrl_bench.protocols.plan import CellPlan, DataStore, build_encoder, dataset_identity
+from usdrl_bench.protocols.plan import CellPlan, DataStore, build_encoder
 from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, ENCODER_FILE, move_aside, pretrain
 from usdrl_bench.train.spec import Provenance
 
@@ -100,7 +100,7 @@ class CheckpointTrainer:
         cell = plan.cell
         write_json_atomic(workdir / "config.json", {
             "row": dataclasses.asdict(cell.row), "encoder_config": plan.encoder_config,
-            "dataset": dataset_identity(cell.pretrain_dataset),
+            "dataset": plan.pretrain_dataset_identity,
             "seed": cell.seed, "checkpoint_hash": plan.checkpoint_hash,
             "pretrain": plan.pretrain_identity, "objective_options": cell.objective_options,
             "device": str(self.device), "world_size": dist_utils.world_size(),
