@@ -71,12 +71,7 @@ class ProtocolRunner:
         """The plan of running ``work`` (protocols and their cells), built once."""
         return self.planner.plan_run(work)
 
-    def run(self, plan: ProtocolPlan | list[Cell]) -> list[dict[str, Any]]:
-        """Evaluate what is missing of one protocol's plan (or of ``cells`` of one protocol, planned here),
-        pretraining what no process trained yet; returns every record row of its cells."""
-        if not isinstance(plan, ProtocolPlan):
-            cells = list(plan)
-            plan = self.plan_run([(cells[0].protocol, cells)]).protocols[0] if cells else None  # type: ignore[assignment]
-            if plan is None:
-                return []
+    def run(self, plan: ProtocolPlan) -> list[dict[str, Any]]:
+        """Evaluate what is missing of one protocol's plan, pretraining what no process trained yet; returns
+        every record row of its cells."""
         return self.evaluator.run(plan)
