@@ -4,6 +4,7 @@ the named dataset under a data root, the preprocessing switches, and the rotatio
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,30 @@ def test_named_dataset_is_found_under_the_data_root(small, tmp_path, monkeypatch
     monkeypatch.setenv("USDRL_DATA", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match=r"nwucla_xview not found: expected .*nwucla/all_sqe.*--data-root"):
         load_dataset("nwucla_xview", None, "xview")
+
+
+def test_the_run_plan_passes_the_data_root_without_the_environment(small, tmp_path, monkeypatch):
+    """The data root travels explicitly (run -> DataStore -> reader); a protocol's own ``data_root`` option
+    wins; ``$USDRL_DATA`` is neither read nor written."""
+    from rich.console import Console
+
+    from usdrl_bench.protocols.plan import DataStore
+    from usdrl_bench.protocols.spec import DatasetSpec
+
+    root, _ = small
+    data_root = tmp_path / "root"
+    (data_root / "nwucla").mkdir(parents=True)
+    (root / "all_sqe").rename(data_root / "nwucla" / "all_sqe")
+    monkeypatch.setenv("USDRL_DATA", str(tmp_path / "elsewhere"))
+    quiet = Console(quiet=True)
+    train, test = DataStore(tmp_path / "r1", data_root, quiet).load(DatasetSpec(name="nwucla_xview"))
+    assert (len(train), len(test)) == (4, 2)
+    own = DatasetSpec(name="nwucla_xview", options={"data_root": str(data_root)})
+    train, test = DataStore(tmp_path / "r2", tmp_path / "wrong", quiet).load(own)
+    assert (len(train), len(test)) == (4, 2)
+    assert os.environ["USDRL_DATA"] == str(tmp_path / "elsewhere")
+    with pytest.raises(FileNotFoundError, match="elsewhere"):  # without a root the environment's default is used
+        DataStore(tmp_path / "r3", None, quiet).load(DatasetSpec(name="nwucla_xview"))
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="the NW-UCLA release is not in ../shared/data/nwucla")

@@ -105,8 +105,10 @@ class DataStore:
             return self.loaded[key]
         path = spec.resolved_path()
         t0 = time.perf_counter()
-        train, test = load_dataset(spec.name, str(path) if path else None, spec.resolved_split(),
-                                   data_root=self.data_root, **spec.options)
+        options = dict(spec.options)
+        root = options.pop("data_root", None) or self.data_root  # a reader's own data_root option wins
+        train, test = load_dataset(spec.name, str(path) if path else None, spec.resolved_split(), data_root=root,
+                                   **options)
         for part, arrays in (("training", train), ("test", test)):
             if len(arrays) == 0:
                 raise ValueError(f"dataset {spec.describe()} ({train.source}): the {part} part of split "
