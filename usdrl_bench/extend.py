@@ -184,6 +184,6 @@ def _locate_under(locate: Callable[[], str | Path], root: str | Path | None) -> 
 
 
 def data_root() -> Path:
-    """Where named datasets are found: ``--data-root`` (or ``data_root=`` of the API), else ``$USDRL_DATA``,
-    else ``./data``."""
+    """Where named datasets are found. While the suite loads a dataset (a plug-in's ``locate`` is called then):
+    the run's ``--data-root`` (``data_root=`` of the API); otherwise ``$USDRL_DATA``, else ``./data``."""
     return resolve_data_root()
