@@ -26,12 +26,11 @@ from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.evaluate.linear import BEST_PROBS_FILE
 from usdrl_bench.io import git_revision, stable_hash
 from usdrl_bench.objectives import create_objective
-from usdrl_bench.protocols.plan import CellPlan, DataStore, EnsemblePlan, ProtocolPlan, build_encoder
+from usdrl_bench.protocols.plan import CellPlan, DataStore, EnsemblePlan, ProtocolPlan, build_encoder, encoder_input
 from usdrl_bench.protocols.schema import ProtocolError
 from usdrl_bench.protocols.spec import Cell
 from usdrl_bench.protocols.training import CheckpointTrainer
 from usdrl_bench.records import read_records, write_records
-from usdrl_bench.skeleton import STREAM_CHANNELS
 from usdrl_bench.train.pretrain import pretraining_flops
 
 __all__ = ["Evaluator", "progress_columns"]
@@ -74,8 +73,7 @@ class Evaluator:
     def _check_transfer(self, plan: CellPlan, encoder: torch.nn.Module, shape: tuple[int, ...]) -> None:
         """A transfer column's data must fit the encoder pretrained on another dataset."""
         cell = plan.cell
-        _, c, _, v, m = shape
-        c *= STREAM_CHANNELS[cell.dataset.stream]
+        c, v, m = encoder_input(cell, shape)
         cfg = encoder.config
         if (c, v, m) != (cfg.in_channels, cfg.num_joints, cfg.num_bodies):
             raise ProtocolError(cell.protocol.file, f"datasets.{cell.dataset.column}.pretrain_on",

@@ -43,8 +43,8 @@ from usdrl_bench.records import RECORDS_SUBDIR
 from usdrl_bench.skeleton import STREAM_CHANNELS
 from usdrl_bench.train.pretrain import ENCODER_FILE, resolve_precision
 
-__all__ = ["CellPlan", "DataStore", "EnsemblePlan", "Planner", "ProtocolPlan", "RunPlan", "component_code",
-           "data_identity", "dataset_identity", "eval_code"]
+__all__ = ["CellPlan", "DataStore", "EnsemblePlan", "Planner", "ProtocolPlan", "RunPlan", "build_encoder",
+           "component_code", "data_identity", "dataset_identity", "encoder_input", "eval_code"]
 
 #: the module whose import closure is the training loop's code identity (views, streams, the step)
 TRAIN_MODULE = "usdrl_bench.train.pretrain"
@@ -142,11 +142,17 @@ class DataStore:
         return tuple(self.load(spec)[0].shape)  # type: ignore[return-value]
 
 
+def encoder_input(cell: Cell, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(C, V, M)`` the cell's encoder takes from data of ``shape`` ``(N, C, T, V, M)``: the channels of the
+    row's stream (``jmb`` fuses joint, motion and bone along C), joints, bodies."""
+    _, c, _, v, m = shape
+    return c * STREAM_CHANNELS[cell.dataset.stream], v, m
+
+
 def build_encoder(cell: Cell, shape: tuple[int, ...]) -> torch.nn.Module:
     """The cell's encoder, randomly initialised from the cell's seed, sized for its pretraining data
-    (``shape``: that data's ``(N, C, T, V, M)``; the ``jmb`` stream fuses three streams along C)."""
-    _, c, _, v, m = shape
-    c *= STREAM_CHANNELS[cell.dataset.stream]
+    (``shape``: that data's ``(N, C, T, V, M)``; :func:`encoder_input`)."""
+    c, v, m = encoder_input(cell, shape)
     torch.manual_seed(cell.seed)
     return create_encoder(cell.row.encoder, cell.encoder_preset, in_channels=c, num_joints=v,
                           num_bodies=m, **cell.encoder_options)
