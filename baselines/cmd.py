@@ -25,22 +25,32 @@ kNN scripts); the motion and bone encoders belong to the objective (saved with i
 Reproduced: the above. Simplified: the motion and bone query encoders are copies of the joint encoder
 re-initialised from the global generator (the official code builds three independently initialised GRUs);
 a batch need not divide the queue; ``topk`` is capped at the queue size.
+
+Official checkpoints (:data:`CMD_FORMAT`): ``pretrain_moco_cmd.py`` saves ``{'epoch', 'state_dict',
+'optimizer'}``; the joint encoder is ``encoder_q.*`` (``input_norm``, ``encoder.gru``; ``encoder_q.fc.*`` is
+the projector), not ``encoder_q_motion.*`` / ``encoder_q_bone.*``, which share the prefix and become the
+objective's. Layer ``l`` of the official bidirectional GRU (``weight_ih_l{l}`` and ``..._reverse``) is this
+encoder's pair ``layers.l.0`` / ``layers.l.1``.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.moco import KeyQueue, moco_logits, momentum_copy, momentum_update
-from usdrl_bench import (EncoderConfig, Objective, SkeletonEncoder, batch_mean, make_views, register_encoder,
-                         register_method, register_objective, to_stream)
+from usdrl_bench import (CheckpointMismatchError, EncoderConfig, Objective, OfficialFormat, OfficialModel,
+                         SkeletonEncoder, batch_mean, create_encoder, load_renamed, make_views, register_encoder,
+                         register_method, register_objective, renamed_state, shaping_args, strip_module_prefix,
+                         to_stream)
 
-__all__ = ["BiGRUConfig", "BiGRU", "CMD", "distillation_loss", "MODALITIES"]
+__all__ = ["BiGRUConfig", "BiGRU", "CMD", "distillation_loss", "MODALITIES", "CMD_FORMAT", "official_gru_name"]
 
 MODALITIES = ("joint", "motion", "bone")
 
@@ -182,6 +192,119 @@ class CMD(Objective):
         return loss, logs
 
 
+# --- official checkpoints -----------------------------------------------------------------------------------------
+_OFFICIAL_MODALITY = {"joint": "", "motion": "_motion", "bone": "_bone"}
+
+
+def official_gru_name(key: str) -> str:
+    """Official ``moco/GRU.py BIGRU`` name of a suite :class:`BiGRU` state key (``layers.1.0.weight_ih_l0`` ->
+    ``encoder.gru.weight_ih_l1``; ``layers.1.1.*`` is the ``_reverse`` direction; ``input_bn`` -> ``input_norm``)."""
+    if key.startswith("input_bn."):
+        return "input_norm." + key[len("input_bn."):]
+    m = re.match(r"^layers\.(\d+)\.([01])\.(weight|bias)_(ih|hh)_l0$", key)
+    if m is None:
+        raise KeyError(f"no official name for BiGRU key {key!r}")
+    layer, direction, kind, gate = m.groups()
+    return f"encoder.gru.{kind}_{gate}_l{layer}{'_reverse' if direction == '1' else ''}"
+
+
+def _objective_name(key: str) -> str:
+    """Official ``moco/builder_cmd.py MoCo`` name of a suite CMD objective state key."""
+    group, modality, rest = (key.split(".", 2) + ["", ""])[:3]
+    tail = _OFFICIAL_MODALITY[modality]
+    if group == "query_encoders":
+        return f"encoder_q{tail}.{official_gru_name(rest)}"
+    if group == "key_encoders":
+        return f"encoder_k{tail}.{official_gru_name(rest)}"
+    if group == "heads":
+        return f"encoder_q{tail}.fc.{rest}"
+    if group == "key_heads":
+        return f"encoder_k{tail}.fc.{rest}"
+    if group == "queues":
+        return f"queue{tail}" if rest == "queue" else f"queue_ptr{tail}"
+    raise KeyError(f"no official name for CMD objective key {key!r}")
+
+
+_QUEUE_IN = {f"queues.{m}.{b}": (lambda t: t.T) if b == "queue" else (lambda t: t.reshape(()))
+             for m in MODALITIES for b in ("queue", "ptr")}
+_QUEUE_OUT = {f"queues.{m}.{b}": (lambda t: t.T.contiguous()) if b == "queue" else (lambda t: t.reshape(1))
+              for m in MODALITIES for b in ("queue", "ptr")}
+_CMD_ARGS = ("args_bi_gru", "num_joints", "num_bodies", "num_frames", "dim", "K", "m", "T", "teacher_T", "student_T",
+             "cmd_weight", "topk")
+_KNOWN_JOINTS = (25, 20, 17, 18, 15)
+
+
+def _split_input(width: int, args: Mapping[str, Any]) -> tuple[int, int]:
+    """(V, M) of the GRU's per-frame input V·C·M (C = 3): the arguments given, else a known joint count with
+    two persons, else one."""
+    if "num_joints" in args or "num_bodies" in args:
+        v = int(args.get("num_joints", width // (3 * int(args.get("num_bodies", 1)))))
+        m = int(args.get("num_bodies", width // (3 * v)))
+    else:
+        v, m = (width // 6, 2) if width % 6 == 0 and width // 6 in _KNOWN_JOINTS else (width // 3, 1)
+    if v * 3 * m != width:
+        raise ValueError(f"the GRU's input width {width} is not V {v} x C 3 x M {m}; pass num_joints / num_bodies")
+    return v, m
+
+
+def _load_cmd(obj: Any, official_args: Mapping[str, Any]) -> OfficialModel:
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("state_dict"), Mapping):
+        raise ValueError("expected CMD's {'epoch', 'state_dict', 'optimizer'}; found "
+                         f"{sorted(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__}")
+    args = shaping_args(official_args, _CMD_ARGS, "cmd")
+    state = strip_module_prefix(obj["state_dict"])
+    encoder_state = {k[len("encoder_q."):]: v for k, v in state.items()
+                     if k.startswith("encoder_q.") and not k.startswith("encoder_q.fc.")}
+    if "input_norm.weight" not in encoder_state or "encoder.gru.weight_hh_l0" not in encoder_state:
+        raise ValueError(f"no 'encoder_q.input_norm' / 'encoder_q.encoder.gru' keys: not a CMD checkpoint "
+                         f"(keys: {', '.join(sorted(state)[:6])}, ...)")
+    width = int(encoder_state["input_norm.weight"].shape[0])
+    hidden = int(encoder_state["encoder.gru.weight_hh_l0"].shape[1])
+    layers = len({m.group(1) for k in encoder_state if (m := re.match(r"^encoder\.gru\.weight_ih_l(\d+)$", k))})
+    found = {"en_input_size": width, "en_hidden_size": hidden, "en_num_layers": layers}
+    for key, value in found.items():
+        given = (args.get("args_bi_gru") or {}).get(key)
+        if given is not None and int(given) != value:
+            raise ValueError(f"official argument args_bi_gru[{key!r}]={given} but the file's tensors give {value}")
+    v, m = _split_input(width, args)
+    encoder = create_encoder("bigru", None, hidden_size=hidden, num_layers=layers, num_joints=v, num_bodies=m,
+                             in_channels=3, num_frames=int(args.get("num_frames", 64)))
+    used = load_renamed(encoder, encoder_state, official_gru_name, what="cmd encoder_q")
+    stray = sorted(f"encoder_q.{k}" for k in encoder_state if k not in used)
+    if stray:
+        raise CheckpointMismatchError("cmd encoder_q", [], stray)
+    notes = {"sizes": f"from the tensors: {found}; V {v}, M {m}", "num_frames": str(encoder.config.num_frames)}
+    objective = None
+    if all(f"queue{t}" in state for t in _OFFICIAL_MODALITY.values()) and "encoder_k_bone.input_norm.weight" in state:
+        proj_dim, k = (int(n) for n in state["queue"].shape)
+        objective = CMD(encoder, queue_size=k, proj_dim=proj_dim, momentum=float(args.get("m", 0.999)),
+                        temperature=float(args.get("T", 0.07)), topk=int(args.get("topk", 1024)),
+                        cmd_weight=float(args.get("cmd_weight", 1.0)),
+                        teacher_temperature=float(args.get("teacher_T", 0.05)),
+                        student_temperature=float(args.get("student_T", 0.1)))
+        load_renamed(objective, state, _objective_name, what="cmd motion/bone encoders, key encoders, projectors, queues",
+                     transform=_QUEUE_IN)
+        notes["objective"] = f"from the pretraining file: three queues of K {k}, projection {proj_dim}-d"
+    return OfficialModel(encoder, objective, notes)
+
+
+def _export_cmd(encoder: BiGRU, objective_state: Mapping[str, Tensor] | None) -> dict[str, Any]:
+    """``pretrain_moco_cmd.py``'s ``{'epoch', 'state_dict', 'optimizer'}`` (one process: no ``module.``): all six
+    encoders, projectors and queues, which the official ``load_pretrained`` needs (it asserts that only the
+    classifiers are missing). The optimiser is None (the file is for evaluation, not to resume a run)."""
+    if objective_state is None:
+        raise ValueError("CMD's official linear evaluation loads the motion and bone encoders too: export needs the "
+                         "objective's state (objective.pt beside the suite checkpoint)")
+    state = {f"encoder_q.{k}": v for k, v in renamed_state(encoder.state_dict(), official_gru_name).items()}
+    state.update(renamed_state(objective_state, _objective_name, transform=_QUEUE_OUT))
+    return {"epoch": None, "state_dict": state, "optimizer": None}
+
+
+CMD_FORMAT = OfficialFormat(load=_load_cmd, export=_export_cmd,
+                            description="pretrain_moco_cmd.py: {'epoch', 'state_dict' (encoder_q[_motion|_bone].*, "
+                                        "encoder_k*, queue*), 'optimizer'}")
+
+
 _CMD_LINEAR = {"epochs": 80, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0,
                "milestones": [50, 70], "gamma": 0.1, "eval_every": 5}
 
@@ -204,4 +327,5 @@ register_method(
     },
     published={"ntu60_xsub/linear": 79.8, "ntu60_xview/linear": 86.9, "ntu120_xsub/linear": 70.3,
                "ntu120_xset/linear": 71.5, "pku2_xsub/linear": 43.0},
+    official_format=CMD_FORMAT,
 )

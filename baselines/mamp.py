@@ -26,21 +26,33 @@ per-sample keys), so a data-parallel run masks differently from one process (sam
 BatchNorm is applied as the training set's standardisation and its cosine schedule as steps (the suite's
 ``linear_own`` probe: ``feature_norm: batchnorm``); its crop-and-rotate augmentation during probing is left
 out (features are computed once).
+
+Official checkpoints (:data:`MAMP_FORMAT`): ``util/misc.py save_model`` writes ``{'model', 'optimizer', 'epoch',
+'scaler', 'args'}`` with ``args`` an ``argparse.Namespace`` (allow-listed for ``weights_only`` loading, nothing
+else is). The encoder is ``joints_embed.proj``, ``temp_embed``, ``pos_embed``, ``blocks.*`` and ``norm``; the
+decoder and mask token become the objective. Its feature is the final-norm tokens averaged over persons, time
+tokens and joints, the input of the linear probe's BatchNorm (``main_linprobe.py``); a different ``num_frames``
+interpolates ``temp_embed`` bicubically, as ``util/pos_embed.py interpolate_temp_embed``.
 """
 
 from __future__ import annotations
 
+import argparse
+import re
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.moco import axis_rotations
-from usdrl_bench import (EncoderConfig, Objective, SkeletonEncoder, random_crop_resize, register_encoder,
-                         register_method, register_objective)
+from usdrl_bench import (CheckpointMismatchError, EncoderConfig, Objective, OfficialFormat, OfficialModel,
+                         SkeletonEncoder, create_encoder, load_renamed, random_crop_resize, register_encoder,
+                         register_method, register_objective, renamed_state, shaping_args)
 
-__all__ = ["MAMPConfig", "MAMPEncoder", "MAMP", "motion_aware_mask", "patchify", "motion_target"]
+__all__ = ["MAMPConfig", "MAMPEncoder", "MAMP", "motion_aware_mask", "patchify", "motion_target", "MAMP_FORMAT",
+           "official_mamp_name"]
 
 
 class Block(nn.Module):
@@ -257,6 +269,119 @@ class MAMP(Objective):
         return loss, {"masked_mse": loss.detach()}
 
 
+# --- official checkpoints -----------------------------------------------------------------------------------------
+_BLOCK_NAMES = (("qkv.", "attn.qkv."), ("proj.", "attn.proj."), ("mlp.0.", "mlp.fc1."), ("mlp.2.", "mlp.fc2."))
+
+
+def official_mamp_name(key: str) -> str:
+    """Official ``model_mamp/transformer.py`` name of a suite MAMP encoder or objective state key."""
+    if key.startswith("patch_embed."):
+        return "joints_embed.proj." + key[len("patch_embed."):]
+    m = re.match(r"^((?:decoder_)?blocks\.\d+\.)(.+)$", key)
+    if m is not None:
+        prefix, rest = m.groups()
+        for ours, theirs in _BLOCK_NAMES:
+            if rest.startswith(ours):
+                return prefix + theirs + rest[len(ours):]
+    return key
+
+
+_MAMP_ARGS = ("dim_in", "dim_feat", "depth", "num_heads", "mlp_ratio", "num_frames", "num_joints", "patch_size",
+              "t_patch_size", "qkv_bias", "num_bodies", "decoder_dim_feat", "decoder_depth", "norm_skes_loss",
+              "mask_ratio", "motion_aware_tau")
+
+
+def _mamp_config(model: Mapping[str, Tensor], args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Encoder sizes from the tensors, checked against the official arguments given."""
+    if "joints_embed.proj.weight" not in model or "norm.weight" not in model:
+        raise ValueError(f"no 'joints_embed.proj.weight' / 'norm.weight': not a MAMP model "
+                         f"(keys: {', '.join(sorted(model)[:6])}, ...)")
+    proj, temp, pos = model["joints_embed.proj.weight"], model["temp_embed"], model["pos_embed"]
+    depth = len({int(m.group(1)) for k in model if (m := re.match(r"^blocks\.(\d+)\.", k))})
+    dim = int(proj.shape[0])
+    found = {"dim_feat": dim, "dim_in": int(proj.shape[1]), "t_patch_size": int(proj.shape[2]), "depth": depth,
+             "num_joints": int(pos.shape[2]), "mlp_ratio": model["blocks.0.mlp.fc1.weight"].shape[0] / dim}
+    if int(proj.shape[3]) != 1 or int(args.get("patch_size", 1)) != 1:
+        raise ValueError(f"only joint patches of 1 are built (patch_size {args.get('patch_size', 1)}, kernel {tuple(proj.shape)})")
+    for key, value in found.items():
+        if key in args and float(args[key]) != float(value):
+            raise ValueError(f"official argument {key}={args[key]} but the file's tensors give {value}")
+    frames_in_file = int(temp.shape[1]) * found["t_patch_size"]
+    cfg = dict(in_channels=found["dim_in"], hidden_size=dim, num_layers=depth, num_heads=int(args.get("num_heads", 8)),
+               num_frames=int(args.get("num_frames", frames_in_file)), t_patch=found["t_patch_size"],
+               num_joints=found["num_joints"], num_bodies=int(args.get("num_bodies", 2)), mlp_ratio=float(found["mlp_ratio"]))
+    notes = {"sizes": f"from the tensors: {found}", "num_heads": "given" if "num_heads" in args else "official default 8"}
+    if cfg["num_frames"] != frames_in_file:
+        notes["temp_embed"] = f"interpolated from {frames_in_file} to {cfg['num_frames']} frames (interpolate_temp_embed)"
+    return cfg, notes
+
+
+def _interpolate_temp_embed(embed: Tensor, tokens: int) -> Tensor:
+    """``util/pos_embed.py interpolate_temp_embed``: bicubic over the time tokens, ``(1, TP, 1, D)``."""
+    if embed.shape[1] == tokens:
+        return embed
+    out = F.interpolate(embed.permute(0, 3, 1, 2).float(), size=(tokens, 1), mode="bicubic", align_corners=False)
+    return out.permute(0, 2, 3, 1).to(embed.dtype)
+
+
+def _load_mamp(obj: Any, official_args: Mapping[str, Any]) -> OfficialModel:
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("model"), Mapping):
+        raise ValueError("expected MAMP's {'model', 'optimizer', 'epoch', 'scaler', 'args'}; "
+                         f"found {sorted(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__}")
+    saved = vars(obj["args"]) if isinstance(obj.get("args"), argparse.Namespace) else {}
+    args = {**dict(saved.get("model_args") or {}), **{k: saved[k] for k in ("mask_ratio", "motion_aware_tau") if k in saved}}
+    args.update(shaping_args(official_args, _MAMP_ARGS, "mamp"))
+    model = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj["model"].items()}
+    cfg, notes = _mamp_config(model, args)
+    if saved:
+        notes["args"] = "model_args, mask_ratio and motion_aware_tau from the file's args, under the arguments given"
+    encoder = create_encoder("mamp_vit", None, **cfg)
+    tokens = cfg["num_frames"] // cfg["t_patch"]
+    load_renamed(encoder, model, official_mamp_name, what="mamp encoder",
+                 transform={"temp_embed": lambda t: _interpolate_temp_embed(t, tokens)})
+    objective = None
+    if "decoder_pred.weight" in model:
+        if not bool(args.get("norm_skes_loss", True)):
+            raise ValueError("norm_skes_loss False (raw motion target) is not built; the suite's target is normalised")
+        depth = len({int(m.group(1)) for k in model if (m := re.match(r"^decoder_blocks\.(\d+)\.", k))})
+        objective = MAMP(encoder, mask_ratio=float(args.get("mask_ratio", 0.9)),
+                         tau=float(args.get("motion_aware_tau", 0.8)), decoder_dim=int(model["decoder_embed.weight"].shape[0]),
+                         decoder_depth=depth, decoder_heads=cfg["num_heads"])
+        load_renamed(objective, model, official_mamp_name, what="mamp decoder",
+                     transform={"decoder_temp_embed": lambda t: _interpolate_temp_embed(t, tokens)})
+        notes["objective"] = f"decoder of {depth} blocks, width {objective.decoder_embed.out_features}"
+    used = {official_mamp_name(k) for k in encoder.state_dict()}
+    used |= {official_mamp_name(k) for k in objective.state_dict()} if objective is not None else set()
+    stray = sorted(k for k in model if k not in used and not k.startswith(("decoder", "mask_token", "head.")))
+    if stray:
+        raise CheckpointMismatchError("mamp encoder", [], stray)
+    return OfficialModel(encoder, objective, notes)
+
+
+def _export_mamp(encoder: MAMPEncoder, objective_state: Mapping[str, Tensor] | None) -> dict[str, Any]:
+    """``save_model``'s dict: the model's weights (the encoder, and the decoder with an objective state), the
+    epoch and ``args`` with the ``model_args`` the official scripts build the model from; the optimiser and loss
+    scaler are None (the file is for evaluation, not to resume a run)."""
+    cfg = encoder.config
+    model = renamed_state(encoder.state_dict(), official_mamp_name)
+    model_args = dict(dim_in=cfg.in_channels, dim_feat=cfg.hidden_size, depth=cfg.num_layers, num_heads=cfg.num_heads,
+                      mlp_ratio=cfg.mlp_ratio, num_frames=cfg.num_frames, num_joints=cfg.num_joints, patch_size=1,
+                      t_patch_size=cfg.t_patch, qkv_bias=True, qk_scale=None, drop_rate=0.0, attn_drop_rate=0.0,
+                      drop_path_rate=0.0)
+    if objective_state is not None:
+        model.update(renamed_state(objective_state, official_mamp_name))
+        model_args.update(decoder_dim_feat=int(objective_state["decoder_embed.weight"].shape[0]),
+                          decoder_depth=len({k.split(".")[1] for k in objective_state if k.startswith("decoder_blocks.")}),
+                          norm_skes_loss=True)
+    args = argparse.Namespace(model="model_mamp.transformer.Transformer", model_args=model_args)
+    return {"model": model, "optimizer": None, "epoch": None, "scaler": None, "args": args}
+
+
+MAMP_FORMAT = OfficialFormat(load=_load_mamp, export=_export_mamp, safe_globals=(argparse.Namespace,),
+                             description="util/misc.py save_model: {'model', 'optimizer', 'epoch', 'scaler', 'args' "
+                                         "(argparse.Namespace)}")
+
+
 _MAMP_LINEAR = {"epochs": 100, "batch_size": 256, "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0,
                 "milestones": [60, 80], "gamma": 0.1, "eval_every": 5, "feature_norm": "batchnorm"}
 _MAMP_PRETRAIN = {"optimizer": "adamw", "betas": [0.9, 0.95], "weight_decay": 0.05, "no_decay_1d": True,
@@ -279,4 +404,5 @@ register_method(
     },
     published={"ntu60_xsub/linear": 84.9, "ntu60_xview/linear": 89.1, "ntu120_xsub/linear": 78.6,
                "ntu120_xset/linear": 79.1, "pku2_xsub/linear": 53.8},
+    official_format=MAMP_FORMAT,
 )

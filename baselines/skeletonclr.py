@@ -33,11 +33,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines.moco import KeyQueue, axis_rotations, moco_logits, momentum_copy, momentum_update
-from baselines.stgcn import STGCN  # noqa: F401 - registers the encoder
-from usdrl_bench import Objective, batch_mean, register_method, register_objective, resize_valid, shear
+from collections import OrderedDict
+from typing import Any, Mapping
 
-__all__ = ["SkeletonCLR", "AimCLR", "temporal_crop", "extreme_augment", "energy_drop", "d3m_loss"]
+from baselines.moco import KeyQueue, axis_rotations, moco_logits, momentum_copy, momentum_update
+from baselines.stgcn import STGCN_OFFICIAL_ARGS, official_stgcn_name, stgcn_from_official
+from usdrl_bench import (CheckpointMismatchError, Objective, OfficialFormat, OfficialModel, batch_mean, load_renamed,
+                         register_method, register_objective, renamed_state, resize_valid, shaping_args, shear,
+                         strip_module_prefix)
+
+__all__ = ["SkeletonCLR", "AimCLR", "temporal_crop", "extreme_augment", "energy_drop", "d3m_loss",
+           "SKELETONCLR_FORMAT", "AIMCLR_FORMAT"]
 
 
 def temporal_crop(x: Tensor, draw, padding_ratio: int = 6) -> Tensor:
@@ -243,6 +249,77 @@ class AimCLR(SkeletonCLR):
         return loss, {"contrastive": batch_mean(contrastive).detach(), "d3m": batch_mean(d3m).detach()}
 
 
+# --- the family's official checkpoints (torchlight) ------------------------------------------------------------
+def _objective_name(key: str) -> str:
+    """Official name of a suite SkeletonCLR / AimCLR objective state key (MoCo's ``encoder_q.fc`` is the projector,
+    ``encoder_k`` the key encoder with its projector, ``queue`` is (dim, K))."""
+    head, _, rest = key.partition(".")
+    if head == "head":
+        return f"encoder_q.fc.{rest}"
+    if head == "key_head":
+        return f"encoder_k.fc.{rest}"
+    if head == "key_encoder":
+        return f"encoder_k.{official_stgcn_name(rest)}"
+    return {"queue.queue": "queue", "queue.ptr": "queue_ptr"}.get(key, key)
+
+
+_QUEUE_IN = {"queue.queue": lambda t: t.T, "queue.ptr": lambda t: t.reshape(())}
+_QUEUE_OUT = {"queue.queue": lambda t: t.T.contiguous(), "queue.ptr": lambda t: t.reshape(1)}
+_OBJECTIVE_ARGS = {"skeletonclr": ("feature_dim", "queue_size", "momentum", "Temperature"),
+                   "aimclr": ("feature_dim", "queue_size", "momentum", "Temperature", "mining_epoch", "topk")}
+
+
+def _load_family(method: str, obj: Any, official_args: Mapping[str, Any]) -> OfficialModel:
+    """torchlight's flat state dict (``IO.save_model``: ``module.`` removed) of SkeletonCLR or AimCLR: the query
+    encoder ``encoder_q.*`` without its projector ``encoder_q.fc.*``; a pretraining file also gives the objective
+    (projector, ``encoder_k.*``, ``queue``, ``queue_ptr``)."""
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"expected torchlight's flat state dict, got {type(obj).__name__}")
+    state = strip_module_prefix(obj)
+    args = shaping_args(official_args, (*STGCN_OFFICIAL_ARGS, *_OBJECTIVE_ARGS[method]), method)
+    encoder_state = {k[len("encoder_q."):]: v for k, v in state.items()
+                     if k.startswith("encoder_q.") and not k.startswith("encoder_q.fc.")}
+    if not encoder_state:
+        raise ValueError(f"no 'encoder_q.*' keys: not a {method} checkpoint (keys: {', '.join(sorted(state)[:6])}, ...)")
+    encoder, notes = stgcn_from_official(encoder_state, args, dropout=float(official_args.get("dropout", 0.5)),
+                                         what=f"{method} encoder_q")
+    used = {f"encoder_q.{official_stgcn_name(k)}" for k in encoder.state_dict()}
+    stray = sorted(k for k in state if k.startswith("encoder_q.") and not k.startswith("encoder_q.fc.") and k not in used)
+    if stray:
+        raise CheckpointMismatchError(f"{method} encoder_q", [], stray)
+    objective = None
+    if "queue" in state and "encoder_k.A" in state and "encoder_q.fc.2.weight" in state:
+        proj_dim, k = (int(n) for n in state["queue"].shape)
+        options = dict(queue_size=k, proj_dim=proj_dim, momentum=float(args.get("momentum", 0.999)),
+                       temperature=float(args.get("Temperature", 0.07)))
+        if method == "aimclr":
+            options.update(mining_epoch=int(args.get("mining_epoch", 150)), topk=int(args.get("topk", 1)))
+        objective = (AimCLR if method == "aimclr" else SkeletonCLR)(encoder, **options)
+        load_renamed(objective, state, _objective_name, what=f"{method} projector, encoder_k, queue", transform=_QUEUE_IN)
+        notes["objective"] = f"from the pretraining file: queue K {k}, projection {proj_dim}-d"
+    elif any(k.startswith(("encoder_k.", "queue")) for k in state):
+        notes["objective"] = "the file's encoder_k / queue are incomplete; encoder only"
+    return OfficialModel(encoder, objective, notes)
+
+
+def _export_family(encoder, objective_state: Mapping[str, Tensor] | None) -> OrderedDict:
+    """The flat state dict ``IO.save_model`` writes for the pretraining model (the encoder only without an
+    objective state: the official linear evaluation reads ``encoder_q.*`` and ignores the rest)."""
+    out = renamed_state(encoder.state_dict(), official_stgcn_name, "encoder_q.")
+    if objective_state is not None:
+        out.update(renamed_state(objective_state, _objective_name, transform=_QUEUE_OUT))
+    return OrderedDict(out)
+
+
+SKELETONCLR_FORMAT = OfficialFormat(
+    load=lambda obj, args: _load_family("skeletonclr", obj, args), export=_export_family,
+    description="torchlight IO.save_model: flat state dict; encoder_q.* (ST-GCN; encoder_q.fc.* the projector), "
+                "encoder_k.*, queue (dim, K), queue_ptr")
+AIMCLR_FORMAT = OfficialFormat(
+    load=lambda obj, args: _load_family("aimclr", obj, args), export=_export_family,
+    description=SKELETONCLR_FORMAT.description)
+
+
 _FAMILY_LINEAR = {"epochs": 100, "batch_size": 128, "lr": 3.0, "momentum": 0.9, "weight_decay": 0.0,
                   "milestones": [80], "gamma": 0.1, "eval_every": 5}
 _PAPER_PRETRAIN = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 128,
@@ -265,6 +342,7 @@ register_method(
                 "objective_options": {"queue_size": 512}, "evaluations": {"linear_own": _FAMILY_LINEAR}},
     },
     published={"ntu60_xsub/linear": 68.3, "ntu60_xview/linear": 76.4},
+    official_format=SKELETONCLR_FORMAT,
 )
 
 register_method(
@@ -282,4 +360,5 @@ register_method(
     },
     published={"ntu60_xsub/linear": 74.3, "ntu60_xview/linear": 79.7, "ntu120_xsub/linear": 63.4,
                "ntu120_xset/linear": 63.4, "pku2_xsub/linear": 38.5},
+    official_format=AIMCLR_FORMAT,
 )

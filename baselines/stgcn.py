@@ -16,26 +16,38 @@ Recognition" (AAAI 2018), in the form of github.com/Levigty/AimCLR at 6cd73767 (
 * head: average over (T, V), mean over the persons M: the 256-d representation (``embed_dim``).
 
 Reproduced: all of the above for any registered layout (``layout`` "" picks it by joint count: 25 ntu25,
-20 nwucla20, 17 coco17; ``graph_center`` -1 takes the family's centre on NTU, joint 21 (index 20), and the
-layout's centre joint elsewhere). Simplified: nothing.
+20 nwucla20, 17 coco17; ``graph_center`` -1 takes the family's centre where its ``Graph`` has the layout: NTU
+joint 21 (index 20), NW-UCLA joint 3 (index 2, AimCLR's ``nw-ucla``), and the layout's centre joint elsewhere).
+The partitions equal the official ``Graph(layout, 'spatial').A`` for ``ntu-rgb+d`` and ``nw-ucla``
+(tests/test_official_peers.py). Simplified: nothing.
+
+Official checkpoints: :func:`stgcn_from_official` builds the encoder from the family's ``net/st_gcn.py``
+state dict (``data_bn``, ``st_gcn_networks.<i>.gcn.conv``, ``.tcn``, ``.residual``, ``edge_importance``,
+the graph ``A``), its sizes read from the tensors; :func:`official_stgcn_name` is the key mapping.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from usdrl_bench import EncoderConfig, SkeletonEncoder, get_layout, register_encoder
+from usdrl_bench import EncoderConfig, SkeletonEncoder, create_encoder, get_layout, load_renamed, register_encoder
 
-__all__ = ["STGCNConfig", "STGCN", "spatial_partition"]
+__all__ = ["STGCNConfig", "STGCN", "spatial_partition", "official_stgcn_name", "stgcn_from_official",
+           "OFFICIAL_LAYOUTS"]
 
 #: layout chosen by joint count when ``layout`` is ""
 LAYOUT_BY_JOINTS = {25: "ntu25", 20: "nwucla20", 17: "coco17"}
-#: the graph centre the family uses where it differs from the layout's: NTU joint 21 (spine shoulder)
-FAMILY_CENTRE = {"ntu25": 20}
+#: the graph centre the family's ``net/utils/graph.py`` uses where it differs from the layout's: NTU joint 21
+#: (spine shoulder), NW-UCLA joint 3 (shoulder centre; AimCLR's ``nw-ucla`` layout)
+FAMILY_CENTRE = {"ntu25": 20, "nwucla20": 2}
+#: the family's ``Graph(layout=...)`` names -> the suite's layouts
+OFFICIAL_LAYOUTS = {"ntu-rgb+d": "ntu25", "nw-ucla": "nwucla20"}
 
 
 def spatial_partition(num_joints: int, edges: list[tuple[int, int]], center: int) -> np.ndarray:
@@ -171,3 +183,84 @@ class STGCN(SkeletonEncoder):
         """No temporal and spatial token streams: the pooled feature three times."""
         y = self.forward(x)
         return y, y, y
+
+
+# --- the family's official checkpoints ----------------------------------------------------------------------------
+def official_stgcn_name(key: str) -> str:
+    """The official ``net/st_gcn.py`` name of a suite :class:`STGCN` state key (``blocks.3.gcn.weight`` ->
+    ``st_gcn_networks.3.gcn.conv.weight``; ``data_bn``, ``edge_importance`` and ``A`` keep their names)."""
+    m = re.match(r"^blocks\.(\d+)\.(gcn|tcn|residual)\.(.+)$", key)
+    if m is None:
+        return key
+    block, part, rest = m.groups()
+    return f"st_gcn_networks.{block}.{'gcn.conv' if part == 'gcn' else part}.{rest}"
+
+
+#: the official ST-GCN ``Model`` arguments an official loader reads (besides the suite's ``num_bodies`` and
+#: ``num_frames``, which the official model does not fix)
+STGCN_OFFICIAL_ARGS = ("in_channels", "hidden_channels", "hidden_dim", "graph_args", "edge_importance_weighting",
+                       "num_bodies", "num_frames")
+
+
+def stgcn_from_official(state: Mapping[str, Tensor], args: Mapping[str, Any], *, dropout: float = 0.5,
+                        what: str = "ST-GCN") -> tuple[STGCN, dict[str, str]]:
+    """A suite :class:`STGCN` holding an official ``net/st_gcn.py`` state dict (keys without a prefix).
+
+    Sizes come from the tensors (C and the hidden width from ``st_gcn_networks.0.gcn.conv.weight``, the output
+    width from block 9, the temporal kernel, V and the partition count from ``A``); the official arguments
+    ``in_channels``, ``hidden_channels``, ``hidden_dim`` are checked against them, ``graph_args`` names the
+    layout (``ntu-rgb+d``, ``nw-ucla``; strategy ``spatial``), ``edge_importance_weighting`` False reads no masks.
+    The file's graph ``A`` is loaded, as the official ``load_state_dict`` does. ``num_bodies`` (default 2 for 25
+    joints, else 1) and ``num_frames`` (default 50, the family's input length) are the suite's; ``dropout`` is
+    the training dropout (no effect on features).
+
+    Returns:
+        ``(encoder in eval mode, notes)``.
+    Raises:
+        ValueError: keys absent, ten blocks not found, an official argument that disagrees with the file, an
+            unknown graph layout or strategy.
+        CheckpointMismatchError: keys missing or shapes that differ.
+    """
+    need = ["st_gcn_networks.0.gcn.conv.weight", "A", "data_bn.weight"]
+    absent = [k for k in need if k not in state]
+    if absent:
+        raise ValueError(f"{what}: no {absent} among the ST-GCN keys ({', '.join(sorted(state)[:6])}, ...)")
+    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"^st_gcn_networks\.(\d+)\.", k))})
+    if blocks != list(range(10)):
+        raise ValueError(f"{what}: the family's ST-GCN has 10 blocks (st_gcn_networks.0-9), found {blocks}")
+    a = state["A"]
+    k_parts, v = int(a.shape[0]), int(a.shape[1])
+    w0 = state["st_gcn_networks.0.gcn.conv.weight"]
+    found = {"in_channels": int(w0.shape[1]), "hidden_channels": int(w0.shape[0]) // k_parts,
+             "hidden_dim": int(state["st_gcn_networks.9.tcn.2.weight"].shape[0])}
+    for key, value in found.items():
+        if key in args and int(args[key]) != value:
+            raise ValueError(f"{what}: official argument {key}={args[key]} but the file's tensors give {value}")
+    graph = dict(args.get("graph_args") or {})
+    if graph.get("strategy", "spatial") != "spatial" or k_parts != 3:
+        raise ValueError(f"{what}: only the 'spatial' partition (3 adjacency matrices) is built; the file has "
+                         f"{k_parts}, graph_args {graph}")
+    official_layout = graph.get("layout")
+    if official_layout is not None and official_layout not in OFFICIAL_LAYOUTS:
+        raise ValueError(f"{what}: graph layout {official_layout!r} is not one of {sorted(OFFICIAL_LAYOUTS)}")
+    layout = OFFICIAL_LAYOUTS.get(official_layout, LAYOUT_BY_JOINTS.get(v, ""))
+    weighting = any(k.startswith("edge_importance.") for k in state)
+    if "edge_importance_weighting" in args and bool(args["edge_importance_weighting"]) != weighting:
+        raise ValueError(f"{what}: edge_importance_weighting={args['edge_importance_weighting']} but the file "
+                         f"{'holds' if weighting else 'holds no'} edge_importance masks")
+    encoder = create_encoder(
+        "stgcn", None, in_channels=found["in_channels"], num_joints=v,
+        num_bodies=int(args.get("num_bodies", 2 if v == 25 else 1)), num_frames=int(args.get("num_frames", 50)),
+        hidden_channels=found["hidden_channels"], hidden_size=found["hidden_dim"],
+        temporal_kernel=int(state["st_gcn_networks.0.tcn.2.weight"].shape[2]), dropout=float(dropout),
+        edge_importance=weighting, layout=layout)
+    state = dict(state)
+    if not weighting:  # the official model multiplies by 1
+        state.update({f"edge_importance.{i}": torch.ones_like(a) for i in range(10)})
+    own_a = encoder.A.clone()
+    load_renamed(encoder, state, official_stgcn_name, what=what)
+    notes = {"sizes": f"from the tensors: {found}, V {v}, temporal kernel {encoder.config.temporal_kernel}",
+             "layout": f"{layout} ({'graph_args' if official_layout else 'by joint count'})"}
+    if not torch.allclose(own_a, encoder.A, atol=1e-6):
+        notes["graph"] = f"the file's A differs from the suite's {layout} partition; the file's is used, as the official load does"
+    return encoder.eval(), notes

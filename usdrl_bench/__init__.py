@@ -6,24 +6,29 @@ The Python API (imported on first use, so that ``import usdrl_bench`` stays ligh
 - :func:`run_protocol` / :func:`run_protocols`: run protocols (a YAML path or a shipped name) and get the
   records as a pandas DataFrame;
 - :func:`list_protocols`: the shipped protocols;
-- :func:`load_encoder`, :func:`embed`: a pretrained encoder and its features.
+- :func:`load_encoder`, :func:`embed`: a pretrained encoder (a suite checkpoint, or a method's official one with
+  ``method=``) and its features; :func:`load_official` (encoder and objective of an official checkpoint),
+  :func:`export_official` (a suite checkpoint in a method's official format).
 
 The extension contract (:mod:`usdrl_bench.extend`): :class:`SkeletonEncoder`, :class:`EncoderConfig`,
 :class:`Objective`, :func:`register_encoder`, :func:`register_objective`; datasets: :class:`SkeletonArrays`,
 :class:`Layout`, :class:`DataFormatError`, :func:`register_dataset`, :func:`register_layout`, :func:`data_root`;
-methods: :func:`register_method`, :class:`Method`, :class:`MethodPreset`; what objectives making their own views
+methods: :func:`register_method`, :class:`Method`, :class:`MethodPreset`, :class:`OfficialFormat` and its
+helpers; what objectives making their own views
 need: :class:`SampleKeys`, :func:`make_views` and the augmentations, :func:`to_stream`, :func:`get_layout`,
 :func:`gather_with_grad`, :func:`batch_mean`.
 """
 
 from usdrl_bench._version import __version__
 
-_API = ("run_protocol", "run_protocols", "list_protocols", "protocol_path", "load_encoder", "embed")
+_API = ("run_protocol", "run_protocols", "list_protocols", "protocol_path", "load_encoder", "embed", "load_official",
+        "export_official")
 _EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective",
            "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "data_root",
            "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
            "joint_corruption", "random_rotation", "resize_valid", "to_stream", "get_layout", "gather_with_grad",
-           "batch_mean")
+           "batch_mean", "create_encoder", "OfficialFormat", "OfficialModel", "CheckpointMismatchError",
+           "load_renamed", "renamed_state", "shaping_args", "strip_module_prefix")
 __all__ = ["__version__", *_API, *_EXTEND]
 
 

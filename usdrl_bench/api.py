@@ -11,6 +11,9 @@ prints tables and writes reports), so a script and the command line cannot drift
     encoder = usdrl_bench.load_encoder("results/checkpoints/<hash>/encoder.pt")
     features = usdrl_bench.embed(encoder, x)          # x: (N, C, T, V, M) -> (N, 2H)
 
+    mamp = usdrl_bench.load_encoder("mamp_ntu60_xsub.pth", method="mamp")   # a peer's published weights
+    usdrl_bench.export_official("results/checkpoints/<hash>", "mamp", "for_the_official_code.pth")
+
 Protocols are given as a path to a YAML file or as the name of a shipped one (``usdrl-bench list
 --protocols``; they are package data, so names work after ``pip install`` from any directory).
 """
@@ -31,7 +34,12 @@ from rich.console import Console
 from rich.progress import Progress
 
 from usdrl_bench import distributed as dist_utils
+from usdrl_bench.encoders.checkpoint import SUITE_FORMAT
 from usdrl_bench.encoders.checkpoint import load_encoder as _load_encoder
+from usdrl_bench.encoders.official import export_official as _export_official
+from usdrl_bench.encoders.official import load_official as _load_official
+from usdrl_bench.encoders.official import official_method, read_checkpoint
+from usdrl_bench.methods import OfficialModel
 from usdrl_bench.evaluate.features import extract
 from usdrl_bench.io import resolve_device
 from usdrl_bench.protocols.evaluation import progress_columns
@@ -42,10 +50,11 @@ from usdrl_bench.protocols.schedule import pretrain_distributed, pretrain_in_wor
 from usdrl_bench.protocols.spec import Cell, Protocol, expand_cells, load_protocol, parse_dataset_override
 from usdrl_bench.protocols.training import TrainingOptions, describe_trained
 from usdrl_bench.records import RECORD_COLUMNS
+from usdrl_bench.train.pretrain import ENCODER_FILE, OBJECTIVE_FILE
 from usdrl_bench.skeleton import LAYOUTS
 
 __all__ = ["SHIPPED_PROTOCOLS", "list_protocols", "protocol_path", "run_protocol", "run_protocols", "embed",
-           "load_encoder"]
+           "load_encoder", "load_official", "export_official"]
 
 #: the protocols shipped with the package (``protocols/`` in a checkout links here)
 SHIPPED_PROTOCOLS = Path(__file__).resolve().parent / "protocols" / "shipped"
@@ -215,11 +224,63 @@ def run_protocol(protocol: str | os.PathLike, *, preset: str = "demo", rows: Ite
                          overrides=overrides)[0][1]
 
 
-def load_encoder(path: str | os.PathLike, **overrides: object) -> torch.nn.Module:
-    """An encoder from a suite checkpoint (``results/checkpoints/<hash>/encoder.pt``) or an official USDRL
-    ``.pth.tar``, in eval mode, loaded without running code (``weights_only``).
-    See :func:`usdrl_bench.encoders.checkpoint.load_encoder`."""
-    return _load_encoder(path, **overrides)
+def load_encoder(path: str | os.PathLike, method: str | None = None, **overrides: object) -> torch.nn.Module:
+    """An encoder, in eval mode, loaded without running code (``weights_only``).
+
+    Args:
+        path: a suite checkpoint (``results/checkpoints/<hash>/encoder.pt``), an official USDRL ``.pth.tar``, or,
+            with ``method``, a checkpoint as that method's official code saves it.
+        method: the method whose official format ``path`` is in (``skeletonclr``, ``aimclr``, ``mamp``, ``cmd``,
+            ``usdrl``; ``usdrl-bench list`` shows the methods). A suite checkpoint is read as such whatever
+            ``method`` says, and must hold the method's encoder.
+        **overrides: for official files, the official linear-evaluation constructor's own arguments where the file
+            does not hold the configuration (:func:`load_official`); for suite files, non-shape config fields.
+    Raises:
+        FileNotFoundError, ValueError (an unknown format, or a suite file of another method's encoder),
+        CheckpointMismatchError (weights that do not fit), TypeError (an unknown official argument).
+    """
+    if method is None:
+        return _load_encoder(path, **overrides)
+    fmt = official_method(method).official_format
+    obj = read_checkpoint(path, fmt.safe_globals)
+    if isinstance(obj, dict) and obj.get("format") == SUITE_FORMAT:
+        encoder = _load_encoder(path, **overrides)
+        want = official_method(method).encoder
+        if getattr(encoder, "encoder_name", None) != want:
+            raise ValueError(f"{path}: a suite checkpoint of encoder {encoder.encoder_name!r}, not {method}'s {want!r}")
+        return encoder
+    return _load_official(path, method, **overrides).encoder
+
+
+def load_official(path: str | os.PathLike, method: str, **official_args: object) -> OfficialModel:
+    """The encoder and, for a pretraining checkpoint, the objective (projectors, key encoders, queues, decoder)
+    of a file as ``method``'s official code saves it. See
+    :func:`usdrl_bench.encoders.official.load_official`."""
+    return _load_official(path, method, **official_args)
+
+
+def export_official(checkpoint: str | os.PathLike, method: str, out: str | os.PathLike) -> Path:
+    """Write a suite checkpoint in ``method``'s official format, for the official code to evaluate.
+
+    Args:
+        checkpoint: a suite checkpoint folder (``results/checkpoints/<hash>``) or its ``encoder.pt``; the
+            ``objective.pt`` beside it (projectors, key encoders, queues, decoder) is written too where the
+            official file holds them.
+        method: the method (its official format).
+        out: the file to write.
+    Returns:
+        ``out``.
+    Raises:
+        ValueError: the checkpoint's encoder is not the method's, or the format needs the objective and there is
+            no ``objective.pt``.
+    """
+    path = Path(checkpoint)
+    folder = path if path.is_dir() else path.parent
+    encoder_path = folder / ENCODER_FILE if path.is_dir() else path
+    encoder = load_encoder(encoder_path, method=method)
+    objective_path = folder / OBJECTIVE_FILE
+    objective_state = read_checkpoint(objective_path) if objective_path.is_file() else None
+    return _export_official(encoder, objective_state, method, out)
 
 
 def embed(encoder: torch.nn.Module, x: np.ndarray, num_frames: np.ndarray | None = None, dense: bool = False, *,

@@ -20,7 +20,10 @@ Everything here is importable from ``usdrl_bench`` directly::
   :func:`register_layout` makes its name usable in ``SkeletonArrays.layout``.
 
 * a **method** (a published method: encoder + objective + its presets and evaluation recipes) is
-  registered with :func:`register_method`; protocol rows name it (``method: name``);
+  registered with :func:`register_method`; protocol rows name it (``method: name``); its
+  :class:`OfficialFormat` (how the official code saves checkpoints, both ways, built with
+  :func:`load_renamed`, :func:`renamed_state`, :func:`strip_module_prefix`, :func:`shaping_args` and
+  :func:`create_encoder`) lets the suite load published weights and export its own;
 * what a method's objective needs beyond the default views: :meth:`Objective.make_views` with
   :class:`SampleKeys` and the augmentation building blocks (:func:`make_views`, :func:`random_crop_resize`,
   :func:`shear`, :func:`joint_corruption`, :func:`random_rotation`, :func:`resize_valid`), the streams
@@ -51,8 +54,11 @@ from usdrl_bench.data.augment import (SampleKeys, joint_corruption, make_views, 
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.root import resolve_data_root, using_data_root
 from usdrl_bench.distributed import batch_mean, gather_with_grad
+from usdrl_bench.encoders import create_encoder
 from usdrl_bench.encoders._blocks import EncoderConfig, SkeletonEncoder, config_from_preset, register_presets
-from usdrl_bench.methods import Method, MethodPreset, register_method
+from usdrl_bench.encoders.checkpoint import CheckpointMismatchError
+from usdrl_bench.encoders.official import load_renamed, renamed_state, shaping_args, strip_module_prefix
+from usdrl_bench.methods import Method, MethodPreset, OfficialFormat, OfficialModel, register_method
 from usdrl_bench.objectives.base import Objective, register_objective
 from usdrl_bench.registry import DATASETS, ENCODERS
 from usdrl_bench.skeleton import Layout, get_layout, register_layout, to_stream
@@ -61,7 +67,8 @@ __all__ = ["EncoderConfig", "SkeletonEncoder", "Objective", "register_encoder", 
            "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "Reader", "data_root",
            "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
            "joint_corruption", "random_rotation", "resize_valid", "to_stream", "get_layout", "gather_with_grad",
-           "batch_mean"]
+           "batch_mean", "create_encoder", "OfficialFormat", "OfficialModel", "CheckpointMismatchError", "load_renamed",
+           "renamed_state", "shaping_args", "strip_module_prefix"]
 
 #: A dataset reader: ``(path, split, **options) -> (train, test)``.
 Reader = Callable[..., "tuple[SkeletonArrays, SkeletonArrays]"]
