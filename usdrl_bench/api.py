@@ -34,11 +34,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from usdrl_bench import distributed as dist_utils
-from usdrl_bench.encoders.checkpoint import SUITE_FORMAT
-from usdrl_bench.encoders.checkpoint import load_encoder as _load_encoder
 from usdrl_bench.encoders.official import export_official as _export_official
 from usdrl_bench.encoders.official import load_official as _load_official
-from usdrl_bench.encoders.official import official_method, read_checkpoint
+from usdrl_bench.encoders.official import load_weights, read_checkpoint
 from usdrl_bench.methods import OfficialModel
 from usdrl_bench.evaluate.features import extract
 from usdrl_bench.io import resolve_device
@@ -239,17 +237,7 @@ def load_encoder(path: str | os.PathLike, method: str | None = None, **overrides
         FileNotFoundError, ValueError (an unknown format, or a suite file of another method's encoder),
         CheckpointMismatchError (weights that do not fit), TypeError (an unknown official argument).
     """
-    if method is None:
-        return _load_encoder(path, **overrides)
-    fmt = official_method(method).official_format
-    obj = read_checkpoint(path, fmt.safe_globals)
-    if isinstance(obj, dict) and obj.get("format") == SUITE_FORMAT:
-        encoder = _load_encoder(path, **overrides)
-        want = official_method(method).encoder
-        if getattr(encoder, "encoder_name", None) != want:
-            raise ValueError(f"{path}: a suite checkpoint of encoder {encoder.encoder_name!r}, not {method}'s {want!r}")
-        return encoder
-    return _load_official(path, method, **overrides).encoder
+    return load_weights(path, method, **overrides)
 
 
 def load_official(path: str | os.PathLike, method: str, **official_args: object) -> OfficialModel:

@@ -22,6 +22,8 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "pretrain_wall_time_s", "device", "artifact", "protocol_version", "overrides", "pretrain_data",
     # methods (usdrl_bench.methods): the method, its published number here, and what its model costs
     "method", "method_published", "encoder_params", "pretrain_gflops_per_sample",
+    # where the weights came from: "pretrained" (by this suite), "random init", or "released weights: <file> (sha256 ...)"
+    "weights",
 )
 
 RECORDS_SUBDIR = "records"

@@ -9,9 +9,32 @@ epochs, x0.1 at 120 and 140 (the ``linear`` evaluation's defaults).
 
 from __future__ import annotations
 
-from usdrl_bench.methods import register_method
+from typing import Any, Mapping
 
-__all__: list[str] = []
+from usdrl_bench.encoders.checkpoint import load_official_state_dict, to_official_state_dict
+from usdrl_bench.methods import OfficialFormat, OfficialModel, register_method
+
+__all__ = ["USDRL_FORMAT"]
+
+
+def _load_usdrl(obj: Any, official_args: Mapping[str, Any]) -> OfficialModel:
+    """An official USDRL pretraining (``module.backbone.*``) or downstream (``backbone.*``) file: the encoder, its
+    sizes from the tensors (:func:`~usdrl_bench.encoders.checkpoint.load_official_state_dict`); the projectors
+    stay in the file (the objective is not rebuilt)."""
+    imported = load_official_state_dict(obj, **official_args)
+    notes = {"projectors": f"{len(imported.extra)} tensors not loaded (projectors / classifier)"} if imported.extra else {}
+    return OfficialModel(imported.encoder, None, notes)
+
+
+def _export_usdrl(encoder, objective_state: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The official pretraining checkpoint's layout, ``{"epoch", "state_dict", "optimizer"}`` with the backbone under
+    ``module.backbone.`` (the projectors are not written: the official downstream code does not read them)."""
+    return {"epoch": None, "state_dict": to_official_state_dict(encoder, "module.backbone."), "optimizer": None}
+
+
+USDRL_FORMAT = OfficialFormat(load=_load_usdrl, export=_export_usdrl,
+                              description="main_pretrain.py: {'epoch', 'state_dict' (module.backbone.*, "
+                                          "module.{i,s,t}_proj.*), 'optimizer'}")
 
 register_method(
     "usdrl", encoder="dste", objective="mgfd",
@@ -31,4 +54,5 @@ register_method(
     },
     published={"ntu60_xsub/linear": 85.2, "ntu60_xview/linear": 91.7, "ntu120_xsub/linear": 76.6,
                "ntu120_xset/linear": 78.1, "pku2_xsub/linear": 54.4},
+    official_format=USDRL_FORMAT,
 )

@@ -20,13 +20,14 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
-from usdrl_bench.encoders.checkpoint import CheckpointMismatchError
+from usdrl_bench.encoders.checkpoint import SUITE_FORMAT, CheckpointMismatchError
+from usdrl_bench.encoders.checkpoint import load_encoder as load_suite_or_usdrl
 from usdrl_bench.io import torch_save_atomic
 from usdrl_bench.methods import NON_SHAPING_ARGS, Method, OfficialModel, get_method
 from usdrl_bench.registry import METHODS, SHIPPED_BASELINES, load_builtins, load_plugins
 
-__all__ = ["read_checkpoint", "official_method", "load_official", "export_official", "load_renamed", "renamed_state",
-           "strip_module_prefix", "shaping_args"]
+__all__ = ["read_checkpoint", "official_method", "load_official", "load_weights", "export_official", "load_renamed",
+           "renamed_state", "strip_module_prefix", "shaping_args"]
 
 
 def read_checkpoint(path: str | os.PathLike, safe_globals: Iterable[type] = ()) -> Any:
@@ -113,6 +114,29 @@ def load_official(path: str | os.PathLike, method: str, **official_args: Any) ->
         raise type(exc)(f"{path} (method {method}): {exc}") from exc
     model.encoder.eval()
     return model
+
+
+def load_weights(path: str | os.PathLike, method: str | None = None, **overrides: Any) -> nn.Module:
+    """An encoder from any file the suite reads: a suite checkpoint or an official USDRL one (``method`` None), or
+    a file in ``method``'s official format (a suite checkpoint is still read as such, and must hold the method's
+    encoder). What ``usdrl_bench.load_encoder`` and a protocol's released-weights rows use.
+
+    Raises:
+        FileNotFoundError, ValueError, CheckpointMismatchError, TypeError: as :func:`load_official` and
+        :func:`usdrl_bench.encoders.checkpoint.load_encoder`; ValueError also for a suite checkpoint of another
+        method's encoder.
+    """
+    if method is None:
+        return load_suite_or_usdrl(path, **overrides)
+    found = official_method(method)
+    obj = read_checkpoint(path, found.official_format.safe_globals)
+    if isinstance(obj, Mapping) and obj.get("format") == SUITE_FORMAT:
+        encoder = load_suite_or_usdrl(path, **overrides)
+        if getattr(encoder, "encoder_name", None) != found.encoder:
+            raise ValueError(f"{path}: a suite checkpoint of encoder {encoder.encoder_name!r}, not {method}'s "
+                             f"{found.encoder!r}")
+        return encoder
+    return load_official(path, method, **overrides).encoder
 
 
 def export_official(encoder: nn.Module, objective_state: Mapping[str, Tensor] | None, method: str,

@@ -27,6 +27,7 @@ from usdrl_bench.evaluate.linear import BEST_PROBS_FILE
 from usdrl_bench.io import git_revision, stable_hash
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.protocols.plan import CellPlan, DataStore, EnsemblePlan, ProtocolPlan, build_encoder, encoder_input
+from usdrl_bench.protocols.released import RELEASED, load_released
 from usdrl_bench.protocols.schema import ProtocolError
 from usdrl_bench.protocols.spec import Cell
 from usdrl_bench.protocols.training import CheckpointTrainer
@@ -153,7 +154,8 @@ class Evaluator:
                 row = self.row(stand_in, "linear", plan.options, metric, wall, 0.0)
                 row.update(encoder="+".join(dict.fromkeys(m.cell.row.encoder or "" for m in members)),
                            objective="+".join(dict.fromkeys(m.cell.row.objective or "none" for m in members)),
-                           stream="+".join(m.cell.dataset.stream for m in members), checkpoint_hash=None)
+                           stream="+".join(m.cell.dataset.stream for m in members), checkpoint_hash=None,
+                           weights="ensemble of " + ", ".join(m.cell.row.id for m in members))
                 out.append(row)
             write_records(plan.record, out)
         return read_records(plan.record)
@@ -166,6 +168,11 @@ class Evaluator:
         if known is not None:
             return known
         cell = plan.cell
+        if cell.row.checkpoint is not None:  # released weights: what the file holds, no pretraining counted
+            encoder = load_released(cell.row.checkpoint, cell.row.method, cell.row.checkpoint_args)
+            cost = {"encoder_params": int(sum(p.numel() for p in encoder.parameters())), "pretrain_gflops_per_sample": None}
+            self._costs[plan.checkpoint_hash] = cost
+            return cost
         train, _ = self.store.load(cell.pretrain_dataset)
         encoder = build_encoder(cell, train.shape)
         cost: dict[str, Any] = {"encoder_params": int(sum(p.numel() for p in encoder.parameters())),
@@ -195,16 +202,21 @@ class Evaluator:
         """One record row (:data:`usdrl_bench.records.RECORD_COLUMNS`): what ran, the value, the provenance."""
         cell = plan.cell
         train, test = self.store.load(cell.dataset)
-        cost = self.cost(plan) if cell.row.method is not None else {}
+        cost = self.cost(plan) if cell.row.method is not None or cell.row.checkpoint is not None else {}
+        released = cell.row.checkpoint is not None
         return {
             "method": cell.row.method, "method_published": self.published(cell, evaluation),
             "encoder_params": cost.get("encoder_params"),
             "pretrain_gflops_per_sample": cost.get("pretrain_gflops_per_sample"),
             "protocol": cell.protocol.name, "preset": cell.preset_name, "row_id": cell.row.id,
-            "row_label": cell.row.label, "paper_table": cell.protocol.paper_table, "paper_row": cell.row.paper_row,
+            "row_label": cell.row.label + (f" ({RELEASED})" if released else ""), "paper_table": cell.protocol.paper_table, "paper_row": cell.row.paper_row,
             "paper_key": json.dumps(cell.row.paper, sort_keys=True) if cell.row.paper else None, "row_x": cell.row.x,
             "row_index": next(i for i, r in enumerate(cell.protocol.rows) if r.id == cell.row.id),
-            "encoder": cell.row.encoder, "objective": cell.row.objective or "none (random init)",
+            "encoder": cell.row.encoder,
+            "objective": RELEASED if released else (cell.row.objective or "none (random init)"),
+            "weights": (f"{RELEASED}: {plan.pretrain_dataset_identity['released']['file']} (sha256 "
+                        f"{plan.pretrain_dataset_identity['released']['sha256'][:12]})" if released
+                        else "pretrained" if cell.row.objective else "random init"),
             "dataset": cell.dataset.name, "split": cell.dataset.resolved_split(), "stream": cell.dataset.stream,
             "column": cell.dataset.column, "paper_setting": cell.dataset.paper_setting,
             "column_index": next((i for i, d in enumerate(cell.preset.all_datasets) if d.column == cell.dataset.column), 0),

@@ -37,6 +37,7 @@ from usdrl_bench.data.arrays import SkeletonArrays
 from usdrl_bench.data.loading import load_dataset
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.io import ensure_inside, stable_hash, write_json_atomic
+from usdrl_bench.protocols.released import file_sha256, load_released
 from usdrl_bench.protocols.schema import ProtocolError
 from usdrl_bench.protocols.spec import Cell, DatasetSpec, Protocol
 from usdrl_bench.records import RECORDS_SUBDIR
@@ -52,6 +53,8 @@ TRAIN_MODULE = "usdrl_bench.train.pretrain"
 FEATURES_MODULE = "usdrl_bench.evaluate.features"
 #: the module whose import closure keys the fused (ensemble) records, with the linear evaluation's
 FUSION_MODULE = "usdrl_bench.evaluate.ensemble"
+#: the module that reads released weights (with the official importers it calls)
+RELEASED_MODULE = "usdrl_bench.protocols.released"
 
 
 def eval_code(evaluation: str) -> str:
@@ -284,6 +287,8 @@ class Planner:
         known = self._plans.get(id(cell))
         if known is not None and known[0] is cell:
             return known[1]
+        if cell.row.checkpoint is not None:
+            return self._plan_released(cell)
         encoder = build_encoder(cell, self.store.train_shape(cell.pretrain_dataset))
         config = dataclasses.asdict(encoder.config)
         # the code that computes the checkpoint: the encoder's, the objective's and the training loop's
@@ -305,6 +310,11 @@ class Planner:
                         pretrain_identity=identity, pretrain_dataset_identity=pretrain_data,
                         dataset_identity=pretrain_data if cell.dataset == cell.pretrain_dataset
                         else dataset_identity(cell.dataset))
+        return self._finish_plan(plan)
+
+    def _finish_plan(self, plan: CellPlan) -> CellPlan:
+        """Record, feature and subset paths of a plan whose checkpoint key is known; memoised."""
+        cell = plan.cell
         plan.records = {name: self.record_path(plan, name, opts) for name, opts in cell.evaluations.items()}
         # features depend on the checkpoint, the data and the extraction code
         data_hash = stable_hash([plan.dataset_identity, module_code(FEATURES_MODULE)])
@@ -312,6 +322,32 @@ class Planner:
         plan.subset_dir = self.results_dir / "subsets" / stable_hash(data_identity(cell.dataset))
         self._plans[id(cell)] = (cell, plan)
         return plan
+
+    def _plan_released(self, cell: Cell) -> CellPlan:
+        """A released-weights row: keyed by the file's content, the method whose format reads it, its official
+        arguments and the code that reads it; the evaluation data must fit the file's encoder.
+
+        Raises:
+            ProtocolError: the data's (C, V, M) differ from the encoder's (naming the row).
+        """
+        row = cell.row
+        encoder = load_released(row.checkpoint, row.method, row.checkpoint_args)
+        config = dataclasses.asdict(encoder.config)
+        c, v, m = encoder_input(cell, self.store.train_shape(cell.dataset))
+        if (c, v, m) != (encoder.config.in_channels, encoder.config.num_joints, encoder.config.num_bodies):
+            raise ProtocolError(cell.protocol.file, f"rows.{row.id}.checkpoint",
+                                f"the released encoder takes (C, V, M) = {(encoder.config.in_channels, encoder.config.num_joints, encoder.config.num_bodies)}; "
+                                f"{cell.dataset.describe()} has {(c, v, m)} (pass num_bodies / num_joints in checkpoint_args)")
+        released = {"file": Path(row.checkpoint).name, "sha256": file_sha256(row.checkpoint), "method": row.method,
+                    "checkpoint_args": row.checkpoint_args}
+        code = {"encoder": component_code(registry.ENCODERS, row.encoder), "format": module_code(RELEASED_MODULE)}
+        if row.method is not None:
+            fmt = registry.METHODS.get(row.method).official_format
+            code["method_format"] = module_code(fmt.load.__module__) if fmt is not None else ""
+        key = stable_hash({"released": released, "encoder": row.encoder, "encoder_config": config, "code": code})
+        plan = CellPlan(cell=cell, encoder_config=config, checkpoint_hash=key, pretrain_identity=None,
+                        pretrain_dataset_identity={"released": released}, dataset_identity=dataset_identity(cell.dataset))
+        return self._finish_plan(plan)
 
     def plan_ensemble(self, cell: Cell, members: list[CellPlan]) -> EnsemblePlan:
         """The fused record of ``members``' linear scores.

@@ -44,6 +44,7 @@ import copy
 from usdrl_bench.data.readers.named import locate
 from usdrl_bench.io import is_safe_name
 from usdrl_bench.methods import get_method
+from usdrl_bench.protocols.released import load_released, resolve_checkpoint
 from usdrl_bench.protocols.schema import ProtocolError, convert, from_data, merge
 from usdrl_bench.train.spec import PretrainSpec
 
@@ -149,7 +150,8 @@ class EnsembleSpec:
 @dataclass(frozen=True)
 class RowSpec:
     """One row of the protocol's table: an encoder pretrained with an objective (``null`` = random
-    initialisation, no pretraining).
+    initialisation, no pretraining), or released weights (``checkpoint: PATH``, read in the ``method``'s official
+    format; :mod:`usdrl_bench.protocols.released`).
 
     ``paper_row`` (Table 5) or ``paper`` (Tables 1-4: values selecting rows of ``paper_tables.csv``, e.g.
     ``{method: USDRL, encoder: DSTE, modality: J}``) say which published numbers the row is compared with.
@@ -173,6 +175,10 @@ class RowSpec:
     # a registered method (usdrl_bench.methods): its encoder and objective (unless the row names them;
     # ``objective: null`` = its encoder at random initialisation), and per preset its settings
     method: str | None = None
+    # released weights: evaluate this file instead of pretraining (the method's official format, or a suite /
+    # official USDRL checkpoint without a method); its official arguments where the file does not hold them
+    checkpoint: str | None = None
+    checkpoint_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -337,7 +343,34 @@ def _resolve_methods(protocol: Protocol, data: dict[str, Any]) -> Protocol:
                                     f"method {method.name!r} (rows[{i}]) has no preset {wanted!r}; its presets: "
                                     f"{', '.join(method.presets)}")
             _check_method_preset(method, wanted, protocol.file)
+        if row.checkpoint is not None:
+            rows[i] = _resolve_released(protocol, rows[i], i, raw_rows)
+    for i, row in enumerate(rows):
+        if row.method is None and row.checkpoint is not None:
+            rows[i] = _resolve_released(protocol, row, i, raw_rows)
     return dataclasses.replace(protocol, rows=tuple(rows))
+
+
+def _resolve_released(protocol: Protocol, row: RowSpec, i: int, raw_rows: list[Any]) -> RowSpec:
+    """A released-weights row: its file found and read (the encoder named from it), no objective.
+
+    Raises:
+        ProtocolError: an objective or ensemble beside ``checkpoint``, a missing or unreadable file (naming the
+            file and key).
+    """
+    where = f"rows[{i}].checkpoint"
+    raw = raw_rows[i] if i < len(raw_rows) and isinstance(raw_rows[i], dict) else {}
+    if row.ensemble is not None or raw.get("objective") is not None:
+        raise ProtocolError(protocol.file, where, "a released-weights row evaluates its file: give no objective or ensemble")
+    path = resolve_checkpoint(row.checkpoint, protocol.file)
+    if not path.is_file():
+        raise ProtocolError(protocol.file, where, f"no such file: {path}")
+    try:
+        encoder = load_released(path, row.method, row.checkpoint_args)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError(protocol.file, where, f"{path} does not load"
+                            f"{' as ' + row.method + ' (its official format)' if row.method else ''}: {exc}") from exc
+    return dataclasses.replace(row, checkpoint=str(path), encoder=encoder.encoder_name, objective=None)
 
 
 def apply_overrides(data: dict[str, Any], overrides: "tuple[str, ...] | list[str]", file: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from usdrl_bench.encoders.checkpoint import load_encoder, save_encoder
 from usdrl_bench.io import git_revision, write_json_atomic
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.protocols.plan import CellPlan, DataStore, build_encoder
+from usdrl_bench.protocols.released import load_released
 from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, ENCODER_FILE, move_aside, pretrain
 from usdrl_bench.train.spec import Provenance
 
@@ -109,6 +110,8 @@ class CheckpointTrainer:
 
     def _train(self, plan: CellPlan, workdir: Path, progress: Progress | None) -> tuple[torch.nn.Module, float]:
         cell = plan.cell
+        if cell.row.checkpoint is not None:
+            return self._released(plan, workdir)
         train, _ = self.store.load(cell.pretrain_dataset)
         encoder = build_encoder(cell, train.shape)
         main = dist_utils.rank() == 0
@@ -143,6 +146,17 @@ class CheckpointTrainer:
         seconds = time.perf_counter() - t0
         self.trained[plan.checkpoint_hash] = seconds
         return encoder.eval(), seconds
+
+
+    def _released(self, plan: CellPlan, workdir: Path) -> tuple[torch.nn.Module, float]:
+        """A released-weights row's encoder, read from its file and kept as a suite checkpoint under its key."""
+        row = plan.cell.row
+        encoder = load_released(row.checkpoint, row.method, row.checkpoint_args).eval()
+        if dist_utils.rank() == 0:
+            self._write_config(plan, workdir)
+            save_encoder(workdir / ENCODER_FILE, encoder, released=plan.pretrain_dataset_identity["released"])
+        dist_utils.barrier()
+        return encoder, 0.0
 
 
 def describe_trained(trainer: CheckpointTrainer) -> str:
