@@ -386,7 +386,7 @@ _MAMP_LINEAR = {"epochs": 100, "batch_size": 256, "lr": 0.1, "momentum": 0.9, "w
                 "milestones": [60, 80], "gamma": 0.1, "eval_every": 5, "feature_norm": "batchnorm"}
 _MAMP_PRETRAIN = {"optimizer": "adamw", "betas": [0.9, 0.95], "weight_decay": 0.05, "no_decay_1d": True,
                   "lr": 1e-3, "min_lr": 5e-4, "schedule": "cosine", "warmup_epochs": 20, "batch_size": 128,
-                  "epochs": 400, "milestones": [], "views": {}}
+                  "epochs": 400, "milestones": [], "views": {}, "drop_last": True}  # main_pretrain.py drops the last batch
 
 register_method(
     "mamp", encoder="mamp_vit", objective="mamp",
