@@ -42,7 +42,7 @@ from usdrl_bench import (CheckpointMismatchError, Objective, OfficialFormat, Off
                          register_method, register_objective, renamed_state, resize_valid, shaping_args, shear,
                          strip_module_prefix)
 
-__all__ = ["SkeletonCLR", "AimCLR", "temporal_crop", "extreme_augment", "energy_drop", "d3m_loss",
+__all__ = ["SkeletonCLR", "AimCLR", "temporal_crop", "extreme_augment", "energy_drop", "d3m_loss", "mined_positives",
            "SKELETONCLR_FORMAT", "AIMCLR_FORMAT"]
 
 
@@ -132,6 +132,21 @@ def d3m_loss(logits: Tensor, logits_extreme: Tensor) -> Tensor:
     """Per-sample ``-sum_j softmax(logits.detach())_j log softmax(logits_extreme)_j`` ``(N,)`` (AimCLR's D3M)."""
     target = torch.softmax(logits.detach(), dim=1)
     return -(target * torch.log_softmax(logits_extreme, dim=1)).sum(dim=1)
+
+
+def mined_positives(logits: list[Tensor], topk: int) -> Tensor:
+    """AimCLR's nearest-neighbour mining (``nearest_neighbors_mining``): ``(N, 1 + K)`` with 1 at the key (column
+    0) and at the ``topk`` queue entries closest to each of the queries whose logits are given (a union).
+
+    Args:
+        logits: ``(N, 1 + K)`` MoCo logits of each query (the normal, extreme and dropped extreme views).
+        topk: entries per query.
+    """
+    positives = torch.zeros_like(logits[0])
+    positives[:, 0] = 1.0
+    for lg in logits:
+        positives[:, 1:].scatter_(1, lg[:, 1:].topk(topk, dim=1).indices, 1.0)
+    return positives
 
 
 def _check_encoder(encoder: nn.Module, name: str) -> int:
@@ -234,10 +249,7 @@ class AimCLR(SkeletonCLR):
         logits, logits_e, logits_ed = (moco_logits(q.float(), key.float(), queue, self.temperature)
                                        for q in (query, q_e, q_ed))
         if self.mining:  # the top-k queue entries of each query join the positives (a union)
-            positives = torch.zeros_like(logits)
-            positives[:, 0] = 1.0
-            for lg in (logits, logits_e, logits_ed):
-                positives[:, 1:].scatter_(1, lg[:, 1:].topk(self.topk, dim=1).indices, 1.0)
+            positives = mined_positives([logits, logits_e, logits_ed], self.topk)
             contrastive = -(torch.log_softmax(logits, dim=1) * positives).sum(1) / positives.sum(1)
         else:
             contrastive = F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device),

@@ -221,3 +221,32 @@ def test_the_public_contract_is_importable_documented_and_checked(tmp_path, monk
         load_dataset("two_samples", None, "xsub", layout="nope")
     with pytest.raises(ValueError, match="V = 3 joints but layout 'pair2' has 2"):
         load_dataset("two_samples", None, "xsub", v=3)
+
+
+def test_the_official_format_example_runs_and_round_trips(tmp_path, monkeypatch):
+    """docs/extending.md's "Its official checkpoints" example, word for word, on the walkthrough's GRU encoder: a
+    format built from the public helpers exports a checkpoint and reads it back, and a missing key is named."""
+    import importlib
+    import torch
+    from usdrl_bench import CheckpointMismatchError, OfficialFormat, create_encoder
+
+    python, _, _ = _walkthrough()
+    text = (ROOT / "docs" / "extending.md").read_text()
+    section = text[text.index("### Its official checkpoints"):]
+    example = re.search(r"```python\n(.*?)```", section, re.S)[1]
+    (tmp_path / "ext_method_fmt.py").write_text(python.replace('"gru"', '"gru_fmt"').replace('"vicreg"', '"vicreg_fmt"')
+                                                .replace('"gru_vicreg"', '"gru_vicreg_fmt"'))
+    (tmp_path / "ext_official_fmt.py").write_text("import ext_method_fmt  # noqa: F401\n"
+                                                  + example.replace('"gru"', '"gru_fmt"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("ext_official_fmt")
+    assert isinstance(module.GRU_FORMAT, OfficialFormat)
+    torch.manual_seed(0)
+    encoder = create_encoder("gru_fmt", "tiny")
+    exported = module.GRU_FORMAT.export(encoder, None)
+    assert any(k.startswith("encoder.gru.") for k in exported["state_dict"])
+    back = module.GRU_FORMAT.load(exported, {})
+    assert all(torch.equal(v, back.encoder.state_dict()[k]) for k, v in encoder.state_dict().items())
+    del exported["state_dict"]["encoder.gru.bias_hh_l0"]
+    with pytest.raises(CheckpointMismatchError, match="encoder.gru.bias_hh_l0"):
+        module.GRU_FORMAT.load(exported, {})

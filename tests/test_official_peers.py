@@ -181,6 +181,37 @@ def test_moco_logits_equal_the_official_logits():
         _close(logits, ref["step"]["logits"][modality], f"cmd {modality} logits", rtol=1e-4, atol=1e-4)
 
 
+def test_aimclr_mining_and_d3m_equal_the_official_ones():
+    """The mined positive set (the union of each query's nearest queue entry) and the D3M targets: the official
+    ``softmax(logits_e)`` and ``softmax(logits_ed)`` of the extreme and dropped extreme views."""
+    from baselines.moco import moco_logits
+    from baselines.skeletonclr import energy_drop, mined_positives
+
+    ref, meta, path = _fixture("aimclr")
+    model = usdrl_bench.load_official(path, "aimclr", **meta["pretrain_args"])
+    encoder, objective = model.encoder.train(), model.objective.train()
+    extreme, query_view, key_view = ref["views"]
+    query = objective.project(encoder(query_view))
+    feature_map = encoder.forward_map(extreme)
+    q_e = objective.project(encoder.pool(feature_map, 2))
+    q_ed = objective.project(encoder.pool(energy_drop(feature_map, objective.keep_prob), 2))
+    key = objective.keys(encoder, key_view)
+    queue = objective.queue.snapshot()
+    logits = [moco_logits(q, key, queue, objective.temperature) for q in (query, q_e, q_ed)]
+    assert torch.equal(mined_positives(logits, objective.topk), ref["mining"]["positives"])
+    _close(torch.softmax(logits[1], dim=1), ref["step"]["softmax_e"], "aimclr softmax(logits_e)", atol=1e-6)
+    _close(torch.softmax(logits[2], dim=1), ref["step"]["softmax_ed"], "aimclr softmax(logits_ed)", atol=1e-6)
+
+
+def test_cmd_distillation_equals_the_official_six_terms():
+    """CMD's six cross-modal KL terms with the given queues: the objective's ``cmd`` log is their batch mean."""
+    ref, meta, path = _fixture("cmd")
+    model = usdrl_bench.load_official(path, "cmd", **meta["pretrain_args"])
+    encoder, objective = model.encoder.train(), model.objective.train()
+    _, logs = objective(encoder, _views("cmd", ref))
+    _close(logs["cmd"], ref["step"]["loss_cmd"], "cmd distillation", rtol=1e-5)
+
+
 def test_mamp_mask_equals_the_official_mask():
     from baselines.mamp import motion_aware_mask, patchify
 

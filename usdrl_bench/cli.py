@@ -84,6 +84,18 @@ example:
   usdrl-bench validate protocols/table5_ablation.yaml --preset paper
 """
 
+EXPORT_HELP = """\
+Write a suite checkpoint in a method's official format, so that the method's official code evaluates it:
+torchlight's state dict for SkeletonCLR and AimCLR (encoder_q, encoder_k, queue), MAMP's save_model dict,
+CMD's pretraining checkpoint (all three modalities), USDRL's module.backbone state dict. The objective's state
+(objective.pt beside encoder.pt: projectors, key encoders, queues, decoder) is written where the official file
+holds it; CMD needs it. `usdrl-bench embed --method` and `usdrl_bench.load_encoder(..., method=...)` read
+such files back.
+
+example:
+  usdrl-bench export results/checkpoints/<hash> --method mamp --out mamp_for_main_linprobe.pth
+"""
+
 EMBED_HELP = """\
 Encode skeletons with a pretrained encoder (an official USDRL checkpoint or one of the suite's) in eval
 mode. X is (N, C, T, V, M) float32; each sample's valid frames are resized to the encoder's T as the official
@@ -190,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_score_detection(sub, fmt)
     _add_score_segmentation(sub, fmt)
     _add_embed(sub, fmt)
+    _add_export(sub, fmt)
     return parser
 
 
@@ -261,6 +274,9 @@ def _add_report(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatte
     p = sub.add_parser("report", help="regenerate tables and figures from the records", description=REPORT_HELP, formatter_class=fmt)
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="output directory (default reports/)")
+    p.add_argument("--official", type=Path, default=None, metavar="DIR",
+                   help="also write the reproduction table (reproduction.md, .csv): the official code's NW-UCLA runs "
+                        "in DIR (benchmarks/official_nwucla.py) beside the official_comparison records")
 
 
 def _add_list(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
@@ -325,10 +341,21 @@ def _add_embed(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter
     p.add_argument("--out", type=Path, required=True, help="output .npy (features) or .npz (--dense)")
     p.add_argument("--dense", action="store_true", help="write the temporal and spatial token features")
     p.add_argument("--frames", type=int, default=None, help="encoder T for official STTR checkpoints (not inferable; default 64)")
+    p.add_argument("--method", default=None,
+                   help="read --checkpoint in this method's official format (skeletonclr, aimclr, mamp, cmd, usdrl)")
     p.add_argument("--num-frames", type=Path, default=None,
                    help="(N,) valid frame counts (.npy); default: <prefix>_num_frame.npy beside <prefix>_data_joint.npy")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
+
+
+def _add_export(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    """``usdrl-bench export`` and its options."""
+    p = sub.add_parser("export", help="write a suite checkpoint in a method's official format", description=EXPORT_HELP,
+                       formatter_class=fmt)
+    p.add_argument("checkpoint", type=Path, help="a suite checkpoint folder (results/checkpoints/<hash>) or its encoder.pt")
+    p.add_argument("--method", required=True, help="the method whose official format to write")
+    p.add_argument("--out", type=Path, required=True, help="the file to write")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "validate": cmd_validate, "embed": cmd_embed,
                     "data": cmd_data, "score-detection": cmd_score_detection, "score-segmentation": cmd_score_segmentation,
-                    "bench": cmd_bench}
+                    "bench": cmd_bench, "export": cmd_export}
         return commands[args.command](args)
     except (ProtocolError, FileNotFoundError, KeyError, ValueError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -493,6 +520,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from usdrl_bench.records import load_records
     from usdrl_bench.report.tables import build_tables, to_markdown
+    from usdrl_bench.io import write_text_atomic
     from usdrl_bench.report.writer import write_reports
 
     bad: list[str] = []
@@ -506,6 +534,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     for table in build_tables(records):
         out.print(to_markdown(table), highlight=False, soft_wrap=True)
     written = write_reports(records, args.out, args.results)
+    if args.official is not None:
+        from usdrl_bench.report.reproduction import read_official_runs, reproduction_table
+
+        table = reproduction_table(records, read_official_runs(args.official))
+        md = "# Reproduction: the suite beside the official code\n\n" + table.to_markdown(index=False) + "\n"
+        out.print(md, highlight=False, soft_wrap=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        written += [write_text_atomic(args.out / "reproduction.md", md),
+                    write_text_atomic(args.out / "reproduction.csv", table.to_csv(index=False))]
     console.print(f"{len(written)} files written under {args.out}/")
     if bad:
         console.print(f"[bold red]{len(bad)} unreadable record file(s) skipped[/] (listed above): delete them and run "
@@ -664,7 +701,7 @@ def _embed_num_frames(args: argparse.Namespace, n: int, t: int):
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from usdrl_bench.encoders.checkpoint import load_encoder
+    from usdrl_bench.encoders.official import load_weights
     from usdrl_bench.evaluate.features import extract
     from usdrl_bench.io import resolve_device
 
@@ -687,7 +724,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     num_frames, source = _embed_num_frames(args, len(x), x.shape[2])
     console.print(f"valid frames: {source}", highlight=False)
     overrides = {"num_frames": args.frames} if args.frames else {}
-    encoder = load_encoder(args.checkpoint, **overrides)
+    encoder = load_weights(args.checkpoint, args.method, **overrides)
     result = extract(encoder, x, num_frames, batch_size=args.batch_size, device=resolve_device(args.device),
                      dense=args.dense)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -701,6 +738,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
         assert isinstance(result, np.ndarray)
         save_npy_atomic(args.out, result)
         console.print(f"wrote {args.out}: features {result.shape}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from usdrl_bench.api import export_official
+
+    path = export_official(args.checkpoint, args.method, args.out)
+    console.print(f"wrote {path} ({args.method}'s official format)", highlight=False)
     return 0
 
 
