@@ -234,8 +234,10 @@ def load_encoder(path: str | os.PathLike, method: str | None = None, **overrides
         **overrides: for official files, the official linear-evaluation constructor's own arguments where the file
             does not hold the configuration (:func:`load_official`); for suite files, non-shape config fields.
     Raises:
-        FileNotFoundError, ValueError (an unknown format, or a suite file of another method's encoder),
-        CheckpointMismatchError (weights that do not fit), TypeError (an unknown official argument).
+        FileNotFoundError: no such file.
+        ValueError: an unknown format, or a suite file of another method's encoder.
+        CheckpointMismatchError: weights that do not fit.
+        TypeError: an unknown official argument.
     """
     return load_weights(path, method, **overrides)
 

@@ -103,8 +103,10 @@ def load_official(path: str | os.PathLike, method: str, **official_args: Any) ->
         :class:`~usdrl_bench.methods.OfficialModel`: the encoder (eval mode), the objective when the file is a
         pretraining checkpoint, and notes on what was inferred.
     Raises:
-        FileNotFoundError, ValueError (not this method's file; objects refused by ``weights_only``),
-        CheckpointMismatchError (keys or shapes that do not fit), TypeError (an unknown official argument).
+        FileNotFoundError: no such file.
+        ValueError: not this method's file, or objects ``weights_only`` refuses.
+        CheckpointMismatchError: keys or shapes that do not fit.
+        TypeError: an unknown official argument.
     """
     fmt = official_method(method).official_format
     obj = read_checkpoint(path, fmt.safe_globals)
@@ -122,9 +124,9 @@ def load_weights(path: str | os.PathLike, method: str | None = None, **overrides
     encoder). What ``usdrl_bench.load_encoder`` and a protocol's released-weights rows use.
 
     Raises:
-        FileNotFoundError, ValueError, CheckpointMismatchError, TypeError: as :func:`load_official` and
-        :func:`usdrl_bench.encoders.checkpoint.load_encoder`; ValueError also for a suite checkpoint of another
-        method's encoder.
+        ValueError: as :func:`load_official` and :func:`usdrl_bench.encoders.checkpoint.load_encoder` (also
+            FileNotFoundError, CheckpointMismatchError, TypeError), and for a suite checkpoint of another method's
+            encoder.
     """
     if method is None:
         return load_suite_or_usdrl(path, **overrides)

@@ -57,8 +57,8 @@ def load_released(path: str | Path, method: str | None, checkpoint_args: dict[st
     """The encoder of a released-weights row, a fresh copy each call (evaluations that fine-tune change it).
 
     Raises:
-        FileNotFoundError, ValueError, CheckpointMismatchError, TypeError: as
-        :func:`usdrl_bench.encoders.official.load_weights`.
+        ValueError: as :func:`usdrl_bench.encoders.official.load_weights` (also FileNotFoundError,
+            CheckpointMismatchError, TypeError).
     """
     encoder = _load(str(path), file_sha256(path), method, json.dumps(checkpoint_args, sort_keys=True))
     return copy.deepcopy(encoder)
