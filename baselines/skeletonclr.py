@@ -18,11 +18,24 @@
   ``mining_epoch`` (150) the nearest-neighbour mining: the top-1 queue entry of each of the three queries
   becomes a positive of a multi-positive InfoNCE.
 
+Initialisation: the family's processors build the MoCo model (the key encoder a copy of the query encoder) and
+then apply ``weights_init`` to all of it (``processor/pretrain.py``: N(0, 0.02) weights, N(1, 0.02) BatchNorm
+scales), which draws the key encoder and its projector anew: they start independent of the query side and follow
+it only through the momentum update (at momentum 0.999, 71 % of the initial key weights remain after 336 steps).
+``key_init: independent`` (the default) does the same; ``copy`` is MoCo's copy.
+
 Reproduced: the above, as the code computes it. Simplified: the data pipeline is the suite's (the family's
 ``NTUMotionProcessor`` centres on the spine-shoulder and rotates every frame's shoulders parallel to x; here
 the dataset's preprocessing stands), the rotation matrices act on row vectors in the order x, y, z (the
 signs of AimCLR's matrices were not checked), a batch need not divide the queue. Every random number is
 drawn from the per-sample keys, so data-parallel runs see one process's views.
+
+Official checkpoints (:data:`SKELETONCLR_FORMAT`, :data:`AIMCLR_FORMAT`): torchlight's ``IO.save_model`` writes the
+pretraining model's flat state dict (``module.`` removed): the query encoder ``encoder_q.*`` (its projector
+``encoder_q.fc.*``), ``encoder_k.*``, ``queue`` ``(dim, K)`` and ``queue_ptr``. The encoder loads from
+``encoder_q.*`` alone (a linear-evaluation file's ``encoder_q.fc`` classifier is left out); a pretraining file also
+gives the objective. Features, losses, the mined positives, gradients and one SGD step equal the official code's
+(tests/test_official_peers.py).
 """
 
 from __future__ import annotations
@@ -37,7 +50,7 @@ from collections import OrderedDict
 from typing import Any, Mapping
 
 from baselines.moco import KeyQueue, axis_rotations, moco_logits, momentum_copy, momentum_update
-from baselines.stgcn import STGCN_OFFICIAL_ARGS, official_stgcn_name, stgcn_from_official
+from baselines.stgcn import STGCN_OFFICIAL_ARGS, family_init, official_stgcn_name, stgcn_from_official
 from usdrl_bench import (CheckpointMismatchError, Objective, OfficialFormat, OfficialModel, batch_mean, load_renamed,
                          register_method, register_objective, renamed_state, resize_valid, shaping_args, shear,
                          strip_module_prefix)
@@ -164,12 +177,17 @@ class SkeletonCLR(Objective):
     uneven_shards = True  # the InfoNCE is a batch_mean of per-sample losses; the queue takes gathered keys
 
     def __init__(self, encoder, *, queue_size: int = 32768, momentum: float = 0.999, temperature: float = 0.07,
-                 proj_dim: int = 128, shear_amplitude: float = 0.5) -> None:
+                 proj_dim: int = 128, shear_amplitude: float = 0.5, key_init: str = "independent") -> None:
         super().__init__(encoder)
         dim = _check_encoder(encoder, type(self).__name__)
-        self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, proj_dim))
+        if key_init not in ("independent", "copy"):
+            raise ValueError(f"key_init must be 'independent' or 'copy', got {key_init!r}")
+        self.head = family_init(nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, proj_dim)))
         self.key_encoder = momentum_copy(encoder)
         self.key_head = momentum_copy(self.head)
+        if key_init == "independent":  # the official processor's model.apply(weights_init) after MoCo's copy
+            family_init(self.key_encoder)
+            family_init(self.key_head)
         self.queue = KeyQueue(queue_size, proj_dim)
         self.momentum, self.temperature, self.shear_amplitude = float(momentum), float(temperature), float(shear_amplitude)
 
@@ -210,9 +228,9 @@ class AimCLR(SkeletonCLR):
 
     def __init__(self, encoder, *, queue_size: int = 32768, momentum: float = 0.999, temperature: float = 0.07,
                  proj_dim: int = 128, shear_amplitude: float = 0.5, keep_prob: float = 0.7, mining_epoch: int = 150,
-                 topk: int = 1) -> None:
+                 topk: int = 1, key_init: str = "independent") -> None:
         super().__init__(encoder, queue_size=queue_size, momentum=momentum, temperature=temperature,
-                         proj_dim=proj_dim, shear_amplitude=shear_amplitude)
+                         proj_dim=proj_dim, shear_amplitude=shear_amplitude, key_init=key_init)
         if not hasattr(encoder, "forward_map") or not hasattr(encoder, "pool"):
             raise ValueError("aimclr's attention-guided drop needs the ST-GCN encoder's last map "
                              f"(forward_map, pool: baselines.stgcn); got {type(encoder).__name__}")

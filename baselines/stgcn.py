@@ -13,7 +13,9 @@ Recognition" (AAAI 2018), in the form of github.com/Levigty/AimCLR at 6cd73767 (
   convolution (``Conv2d(in, out*K, 1)`` then ``einsum(nkctv,kvw->nctw)`` with ``A * edge_importance``,
   learnable, initialised to ones), then BN-ReLU-Conv(9x1, stride)-BN-Dropout(0.5) (no dropout in the first
   block), a residual (identity or strided 1x1 conv + BN) and ReLU;
-* head: average over (T, V), mean over the persons M: the 256-d representation (``embed_dim``).
+* head: average over (T, V), mean over the persons M: the 256-d representation (``embed_dim``);
+* initialisation: the family's ``weights_init`` (:func:`family_init`), which its processors apply to every model
+  they build.
 
 Reproduced: all of the above for any registered layout (``layout`` "" picks it by joint count: 25 ntu25,
 20 nwucla20, 17 coco17; ``graph_center`` -1 takes the family's centre where its ``Graph`` has the layout: NTU
@@ -39,7 +41,7 @@ from torch import Tensor, nn
 from usdrl_bench import EncoderConfig, SkeletonEncoder, create_encoder, get_layout, load_renamed, register_encoder
 
 __all__ = ["STGCNConfig", "STGCN", "spatial_partition", "official_stgcn_name", "stgcn_from_official",
-           "OFFICIAL_LAYOUTS"]
+           "OFFICIAL_LAYOUTS", "family_init"]
 
 #: layout chosen by joint count when ``layout`` is ""
 LAYOUT_BY_JOINTS = {25: "ntu25", 20: "nwucla20", 17: "coco17"}
@@ -87,6 +89,22 @@ def spatial_partition(num_joints: int, edges: list[tuple[int, int]], center: int
                     further[j, i] = normalised[j, i]
         parts += [root] if h == 0 else [root + close, further]
     return np.stack(parts).astype(np.float32)
+
+
+def family_init(module: nn.Module) -> nn.Module:
+    """The family's ``weights_init`` (``processor/pretrain.py``, ``linear_evaluation.py``), which every processor
+    applies to the whole model after building it: convolution and linear weights N(0, 0.02), their biases 0,
+    BatchNorm weights N(1, 0.02), biases 0 (the global generator). Edge-importance masks keep their ones."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                m.weight.normal_(0.0, 0.02)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.weight.normal_(1.0, 0.02)
+                m.bias.zero_()
+    return module
 
 
 @dataclass(frozen=True)
@@ -159,6 +177,7 @@ class STGCN(SkeletonEncoder):
             for i, (ci, co, s, res) in enumerate(plan))
         self.edge_importance = nn.ParameterList(
             nn.Parameter(torch.ones_like(a), requires_grad=config.edge_importance) for _ in plan)
+        family_init(self)  # what the family's processors do to a freshly built model
 
     def forward_map(self, x: Tensor) -> Tensor:
         """``(N, C, T, V, M) -> (N·M, hidden_size, T', V)``, before pooling (T' = ceil(T / 4))."""

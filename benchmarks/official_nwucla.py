@@ -7,7 +7,9 @@ linear evaluation, on NW-UCLA cross-view as the suite reads it (``nwucla_xview``
 
 * ``skeletonclr``: github.com/Levigty/AimCLR at 6cd73767 (its ``net/skeletonclr.py`` is CrosSCLR's SkeletonCLR
   without the cross-view branch, and its ``net/utils/graph.py`` has the ``nw-ucla`` graph that CrosSCLR's
-  lacks), with CrosSCLR's ``feeder.ntu_feeder.Feeder_dual`` at 792b70c7 (temporal crop ratio 6, shear 0.5) on the sequences resized to the
+  lacks), the model initialised by ``processor/pretrain.py``'s ``weights_init`` as ``PT_Processor.load_model`` does
+  (after MoCo's copy, so the key encoder starts independent), with CrosSCLR's ``feeder.ntu_feeder.Feeder_dual`` at
+  792b70c7 (temporal crop ratio 6, shear 0.5) on the sequences resized to the
   CPU preset's 32 frames (``train_position.npy``, ``train_label.pkl``); ``processor/pretrain_skeletonclr.py``'s
   loop (SGD lr 0.1, momentum 0.9, weight decay 1e-4, lr x0.1 after epoch 40, 48 epochs, batch 128, the last
   smaller batch dropped); ST-GCN hidden 8 / 128, queue 512; then ``processor/linear_evaluation.py`` (eval mode,
@@ -88,6 +90,17 @@ def _shims() -> None:
         sys.modules.setdefault(name, types.ModuleType(name))
 
 
+def _official_function(path: Path, name: str):
+    """One top-level function of an official script, its text unchanged (the scripts' module-level imports need
+    tensorboardX and CUDA set-up)."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i][0].isspace()), len(lines))
+    namespace: dict = {"torch": torch}
+    exec(compile("\n".join(lines[start:end]) + "\n", str(path), "exec"), namespace)
+    return namespace[name]
+
+
 def _seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -97,7 +110,8 @@ def _seed(seed: int) -> None:
 # --- SkeletonCLR (AimCLR's repository, torchlight processors) ----------------------------------------------------------
 def run_skeletonclr(official: Path, data: Path, seed: int) -> dict:
     s = SKELETONCLR
-    sys.path[:0] = [str(official / "aimclr"), str(official / "crossclr" / "torchlight")]
+    repo = official / "aimclr"
+    sys.path[:0] = [str(repo), str(official / "crossclr" / "torchlight")]
     from net.skeletonclr import SkeletonCLR  # type: ignore[import-not-found]
     from torchlight import IO  # type: ignore[import-not-found]
     sys.path[0] = str(official / "crossclr")  # its feeder has Feeder_dual (AimCLR's has the triple one only)
@@ -108,6 +122,7 @@ def run_skeletonclr(official: Path, data: Path, seed: int) -> dict:
                 edge_importance_weighting=True)
     model = SkeletonCLR(pretrain=True, feature_dim=128, queue_size=s["queue"], momentum=0.999, Temperature=0.07,
                         mlp=True, num_class=10, **args)
+    model.apply(_official_function(repo / "processor" / "pretrain.py", "weights_init"))  # PT_Processor.load_model
 
     def enqueue(keys):  # the official body with the first GPU's index
         ptr = int(model.queue_ptr)
@@ -144,16 +159,7 @@ def run_skeletonclr(official: Path, data: Path, seed: int) -> dict:
     _seed(seed)
     lin = SkeletonCLR(pretrain=False, num_class=10, **args)
 
-    def weights_init(m):
-        classname = m.__class__.__name__
-        if classname.find('Conv1d') != -1 or classname.find('Conv2d') != -1 or classname.find('Linear') != -1:
-            m.weight.data.normal_(0.0, 0.02)
-            if m.bias is not None:
-                m.bias.data.fill_(0)
-        elif classname.find('BatchNorm') != -1:
-            m.weight.data.normal_(1.0, 0.02)
-            m.bias.data.fill_(0)
-    lin.apply(weights_init)
+    lin.apply(_official_function(repo / "processor" / "linear_evaluation.py", "weights_init"))  # LE_Processor.load_model
     for name, param in lin.encoder_q.named_parameters():
         if name not in ["fc.weight", "fc.bias"]:
             param.requires_grad = False
