@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from usdrl_bench.records import RECORD_COLUMNS
-from usdrl_bench.report.reproduction import read_official_runs, reproduction_table
+from usdrl_bench.report.reproduction import plot_loss_curves, read_official_runs, reproduction_table
 
 
 def _records(rows: list[dict]) -> pd.DataFrame:
@@ -54,3 +54,20 @@ def test_a_foreign_result_file_is_named(tmp_path):
     (tmp_path / "mamp-seed0.json").write_text("{}")
     with pytest.raises(ValueError, match="mamp-seed0.json"):
         read_official_runs(tmp_path)
+
+
+def test_the_loss_curves_of_both_sides_are_drawn(tmp_path):
+    official = tmp_path / "official"
+    official.mkdir()
+    (official / "mamp-seed0.json").write_text(json.dumps({"method": "mamp", "seed": 0, "final_top1": 60.0,
+                                                          "best_top1": 61.0, "commit": "09e6252a",
+                                                          "pretrain_loss": [1.0, 0.9, 0.8]}))
+    results = tmp_path / "results"
+    (results / "checkpoints" / "abc").mkdir(parents=True)
+    (results / "checkpoints" / "abc" / "history.json").write_text(json.dumps([{"epoch": 1, "loss": 1.1},
+                                                                               {"epoch": 2, "loss": 0.95}]))
+    records = _records([{"protocol": "official_comparison", "method": "mamp", "metric": "linear_own_top1",
+                         "value": 60.0, "seed": 0, "checkpoint_hash": "abc"}])
+    out = plot_loss_curves(records, official, results, tmp_path / "curves.png")
+    assert out is not None and out.stat().st_size > 1000
+    assert plot_loss_curves(_records([]), tmp_path / "nothing", results, tmp_path / "none.png") is None

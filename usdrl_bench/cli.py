@@ -535,7 +535,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         out.print(to_markdown(table), highlight=False, soft_wrap=True)
     written = write_reports(records, args.out, args.results)
     if args.official is not None:
-        from usdrl_bench.report.reproduction import read_official_runs, reproduction_table
+        from usdrl_bench.report.reproduction import plot_loss_curves, read_official_runs, reproduction_table
 
         table = reproduction_table(records, read_official_runs(args.official))
         md = "# Reproduction: the suite beside the official code\n\n" + table.to_markdown(index=False) + "\n"
@@ -543,6 +543,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         written += [write_text_atomic(args.out / "reproduction.md", md),
                     write_text_atomic(args.out / "reproduction.csv", table.to_csv(index=False))]
+        curves = plot_loss_curves(records, args.official, args.results, args.out / "reproduction_loss.png")
+        written += [curves] if curves is not None else []
     console.print(f"{len(written)} files written under {args.out}/")
     if bad:
         console.print(f"[bold red]{len(bad)} unreadable record file(s) skipped[/] (listed above): delete them and run "

@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 
-from usdrl_bench.methods import get_method
-from usdrl_bench.registry import SHIPPED_BASELINES, load_builtins, load_plugins
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["PARITY", "TOLERANCE", "reproduction_table", "read_official_runs"]
+from usdrl_bench.methods import get_method  # noqa: E402
+from usdrl_bench.registry import SHIPPED_BASELINES, load_builtins, load_plugins  # noqa: E402
+
+__all__ = ["PARITY", "TOLERANCE", "reproduction_table", "read_official_runs", "plot_loss_curves"]
 
 #: points of top-1 within which a published number counts as reproduced
 TOLERANCE = 1.0
@@ -32,6 +36,43 @@ PARITY = {
 }
 #: the published number the status column reports, per method: (setting, evaluation)
 PUBLISHED_SETTING = ("ntu60_xsub", "linear")
+
+
+def _official_losses(folder: Path, method: str) -> list[list[float]]:
+    return [json.loads(p.read_text())["pretrain_loss"] for p in sorted(folder.glob(f"{method}-seed*.json"))]
+
+
+def _suite_losses(records: pd.DataFrame, results_dir: Path, method: str) -> list[list[float]]:
+    mine = records[(records.protocol == "official_comparison") & (records.method == method)]
+    curves = []
+    for checkpoint in sorted(set(mine.checkpoint_hash.dropna())):
+        history = results_dir / "checkpoints" / checkpoint / "history.json"
+        if history.is_file():
+            curves.append([float(h["loss"]) for h in json.loads(history.read_text())])
+    return curves
+
+
+def plot_loss_curves(records: pd.DataFrame, official_dir: str | Path, results_dir: str | Path,
+                     out: str | Path) -> Path | None:
+    """Per method, the pretraining loss per epoch of the official code's seeds and the suite's (one line each),
+    as ``out`` (PNG); None when neither side has a curve."""
+    methods = [m for m in PARITY if _official_losses(Path(official_dir), m) or
+               _suite_losses(records, Path(results_dir), m)]
+    if not methods:
+        return None
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.2), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        for curves, colour, label in ((_official_losses(Path(official_dir), method), "tab:blue", "official code"),
+                                      (_suite_losses(records, Path(results_dir), method), "tab:orange", "suite")):
+            for i, curve in enumerate(curves):
+                ax.plot(range(1, len(curve) + 1), curve, color=colour, alpha=0.8, label=label if i == 0 else None)
+        ax.set(title=method, xlabel="epoch", ylabel="pretraining loss")
+        ax.legend()
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return Path(out)
 
 
 def read_official_runs(folder: str | Path) -> pd.DataFrame:
