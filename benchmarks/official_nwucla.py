@@ -111,11 +111,7 @@ def _seed(seed: int) -> None:
 def run_skeletonclr(official: Path, data: Path, seed: int) -> dict:
     s = SKELETONCLR
     repo = official / "aimclr"
-    sys.path[:0] = [str(repo), str(official / "crossclr" / "torchlight")]
-    from net.skeletonclr import SkeletonCLR  # type: ignore[import-not-found]
-    from torchlight import IO  # type: ignore[import-not-found]
-    sys.path[0] = str(official / "crossclr")  # its feeder has Feeder_dual (AimCLR's has the triple one only)
-    from feeder.ntu_feeder import Feeder_dual, Feeder_single  # type: ignore[import-not-found]
+    SkeletonCLR, IO, Feeder_dual, _ = _skeletonclr_imports(official)
     _seed(seed)
     args = dict(base_encoder="net.st_gcn.Model", in_channels=3, hidden_channels=s["hidden_channels"],
                 hidden_dim=s["hidden_dim"], dropout=0.5, graph_args={"layout": "nw-ucla", "strategy": "spatial"},
@@ -155,7 +151,30 @@ def run_skeletonclr(official: Path, data: Path, seed: int) -> dict:
     ckpt = Path(data) / f"skeletonclr-seed{seed}.pt"
     io.save_model(model, ckpt.name)
 
-    # processor/linear_evaluation.py
+    evaluations = skeletonclr_linear_eval(official, data, ckpt, seed)
+    return {"pretrain_loss": losses, "pretrain_s": round(pretrain_s, 1), "evaluations": evaluations,
+            "settings": {**s, "layout": "nw-ucla"}}
+
+
+def _skeletonclr_imports(official: Path):
+    sys.path[:0] = [str(official / "aimclr"), str(official / "crossclr" / "torchlight")]
+    from net.skeletonclr import SkeletonCLR  # type: ignore[import-not-found]
+    from torchlight import IO  # type: ignore[import-not-found]
+    sys.path[0] = str(official / "crossclr")  # its feeder has Feeder_dual (AimCLR's has the triple one only)
+    from feeder.ntu_feeder import Feeder_dual, Feeder_single  # type: ignore[import-not-found]
+    return SkeletonCLR, IO, Feeder_dual, Feeder_single
+
+
+def skeletonclr_linear_eval(official: Path, data: Path, ckpt: Path, seed: int) -> list[dict]:
+    """``processor/linear_evaluation.py`` on a checkpoint in torchlight's format (the official pretraining's, or a
+    suite checkpoint written by ``usdrl-bench export --method skeletonclr``): the test top-1 every 5 epochs."""
+    s = SKELETONCLR
+    SkeletonCLR, IO, _, Feeder_single = _skeletonclr_imports(official)
+    repo = official / "aimclr"
+    io = IO(str(data), save_log=False, print_log=False)
+    args = dict(base_encoder="net.st_gcn.Model", in_channels=3, hidden_channels=s["hidden_channels"],
+                hidden_dim=s["hidden_dim"], dropout=0.5, graph_args={"layout": "nw-ucla", "strategy": "spatial"},
+                edge_importance_weighting=True)
     _seed(seed)
     lin = SkeletonCLR(pretrain=False, num_class=10, **args)
 
@@ -189,8 +208,7 @@ def run_skeletonclr(official: Path, data: Path, seed: int) -> dict:
                 pred = torch.cat([lin(x.float()).argmax(1) for x, _ in test_loader])
             labels = torch.tensor(test_loader.dataset.label)
             evaluations.append({"epoch": epoch, "top1": round(100 * float((pred == labels).float().mean()), 3)})
-    return {"pretrain_loss": losses, "pretrain_s": round(pretrain_s, 1), "evaluations": evaluations,
-            "settings": {**s, "layout": "nw-ucla"}}
+    return evaluations
 
 
 # --- MAMP --------------------------------------------------------------------------------------------------------------
@@ -303,12 +321,25 @@ def main() -> int:
     r.add_argument("--data", type=Path, required=True, help="the output of convert")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--threads", type=int, default=1)
+    q = sub.add_parser("probe", help="the official SkeletonCLR linear evaluation of a torchlight-format checkpoint "
+                                     "(e.g. a suite checkpoint exported with usdrl-bench export --method skeletonclr)")
+    q.add_argument("--checkpoint", type=Path, required=True)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--official", type=Path, required=True)
+    q.add_argument("--data", type=Path, required=True)
+    q.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     if args.command == "convert":
         convert(args.data_root, args.out)
         return 0
     torch.set_num_threads(args.threads)
     _shims()
+    if args.command == "probe":
+        top1 = [e["top1"] for e in skeletonclr_linear_eval(args.official.resolve(), args.data, args.checkpoint.resolve(),
+                                                          args.seed)]
+        print(json.dumps({"checkpoint": str(args.checkpoint), "final_top1": top1[-1], "best_top1": max(top1),
+                          "evaluations": top1}))
+        return 0
     t0 = time.perf_counter()
     result = (run_skeletonclr if args.method == "skeletonclr" else run_mamp)(args.official.resolve(), args.data, args.seed)
     top1 = [e["top1"] for e in result["evaluations"]]
