@@ -34,6 +34,7 @@ def test_the_table_puts_both_sides_and_their_difference(tmp_path):
     assert row["official, final"] == "62.0 ± 2.0 (n=3)" and row["suite, final"] == "63.0 ± 2.0 (n=3)"
     assert row["Δ final"] == "+1.0" and row["suite mean within the official seeds' range, final"] == "yes"
     assert row["Δ best of evaluations"] == "+8.0"
+    assert row["p (Welch), final"] == pytest.approx(0.573, abs=1e-3)  # t = 1 / sqrt(8/3) = 0.612, 4 d.o.f.
     assert row["suite mean within the official seeds' range, best of evaluations"] == "no"
     assert row["official code"] == "github.com/maoyunyao/MAMP@09e6252a" and row["published (ntu60_xsub/linear)"] == 84.9
     assert row["status"].startswith("not run yet")

@@ -2,6 +2,8 @@
 official code's and the suite's linear top-1 on NW-UCLA at the CPU preset (mean ± sd over seeds), and the
 published number with its status.
 
+A Welch t-test (two-sided, over seeds) says whether the difference of the means exceeds the seeds' spread.
+
 The official side is the JSON files of ``benchmarks/official_nwucla.py`` (``<method>-seed<k>.json``: the method's
 own code on the same arrays); the suite's is the ``official_comparison`` protocol's records (``linear_own``: the
 method's probe recipe). A published number counts as reproduced when a record of the method's ``paper`` preset on
@@ -16,6 +18,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -135,6 +138,10 @@ def reproduction_table(records: pd.DataFrame, official_runs: pd.DataFrame) -> pd
             if len(mine) and len(theirs) > 1:
                 within = "yes" if theirs.min() <= mine.mean() <= theirs.max() else "no"
             cols[f"suite mean within the official seeds' range, {label}"] = within
+            if len(mine) > 1 and len(theirs) > 1:  # Welch's t-test, two-sided: is the difference more than seed noise?
+                cols[f"p (Welch), {label}"] = round(float(stats.ttest_ind(mine, theirs, equal_var=False).pvalue), 3)
+            else:
+                cols[f"p (Welch), {label}"] = None
         setting = "/".join(PUBLISHED_SETTING)
         published = m.published.get(setting)
         commits = sorted(set(official.commit)) if len(official) else []
