@@ -212,8 +212,7 @@ def skeletonclr_linear_eval(official: Path, data: Path, ckpt: Path, seed: int) -
 
 
 # --- MAMP --------------------------------------------------------------------------------------------------------------
-def run_mamp(official: Path, data: Path, seed: int) -> dict:
-    s = MAMP
+def _mamp_imports(official: Path):
     sys.path.insert(0, str(official / "mamp"))
     from feeder.feeder_ntu import Feeder  # type: ignore[import-not-found]
     from model.transformer import Transformer as Linprobe  # type: ignore[import-not-found]
@@ -229,6 +228,7 @@ def run_mamp(official: Path, data: Path, seed: int) -> dict:
     namespace = dict(vars(tools))
     exec(source[start:end].replace("np.random.rand(1)*", "np.random.rand(1)[0]*"), namespace)
     tools.valid_crop_resize = namespace["valid_crop_resize"]
+
     class NWUCLAFeeder(Feeder):  # the official reshape is NTU's (N, T, 2, 25, 3)
         def load_data(self):
             npz = np.load(self.data_path)
@@ -239,6 +239,56 @@ def run_mamp(official: Path, data: Path, seed: int) -> dict:
             n, t, _ = self.data.shape
             self.data = self.data.reshape((n, t, 1, 20, 3)).transpose(0, 4, 1, 3, 2)
 
+    return Transformer, Linprobe, NWUCLAFeeder, lr_sched
+
+
+def mamp_linear_probe(official: Path, data: Path, state: dict, seed: int) -> list[dict]:
+    """``main_linprobe.py`` on a MAMP model state (the official pretraining's, or the ``model`` of a suite
+    checkpoint written by ``usdrl-bench export --method mamp``): the test top-1 after every epoch."""
+    s = MAMP
+    _, Linprobe, NWUCLAFeeder, lr_sched = _mamp_imports(official)
+    npz = str(data / "NW-UCLA.npz")
+    # main_linprobe.py
+    _seed(seed)
+    lin = Linprobe(dim_in=3, num_classes=10, dim_feat=s["dim"], depth=s["depth"], num_heads=s["heads"], mlp_ratio=4,
+                   num_frames=s["frames"], num_joints=20, patch_size=1, t_patch_size=4, qkv_bias=True, qk_scale=None,
+                   drop_rate=0., attn_drop_rate=0., drop_path_rate=0., protocol="linprobe")
+    checkpoint_model = dict(state)
+    msg = lin.load_state_dict(checkpoint_model, strict=False)
+    assert set(msg.missing_keys) == {"head.fc.weight", "head.fc.bias"}
+    torch.nn.init.trunc_normal_(lin.head.fc.weight, std=0.01)  # main_linprobe: trunc_normal_(std=0.01)
+    lin.head.fc = torch.nn.Sequential(torch.nn.BatchNorm1d(lin.head.fc.in_features, affine=False, eps=1e-6), lin.head.fc)
+    for _, p in lin.named_parameters():
+        p.requires_grad = False
+    for _, p in lin.head.named_parameters():
+        p.requires_grad = True
+    train_lp = NWUCLAFeeder(npz, split="train", window_size=s["frames"], p_interval=[0.5, 1], random_rot=True,
+                            use_mmap=False)
+    test_lp = NWUCLAFeeder(npz, split="test", window_size=s["frames"], p_interval=[0.95], use_mmap=False)
+    train_loader = torch.utils.data.DataLoader(train_lp, batch_size=s["lp_batch"], shuffle=True, drop_last=True)
+    test_loader = torch.utils.data.DataLoader(test_lp, batch_size=s["lp_batch"], shuffle=False)
+    opt = torch.optim.SGD(lin.head.parameters(), lr=s["lp_lr"], momentum=0.9, weight_decay=0)
+    lp_sched = argparse.Namespace(lr=s["lp_lr"], min_lr=0.0, warmup_epochs=0, epochs=s["lp_epochs"])
+    evaluations = []
+    for epoch in range(s["lp_epochs"]):  # engine_linprobe.py: train_one_epoch, then evaluate
+        lin.train()
+        for step, (x, label, _) in enumerate(train_loader):
+            lr_sched.adjust_learning_rate(opt, step / len(train_loader) + epoch, lp_sched)
+            loss = F.cross_entropy(lin(x.float()), label.long())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        lin.eval()
+        with torch.no_grad():
+            pred = torch.cat([lin(x.float()).argmax(1) for x, _, _ in test_loader])
+        labels = torch.from_numpy(test_lp.label)
+        evaluations.append({"epoch": epoch + 1, "top1": round(100 * float((pred == labels).float().mean()), 3)})
+    return evaluations
+
+
+def run_mamp(official: Path, data: Path, seed: int) -> dict:
+    s = MAMP
+    Transformer, _, NWUCLAFeeder, lr_sched = _mamp_imports(official)
     _seed(seed)
     npz = str(data / "NW-UCLA.npz")
     train = NWUCLAFeeder(npz, split="train", window_size=s["frames"], p_interval=[0.5, 1], random_rot=True,
@@ -270,41 +320,7 @@ def run_mamp(official: Path, data: Path, seed: int) -> dict:
         print(f"mamp seed {seed} epoch {epoch + 1}: loss {losses[-1]:.4f}", flush=True)
     pretrain_s = time.perf_counter() - t0
 
-    # main_linprobe.py
-    _seed(seed)
-    lin = Linprobe(dim_in=3, num_classes=10, dim_feat=s["dim"], depth=s["depth"], num_heads=s["heads"], mlp_ratio=4,
-                   num_frames=s["frames"], num_joints=20, patch_size=1, t_patch_size=4, qkv_bias=True, qk_scale=None,
-                   drop_rate=0., attn_drop_rate=0., drop_path_rate=0., protocol="linprobe")
-    checkpoint_model = {k: v for k, v in model.state_dict().items()}
-    msg = lin.load_state_dict(checkpoint_model, strict=False)
-    assert set(msg.missing_keys) == {"head.fc.weight", "head.fc.bias"}
-    torch.nn.init.trunc_normal_(lin.head.fc.weight, std=0.01)  # main_linprobe: trunc_normal_(std=0.01)
-    lin.head.fc = torch.nn.Sequential(torch.nn.BatchNorm1d(lin.head.fc.in_features, affine=False, eps=1e-6), lin.head.fc)
-    for _, p in lin.named_parameters():
-        p.requires_grad = False
-    for _, p in lin.head.named_parameters():
-        p.requires_grad = True
-    train_lp = NWUCLAFeeder(npz, split="train", window_size=s["frames"], p_interval=[0.5, 1], random_rot=True,
-                            use_mmap=False)
-    test_lp = NWUCLAFeeder(npz, split="test", window_size=s["frames"], p_interval=[0.95], use_mmap=False)
-    train_loader = torch.utils.data.DataLoader(train_lp, batch_size=s["lp_batch"], shuffle=True, drop_last=True)
-    test_loader = torch.utils.data.DataLoader(test_lp, batch_size=s["lp_batch"], shuffle=False)
-    opt = torch.optim.SGD(lin.head.parameters(), lr=s["lp_lr"], momentum=0.9, weight_decay=0)
-    lp_sched = argparse.Namespace(lr=s["lp_lr"], min_lr=0.0, warmup_epochs=0, epochs=s["lp_epochs"])
-    evaluations = []
-    for epoch in range(s["lp_epochs"]):  # engine_linprobe.py: train_one_epoch, then evaluate
-        lin.train()
-        for step, (x, label, _) in enumerate(train_loader):
-            lr_sched.adjust_learning_rate(opt, step / len(train_loader) + epoch, lp_sched)
-            loss = F.cross_entropy(lin(x.float()), label.long())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        lin.eval()
-        with torch.no_grad():
-            pred = torch.cat([lin(x.float()).argmax(1) for x, _, _ in test_loader])
-        labels = torch.from_numpy(test_lp.label)
-        evaluations.append({"epoch": epoch + 1, "top1": round(100 * float((pred == labels).float().mean()), 3)})
+    evaluations = mamp_linear_probe(official, data, model.state_dict(), seed)
     return {"pretrain_loss": losses, "pretrain_s": round(pretrain_s, 1), "evaluations": evaluations, "settings": s}
 
 
@@ -321,8 +337,9 @@ def main() -> int:
     r.add_argument("--data", type=Path, required=True, help="the output of convert")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--threads", type=int, default=1)
-    q = sub.add_parser("probe", help="the official SkeletonCLR linear evaluation of a torchlight-format checkpoint "
-                                     "(e.g. a suite checkpoint exported with usdrl-bench export --method skeletonclr)")
+    q = sub.add_parser("probe", help="the official linear evaluation of a checkpoint in the method's official format "
+                                     "(e.g. a suite checkpoint exported with usdrl-bench export)")
+    q.add_argument("--method", choices=sorted(COMMITS), default="skeletonclr")
     q.add_argument("--checkpoint", type=Path, required=True)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--official", type=Path, required=True)
@@ -335,8 +352,12 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     _shims()
     if args.command == "probe":
-        top1 = [e["top1"] for e in skeletonclr_linear_eval(args.official.resolve(), args.data, args.checkpoint.resolve(),
-                                                          args.seed)]
+        if args.method == "mamp":  # the file usdrl-bench export writes: {'model': ..., 'args': Namespace, ...}
+            state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)["model"]
+            evaluations = mamp_linear_probe(args.official.resolve(), args.data, state, args.seed)
+        else:
+            evaluations = skeletonclr_linear_eval(args.official.resolve(), args.data, args.checkpoint.resolve(), args.seed)
+        top1 = [e["top1"] for e in evaluations]
         print(json.dumps({"checkpoint": str(args.checkpoint), "final_top1": top1[-1], "best_top1": max(top1),
                           "evaluations": top1}))
         return 0
