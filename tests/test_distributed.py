@@ -111,9 +111,13 @@ def test_gathered_loss_and_gradients_equal_the_full_batch(objective, world, batc
     # the DDP gradient is the full batch's: a missing or doubled rank factor, or per-rank BatchNorm
     # statistics, would be off by O(1) of the gradient's scale. (Gradients that are zero in exact arithmetic,
     # e.g. of a bias before BatchNorm, are float noise of about 1e-5 of the scale on both sides.)
+    # A global batch of 2 is the exception: MG-FD's variance and covariance terms over two samples amplify float
+    # rounding about a thousandfold (measured on one 2-core machine: 1.5e-3 of the scale in the encoder's
+    # gradients, with one thread or two), so there the bound is 1e-2 of the scale, still far below O(1).
     scale = max(float(g.abs().max()) for g in ref.values())
+    atol = (1e-2 if batch <= 2 and objective == "mgfd" else 1e-4) * scale
     for name, g in ref.items():
-        torch.testing.assert_close(torch.from_numpy(ddp["grads"][name]), g, rtol=1e-4, atol=1e-4 * scale, msg=name)
+        torch.testing.assert_close(torch.from_numpy(ddp["grads"][name]), g, rtol=1e-4, atol=atol, msg=name)
     if objective == "negative_contrastive":  # every rank enqueued the keys of the whole batch, in order
         np.testing.assert_allclose(ddp["state"]["queue"], obj.queue.numpy(), atol=1e-6)
         assert int(ddp["state"]["queue_ptr"]) == int(obj.queue_ptr) == batch
