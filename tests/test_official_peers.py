@@ -320,13 +320,16 @@ def test_a_file_holding_other_objects_is_refused_without_running_them(tmp_path):
         usdrl_bench.load_encoder(tmp_path / "odd.pth", method="mamp")
 
 
-def test_a_missing_key_is_named():
+def test_a_missing_key_is_named(tmp_path):
     _, meta, path = _fixture("cmd")
     obj = torch.load(path, weights_only=True)
     del obj["state_dict"]["encoder_q.encoder.gru.weight_hh_l1_reverse"]
     fmt = official_method("cmd").official_format
     with pytest.raises(CheckpointMismatchError, match="encoder.gru.weight_hh_l1_reverse"):
         fmt.load(obj, meta["official_args"])
+    torch.save(obj, tmp_path / "broken.pth")  # through the public loader: the file and the key are named
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)broken.pth \(method cmd\): cmd encoder_q does not fit:.*weight_hh_l1_reverse"):
+        usdrl_bench.load_encoder(tmp_path / "broken.pth", method="cmd", **meta["official_args"])
 
 
 def test_a_method_without_an_official_format_says_which_have_one():

@@ -55,17 +55,21 @@ class CheckpointMismatchError(ValueError):
     """A state dict does not fit the model built for it.
 
     Attributes:
+        what: the checkpoint and model described (the message's start).
         missing: keys the model needs that the state dict lacks (in the state dict's naming).
         unexpected: keys the state dict has that the model does not use.
         mismatched: ``key -> (checkpoint shape, model shape)``.
+        other: further lines of the message.
     """
 
     def __init__(self, what: str, missing: list[str], unexpected: list[str],
                  mismatched: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None,
                  other: list[str] | None = None) -> None:
+        self.what = what
         self.missing = sorted(missing)
         self.unexpected = sorted(unexpected)
         self.mismatched = dict(mismatched or {})
+        self.other = list(other or [])
         parts = [f"{what} does not fit:"]
         if self.missing:
             parts.append(f"missing keys ({len(self.missing)}): {', '.join(self.missing)}")

@@ -112,8 +112,11 @@ def load_official(path: str | os.PathLike, method: str, **official_args: Any) ->
     obj = read_checkpoint(path, fmt.safe_globals)
     try:
         model = fmt.load(obj, official_args)
-    except (ValueError, KeyError) as exc:
-        raise type(exc)(f"{path} (method {method}): {exc}") from exc
+    except CheckpointMismatchError as exc:
+        raise CheckpointMismatchError(f"{path} (method {method}): {exc.what}", exc.missing, exc.unexpected,
+                                      exc.mismatched, exc.other) from exc
+    except (ValueError, KeyError) as exc:  # a plain error of the format: named with the file
+        raise ValueError(f"{path} (method {method}): {exc.args[0] if exc.args else exc}") from exc
     model.encoder.eval()
     return model
 
