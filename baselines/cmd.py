@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines.moco import KeyQueue, moco_logits, momentum_copy, momentum_update
+from baselines.moco import KeyQueue, moco_logits, momentum_copy, momentum_update, official_queue_transforms
 from usdrl_bench import (CheckpointMismatchError, EncoderConfig, Objective, OfficialFormat, OfficialModel,
                          SkeletonEncoder, batch_mean, create_encoder, load_renamed, make_views, register_encoder,
                          register_method, register_objective, renamed_state, shaping_args, strip_module_prefix,
@@ -225,10 +225,7 @@ def _objective_name(key: str) -> str:
     raise KeyError(f"no official name for CMD objective key {key!r}")
 
 
-_QUEUE_IN = {f"queues.{m}.{b}": (lambda t: t.T) if b == "queue" else (lambda t: t.reshape(()))
-             for m in MODALITIES for b in ("queue", "ptr")}
-_QUEUE_OUT = {f"queues.{m}.{b}": (lambda t: t.T.contiguous()) if b == "queue" else (lambda t: t.reshape(1))
-              for m in MODALITIES for b in ("queue", "ptr")}
+_QUEUE_IN, _QUEUE_OUT = official_queue_transforms(*(f"queues.{m}" for m in MODALITIES))
 _CMD_ARGS = ("args_bi_gru", "num_joints", "num_bodies", "num_frames", "dim", "K", "m", "T", "teacher_T", "student_T",
              "cmd_weight", "topk")
 _KNOWN_JOINTS = (25, 20, 17, 18, 15)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from usdrl_bench.distributed import gather
 
-__all__ = ["momentum_copy", "momentum_update", "KeyQueue", "moco_logits", "axis_rotations"]
+__all__ = ["momentum_copy", "momentum_update", "KeyQueue", "moco_logits", "axis_rotations", "official_queue_transforms"]
 
 
 def axis_rotations(angles: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -92,3 +92,15 @@ def moco_logits(query: Tensor, key: Tensor, queue: Tensor, temperature: float) -
     ``(N, 1 + K)``, the positive in column 0 (MoCo's ``l_pos``, ``l_neg``)."""
     positive = (query * key).sum(dim=1, keepdim=True)
     return torch.cat([positive, query @ queue.T], dim=1) / temperature
+
+
+def official_queue_transforms(*queues: str) -> tuple[dict, dict]:
+    """``(to_suite, to_official)`` tensor transforms of :class:`KeyQueue` buffers named ``<queue>.queue`` and
+    ``<queue>.ptr`` (suite state keys) for the official MoCo layout, shared by the SkeletonCLR / AimCLR and CMD
+    formats: the official queue is ``(dim, K)`` (the suite's ``(K, dim)`` transposed) and its pointer a ``(1,)``
+    tensor (the suite's a scalar)."""
+    to_suite, to_official = {}, {}
+    for q in queues:
+        to_suite.update({f"{q}.queue": lambda t: t.T, f"{q}.ptr": lambda t: t.reshape(())})
+        to_official.update({f"{q}.queue": lambda t: t.T.contiguous(), f"{q}.ptr": lambda t: t.reshape(1)})
+    return to_suite, to_official

@@ -49,7 +49,8 @@ from torch import Tensor, nn
 from collections import OrderedDict
 from typing import Any, Mapping
 
-from baselines.moco import KeyQueue, axis_rotations, moco_logits, momentum_copy, momentum_update
+from baselines.moco import (KeyQueue, axis_rotations, moco_logits, momentum_copy, momentum_update,
+                            official_queue_transforms)
 from baselines.stgcn import STGCN_OFFICIAL_ARGS, family_init, official_stgcn_name, stgcn_from_official
 from usdrl_bench import (CheckpointMismatchError, Objective, OfficialFormat, OfficialModel, batch_mean, load_renamed,
                          register_method, register_objective, renamed_state, resize_valid, shaping_args, shear,
@@ -293,8 +294,7 @@ def _objective_name(key: str) -> str:
     return {"queue.queue": "queue", "queue.ptr": "queue_ptr"}.get(key, key)
 
 
-_QUEUE_IN = {"queue.queue": lambda t: t.T, "queue.ptr": lambda t: t.reshape(())}
-_QUEUE_OUT = {"queue.queue": lambda t: t.T.contiguous(), "queue.ptr": lambda t: t.reshape(1)}
+_QUEUE_IN, _QUEUE_OUT = official_queue_transforms("queue")
 _OBJECTIVE_ARGS = {"skeletonclr": ("feature_dim", "queue_size", "momentum", "Temperature"),
                    "aimclr": ("feature_dim", "queue_size", "momentum", "Temperature", "mining_epoch", "topk")}
 

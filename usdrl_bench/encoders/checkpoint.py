@@ -40,6 +40,9 @@ __all__ = [
     "official_key_map",
     "save_encoder",
     "load_encoder",
+    "encoder_from_checkpoint",
+    "is_suite_checkpoint",
+    "read_torch_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -169,17 +172,28 @@ def to_official_state_dict(encoder: nn.Module, prefix: str = "module.backbone.")
 # --------------------------------------------------------------------------------------------------
 # official import
 # --------------------------------------------------------------------------------------------------
-def _torch_load(path: str | os.PathLike, map_location: Any, weights_only: bool) -> Any:
+def read_torch_file(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool = True,
+                    safe_globals: tuple[type, ...] = ()) -> Any:
+    """``torch.load`` with the suite's errors: with ``weights_only`` (the default) only tensors, plain containers
+    and the classes in ``safe_globals`` are read, and anything else is refused without running it.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file holds another object type (the first one torch names).
+    """
     try:
-        return torch.load(path, map_location=map_location, weights_only=weights_only)
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location=map_location, weights_only=weights_only)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {path}") from None
     except Exception as exc:  # torch raises pickle.UnpicklingError / RuntimeError with long texts
-        if weights_only and "weights_only" in str(exc):
-            raise ValueError(
-                f"{path}: the checkpoint holds objects other than tensors and plain containers, which "
-                f"weights_only loading refuses; if you trust the file, pass weights_only=False ({exc})"
-            ) from exc
+        text = str(exc)
+        if weights_only and ("weights_only" in text or "Unsupported global" in text):
+            detail = next((line.strip() for line in text.splitlines() if "Unsupported global" in line),
+                          text.splitlines()[0] if text else type(exc).__name__)
+            allowed = f" and {', '.join(c.__name__ for c in safe_globals)}" if safe_globals else ""
+            raise ValueError(f"{path}: holds objects other than tensors, plain containers{allowed}; refused without "
+                             f"running it ({detail}); if you trust the file, pass weights_only=False") from exc
         raise
 
 
@@ -300,7 +314,7 @@ def load_official_state_dict(
     source = str(state_dict_or_path) if isinstance(state_dict_or_path, (str, os.PathLike)) else "state dict"
     obj = state_dict_or_path
     if isinstance(obj, (str, os.PathLike)):
-        obj = _torch_load(obj, map_location, weights_only)
+        obj = read_torch_file(obj, map_location, weights_only)
     sd = _unwrap_state_dict(obj, source)
     backbone = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
     extra = {k: v for k, v in sd.items() if not k.startswith("backbone.")}
@@ -398,8 +412,17 @@ def load_encoder(path: str | os.PathLike, map_location: Any = "cpu", *, weights_
         CheckpointMismatchError: the weights do not fit the recorded / inferred config.
         ValueError: an unknown format, or a suite file of another format version.
     """
-    obj = _torch_load(path, map_location, weights_only)
-    if isinstance(obj, Mapping) and "format" in obj:
+    return encoder_from_checkpoint(read_torch_file(path, map_location, weights_only), path, **overrides)
+
+
+def is_suite_checkpoint(obj: Any) -> bool:
+    """Whether a loaded checkpoint object is in the suite's format (:func:`save_encoder`)."""
+    return isinstance(obj, Mapping) and "format" in obj
+
+
+def encoder_from_checkpoint(obj: Any, path: str | os.PathLike, **overrides: Any) -> nn.Module:
+    """:func:`load_encoder` on an already loaded checkpoint object (``path`` names it in errors)."""
+    if is_suite_checkpoint(obj):
         if obj["format"] != SUITE_FORMAT:
             raise ValueError(f"{path}: checkpoint format {obj['format']!r} is not {SUITE_FORMAT!r}")
         config = {**obj["config"], **overrides}

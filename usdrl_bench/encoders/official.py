@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
-from usdrl_bench.encoders.checkpoint import SUITE_FORMAT, CheckpointMismatchError
-from usdrl_bench.encoders.checkpoint import load_encoder as load_suite_or_usdrl
+from usdrl_bench.encoders.checkpoint import (CheckpointMismatchError, encoder_from_checkpoint, is_suite_checkpoint,
+                                             load_encoder, read_torch_file)
 from usdrl_bench.io import torch_save_atomic
 from usdrl_bench.methods import NON_SHAPING_ARGS, Method, OfficialModel, get_method
 from usdrl_bench.registry import METHODS, SHIPPED_BASELINES, load_builtins, load_plugins
@@ -31,26 +31,18 @@ __all__ = ["read_checkpoint", "official_method", "load_official", "load_weights"
 
 
 def read_checkpoint(path: str | os.PathLike, safe_globals: Iterable[type] = ()) -> Any:
-    """``torch.load(path, weights_only=True)`` with only ``safe_globals`` allow-listed besides tensors and plain
-    containers.
+    """:func:`~usdrl_bench.encoders.checkpoint.read_torch_file` with ``weights_only`` and ``safe_globals``; a file
+    torch cannot read at all is a ValueError too.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file holds another object type (named), which ``weights_only`` loading refuses.
+        ValueError: the file holds another object type (named), or is not a torch file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        with torch.serialization.safe_globals(list(safe_globals)):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle.UnpicklingError with a long text
-        text = str(exc)
-        if "weights_only" in text or "Unsupported global" in text:
-            detail = next((line.strip() for line in text.splitlines() if "Unsupported global" in line), text.splitlines()[0])
-            allowed = f" and {', '.join(c.__name__ for c in safe_globals)}" if safe_globals else ""
-            raise ValueError(f"{path}: holds objects other than tensors, plain containers{allowed}; refused without "
-                             f"running it ({detail})") from exc
+        return read_torch_file(path, "cpu", True, tuple(safe_globals))
+    except (FileNotFoundError, ValueError):
+        raise
+    except Exception as exc:  # a truncated or foreign file: torch's RuntimeError / UnpicklingError
         raise ValueError(f"{path}: not a readable torch checkpoint ({exc})") from exc
 
 
@@ -109,7 +101,12 @@ def load_official(path: str | os.PathLike, method: str, **official_args: Any) ->
         TypeError: an unknown official argument.
     """
     fmt = official_method(method).official_format
-    obj = read_checkpoint(path, fmt.safe_globals)
+    return _official_from(read_checkpoint(path, fmt.safe_globals), path, method, official_args)
+
+
+def _official_from(obj: Any, path: str | os.PathLike, method: str, official_args: Mapping[str, Any]) -> OfficialModel:
+    """The method's format applied to a loaded object; its errors name the file and the method."""
+    fmt = official_method(method).official_format
     try:
         model = fmt.load(obj, official_args)
     except CheckpointMismatchError as exc:
@@ -132,16 +129,16 @@ def load_weights(path: str | os.PathLike, method: str | None = None, **overrides
             encoder.
     """
     if method is None:
-        return load_suite_or_usdrl(path, **overrides)
+        return load_encoder(path, **overrides)
     found = official_method(method)
-    obj = read_checkpoint(path, found.official_format.safe_globals)
-    if isinstance(obj, Mapping) and obj.get("format") == SUITE_FORMAT:
-        encoder = load_suite_or_usdrl(path, **overrides)
+    obj = read_checkpoint(path, found.official_format.safe_globals)  # read once, whatever its format
+    if is_suite_checkpoint(obj):
+        encoder = encoder_from_checkpoint(obj, path, **overrides)
         if getattr(encoder, "encoder_name", None) != found.encoder:
             raise ValueError(f"{path}: a suite checkpoint of encoder {encoder.encoder_name!r}, not {method}'s "
                              f"{found.encoder!r}")
         return encoder
-    return load_official(path, method, **overrides).encoder
+    return _official_from(obj, path, method, overrides).encoder
 
 
 def export_official(encoder: nn.Module, objective_state: Mapping[str, Tensor] | None, method: str,

@@ -343,10 +343,8 @@ def _resolve_methods(protocol: Protocol, data: dict[str, Any]) -> Protocol:
                                     f"method {method.name!r} (rows[{i}]) has no preset {wanted!r}; its presets: "
                                     f"{', '.join(method.presets)}")
             _check_method_preset(method, wanted, protocol.file)
+    for i, row in enumerate(rows):  # released weights, with or without a method (its format, or the suite's)
         if row.checkpoint is not None:
-            rows[i] = _resolve_released(protocol, rows[i], i, raw_rows)
-    for i, row in enumerate(rows):
-        if row.method is None and row.checkpoint is not None:
             rows[i] = _resolve_released(protocol, row, i, raw_rows)
     return dataclasses.replace(protocol, rows=tuple(rows))
 

@@ -147,7 +147,6 @@ class CheckpointTrainer:
         self.trained[plan.checkpoint_hash] = seconds
         return encoder.eval(), seconds
 
-
     def _released(self, plan: CellPlan, workdir: Path) -> tuple[torch.nn.Module, float]:
         """A released-weights row's encoder, read from its file and kept as a suite checkpoint under its key."""
         row = plan.cell.row
