@@ -43,6 +43,7 @@ from usdrl_bench.io import resolve_device
 from usdrl_bench.protocols.evaluation import progress_columns
 from usdrl_bench.protocols.launch import LauncherOptions, submit_pretrainings
 from usdrl_bench.protocols.plan import RunPlan
+from usdrl_bench.protocols.rehearsal import Rehearsal, rehearsal_results, rehearse_cells
 from usdrl_bench.protocols.runner import ProtocolRunner
 from usdrl_bench.protocols.schedule import pretrain_distributed, pretrain_in_workers
 from usdrl_bench.protocols.spec import Cell, Protocol, expand_cells, load_protocol, parse_dataset_override
@@ -81,7 +82,7 @@ def protocol_path(protocol: str | os.PathLike) -> Path:
 
 
 def _cells(protocol: Protocol, preset: str, dataset: str | None, split: str | None, seeds: Iterable[int] | None,
-           rows: Iterable[str] | None, data_root: Path | None) -> list[Cell]:
+           rows: Iterable[str] | None, data_root: Path | None, rehearsal: Rehearsal | None = None) -> list[Cell]:
     override = parse_dataset_override(dataset, split) if dataset else None
     if override is None and split and preset in protocol.presets:
         datasets = protocol.presets[preset].all_datasets
@@ -89,8 +90,9 @@ def _cells(protocol: Protocol, preset: str, dataset: str | None, split: str | No
             raise ValueError(f"{protocol.file}: split={split!r} needs a dataset: preset {preset!r} has "
                              f"{len(datasets)} datasets")
         override = replace(datasets[0], split=split, id=None)
-    return expand_cells(protocol, preset, dataset=override, seeds=tuple(seeds) if seeds else None,
-                        rows=tuple(rows) if rows else None, data_root=data_root)
+    cells = expand_cells(protocol, preset, dataset=override, seeds=tuple(seeds) if seeds else None,
+                         rows=tuple(rows) if rows else None, data_root=data_root, check_paths=rehearsal is None)
+    return cells if rehearsal is None else rehearse_cells(cells, rehearsal)
 
 
 def run_protocols(
@@ -111,6 +113,7 @@ def run_protocols(
     wandb_project: str | None = None,
     console: Console | None = None,
     overrides: Sequence[str] = (),
+    rehearse: bool | Rehearsal = False,
 ) -> list[tuple[Protocol, pd.DataFrame]]:
     """Run several protocols, sharing their work: plan every cell once, pretrain every missing checkpoint
     once (in this process, ``jobs`` at a time, data-parallel across the ranks when started by torchrun, or
@@ -120,6 +123,11 @@ def run_protocols(
     :func:`usdrl_bench.protocols.spec.load_protocol`), validated like the file and recorded in the records.
     Every file is validated before any work starts. Inside a torchrun process group the ranks other than 0
     return ``[]`` after the data-parallel pretraining; rank 0 evaluates.
+
+    ``rehearse`` (True, or a :class:`~usdrl_bench.protocols.rehearsal.Rehearsal`) runs the preset at its real
+    shapes on synthetic data shaped as each release, with the work cut to a few steps, under
+    ``<results>/rehearsal`` (:mod:`usdrl_bench.protocols.rehearsal`); True picks the device's default
+    (:meth:`Rehearsal.for_device`).
 
     Returns:
         ``[(protocol, records)]``: one DataFrame per protocol, one row per metric, the record fields as
@@ -133,8 +141,13 @@ def run_protocols(
     options = TrainingOptions(log_every=log_every, tensorboard=tensorboard, wandb_project=wandb_project)
     root = None if data_root is None else Path(data_root)
     loaded = [load_protocol(protocol_path(p), tuple(overrides)) for p in protocols]  # all checked first
-    work = [(protocol, _cells(protocol, preset, dataset, split, seeds, rows, root)) for protocol in loaded]
     device = resolve_device(device) if isinstance(device, str) else device
+    rehearsal = (rehearse if isinstance(rehearse, Rehearsal) else Rehearsal.for_device(device.type)) if rehearse else None
+    work = [(protocol, _cells(protocol, preset, dataset, split, seeds, rows, root, rehearsal)) for protocol in loaded]
+    if rehearsal is not None:
+        results = rehearsal_results(results)
+        console.print(f"[bold yellow]{rehearsal.describe()}[/]; results under {results} (never a real result)",
+                      highlight=False)
     context = dist_utils.init_from_env(device.type)
     if context is not None and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
@@ -195,7 +208,8 @@ def run_protocol(protocol: str | os.PathLike, *, preset: str = "demo", rows: Ite
                  results: str | os.PathLike = "results", device: str | torch.device = "auto", jobs: int = 1,
                  data_root: str | os.PathLike | None = None, launcher: LauncherOptions | None = None,
                  log_every: int = 20, tensorboard: bool = True, wandb_project: str | None = None,
-                 console: Console | None = None, overrides: Sequence[str] = ()) -> pd.DataFrame:
+                 console: Console | None = None, overrides: Sequence[str] = (),
+                 rehearse: bool | Rehearsal = False) -> pd.DataFrame:
     """Run one protocol (see :func:`run_protocols`) and return its records.
 
     Args:
@@ -213,13 +227,15 @@ def run_protocol(protocol: str | os.PathLike, *, preset: str = "demo", rows: Ite
         log_every, tensorboard, wandb_project: how pretraining reports (loss every ``log_every`` steps).
         console: where progress goes (default: stderr).
         overrides: ``KEY.PATH=VALUE`` settings over the file (``["presets.demo.pretrain.epochs=3"]``).
+        rehearse: run the preset at its real shapes with the work cut down, under ``<results>/rehearsal``
+            (see :func:`run_protocols`).
     Returns:
         the records, one row per metric (``row_id``, ``row_label``, ``metric``, ``value``, ``seed``, provenance).
     """
     return run_protocols([protocol], preset=preset, rows=rows, dataset=dataset, split=split, seeds=seeds,
                          results=results, device=device, jobs=jobs, data_root=data_root, launcher=launcher,
                          log_every=log_every, tensorboard=tensorboard, wandb_project=wandb_project, console=console,
-                         overrides=overrides)[0][1]
+                         overrides=overrides, rehearse=rehearse)[0][1]
 
 
 def load_encoder(path: str | os.PathLike, method: str | None = None, **overrides: object) -> torch.nn.Module:

@@ -241,6 +241,10 @@ def _add_run(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter])
     p.add_argument("--log-every", type=int, default=20,
                    help="steps between reads of the losses from the device (each read is one host synchronisation; "
                         "every step still gets its CSV row) (default 20)")
+    p.add_argument("--rehearse", action="store_true",
+                   help="run the preset at its real shapes (models, views, joints, persons, heads) on synthetic data "
+                        "shaped as each release, every schedule cut to a few steps, the first seed; results under "
+                        "RESULTS/rehearsal, reports under REPORTS/rehearsal (on a CPU batches are capped at 4)")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
     p.add_argument("--wandb", metavar="PROJECT", default=None, help="also log pretraining to this W&B project")
 
@@ -460,14 +464,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                          dataset=args.dataset, split=args.split, seeds=_ints(args.seeds), results=args.results,
                          device=device, jobs=_jobs(args.jobs, device) if launcher is None else 1, launcher=launcher,
                          log_every=args.log_every, tensorboard=not args.no_tensorboard, wandb_project=args.wandb,
-                         console=console, overrides=args.overrides, data_root=args.data_root)
+                         console=console, overrides=args.overrides, data_root=args.data_root, rehearse=args.rehearse)
     if not done:  # a torchrun rank other than 0: rank 0 evaluates and reports
         return 0
     for _, records in done:
         for table in build_tables(records):
             out.print(to_markdown(table), highlight=False, soft_wrap=True)
-    written = write_reports(load_records(args.results), args.reports, args.results)
-    console.print(f"reports written under {args.reports}/ ({len(written)} files)")
+    results, reports = args.results, args.reports
+    if args.rehearse:
+        from usdrl_bench.protocols.rehearsal import rehearsal_results
+
+        results, reports = rehearsal_results(args.results), args.reports / "rehearsal"
+    written = write_reports(load_records(results), reports, results)
+    console.print(f"reports written under {reports}/ ({len(written)} files)")
     return 0
 
 

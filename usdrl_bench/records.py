@@ -24,9 +24,22 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "method", "method_published", "encoder_params", "pretrain_gflops_per_sample",
     # where the weights came from: "pretrained" (by this suite), "random init", or "released weights: <file> (sha256 ...)"
     "weights",
+    # a rehearsal's record (synthetic data shaped as the release, schedules cut): never a result
+    "rehearsal",
 )
 
 RECORDS_SUBDIR = "records"
+#: appended to the preset's name in a rehearsal's records (``paper-rehearsal``; :mod:`usdrl_bench.protocols.rehearsal`)
+REHEARSAL_SUFFIX = "-rehearsal"
+#: what every report of a rehearsal says first
+REHEARSAL_BANNER = ("**REHEARSAL: not results.** Synthetic data shaped as each release and every schedule cut to a few "
+                    "steps; these numbers only show that every row, evaluation and report entry runs at the preset's "
+                    "shapes (`usdrl-bench run --rehearse`).")
+
+
+def is_rehearsal_preset(preset: str) -> bool:
+    """Whether records of ``preset`` come from a rehearsal."""
+    return str(preset).endswith(REHEARSAL_SUFFIX)
 
 
 def write_records(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -79,6 +92,7 @@ def load_records(results_dir: str | Path, latest_only: bool = True, bad: list[st
                 raise
             bad.append(str(exc))
     df = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    df["rehearsal"] = df["rehearsal"].astype("boolean").fillna(False).astype(bool)  # records from before the column
     if latest_only and len(df):
         key = ["protocol", "preset", "column", "dataset", "split", "stream", "row_id", "seed", "metric"]
         df = df.sort_values("date").drop_duplicates(key, keep="last").reset_index(drop=True)

@@ -119,6 +119,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "usdrl_bench.data.readers.named",
     "usdrl_bench.data.readers.formats",
     "usdrl_bench.data.readers.two_d",
+    "usdrl_bench.data.synthetic.releases",
     "usdrl_bench.encoders.dste",
     "usdrl_bench.encoders.sttr",
     "usdrl_bench.objectives.mgfd",

@@ -102,7 +102,8 @@ def embedding_evaluation(
     class names to ``embedding.npz`` in the evaluation's artifact directory.
 
     Raises:
-        ValueError: ``num_classes`` < 2, or an unknown method.
+        ValueError: ``num_classes`` < 2, an unknown method, or a test split whose selected samples are one per
+            class (or of one class): silhouette scores are then undefined.
     """
     if num_classes < 2:
         raise ValueError(f"embedding: num_classes must be >= 2, got {num_classes}")
@@ -110,6 +111,10 @@ def embedding_evaluation(
     classes = choose_classes(labels, num_classes, class_seed)
     index = select_samples(labels, classes, max_per_class)
     features, y = ctx.features("test")[index], labels[index]
+    if not 2 <= len(np.unique(y)) < len(y):  # scikit-learn's own message names neither the data nor the way out
+        raise ValueError(f"embedding: silhouette scores need 2 to n - 1 classes among the n selected test samples; the "
+                         f"test split ({ctx.test.source}) gives {len(y)} sample(s) of {len(np.unique(y))} class(es): "
+                         "it has too few samples per class for this evaluation")
     from sklearn.metrics import silhouette_score  # deferred: scikit-learn costs a second at every start
 
     metrics = [Metric("silhouette_features", float(silhouette_score(features, y, metric="cosine")),

@@ -306,6 +306,8 @@ class Planner:
             identity = self.pretrain_identity(cell)
             key_parts.update(objective=cell.row.objective, objective_options=cell.objective_options, pretrain=identity)
         key_parts["code"] = code
+        if cell.rehearsal is not None:  # a rehearsal's checkpoints never answer a real run's key
+            key_parts["rehearsal"] = cell.rehearsal.key()
         plan = CellPlan(cell=cell, encoder_config=config, checkpoint_hash=stable_hash(key_parts),
                         pretrain_identity=identity, pretrain_dataset_identity=pretrain_data,
                         dataset_identity=pretrain_data if cell.dataset == cell.pretrain_dataset
@@ -388,6 +390,6 @@ class Planner:
                            "dataset": plan.dataset_identity, "code": eval_code(evaluation)})
         ds = f"{cell.dataset.name}-{cell.dataset.resolved_split()}" + (
             f"-{cell.dataset.stream}" if cell.dataset.stream != "joint" else "")
-        path = (self.results_dir / RECORDS_SUBDIR / cell.protocol.name / cell.preset_name / ds
+        path = (self.results_dir / RECORDS_SUBDIR / cell.protocol.name / cell.preset_label / ds
                 / f"{cell.row.id}-seed{cell.seed}-{evaluation}-{key}.json")
         return ensure_inside(path, self.results_dir / RECORDS_SUBDIR)

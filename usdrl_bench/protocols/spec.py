@@ -44,6 +44,7 @@ import copy
 from usdrl_bench.data.readers.named import locate
 from usdrl_bench.io import is_safe_name
 from usdrl_bench.methods import get_method
+from usdrl_bench.protocols.rehearsal import REHEARSAL_SUFFIX, Rehearsal
 from usdrl_bench.protocols.released import load_released, resolve_checkpoint
 from usdrl_bench.protocols.schema import ProtocolError, convert, from_data, merge
 from usdrl_bench.train.spec import PretrainSpec
@@ -204,6 +205,13 @@ class Cell:
     row: RowSpec
     dataset: DatasetSpec
     seed: int
+    # a rehearsal (usdrl_bench.protocols.rehearsal): the schedules below are cut to its length
+    rehearsal: "Rehearsal | None" = None
+
+    @property
+    def preset_label(self) -> str:
+        """The preset as records and reports name it: ``paper``, or ``paper-rehearsal`` in a rehearsal."""
+        return self.preset_name + (REHEARSAL_SUFFIX if self.rehearsal is not None else "")
 
     @property
     def method_preset(self) -> "MethodPreset | None":
@@ -248,9 +256,11 @@ class Cell:
         column's few epochs)."""
         mp = self.method_preset
         method = mp.pretrain if mp is not None else {}
-        if not self.dataset.pretrain and not method:
+        if not self.dataset.pretrain and not method and self.rehearsal is None:
             return self.preset.pretrain
         merged = {**dataclasses.asdict(self.preset.pretrain), **method, **self.dataset.pretrain}
+        if self.rehearsal is not None:
+            merged = self.rehearsal.cut_schedule(merged)
         return from_data(PretrainSpec, merged, self.protocol.file, ("dataset", "pretrain"))
 
     @property
@@ -260,9 +270,12 @@ class Cell:
         per_encoder = self.preset.encoder_evaluations.get(self.row.encoder or "", {})
         mp = self.method_preset
         per_method = mp.evaluations if mp is not None else {}
-        return {name: {**(options or {}), **self.dataset.evaluations.get(name, {}), **per_encoder.get(name, {}),
-                       **per_method.get(name, {})}
-                for name, options in self.preset.evaluations.items()}
+        merged = {name: {**(options or {}), **self.dataset.evaluations.get(name, {}), **per_encoder.get(name, {}),
+                         **per_method.get(name, {})}
+                  for name, options in self.preset.evaluations.items()}
+        if self.rehearsal is not None:
+            merged = {name: self.rehearsal.cut_evaluation(name, options) for name, options in merged.items()}
+        return merged
 
 
 def load_protocol(path: str | Path, overrides: "tuple[str, ...] | list[str]" = ()) -> Protocol:
@@ -670,9 +683,11 @@ def expand_cells(
     seeds: tuple[int, ...] | None = None,
     rows: tuple[str, ...] | None = None,
     data_root: Path | None = None,
+    check_paths: bool = True,
 ) -> list[Cell]:
     """The cells to run for ``preset``, after CLI overrides, with the data path checked (named datasets
-    under ``data_root``: default ``$USDRL_DATA``, else ``./data``).
+    under ``data_root``: default ``$USDRL_DATA``, else ``./data``) unless ``check_paths`` is False (a plan or
+    a rehearsal, which need no data).
 
     Raises:
         ProtocolError: unknown preset or row, bad dataset override, missing data path.
@@ -691,13 +706,13 @@ def expand_cells(
             first = spec.all_datasets[0]
             dataset = dataclasses.replace(dataset, stream=first.stream, paper_setting=first.paper_setting,
                                           evaluations=first.evaluations)
-        check_dataset(dataset, file, "--dataset", check_path=True, data_root=data_root)
+        check_dataset(dataset, file, "--dataset", check_path=check_paths, data_root=data_root)
         datasets: tuple[DatasetSpec, ...] = (dataset,)
     else:
         datasets = spec.all_datasets
         for i, ds in enumerate(datasets):
             check_dataset(ds, file, f"presets.{preset}.datasets[{i}]" if spec.datasets else f"presets.{preset}.dataset",
-                          data_root=data_root)
+                          check_path=check_paths, data_root=data_root)
     selected = tuple(r for r in protocol.rows if r.id in spec.rows) if spec.rows else protocol.rows
     if rows:
         known = {r.id for r in protocol.rows}

@@ -23,6 +23,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from usdrl_bench.records import REHEARSAL_BANNER, is_rehearsal_preset
 from usdrl_bench.evaluate.ensemble import FUSION_NOTE
 from usdrl_bench.report.leaderboard import RANKED_METRICS, TEST_NOTE, ranking, to_display
 from usdrl_bench.report.stats import CONFIDENCE, summarise
@@ -251,7 +252,7 @@ OFFICIAL_SIZES: dict[str, tuple[int, int]] = {
 
 #: the suite's synthetic stand-ins, made to stand in for a paper column: the paper's numbers are shown beside
 #: them as a reference (a gap, not a check); any other data set that is not the paper's shows none
-STAND_INS: frozenset[str] = frozenset({"synthetic", "synthetic_2d"})
+STAND_INS: frozenset[str] = frozenset({"synthetic", "synthetic_2d", "rehearsal"})
 
 #: named data sets that are a paper column's own data when complete (the journal's 2-D and UAV settings)
 PAPER_DATASETS: frozenset[str] = frozenset({"pku2_xsub", "uav_csv1", "uav_csv2", "ntu60_2d_xsub", "ntu60_2d_xview",
@@ -435,7 +436,10 @@ def early_wide(table: Table) -> pd.DataFrame:
 def to_markdown(table: Table) -> str:
     """The table as Markdown: a heading, the header lines saying where the numbers come from, one
     sub-table per metric (the early-prediction ratios together in one)."""
-    parts = [f"## {table.title} — `{table.protocol}`, preset {table.preset}", "", table.header, ""]
+    parts = [f"## {table.title} — `{table.protocol}`, preset {table.preset}", ""]
+    if is_rehearsal_preset(table.preset):
+        parts += [REHEARSAL_BANNER, ""]
+    parts += [table.header, ""]
     parts += [f"- {line}" for line in table.source_lines()] + [""]
     if table.ensemble_rows:
         parts += [f"Ensemble rows ({', '.join(table.ensemble_rows)}): {FUSION_NOTE}.", ""]
@@ -484,7 +488,8 @@ def to_latex(table: Table) -> str:
     for metric in table.metrics:
         frame = wide(table, metric, latex=True)
         unit = " (\\%)" if metric in PERCENT_METRICS else ""
-        caption = (f"{table.title}: {METRIC_TITLES.get(metric, metric)}{unit}, preset {table.preset}, "
+        caption = (("REHEARSAL, not results: " if is_rehearsal_preset(table.preset) else "")
+                   + f"{table.title}: {METRIC_TITLES.get(metric, metric)}{unit}, preset {table.preset}, "
                    f"seeds {', '.join(map(str, table.seeds))}.").replace("_", r"\_")
         out.append(frame.to_latex(index=False, caption=caption, label=f"tab:{table.slug}:{metric}",
                                   escape=False, column_format="l" * len(frame.columns)))
