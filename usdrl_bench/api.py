@@ -42,7 +42,8 @@ from usdrl_bench.evaluate.features import extract
 from usdrl_bench.io import resolve_device
 from usdrl_bench.protocols.evaluation import progress_columns
 from usdrl_bench.protocols.launch import LauncherOptions, submit_pretrainings
-from usdrl_bench.protocols.plan import RunPlan
+from usdrl_bench.protocols.forecast import GPUS, ReleaseShapes, forecast, measure_rehearsal
+from usdrl_bench.protocols.plan import Planner, RunPlan
 from usdrl_bench.protocols.rehearsal import Rehearsal, rehearsal_results, rehearse_cells
 from usdrl_bench.protocols.runner import ProtocolRunner
 from usdrl_bench.protocols.schedule import pretrain_distributed, pretrain_in_workers
@@ -52,7 +53,7 @@ from usdrl_bench.records import RECORD_COLUMNS
 from usdrl_bench.train.pretrain import ENCODER_FILE, OBJECTIVE_FILE
 from usdrl_bench.skeleton import LAYOUTS
 
-__all__ = ["SHIPPED_PROTOCOLS", "list_protocols", "protocol_path", "run_protocol", "run_protocols", "embed",
+__all__ = ["SHIPPED_PROTOCOLS", "list_protocols", "protocol_path", "run_protocol", "run_protocols", "plan_protocols", "embed",
            "load_encoder", "load_official", "export_official"]
 
 #: the protocols shipped with the package (``protocols/`` in a checkout links here)
@@ -140,7 +141,7 @@ def run_protocols(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     options = TrainingOptions(log_every=log_every, tensorboard=tensorboard, wandb_project=wandb_project)
     root = None if data_root is None else Path(data_root)
-    loaded = [load_protocol(protocol_path(p), tuple(overrides)) for p in protocols]  # all checked first
+    loaded = _with_preset([load_protocol(protocol_path(p), tuple(overrides)) for p in protocols], preset, console)
     device = resolve_device(device) if isinstance(device, str) else device
     rehearsal = (rehearse if isinstance(rehearse, Rehearsal) else Rehearsal.for_device(device.type)) if rehearse else None
     work = [(protocol, _cells(protocol, preset, dataset, split, seeds, rows, root, rehearsal)) for protocol in loaded]
@@ -159,6 +160,8 @@ def run_protocols(
                             options=options if main else replace(options, wandb_project=None))
     t_all = time.perf_counter()
     plan = runner.plan_run(work)  # every key, identity and record path, once; every launcher below takes it
+    if main:
+        _print_plan(plan, Path(results), console)
     if not _pretrain_missing(runner, plan, context, launcher, jobs, console):
         return []  # a torchrun rank other than 0: rank 0 evaluates
     out = []
@@ -171,7 +174,88 @@ def run_protocols(
     if len(work) > 1:
         console.print(f"[green]all {len(work)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
     console.print(describe_trained(runner.trainer))
+    if rehearsal is not None and rehearsal.measure:  # price the real run: each configuration's step, measured once
+        t0 = time.perf_counter()
+        measured = measure_rehearsal(plan, runner.store, device, console)
+        if measured:
+            console.print(f"measured {measured} model configuration(s) for `usdrl-bench plan` in "
+                          f"{time.perf_counter() - t0:.0f} s")
     return out
+
+
+def _print_plan(plan: RunPlan, results: Path, console: Console) -> None:
+    """The start of a run: the checkpoints it trains (keys) and those already cached, with the forecast of
+    ``usdrl-bench plan`` where a rehearsal measured them."""
+    todo = plan.missing_checkpoints()
+    cached = {p.checkpoint_hash for p in plan.cell_plans if p.cell.row.objective is not None
+              and (plan.results_dir / "checkpoints" / p.checkpoint_hash / ENCODER_FILE).exists()}
+    console.print(f"plan: {len(todo)} checkpoint(s) to pretrain, {len(cached)} cached"
+                  + ("".join(f"\n  {k[:12]}  {p.cell.row.label} on {p.cell.pretrain_dataset.describe()}"
+                             for k, p in list(todo.items())[:20])
+                     + (f"\n  ... and {len(todo) - 20} more" if len(todo) > 20 else "")), highlight=False)
+    if todo and any(p.cell.rehearsal is None for p in todo.values()):
+        console.print("  the forecast of each (memory, GPU-hours): usdrl-bench plan ... (same arguments)", highlight=False)
+
+
+def plan_protocols(
+    protocols: Sequence[str | os.PathLike],
+    *,
+    preset: str = "paper",
+    gpu: str = "h100",
+    mfu: float | None = None,
+    rows: Iterable[str] | None = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    seeds: Iterable[int] | None = None,
+    results: str | os.PathLike = "results",
+    data_root: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    device: str = "cuda",
+    console: Console | None = None,
+) -> pd.DataFrame:
+    """What running ``protocols`` would train and cost, without running or loading anything heavy
+    (:mod:`usdrl_bench.protocols.forecast`): one line per model with its checkpoint key, whether it is cached,
+    FLOPs per sample and peak memory at the preset's batch (measured by a rehearsal, ``run --rehearse``, and
+    scaled), whether it fits ``gpu`` and its GPU-hours at ``mfu`` (default: ``bench``'s where it ran on that
+    GPU, else assumed). Named datasets absent from the data root are priced with their release's sizes.
+    ``device`` is where the run will train (``cuda``: its keys hold bf16 for ``precision: auto``; ``cpu``), so
+    that the keys and "cached" are the run's.
+
+    Raises:
+        ProtocolError, FileNotFoundError, KeyError, ValueError: bad protocol, option or GPU name.
+    """
+    console = console or Console(stderr=True, soft_wrap=True)
+    if gpu not in GPUS:
+        raise ValueError(f"unknown GPU {gpu!r}; known: {', '.join(GPUS)}")
+    if mfu is not None and not 0 < mfu <= 1:
+        raise ValueError(f"mfu must be in (0, 1], got {mfu}")
+    root = None if data_root is None else Path(data_root)
+    loaded = _with_preset([load_protocol(protocol_path(p), tuple(overrides)) for p in protocols], preset, console)
+    work = []
+    for protocol in loaded:
+        override = parse_dataset_override(dataset, split) if dataset else None
+        work.append((protocol, expand_cells(protocol, preset, dataset=override, seeds=tuple(seeds) if seeds else None,
+                                            rows=tuple(rows) if rows else None, data_root=root, check_paths=False)))
+    results = Path(results)
+    store = ReleaseShapes(results, root, Console(stderr=True, quiet=True))
+    # keyed as the run will key them: the precision in a key is resolved for the training device
+    plan = Planner(results, store, torch.device(device), 1).plan_run(work)
+    return forecast(plan, store, GPUS[gpu], measured_dirs=[rehearsal_results(results), results], mfu=mfu,
+                    bench_dir=results / "bench")
+
+
+def _with_preset(loaded: list[Protocol], preset: str, console: Console) -> list[Protocol]:
+    """The protocols that have ``preset``. Of several, one without it is left out and named (the shipped
+    ``official_comparison`` has no ``paper`` preset); a single one without it, or none with it, is an error
+    (:func:`expand_cells` names the presets there are)."""
+    having = [p for p in loaded if preset in p.presets]
+    if len(loaded) == 1 or not having:
+        return loaded
+    for p in loaded:
+        if preset not in p.presets:
+            console.print(f"[yellow]skipped[/] {p.name}: no preset {preset!r} (it has {', '.join(p.presets)})",
+                          highlight=False)
+    return having
 
 
 def _pretrain_missing(runner: ProtocolRunner, plan: RunPlan, context: dist_utils.DistributedContext | None,

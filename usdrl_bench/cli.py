@@ -57,6 +57,19 @@ examples:
   usdrl-bench run protocols/table5_ablation.yaml --preset paper --dataset ntu60_xsub --data-root /data --device cuda
 """
 
+PLAN_HELP = """\
+What a run would do and cost, before it starts: the checkpoints it needs (keys; cached or to train) and, per
+model, FLOPs per sample, peak memory at the preset's batch and whether it fits the GPU, and GPU-hours at a
+stated MFU. FLOPs and memory come from a rehearsal (`usdrl-bench run PROTOCOL --preset paper --rehearse`, which
+measures each model configuration at two batch sizes); memory is scaled to the preset's batch along their line.
+Datasets not under the data root are priced with their release's sizes. Nothing trains.
+
+examples:
+  usdrl-bench run table1_linear --preset paper --rehearse      # once: measure (minutes on a CPU)
+  usdrl-bench plan table1_linear --preset paper --gpu h100
+  usdrl-bench plan table1_linear table5_ablation --preset paper --gpu h200 --mfu 0.4 --csv plan.csv
+"""
+
 REPORT_HELP = """\
 Regenerate every table and figure from the records under results/: Markdown, CSV and PNG under reports/,
 beside the paper's numbers with the differences, each saying which dataset and preset it comes from.
@@ -251,6 +264,25 @@ def _add_run(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter])
 
 def _add_bench(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
     """``usdrl-bench bench`` and its options."""
+    p = sub.add_parser("plan", help="what a run would train and cost (models, keys, memory, GPU-hours)",
+                       description=PLAN_HELP, formatter_class=fmt)
+    p.add_argument("protocol", nargs="+", help="protocol YAML files or shipped protocol names")
+    p.add_argument("--preset", default="paper", help="preset (default paper)")
+    p.add_argument("--gpu", default="h100", choices=("h100", "h200"), help="the GPU to forecast for (default h100)")
+    p.add_argument("--mfu", type=float, default=None,
+                   help="model FLOPs utilisation for the GPU-hours (default: bench's on that GPU, else assumed 0.25)")
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                   help="where the run will train: its keys depend on the precision it resolves (default cuda)")
+    p.add_argument("--rows", help="comma-separated row ids (default: all)")
+    p.add_argument("--seeds", nargs="+", help="seeds overriding the preset's")
+    p.add_argument("--dataset", help="override the preset's dataset: NAME or NAME:PATH")
+    p.add_argument("--split", help="named split of the dataset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a protocol value, as for run")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
+    p.add_argument("--data-root", type=Path, default=None, help="where named datasets are found")
+    p.add_argument("--csv", type=Path, default=None, help="also write the per-model forecast here")
+
     p = sub.add_parser("bench", help="time pretraining steps of several configurations side by side",
                        description=BENCH_HELP, formatter_class=fmt)
     p.add_argument("--encoder", nargs="+", default=None, help="encoders to time (default: dste sttr)")
@@ -372,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "validate": cmd_validate, "embed": cmd_embed,
                     "data": cmd_data, "score-detection": cmd_score_detection, "score-segmentation": cmd_score_segmentation,
-                    "bench": cmd_bench, "export": cmd_export}
+                    "bench": cmd_bench, "export": cmd_export, "plan": cmd_plan}
         return commands[args.command](args)
     except (ProtocolError, FileNotFoundError, KeyError, ValueError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -477,6 +509,61 @@ def cmd_run(args: argparse.Namespace) -> int:
         results, reports = rehearsal_results(args.results), args.reports / "rehearsal"
     written = write_reports(load_records(results), reports, results)
     console.print(f"reports written under {reports}/ ({len(written)} files)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from usdrl_bench.api import plan_protocols
+    from usdrl_bench.protocols.forecast import ASSUMED_MFU, GPUS, USABLE_MEMORY, forecast_totals
+
+    frame = plan_protocols(args.protocol, preset=args.preset, gpu=args.gpu, mfu=args.mfu, device=args.device,
+                           rows=args.rows.split(",") if args.rows else None, seeds=_ints(args.seeds),
+                           dataset=args.dataset, split=args.split, results=args.results, data_root=args.data_root,
+                           overrides=args.overrides, console=console)
+    gpu = GPUS[args.gpu]
+    table = RichTable(title=f"plan: preset {args.preset}, forecast for one {gpu.name}", title_justify="left")
+    for col in ("key", "protocol", "row", "column", "state", "epochs x batch", "GFLOP/sample", "peak GB @batch",
+                f"fits {gpu.memory_gb:.0f} GB", "GPU-h"):
+        table.add_column(col, justify="left" if col in ("key", "protocol", "row", "column", "state") else "right")
+
+    def num(row, name, fmt):
+        value = row.get(name)
+        return "-" if value is None or value != value else format(value, fmt)
+
+    for row in frame.to_dict("records"):
+        if row["objective"] == "none (random init)":
+            state = "random init"
+        else:
+            state = "cached" if row["cached"] else "to train"
+        fits = row.get("fits")
+        fits_text = "-" if fits is None or fits != fits else ("yes" if fits else f"[red]no[/]: --nproc {int(row['gpus_needed'])}")
+        table.add_row(row["key"][:12], row["protocols"], str(row["row"]), row["column"], state,
+                      f"{int(row['epochs'])} x {int(row['batch'])}" if row.get("epochs") == row.get("epochs") and row.get("epochs") else "-",
+                      num(row, "gflops_per_sample", ",.1f"), num(row, "peak_gb", ",.1f"), fits_text, num(row, "gpu_hours", ",.1f"))
+    (out if out.is_terminal else Console(width=200)).print(table)
+    names = list(dict.fromkeys(n for p in frame["protocols"] for n in p.split(","))) if not frame.empty else []
+    for name in names + [None]:
+        t = forecast_totals(frame, name)
+        what = name or f"all {len(names)} protocol(s)"
+        peak = f", largest peak {t['max_peak_gb']:.1f} GB" if t.get("max_peak_gb") else ""
+        if t["unmeasured"] and t["unmeasured"] == t["to_train"]:
+            hours = "GPU-hours unknown (not measured: run --rehearse)"
+        elif t["unmeasured"]:
+            hours = (f"{t['gpu_hours']:,.1f} GPU-hours on {gpu.name} for the measured ones ({t['unmeasured']} not "
+                     "measured: run --rehearse)")
+        else:
+            hours = f"{t['gpu_hours']:,.1f} GPU-hours on {gpu.name}"
+        out.print(f"{what}: {t['to_train']} model(s) to train, {t['cached']} cached; {hours}{peak}", highlight=False)
+    mfu = (f"MFU {args.mfu:.2f} (given)" if args.mfu else
+           f"MFU from `usdrl-bench bench` on this GPU where it ran, else {ASSUMED_MFU:.2f} (assumed)")
+    out.print(f"assumes: {mfu} of the dense bf16 peak ({gpu.bf16_tflops:.0f} TFLOPS); FLOPs and memory measured by a rehearsal "
+              f"(`run --rehearse`) and memory scaled linearly from its two batch sizes to the preset's; a batch fits when "
+              f"its peak is within {USABLE_MEMORY:.0%} of the GPU's memory, else --nproc K GPUs keep the global batch "
+              "(world-size invariant); evaluations: features once per model and column, fine-tuning 3 forward passes "
+              "per sample and epoch; detection and segmentation heads are not priced", highlight=False)
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+        console.print(f"forecast written to {args.csv}")
     return 0
 
 

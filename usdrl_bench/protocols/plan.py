@@ -119,7 +119,7 @@ class DataStore:
                                  "samples); pretraining and evaluation need both")
         self.loaded[key] = (train, test)
         self.console.print(
-            f"[bold]data[/] {spec.name}/{spec.resolved_split()}: {len(train)} train / {len(test)} test samples, "
+            f"[bold]data[/] {dataclasses.replace(spec, stream='joint').describe()}: {len(train)} train / {len(test)} test samples, "
             f"shape (C,T,V,M) = {train.shape[1:]}, {train.num_classes} classes "
             f"[dim]({time.perf_counter() - t0:.1f} s)[/]")
         if train.extra.get("assumed"):  # a reader that had to guess a layout says which

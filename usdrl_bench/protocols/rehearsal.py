@@ -53,13 +53,16 @@ class Rehearsal:
             dataset then holds ``samples`` or the largest batch, whichever is more).
         videos: untrimmed videos of detection and segmentation (half train, half test).
         seed: seeds the synthetic data.
+        measure: after the run, measure each model configuration's step for ``usdrl-bench plan``
+            (:func:`~usdrl_bench.protocols.forecast.measure_rehearsal`); not part of any key.
     """
 
-    samples: int = 8
+    samples: int = 4
     epochs: int = 1
     batch_cap: int | None = 4
     videos: int = 4
     seed: int = 0
+    measure: bool = True
 
     def __post_init__(self) -> None:
         for name in ("samples", "epochs", "videos"):
@@ -71,7 +74,8 @@ class Rehearsal:
 
     @classmethod
     def for_device(cls, device_type: str) -> "Rehearsal":
-        """A CPU's rehearsal (batches of 4, 8 samples: every paper preset within minutes), or a GPU's (the
+        """A CPU's rehearsal (batches of 4, 4 samples: one step per pretraining, every paper preset within
+        minutes), or a GPU's (the
         paper's batches, two of the largest per dataset)."""
         return cls() if device_type != "cuda" else cls(samples=1024, batch_cap=None)
 
@@ -120,7 +124,8 @@ class Rehearsal:
         return out
 
     def key(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """What of the rehearsal enters a checkpoint's key (all but ``measure``)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "measure"}
 
 
 def rehearsal_results(results: str | Path) -> Path:

@@ -42,6 +42,7 @@ if typing.TYPE_CHECKING:
 import copy
 
 from usdrl_bench.data.readers.named import locate
+from usdrl_bench.data.synthetic.releases import REHEARSAL_DATASET
 from usdrl_bench.io import is_safe_name
 from usdrl_bench.methods import get_method
 from usdrl_bench.protocols.rehearsal import REHEARSAL_SUFFIX, Rehearsal
@@ -97,7 +98,10 @@ class DatasetSpec:
         return registry.DATASETS.entry(self.name).meta.get("default_split", "xsub")
 
     def describe(self) -> str:
-        return f"{self.name}/{self.resolved_split()}" + (f" ({self.stream})" if self.stream != "joint" else "")
+        name = f"{self.name}/{self.resolved_split()}"
+        if self.name == REHEARSAL_DATASET:
+            name = f"rehearsal data shaped as {self.options.get('like')}"
+        return name + (f" ({self.stream})" if self.stream != "joint" else "")
 
     @property
     def column(self) -> str:

@@ -461,7 +461,7 @@ def pretrain(
     if first_epoch:
         log.info("resuming pretraining in %s from epoch %d/%d", workdir, first_epoch, spec.epochs)
 
-    views_of = _ViewMaker(objective, spec.views, encoder.num_frames, layout, stream)
+    views_of = ViewMaker(objective, spec.views, encoder.num_frames, layout, stream)
     source = BatchSource(train, device)
     logger = StepLogger(workdir / LOG_FILE, resume_epoch=first_epoch, tensorboard_dir=workdir / "tensorboard"
                         if tensorboard else None, wandb_project=wandb_project, wandb_name=workdir.name,
@@ -513,7 +513,7 @@ def pretrain(
                           resumed_from_epoch=first_epoch)
 
 
-class _ViewMaker:
+class ViewMaker:
     """The views of a batch: the objective's own (:meth:`Objective.make_views`: AimCLR's extreme
     augmentations, CMD's modalities), else the protocol's views (:func:`make_views` with ``spec.views``;
     ``num_views`` the protocol's, else what the objective consumes: MG-FD 4, InfoNCE 2) in the row's stream."""
@@ -607,7 +607,7 @@ def pretraining_flops(encoder: nn.Module, objective: nn.Module, shape: tuple[int
     x = torch.randn((batch, c, t, v, m), generator=gen)
     nf = torch.full((batch,), t, dtype=torch.int64)
     keys = SampleKeys(0, 0, torch.arange(batch))
-    views = _ViewMaker(obj, spec.views, enc.num_frames, get_layout(layout_name), stream)(x, nf, keys)
+    views = ViewMaker(obj, spec.views, enc.num_frames, get_layout(layout_name), stream)(x, nf, keys)
     counter = FlopCounterMode(display=False)
     with counter:
         loss, _ = obj(enc, views)
