@@ -115,12 +115,15 @@ def _checkpoints(results: Path) -> set[str]:
 
 def test_rehearsal_records_and_checkpoints_never_enter_a_real_report_or_cache(protocol, tmp_path, one_thread):
     results = tmp_path / "results"
-    rehearsed = run_protocol(protocol, preset="paper", rehearse=True, results=results, device="cpu", tensorboard=False)
+    rehearsed = run_protocol(protocol, preset="paper", rehearse=Rehearsal(keep_weights=True), results=results,
+                             device="cpu", tensorboard=False)
     assert set(rehearsed["preset"]) == {"paper-rehearsal"} and rehearsed["rehearsal"].all()
     assert set(rehearsed["seed"]) == {0}  # the first seed only
     assert not (results / "records").exists() and not (results / "checkpoints").exists()  # all under rehearsal/
     rehearsal_keys = _checkpoints(results / "rehearsal")
     assert len(rehearsal_keys) == 3
+    assert all((results / "rehearsal" / "checkpoints" / k / "encoder.pt").is_file() for k in rehearsal_keys)
+    assert not any((results / "rehearsal" / "checkpoints" / k / "objective.pt").exists() for k in rehearsal_keys)
 
     # copy the rehearsal's checkpoints, features and records into the real results folder: a real run's keys
     # never find them (data, schedule and the rehearsal settings are in the key), so nothing is reused

@@ -165,12 +165,14 @@ def run_protocols(
     if not _pretrain_missing(runner, plan, context, launcher, jobs, console):
         return []  # a torchrun rank other than 0: rank 0 evaluates
     out = []
-    for protocol_plan in plan.protocols:
+    for i, protocol_plan in enumerate(plan.protocols):
         t0 = time.perf_counter()
         records = pd.DataFrame(runner.run(protocol_plan), columns=list(RECORD_COLUMNS))
         console.print(f"[green]done[/] {protocol_plan.protocol.name} in {time.perf_counter() - t0:.0f} s on {device}; "
                       f"records under {results}/records")
         out.append((protocol_plan.protocol, records))
+        if rehearsal is not None and not rehearsal.keep_weights:
+            _prune_rehearsal(plan, i, console)
     if len(work) > 1:
         console.print(f"[green]all {len(work)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
     console.print(describe_trained(runner.trainer))
@@ -242,6 +244,21 @@ def plan_protocols(
     plan = Planner(results, store, torch.device(device), 1).plan_run(work)
     return forecast(plan, store, GPUS[gpu], measured_dirs=[rehearsal_results(results), results], mfu=mfu,
                     bench_dir=results / "bench")
+
+
+def _prune_rehearsal(plan: RunPlan, done: int, console: Console) -> None:
+    """A rehearsal's weights are deleted once the protocols that need them are done (the run's later protocols
+    keep theirs): at the paper's size an encoder is up to 180 MB, and a rehearsal of every table trains about a
+    hundred. Their configuration, logs and records stay; a second rehearsal trains them again (seconds)."""
+    later = {cp.checkpoint_hash for pp in plan.protocols[done + 1:] for cp in pp.cells}
+    freed = 0
+    for cp in plan.protocols[done].cells:
+        path = plan.results_dir / "checkpoints" / cp.checkpoint_hash / ENCODER_FILE
+        if cp.checkpoint_hash not in later and path.exists():
+            freed += path.stat().st_size
+            path.unlink()
+    if freed:
+        console.print(f"rehearsal: {freed / 1e9:.1f} GB of rehearsal weights deleted", highlight=False)
 
 
 def _with_preset(loaded: list[Protocol], preset: str, console: Console) -> list[Protocol]:

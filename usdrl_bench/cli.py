@@ -494,7 +494,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     done = run_protocols(args.protocol, preset=args.preset, rows=args.rows.split(",") if args.rows else None,
                          dataset=args.dataset, split=args.split, seeds=_ints(args.seeds), results=args.results,
-                         device=device, jobs=_jobs(args.jobs, device) if launcher is None else 1, launcher=launcher,
+                         device=device, launcher=launcher,
+                         # a rehearsal trains each model for a step: in this process, so that its weights are
+                         # deleted protocol by protocol rather than all held at once (--jobs N still applies)
+                         jobs=1 if launcher is not None or (args.rehearse and args.jobs == "auto") else _jobs(args.jobs, device),
                          log_every=args.log_every, tensorboard=not args.no_tensorboard, wandb_project=args.wandb,
                          console=console, overrides=args.overrides, data_root=args.data_root, rehearse=args.rehearse)
     if not done:  # a torchrun rank other than 0: rank 0 evaluates and reports
@@ -546,6 +549,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         t = forecast_totals(frame, name)
         what = name or f"all {len(names)} protocol(s)"
         peak = f", largest peak {t['max_peak_gb']:.1f} GB" if t.get("max_peak_gb") else ""
+        peak += f", {t['checkpoint_gb']:.1f} GB of new checkpoints" if t.get("checkpoint_gb") else ""
         if t["unmeasured"] and t["unmeasured"] == t["to_train"]:
             hours = "GPU-hours unknown (not measured: run --rehearse)"
         elif t["unmeasured"]:

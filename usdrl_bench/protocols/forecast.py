@@ -8,6 +8,7 @@ needs, each with its key and whether it is already cached. Per model it adds wha
 * peak memory of a step at two batch sizes, on the rehearsal's device, extrapolated along their line to the
   preset's batch, and whether that fits the named GPU's memory (else: ``--nproc K`` keeps the global batch
   and puts 1/K of it on each of K GPUs; the suite is world-size invariant);
+* the disk its checkpoint takes (``encoder.pt`` and ``objective.pt``: the weights and buffers counted);
 * GPU-hours on the named GPU: the run's FLOPs (pretraining: FLOPs per sample x training samples x epochs;
   features of the training and test parts for the frozen-feature evaluations; fine-tuning evaluations:
   three forward passes per sample and epoch) divided by the GPU's dense bf16 peak times a model FLOPs
@@ -243,7 +244,8 @@ def forecast(plan: RunPlan, store: ReleaseShapes, gpu: GPU, *, measured_dirs: li
                 + cost.forward_flops_per_sample * (feats + fine)
             used_mfu = mfu or measured_mfu.get(cell.row.encoder) or ASSUMED_MFU
             peak = cost.memory_at(spec.batch_size) if trains else None
-            row.update(gflops_per_sample=cost.flops_per_sample / 1e9, measured_on=f"{cost.device} ({cost.method}, "
+            row.update(gflops_per_sample=cost.flops_per_sample / 1e9,
+                       checkpoint_gb=cost.checkpoint_bytes / 1e9 if trains and not cached else 0.0, measured_on=f"{cost.device} ({cost.method}, "
                        f"batches {', '.join(str(b) for b, _ in cost.memory)})",
                        peak_gb=None if peak is None else peak / 1e9,
                        fits=None if peak is None else peak <= USABLE_MEMORY * gpu.memory_gb * 1e9,
@@ -268,4 +270,5 @@ def forecast_totals(frame: pd.DataFrame, protocol: str | None = None) -> dict[st
     return {"models": int((frame["objective"] != "none (random init)").sum()), "to_train": len(trains),
             "cached": int(frame["cached"].sum()), "gpu_hours": float(hours.sum()),
             "unmeasured": int(trains["gpu_hours"].isna().sum()) if "gpu_hours" in trains else len(trains),
-            "max_peak_gb": float(frame["peak_gb"].max()) if "peak_gb" in frame and frame["peak_gb"].notna().any() else None}
+            "max_peak_gb": float(frame["peak_gb"].max()) if "peak_gb" in frame and frame["peak_gb"].notna().any() else None,
+            "checkpoint_gb": float(frame["checkpoint_gb"].fillna(0.0).sum()) if "checkpoint_gb" in frame else 0.0}

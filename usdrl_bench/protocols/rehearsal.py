@@ -55,6 +55,8 @@ class Rehearsal:
         seed: seeds the synthetic data.
         measure: after the run, measure each model configuration's step for ``usdrl-bench plan``
             (:func:`~usdrl_bench.protocols.forecast.measure_rehearsal`); not part of any key.
+        keep_weights: keep the rehearsal's encoders (by default each is deleted once the run's protocols that
+            need it are done: at the paper's size up to 180 MB each); not part of any key.
     """
 
     samples: int = 4
@@ -63,6 +65,7 @@ class Rehearsal:
     videos: int = 4
     seed: int = 0
     measure: bool = True
+    keep_weights: bool = False
 
     def __post_init__(self) -> None:
         for name in ("samples", "epochs", "videos"):
@@ -124,8 +127,8 @@ class Rehearsal:
         return out
 
     def key(self) -> dict[str, Any]:
-        """What of the rehearsal enters a checkpoint's key (all but ``measure``)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "measure"}
+        """What of the rehearsal enters a checkpoint's key (all but ``measure`` and ``keep_weights``)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("measure", "keep_weights")}
 
 
 def rehearsal_results(results: str | Path) -> Path:

@@ -136,6 +136,7 @@ class CheckpointTrainer:
         result = pretrain(encoder, objective, train, spec, workdir=workdir, seed=cell.seed, device=self.device,
                           stream=cell.pretrain_dataset.stream, on_step=on_step, log_every=self.options.log_every,
                           tensorboard=self.options.tensorboard, wandb_project=self.options.wandb_project,
+                          save_objective=cell.rehearsal is None,  # a rehearsal's models are not for export
                           provenance=Provenance(cell.row.objective, cell.objective_options,
                                                 plan.pretrain_identity["precision"], spec.compile,  # as keyed
                                                 dist_utils.world_size(), str(self.device)))

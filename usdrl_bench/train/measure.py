@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -105,6 +105,8 @@ class StepCost:
         memory: ``[[batch, peak bytes], ...]`` of a training step at each measured batch.
         static_bytes: weights, buffers and optimiser state (part of every peak).
         device, precision: where and how it was measured; method: ``cuda_allocator`` or ``cpu_storages``.
+        params: the encoder's parameters.
+        checkpoint_bytes: the encoder's and the objective's weights and buffers (their files on disk).
     """
 
     flops_per_sample: float
@@ -115,7 +117,7 @@ class StepCost:
     precision: str
     method: str
     params: int = 0
-    notes: list[str] = field(default_factory=list)
+    checkpoint_bytes: int = 0  # encoder and objective weights and buffers: encoder.pt + objective.pt on disk
 
     def memory_at(self, batch: int) -> float:
         """Peak bytes at ``batch``: the line through the measured points (the largest two), extrapolated."""
@@ -206,4 +208,5 @@ def measure_step(encoder: nn.Module, objective: nn.Module, spec: PretrainSpec, s
         enc(first[:2])
     return StepCost(flops_per_sample=float(flops), forward_flops_per_sample=float(forward.get_total_flops() / 2),
                     memory=memory, static_bytes=int(static), device=str(device), precision=step.precision,
-                    method="cuda_allocator" if cuda else "cpu_storages", params=int(params))
+                    method="cuda_allocator" if cuda else "cpu_storages", params=int(params),
+                    checkpoint_bytes=int(tensor_bytes(enc, obj)[0]))

@@ -404,6 +404,7 @@ def pretrain(
     log_every: int = DEFAULT_LOG_EVERY,
     tensorboard: bool = True,
     wandb_project: str | None = None,
+    save_objective: bool = True,
 ) -> PretrainResult:
     """Pretrain ``encoder`` with ``objective`` on ``train`` (labels unused), data-parallel inside a process group.
 
@@ -424,6 +425,8 @@ def pretrain(
         log_every: steps between reads of the device-side losses (each read is one host synchronisation).
         tensorboard: also write TensorBoard events (when the ``tensorboard`` package is installed).
         wandb_project: also log to this Weights & Biases project (needs ``wandb``).
+        save_objective: also write the objective's state (``objective.pt``: projectors, key encoders, queues;
+            what ``export`` needs). A rehearsal does not: at the paper's size it is about 1 GB per model.
     Returns:
         the final checkpoint path, per-epoch history and wall time of this call.
     Raises:
@@ -508,7 +511,7 @@ def pretrain(
         if logger is not None:
             logger.close()
 
-    checkpoint = _finish(workdir, encoder, objective, spec.epochs, history, provenance, main)
+    checkpoint = _finish(workdir, encoder, objective, spec.epochs, history, provenance, main, save_objective)
     return PretrainResult(checkpoint=checkpoint, history=history, wall_time_s=time.perf_counter() - start_time,
                           resumed_from_epoch=first_epoch)
 
@@ -578,7 +581,7 @@ def _check_finite(rows: list[tuple[int, dict[str, float]]], epoch: int, workdir:
 
 
 def _finish(workdir: Path, encoder: nn.Module, objective: nn.Module, epochs: int, history: list[dict],
-            provenance: Provenance | None, main: bool) -> Path:
+            provenance: Provenance | None, main: bool, save_objective: bool = True) -> Path:
     """The final checkpoint (rank 0 writes encoder, history and projectors, and drops the resumable state);
     every rank returns once it is there."""
     encoder.eval()
@@ -586,7 +589,8 @@ def _finish(workdir: Path, encoder: nn.Module, objective: nn.Module, epochs: int
     if main:
         write_json_atomic(workdir / HISTORY_FILE, history)
         checkpoint = save_encoder(workdir / ENCODER_FILE, encoder, epochs=epochs, history=history, **(dataclasses.asdict(provenance) if provenance else {}))
-        torch_save_atomic(objective.state_dict(), workdir / OBJECTIVE_FILE)  # projectors, for later analysis
+        if save_objective:
+            torch_save_atomic(objective.state_dict(), workdir / OBJECTIVE_FILE)  # projectors, for later analysis
         # the state file (optimiser moments included) is no longer needed once the encoder is final
         (workdir / STATE_FILE).unlink(missing_ok=True)
     dist_utils.barrier()  # every rank sees the finished checkpoint
