@@ -223,7 +223,14 @@ def test_the_forecast_prices_a_measured_model_by_hand(protocol, tmp_path, one_th
     assert bool(row["fits"]) == (cost.memory_at(356) <= 0.9 * GPUS["h200"].memory_gb * 1e9)
     assert row["mfu_source"] == "given"
     totals = forecast_totals(plan)
-    assert totals["to_train"] == 4 and totals["unmeasured"] == 0  # two rows, two seeds
+    assert totals["to_train"] == 4 and totals["unmeasured"] == 0
+    # the measurements travel: another results folder reads them with `measured`
+    shutil.copytree(results / "rehearsal" / "forecast", tmp_path / "shipped" / "forecast")
+    elsewhere = plan_protocols([protocol], preset="paper", device="cpu", results=tmp_path / "other", gpu="h200",
+                               mfu=0.5, measured=[tmp_path / "shipped"])
+    assert elsewhere["gpu_hours"].tolist() == plan["gpu_hours"].tolist()
+    with pytest.raises(FileNotFoundError, match="no measured step costs"):
+        plan_protocols([protocol], preset="paper", device="cpu", results=tmp_path / "other", measured=[tmp_path])  # two rows, two seeds
     assert totals["gpu_hours"] == pytest.approx(plan["gpu_hours"].sum())
 
 

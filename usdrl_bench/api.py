@@ -42,7 +42,7 @@ from usdrl_bench.evaluate.features import extract
 from usdrl_bench.io import resolve_device
 from usdrl_bench.protocols.evaluation import progress_columns
 from usdrl_bench.protocols.launch import LauncherOptions, submit_pretrainings
-from usdrl_bench.protocols.forecast import GPUS, ReleaseShapes, forecast, measure_rehearsal
+from usdrl_bench.protocols.forecast import FORECAST_DIR, GPUS, ReleaseShapes, forecast, measure_rehearsal
 from usdrl_bench.protocols.plan import Planner, RunPlan
 from usdrl_bench.protocols.rehearsal import Rehearsal, rehearsal_results, rehearse_cells
 from usdrl_bench.protocols.runner import ProtocolRunner
@@ -213,6 +213,7 @@ def plan_protocols(
     data_root: str | os.PathLike | None = None,
     overrides: Sequence[str] = (),
     device: str = "cuda",
+    measured: Sequence[str | os.PathLike] = (),
     console: Console | None = None,
 ) -> pd.DataFrame:
     """What running ``protocols`` would train and cost, without running or loading anything heavy
@@ -221,7 +222,8 @@ def plan_protocols(
     scaled), whether it fits ``gpu`` and its GPU-hours at ``mfu`` (default: ``bench``'s where it ran on that
     GPU, else assumed). Named datasets absent from the data root are priced with their release's sizes.
     ``device`` is where the run will train (``cuda``: its keys hold bf16 for ``precision: auto``; ``cpu``), so
-    that the keys and "cached" are the run's.
+    that the keys and "cached" are the run's. ``measured``: further folders of measured step costs (a
+    rehearsal's ``forecast/`` folder, or its parent), searched after ``<results>/rehearsal`` and ``results``.
 
     Raises:
         ProtocolError, FileNotFoundError, KeyError, ValueError: bad protocol, option or GPU name.
@@ -242,7 +244,12 @@ def plan_protocols(
     store = ReleaseShapes(results, root, Console(stderr=True, quiet=True))
     # keyed as the run will key them: the precision in a key is resolved for the training device
     plan = Planner(results, store, torch.device(device), 1).plan_run(work)
-    return forecast(plan, store, GPUS[gpu], measured_dirs=[rehearsal_results(results), results], mfu=mfu,
+    extra = [Path(m).parent if Path(m).name == FORECAST_DIR else Path(m) for m in measured]
+    for folder in extra:
+        if not (folder / FORECAST_DIR).is_dir():
+            raise FileNotFoundError(f"no measured step costs in {folder} (expected {folder / FORECAST_DIR}/*.json, "
+                                    "written by `usdrl-bench run ... --rehearse`)")
+    return forecast(plan, store, GPUS[gpu], measured_dirs=[rehearsal_results(results), results, *extra], mfu=mfu,
                     bench_dir=results / "bench")
 
 

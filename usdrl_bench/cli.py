@@ -67,6 +67,7 @@ Datasets not under the data root are priced with their release's sizes. Nothing 
 examples:
   usdrl-bench run table1_linear --preset paper --rehearse      # once: measure (minutes on a CPU)
   usdrl-bench plan table1_linear --preset paper --gpu h100
+  usdrl-bench plan protocols/*.yaml --preset paper --measured benchmarks/results/rehearsal_cpu   # this checkout's
   usdrl-bench plan table1_linear table5_ablation --preset paper --gpu h200 --mfu 0.4 --csv plan.csv
 """
 
@@ -281,6 +282,9 @@ def _add_bench(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter
                    help="override a protocol value, as for run")
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
     p.add_argument("--data-root", type=Path, default=None, help="where named datasets are found")
+    p.add_argument("--measured", type=Path, action="append", default=[], metavar="DIR",
+                   help="also read measured step costs from DIR (a rehearsal's results folder or its forecast/; "
+                        "this checkout's CPU rehearsal: benchmarks/results/rehearsal_cpu)")
     p.add_argument("--csv", type=Path, default=None, help="also write the per-model forecast here")
 
     p = sub.add_parser("bench", help="time pretraining steps of several configurations side by side",
@@ -522,7 +526,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     frame = plan_protocols(args.protocol, preset=args.preset, gpu=args.gpu, mfu=args.mfu, device=args.device,
                            rows=args.rows.split(",") if args.rows else None, seeds=_ints(args.seeds),
                            dataset=args.dataset, split=args.split, results=args.results, data_root=args.data_root,
-                           overrides=args.overrides, console=console)
+                           overrides=args.overrides, measured=args.measured, console=console)
     gpu = GPUS[args.gpu]
     table = RichTable(title=f"plan: preset {args.preset}, forecast for one {gpu.name}", title_justify="left")
     for col in ("key", "protocol", "row", "column", "state", "epochs x batch", "GFLOP/sample", "peak GB @batch",
