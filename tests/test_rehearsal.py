@@ -258,3 +258,25 @@ def test_a_shipped_paper_preset_rehearses(name, tmp_path):
     assert len(records) and records["value"].notna().all() and set(records["preset"]) == {"paper-rehearsal"}
     tables = build_tables(records)
     assert tables and all(REHEARSAL_BANNER in to_markdown(t) for t in tables)
+
+
+@pytest.mark.slow
+def test_a_real_run_starts_with_the_rehearsals_forecast(protocol, tmp_path, capsys, one_thread):
+    """After a rehearsal in the results folder, a real run (prepared NTU-shaped data under a data root)
+    starts by listing each checkpoint to train with its measured memory, fit and GPU-hours."""
+    from usdrl_bench.data.synthetic.raw import ntu_names, write_ntu_skeleton_tree
+
+    results, root = tmp_path / "results", tmp_path / "data"
+    run_protocol(protocol, preset="paper", rehearse=True, results=results, device="cpu", tensorboard=False)
+    write_ntu_skeleton_tree(tmp_path / "raw", ntu_names([1], [1, 2], [1, 3], [1], [1, 2, 3]), min_frames=12, max_frames=16)
+    assert main(["data", "prepare", "ntu60", "--raw", str(tmp_path / "raw"), "--data-root", str(root), "--workers", "1"]) == 0
+    capsys.readouterr()
+    short = ["--set", "presets.paper.pretrain.epochs=1", "--set", "presets.paper.pretrain.batch_size=4",
+             "--set", "presets.paper.pretrain.milestones=[]", "--set", "presets.paper.evaluations.linear.epochs=2",
+             "--set", "presets.paper.evaluations.linear.milestones=[1]", "--seeds", "0"]
+    assert main(["run", str(protocol), "--preset", "paper", "--data-root", str(root), "--results", str(results),
+                 "--reports", str(tmp_path / "reports"), "--device", "cpu", "--jobs", "1", "--no-tensorboard", *short]) == 0
+    err = capsys.readouterr().err
+    assert "plan: 2 checkpoint(s) to pretrain, 0 cached" in err
+    lines = [line for line in err.splitlines() if "GB at batch 4 (fits on one H100 80 GB (SXM))" in line]
+    assert len(lines) == 2 and all("GPU-hours at MFU 0.25 (assumed)" in line for line in lines)

@@ -43,7 +43,7 @@ from usdrl_bench.io import resolve_device
 from usdrl_bench.protocols.evaluation import progress_columns
 from usdrl_bench.protocols.launch import LauncherOptions, submit_pretrainings
 from usdrl_bench.protocols.forecast import FORECAST_DIR, GPUS, ReleaseShapes, forecast, measure_rehearsal
-from usdrl_bench.protocols.plan import Planner, RunPlan
+from usdrl_bench.protocols.plan import DataStore, Planner, RunPlan
 from usdrl_bench.protocols.rehearsal import Rehearsal, rehearsal_results, rehearse_cells
 from usdrl_bench.protocols.runner import ProtocolRunner
 from usdrl_bench.protocols.schedule import pretrain_distributed, pretrain_in_workers
@@ -161,7 +161,7 @@ def run_protocols(
     t_all = time.perf_counter()
     plan = runner.plan_run(work)  # every key, identity and record path, once; every launcher below takes it
     if main:
-        _print_plan(plan, Path(results), console)
+        _print_plan(plan, runner.store, device, console)
     if not _pretrain_missing(runner, plan, context, launcher, jobs, console):
         return []  # a torchrun rank other than 0: rank 0 evaluates
     out = []
@@ -185,18 +185,37 @@ def run_protocols(
     return out
 
 
-def _print_plan(plan: RunPlan, results: Path, console: Console) -> None:
-    """The start of a run: the checkpoints it trains (keys) and those already cached, with the forecast of
-    ``usdrl-bench plan`` where a rehearsal measured them."""
+def _print_plan(plan: RunPlan, store: DataStore, device: torch.device, console: Console) -> None:
+    """The start of a run: the checkpoints it trains (keys) and those already cached, each with the forecast
+    of ``usdrl-bench plan`` (peak memory at its batch, whether it fits, GPU-hours) where a rehearsal measured
+    it; the GPU is this one when it is an H100 or H200, else an H100."""
     todo = plan.missing_checkpoints()
     cached = {p.checkpoint_hash for p in plan.cell_plans if p.cell.row.objective is not None
               and (plan.results_dir / "checkpoints" / p.checkpoint_hash / ENCODER_FILE).exists()}
-    console.print(f"plan: {len(todo)} checkpoint(s) to pretrain, {len(cached)} cached"
-                  + ("".join(f"\n  {k[:12]}  {p.cell.row.label} on {p.cell.pretrain_dataset.describe()}"
-                             for k, p in list(todo.items())[:20])
-                     + (f"\n  ... and {len(todo) - 20} more" if len(todo) > 20 else "")), highlight=False)
-    if todo and any(p.cell.rehearsal is None for p in todo.values()):
-        console.print("  the forecast of each (memory, GPU-hours): usdrl-bench plan ... (same arguments)", highlight=False)
+    console.print(f"plan: {len(todo)} checkpoint(s) to pretrain, {len(cached)} cached", highlight=False)
+    if not todo:
+        return
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    gpu = GPUS["h200"] if "H200" in name else GPUS["h100"]
+    frame = None
+    if all(p.cell.rehearsal is None for p in todo.values()):
+        shapes = ReleaseShapes(plan.results_dir, store.data_root, Console(quiet=True))
+        shapes.loaded = store.loaded  # the data this run already holds
+        try:
+            frame = forecast(plan, shapes, gpu, measured_dirs=[rehearsal_results(plan.results_dir), plan.results_dir],
+                             bench_dir=plan.results_dir / "bench").set_index("key")
+        except (FileNotFoundError, KeyError, ValueError):  # a forecast never stops a run
+            frame = None
+    for k, p in list(todo.items())[:20]:
+        line = f"  {k[:12]}  {p.cell.row.label} on {p.cell.pretrain_dataset.describe()}"
+        if frame is not None and k in frame.index and "gpu_hours" in frame and frame.loc[k, "gpu_hours"] == frame.loc[k, "gpu_hours"]:
+            row = frame.loc[k]
+            fits = "fits" if row["fits"] else f"needs --nproc {int(row['gpus_needed'])}"
+            line += (f": {row['peak_gb']:.1f} GB at batch {int(row['batch'])} ({fits} on one {gpu.name}), "
+                     f"{row['gpu_hours']:.1f} GPU-hours at MFU {row['mfu']:.2f} ({row['mfu_source']})")
+        console.print(line, highlight=False)
+    if len(todo) > 20:
+        console.print(f"  ... and {len(todo) - 20} more (usdrl-bench plan lists them all)", highlight=False)
 
 
 def plan_protocols(
