@@ -70,8 +70,9 @@ USABLE_MEMORY = 0.9
 
 
 class ReleaseShapes(DataStore):
-    """A :class:`DataStore` that answers a training shape without the data: the recorded or loaded shape when
-    the data are there, else the release's (:data:`RELEASES`). Only for planning: it loads nothing more."""
+    """A :class:`DataStore` that answers a training shape without the data: the shape recorded by an earlier run,
+    else the data's when they are under the data root (loaded once), else the release's (:data:`RELEASES`).
+    Test sizes are the release's for a named dataset. Only for planning."""
 
     def __init__(self, results_dir: Path, data_root: Path | None, console: Console) -> None:
         super().__init__(results_dir, data_root, console)
@@ -132,8 +133,14 @@ def measure_rehearsal(plan: RunPlan, store: DataStore, device: torch.device, con
         train, _ = store.load(cell.pretrain_dataset)
         console.print(f"measuring {cell.row.label} ({cell.row.encoder} + {cell.row.objective}, C,T,V,M = "
                       f"{tuple(shape[1:])}) at batches {', '.join(map(str, sizes))} on {device}", highlight=False)
-        cost = measure_step(encoder, objective, cell.pretrain, shape, train.layout, stream=cell.pretrain_dataset.stream,
-                            batches=sizes, device=device)
+        try:
+            cost = measure_step(encoder, objective, cell.pretrain, shape, train.layout,
+                                stream=cell.pretrain_dataset.stream, batches=sizes, device=device)
+        except torch.cuda.OutOfMemoryError:  # the plan then says "not measured" for this model
+            console.print(f"[yellow]warning:[/] out of memory measuring {cell.row.label} at batches {sizes}; "
+                          "measure with smaller batches (measure_rehearsal(..., batches=...))", highlight=False)
+            torch.cuda.empty_cache()
+            continue
         write_json_atomic(path, {"cost": cost.to_dict(), "encoder": cell.row.encoder, "objective": cell.row.objective,
                                  "row": cell.row.label, "shape": list(shape[1:])})
         done += 1
