@@ -1,4 +1,4 @@
-"""The ``usdrl-bench`` command line: run, report, list, validate, embed, data, score-*, bench.
+"""The ``usdrl-bench`` command line: run, plan, report, list, validate, embed, export, data, score-*, bench.
 
 Each command imports what it uses when it runs (deferred imports inside the ``cmd_*`` functions): the
 suite's modules pull in torch, pandas and matplotlib, which would otherwise cost ``usdrl-bench --help``,
@@ -48,6 +48,7 @@ examples:
   usdrl-bench run table5_ablation                       # a shipped protocol by name, from any directory
   usdrl-bench run protocols/table5_ablation.yaml
   usdrl-bench run protocols/table5_ablation.yaml --seeds 0 1 2
+  usdrl-bench run protocols/*.yaml --preset paper --rehearse    # every paper preset at its real shapes, work cut
   usdrl-bench run protocols/table1_linear.yaml --preset paper --data-root /data --nproc 8
   torchrun --nproc-per-node 8 -m usdrl_bench run protocols/table1_linear.yaml --preset paper --data-root /data
   usdrl-bench run protocols/table1_linear.yaml --preset paper --launcher slurm --gpus-per-job 4 --partition gpu
