@@ -280,3 +280,36 @@ def test_a_real_run_starts_with_the_rehearsals_forecast(protocol, tmp_path, caps
     assert "plan: 2 checkpoint(s) to pretrain, 0 cached" in err
     lines = [line for line in err.splitlines() if "GB at batch 4 (fits on one H100 80 GB (SXM))" in line]
     assert len(lines) == 2 and all("GPU-hours at MFU 0.25 (assumed)" in line for line in lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["launcher-local", "torchrun"])
+def test_a_rehearsal_trains_under_the_same_keys_on_every_launch_path(protocol, tmp_path, path):
+    """The rehearsal settings enter the checkpoint key: a submitit job and two torchrun ranks train the
+    checkpoints of the one-process rehearsal, under the same keys, and the records name them."""
+    import os
+    import subprocess
+    import sys
+
+    if path == "launcher-local":
+        pytest.importorskip("submitit")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = ["-m", "usdrl_bench", "run", str(protocol), "--preset", "paper", "--rehearse", "--no-tensorboard",
+              "--device", "cpu"]
+
+    def run(*args: str) -> None:
+        result = subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    run(*common, "--results", "one", "--reports", "r1", "--jobs", "1")
+    if path == "torchrun":
+        run("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *common[0:], "--results", "two",
+            "--reports", "r2")
+    else:
+        run(*common, "--results", "two", "--reports", "r2", "--launcher", "local")
+    keys = [_checkpoints(tmp_path / run_ / "rehearsal") for run_ in ("one", "two")]
+    assert keys[0] == keys[1] and len(keys[0]) == 3
+    for run_ in ("one", "two"):
+        rows = [r for f in (tmp_path / run_ / "rehearsal" / "records").rglob("*.json") for r in json.loads(f.read_text())["rows"]]
+        assert {r["checkpoint_hash"] for r in rows} == keys[0] and {r["preset"] for r in rows} == {"paper-rehearsal"}
