@@ -77,9 +77,9 @@ class Rehearsal:
 
     @classmethod
     def for_device(cls, device_type: str) -> "Rehearsal":
-        """A CPU's rehearsal (batches of 4, 4 samples: one step per pretraining, every paper preset within
-        minutes), or a GPU's (the
-        paper's batches, two of the largest per dataset)."""
+        """A CPU's rehearsal (batches capped at 4 and 4 samples per part: one optimisation step per pretraining;
+        every paper preset in 25 minutes on 2 cores), or a GPU's (the preset's batches on 1,024 samples per part:
+        up to 3 steps per pretraining at batch 356)."""
         return cls() if device_type != "cuda" else cls(samples=1024, batch_cap=None)
 
     def describe(self) -> str:
