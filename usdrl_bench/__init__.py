@@ -5,6 +5,8 @@ The Python API (imported on first use, so that ``import usdrl_bench`` stays ligh
 
 - :func:`run_protocol` / :func:`run_protocols`: run protocols (a YAML path or a shipped name) and get the
   records as a pandas DataFrame;
+- :func:`plan_protocols`: what a run would train and cost (models, keys, FLOPs, memory, GPU-hours), and
+  ``run_protocols(..., rehearse=True)`` or a :class:`Rehearsal`: a preset at its real shapes with the work cut;
 - :func:`list_protocols`: the shipped protocols;
 - :func:`load_encoder`, :func:`embed`: a pretrained encoder (a suite checkpoint, or a method's official one with
   ``method=``) and its features; :func:`load_official` (encoder and objective of an official checkpoint),
@@ -21,8 +23,8 @@ need: :class:`SampleKeys`, :func:`make_views` and the augmentations, :func:`to_s
 
 from usdrl_bench._version import __version__
 
-_API = ("run_protocol", "run_protocols", "list_protocols", "protocol_path", "load_encoder", "embed", "load_official",
-        "export_official")
+_API = ("run_protocol", "run_protocols", "plan_protocols", "Rehearsal", "list_protocols", "protocol_path", "load_encoder",
+        "embed", "load_official", "export_official")
 _EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective",
            "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "data_root",
            "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",

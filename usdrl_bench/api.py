@@ -53,7 +53,8 @@ from usdrl_bench.records import RECORD_COLUMNS
 from usdrl_bench.train.pretrain import ENCODER_FILE, OBJECTIVE_FILE
 from usdrl_bench.skeleton import LAYOUTS
 
-__all__ = ["SHIPPED_PROTOCOLS", "list_protocols", "protocol_path", "run_protocol", "run_protocols", "plan_protocols", "embed",
+__all__ = ["SHIPPED_PROTOCOLS", "Rehearsal", "list_protocols", "protocol_path", "run_protocol", "run_protocols",
+           "plan_protocols", "embed",
            "load_encoder", "load_official", "export_official"]
 
 #: the protocols shipped with the package (``protocols/`` in a checkout links here)
