@@ -205,7 +205,8 @@ def _print_plan(plan: RunPlan, store: DataStore, device: torch.device, console: 
         try:
             frame = forecast(plan, shapes, gpu, measured_dirs=[rehearsal_results(plan.results_dir), plan.results_dir],
                              bench_dir=plan.results_dir / "bench").set_index("key")
-        except (FileNotFoundError, KeyError, ValueError):  # a forecast never stops a run
+        except Exception as exc:  # noqa: BLE001 - a forecast never stops a run; it says why it is missing
+            console.print(f"  [dim](no forecast: {type(exc).__name__}: {exc})[/]", highlight=False)
             frame = None
     for k, p in list(todo.items())[:20]:
         line = f"  {k[:12]}  {p.cell.row.label} on {p.cell.pretrain_dataset.describe()}"
@@ -276,7 +277,7 @@ def plan_protocols(
 def _prune_rehearsal(plan: RunPlan, done: int, console: Console) -> None:
     """A rehearsal's weights are deleted once the protocols that need them are done (the run's later protocols
     keep theirs): at the paper's size an encoder is up to 180 MB, and a rehearsal of every table trains about a
-    hundred. Their configuration, logs and records stay; a second rehearsal trains them again (seconds)."""
+    hundred. Their configuration, logs and records stay; a later rehearsal that needs one trains it again."""
     later = {cp.checkpoint_hash for pp in plan.protocols[done + 1:] for cp in pp.cells}
     freed = 0
     for cp in plan.protocols[done].cells:
