@@ -67,6 +67,19 @@ def test_validate_reports_file_and_key(tiny_text, tmp_path, capsys):
     assert str(bad) in out.replace("\n", "") and "pretrain.epochs" in out
 
 
+def test_a_binary_protocol_file_is_named_by_validate_and_run(tmp_path, capsys):
+    """A file of binary bytes (the wrong file given) is named, with what is wrong, by both commands; it used to
+    print only the codec's message ("'utf-8' codec can't decode byte 0x90 ...")."""
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_bytes(bytes(range(0x80, 0x100)) * 4)
+    assert main(["validate", str(garbage)]) == 1
+    out = capsys.readouterr().out.replace("\n", "")
+    assert str(garbage) in out and "not a text file" in out
+    assert main(["run", str(garbage), "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.replace("\n", "")
+    assert str(garbage) in err and "not a text file" in err and "codec" not in err
+
+
 def test_list_shows_registries(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out

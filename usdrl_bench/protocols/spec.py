@@ -459,11 +459,15 @@ def _read_with_includes(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     overrides only that key of an included preset).
 
     Raises:
-        ProtocolError: invalid YAML, a missing or circular include (naming the including file and key).
+        ProtocolError: a binary (not UTF-8) file, invalid YAML, a missing or circular include (naming the
+            including file and key).
     """
     file = str(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:  # a binary file: the codec's message names neither the file nor the fix
+        raise ProtocolError(file, "", f"not a text file (byte {exc.start} is not UTF-8): a protocol is YAML text; "
+                                      "is this the right file?") from exc
     except yaml.YAMLError as exc:
         raise ProtocolError(file, "", f"not valid YAML: {exc}") from exc
     if data is None:
