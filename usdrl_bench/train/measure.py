@@ -32,9 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
-from usdrl_bench.data.augment import SampleKeys
-from usdrl_bench.skeleton import get_layout
-from usdrl_bench.train.pretrain import TrainStep, ViewMaker
+from usdrl_bench.train.pretrain import TrainStep, random_views
 from usdrl_bench.train.spec import PretrainSpec
 
 __all__ = ["LiveTensorBytes", "StepCost", "measure_step", "tensor_bytes"]
@@ -136,16 +134,6 @@ class StepCost:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def _views(encoder: nn.Module, objective: nn.Module, spec: PretrainSpec, shape: tuple[int, ...], layout: str,
-           stream: str, batch: int, device: torch.device, seed: int) -> list[Tensor]:
-    _, c, t, v, m = shape
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn((batch, c, t, v, m), generator=gen).to(device)
-    nf = torch.full((batch,), t, dtype=torch.int64, device=device)
-    return ViewMaker(objective, spec.views, encoder.num_frames, get_layout(layout), stream)(
-        x, nf, SampleKeys(seed, 0, torch.arange(batch, device=device)))
-
-
 def measure_step(encoder: nn.Module, objective: nn.Module, spec: PretrainSpec, shape: tuple[int, ...], layout: str, *,
                  stream: str = "joint", batches: tuple[int, ...] = (2, 4), device: torch.device | str = "cpu") -> StepCost:
     """Measure a pretraining step of copies of ``encoder`` and ``objective`` (module docstring).
@@ -176,12 +164,12 @@ def measure_step(encoder: nn.Module, objective: nn.Module, spec: PretrainSpec, s
         step.optimizer_step()
         step.optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(sorted(batches)):
-        views = _views(enc, obj, spec, shape, layout, stream, batch, device, i)
+        views = random_views(enc, obj, spec, shape, layout, stream, batch, device, i)
         counter = FlopCounterMode(display=False)
         if cuda:  # warm-up: the optimiser's state, CUDA's per-shape workspaces; FLOPs counted at the first batch
             with counter if i == 0 else contextlib.nullcontext():
                 step(views)
-            views = _views(enc, obj, spec, shape, layout, stream, batch, device, i + 100)
+            views = random_views(enc, obj, spec, shape, layout, stream, batch, device, i + 100)
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
             step(views)

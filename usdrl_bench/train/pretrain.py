@@ -597,6 +597,18 @@ def _finish(workdir: Path, encoder: nn.Module, objective: nn.Module, epochs: int
     return Path(checkpoint) if checkpoint else workdir / ENCODER_FILE
 
 
+def random_views(encoder: nn.Module, objective: nn.Module, spec: PretrainSpec, shape: tuple[int, ...], layout_name: str,
+                 stream: str, batch: int, device: torch.device | str = "cpu", seed: int = 0) -> list[Tensor]:
+    """The pretraining views (:class:`ViewMaker`: the objective's own, else ``spec.views``) of ``batch`` random
+    samples of the data's ``shape`` ``(N, C, T, V, M)`` with every frame valid, drawn from ``seed``: the input
+    of a step whose cost is counted (:func:`pretraining_flops`, :func:`usdrl_bench.train.measure.measure_step`)."""
+    _, c, t, v, m = shape
+    x = torch.randn((batch, c, t, v, m), generator=torch.Generator().manual_seed(seed)).to(device)
+    nf = torch.full((batch,), t, dtype=torch.int64, device=device)
+    keys = SampleKeys(seed, 0, torch.arange(batch, device=device))
+    return ViewMaker(objective, spec.views, encoder.num_frames, get_layout(layout_name), stream)(x, nf, keys)
+
+
 def pretraining_flops(encoder: nn.Module, objective: nn.Module, shape: tuple[int, ...], layout_name: str,
                       spec: PretrainSpec, stream: str = "joint", batch: int = 4) -> float:
     """FLOPs of one pretraining step per sample: the objective's forward and backward (its projectors,
@@ -606,12 +618,7 @@ def pretraining_flops(encoder: nn.Module, objective: nn.Module, shape: tuple[int
     write, no momentum step). The optimiser's update is not counted."""
 
     enc, obj = copy.deepcopy(encoder).cpu().train(), copy.deepcopy(objective).cpu().train()
-    _, c, t, v, m = shape
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn((batch, c, t, v, m), generator=gen)
-    nf = torch.full((batch,), t, dtype=torch.int64)
-    keys = SampleKeys(0, 0, torch.arange(batch))
-    views = ViewMaker(obj, spec.views, enc.num_frames, get_layout(layout_name), stream)(x, nf, keys)
+    views = random_views(enc, obj, spec, shape, layout_name, stream, batch)
     counter = FlopCounterMode(display=False)
     with counter:
         loss, _ = obj(enc, views)
