@@ -37,7 +37,7 @@ from usdrl_bench import registry
 from usdrl_bench.data.synthetic.releases import RELEASES
 from usdrl_bench.io import stable_hash, write_json_atomic
 from usdrl_bench.objectives import create_objective
-from usdrl_bench.protocols.plan import CellPlan, DataStore, RunPlan, build_encoder
+from usdrl_bench.protocols.plan import CellPlan, DataStore, RunPlan, build_encoder, data_identity
 from usdrl_bench.protocols.spec import Cell
 from usdrl_bench.train.measure import StepCost, measure_step
 from usdrl_bench.train.pretrain import ENCODER_FILE, resolve_precision
@@ -77,16 +77,20 @@ class ReleaseShapes(DataStore):
     def __init__(self, results_dir: Path, data_root: Path | None, console: Console) -> None:
         super().__init__(results_dir, data_root, console)
         self.from_release: set[str] = set()
+        self._shapes: dict[str, tuple[int, int, int, int, int]] = {}  # data identity -> shape, asked once
 
     def train_shape(self, spec) -> tuple[int, int, int, int, int]:  # noqa: ANN001 - DatasetSpec
-        try:
-            return super().train_shape(spec)
-        except FileNotFoundError:
-            release = RELEASES.get(spec.name)
-            if release is None:
-                raise
-            self.from_release.add(spec.name)
-            return (release.train, *release.shape)
+        key = stable_hash(data_identity(spec))
+        if key not in self._shapes:
+            try:
+                self._shapes[key] = super().train_shape(spec)
+            except FileNotFoundError:
+                release = RELEASES.get(spec.name)
+                if release is None:
+                    raise
+                self.from_release.add(spec.name)
+                self._shapes[key] = (release.train, *release.shape)
+        return self._shapes[key]
 
     def test_size(self, spec) -> int:  # noqa: ANN001 - DatasetSpec
         """Test samples: the release's for a named dataset, else the loaded data's."""
@@ -147,18 +151,17 @@ def measure_rehearsal(plan: RunPlan, store: DataStore, device: torch.device, con
     return done
 
 
-def _measured(results_dirs: list[Path], key_of: dict[str, str]) -> dict[str, StepCost]:
-    out: dict[str, StepCost] = {}
-    for hash_, key in key_of.items():
+def _measured(results_dirs: list[Path], keys: list[str]) -> StepCost | None:
+    """The measured cost under the first of ``keys`` found in any of ``results_dirs`` (None: not measured)."""
+    for key in keys:
         for d in results_dirs:
             path = _cost_file(d, key)
             if path.is_file():
                 try:
-                    out[hash_] = StepCost.from_dict(json.loads(path.read_text())["cost"])
-                    break
+                    return StepCost.from_dict(json.loads(path.read_text())["cost"])
                 except (OSError, ValueError, KeyError, TypeError):
                     continue
-    return out
+    return None
 
 
 def bench_mfu(bench_dir: Path, gpu: GPU) -> dict[str, float]:
@@ -208,60 +211,49 @@ def forecast(plan: RunPlan, store: ReleaseShapes, gpu: GPU, *, measured_dirs: li
     """One line per model the run needs (its checkpoint key, cached or not, the measured cost, the memory at
     the preset's batch, whether it fits ``gpu``, GPU-hours at the MFU; module docstring)."""
     measured_mfu = bench_mfu(bench_dir, gpu) if bench_dir is not None and mfu is None else {}
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    key_of: dict[str, str] = {}
-    plans: list[CellPlan] = []
-    needed_by: dict[str, list[str]] = {}
+    needed_by: dict[str, list[str]] = {}  # checkpoint -> the protocols that need it, in plan order
+    plans: dict[str, CellPlan] = {}  # checkpoint -> its first cell's plan
     for pp in plan.protocols:
         for cp in pp.cells:
             names = needed_by.setdefault(cp.checkpoint_hash, [])
             if pp.protocol.name not in names:
                 names.append(pp.protocol.name)
-    for cp in plan.cell_plans:
-        if cp.checkpoint_hash in seen:
-            continue
-        seen.add(cp.checkpoint_hash)
-        plans.append(cp)
-        if cp.cell.row.objective is not None and cp.cell.row.checkpoint is None:
-            shape = store.train_shape(cp.cell.pretrain_dataset)
-            for device_type in ("cuda", "cpu"):  # a GPU's measurement first
-                key_of.setdefault(cp.checkpoint_hash + device_type, cost_key(cp.cell, cp.encoder_config, shape, device_type))
-    costs = _measured(measured_dirs, key_of)
-    for cp in plans:
+            plans.setdefault(cp.checkpoint_hash, cp)
+    usable = USABLE_MEMORY * gpu.memory_gb * 1e9
+    rows: list[dict[str, Any]] = []
+    for key, cp in plans.items():
         cell = cp.cell
         trains = cell.row.objective is not None and cell.row.checkpoint is None
-        cached = (plan.results_dir / "checkpoints" / cp.checkpoint_hash / ENCODER_FILE).exists()
+        cached = (plan.results_dir / "checkpoints" / key / ENCODER_FILE).exists()
         shape = store.train_shape(cell.pretrain_dataset)
-        n_test = store.test_size(cell.dataset)
-        n_eval_train = store.train_shape(cell.dataset)[0]
-        cost = costs.get(cp.checkpoint_hash + "cuda") or costs.get(cp.checkpoint_hash + "cpu")
         row: dict[str, Any] = {
-            "protocol": cell.protocol.name, "protocols": ",".join(needed_by[cp.checkpoint_hash]), "row": cell.row.id, "label": cell.row.label, "column": cell.dataset.column,
-            "key": cp.checkpoint_hash, "cached": cached, "trains": trains and not cached,
-            "encoder": cell.row.encoder, "objective": cell.row.objective or "none (random init)",
-            "train_samples": shape[0], "data": "release sizes" if cell.pretrain_dataset.name in store.from_release else "data",
+            "protocol": cell.protocol.name, "protocols": ",".join(needed_by[key]), "row": cell.row.id,
+            "label": cell.row.label, "column": cell.dataset.column, "key": key, "cached": cached,
+            "trains": trains and not cached, "encoder": cell.row.encoder,
+            "objective": cell.row.objective or "none (random init)", "train_samples": shape[0],
+            "data": "release sizes" if cell.pretrain_dataset.name in store.from_release else "data",
         }
-        if trains:
-            spec = cell.pretrain
-            row.update(epochs=spec.epochs, batch=spec.batch_size)
-        if cost is not None:
-            feats, fine = _evaluation_samples(cell, n_eval_train, n_test)
-            flops = (cost.flops_per_sample * shape[0] * spec.epochs if trains and not cached else 0.0) \
-                + cost.forward_flops_per_sample * (feats + fine)
-            used_mfu = mfu or measured_mfu.get(cell.row.encoder) or ASSUMED_MFU
-            peak = cost.memory_at(spec.batch_size) if trains else None
-            row.update(gflops_per_sample=cost.flops_per_sample / 1e9,
-                       checkpoint_gb=cost.checkpoint_bytes / 1e9 if trains and not cached else 0.0, measured_on=f"{cost.device} ({cost.method}, "
-                       f"batches {', '.join(str(b) for b, _ in cost.memory)})",
-                       peak_gb=None if peak is None else peak / 1e9,
-                       fits=None if peak is None else peak <= USABLE_MEMORY * gpu.memory_gb * 1e9,
-                       gpus_needed=None if peak is None else max(1, math.ceil(peak / (USABLE_MEMORY * gpu.memory_gb * 1e9))),
-                       mfu=used_mfu, mfu_source="given" if mfu else ("bench" if cell.row.encoder in measured_mfu else "assumed"),
-                       gpu_hours=flops / (gpu.bf16_tflops * 1e12 * used_mfu) / 3600)
-        elif trains:
-            row.update(why="not measured: run `usdrl-bench run PROTOCOL --preset PRESET --rehearse` to measure it")
         rows.append(row)
+        if not trains:
+            continue
+        spec = cell.pretrain
+        row.update(epochs=spec.epochs, batch=spec.batch_size)
+        # a GPU's measurement first, else a CPU's
+        cost = _measured(measured_dirs, [cost_key(cell, cp.encoder_config, shape, d) for d in ("cuda", "cpu")])
+        if cost is None:
+            row["why"] = "not measured: run `usdrl-bench run PROTOCOL --preset PRESET --rehearse` to measure it"
+            continue
+        feats, fine = _evaluation_samples(cell, store.train_shape(cell.dataset)[0], store.test_size(cell.dataset))
+        flops = (0.0 if cached else cost.flops_per_sample * shape[0] * spec.epochs) \
+            + cost.forward_flops_per_sample * (feats + fine)
+        used_mfu = mfu or measured_mfu.get(cell.row.encoder) or ASSUMED_MFU
+        peak = cost.memory_at(spec.batch_size)
+        row.update(gflops_per_sample=cost.flops_per_sample / 1e9,
+                   checkpoint_gb=0.0 if cached else cost.checkpoint_bytes / 1e9,
+                   measured_on=f"{cost.device} ({cost.method}, batches {', '.join(str(b) for b, _ in cost.memory)})",
+                   peak_gb=peak / 1e9, fits=peak <= usable, gpus_needed=max(1, math.ceil(peak / usable)), mfu=used_mfu,
+                   mfu_source="given" if mfu else ("bench" if cell.row.encoder in measured_mfu else "assumed"),
+                   gpu_hours=flops / (gpu.bf16_tflops * 1e12 * used_mfu) / 3600)
     return pd.DataFrame(rows)
 
 

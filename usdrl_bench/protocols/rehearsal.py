@@ -165,8 +165,8 @@ def rehearse_cells(cells: list, rehearsal: Rehearsal) -> list:
     for cell in cells:
         if cell.seed != first_seed:
             continue
-        batches = [cell.pretrain.batch_size] if cell.row.objective is not None and cell.row.checkpoint is None else []
-        samples = max(rehearsal.samples, *(rehearsal.batch(b) for b in batches)) if batches else rehearsal.samples
+        trains = cell.row.objective is not None and cell.row.checkpoint is None
+        samples = max(rehearsal.samples, rehearsal.batch(cell.pretrain.batch_size) if trains else 0)
         out.append(dataclasses.replace(cell, dataset=_rehearsal_spec(cell.dataset, rehearsal, samples),
                                        rehearsal=rehearsal))
     return out
