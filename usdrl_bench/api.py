@@ -84,7 +84,10 @@ def protocol_path(protocol: str | os.PathLike) -> Path:
 
 
 def _cells(protocol: Protocol, preset: str, dataset: str | None, split: str | None, seeds: Iterable[int] | None,
-           rows: Iterable[str] | None, data_root: Path | None, rehearsal: Rehearsal | None = None) -> list[Cell]:
+           rows: Iterable[str] | None, data_root: Path | None, rehearsal: Rehearsal | None = None,
+           check_paths: bool = True) -> list[Cell]:
+    """The cells to run (CLI overrides applied); the data paths are checked unless ``check_paths`` is False or
+    a ``rehearsal`` replaces the data."""
     override = parse_dataset_override(dataset, split) if dataset else None
     if override is None and split and preset in protocol.presets:
         datasets = protocol.presets[preset].all_datasets
@@ -93,7 +96,8 @@ def _cells(protocol: Protocol, preset: str, dataset: str | None, split: str | No
                              f"{len(datasets)} datasets")
         override = replace(datasets[0], split=split, id=None)
     cells = expand_cells(protocol, preset, dataset=override, seeds=tuple(seeds) if seeds else None,
-                         rows=tuple(rows) if rows else None, data_root=data_root, check_paths=rehearsal is None)
+                         rows=tuple(rows) if rows else None, data_root=data_root,
+                         check_paths=check_paths and rehearsal is None)
     return cells if rehearsal is None else rehearse_cells(cells, rehearsal)
 
 
@@ -256,11 +260,8 @@ def plan_protocols(
         raise ValueError(f"mfu must be in (0, 1], got {mfu}")
     root = None if data_root is None else Path(data_root)
     loaded = _with_preset([load_protocol(protocol_path(p), tuple(overrides)) for p in protocols], preset, console)
-    work = []
-    for protocol in loaded:
-        override = parse_dataset_override(dataset, split) if dataset else None
-        work.append((protocol, expand_cells(protocol, preset, dataset=override, seeds=tuple(seeds) if seeds else None,
-                                            rows=tuple(rows) if rows else None, data_root=root, check_paths=False)))
+    work = [(protocol, _cells(protocol, preset, dataset, split, seeds, rows, root, check_paths=False))
+            for protocol in loaded]
     results = Path(results)
     store = ReleaseShapes(results, root, Console(stderr=True, quiet=True))
     # keyed as the run will key them: the precision in a key is resolved for the training device
