@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "usdrl_bench"
 
 #: lowest first; a module may import its own top-level package and any lower layer, nothing else
 LAYERS: list[set[str]] = [
-    {"_version", "io", "registry"},  # the version, file writing and hashing, the component tables
+    {"_version", "io", "registry", "ranges"},  # the version, file writing and hashing, the component tables, ranges
     {"code_identity", "records", "skeleton", "distributed", "methods"},  # cache code keys, records, layouts, DDP
     {"data"},  # readers, preparation, synthetic data, augmentations
     {"encoders", "objectives", "evaluate"},  # models, losses, evaluation protocols

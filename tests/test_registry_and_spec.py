@@ -89,15 +89,48 @@ presets:
         ("version: 1\n", "", "version", "required key is missing"),
         ("batch_size: 8}", "batch_size: 8, views: {out_frames: 32}}", "presets.demo.pretrain.views.out_frames",
          "unknown key"),
-        ("batch_size: 8}", "batch_size: 8, views: {min_scale: 0}}", "presets.demo.pretrain.views",
-         "0 < min_scale <= max_scale"),
-        ("batch_size: 8}", "batch_size: 8, views: {rotation: 200}}", "presets.demo.pretrain.views",
-         "rotation must lie in [0, 180]"),
+        ("batch_size: 8}", "batch_size: 8, views: {min_scale: 0}}", "presets.demo.pretrain.views.min_scale",
+         "must be > 0"),
+        ("batch_size: 8}", "batch_size: 8, views: {min_scale: 0.6, max_scale: 0.5}}", "presets.demo.pretrain.views",
+         "needs min_scale <= max_scale"),
+        ("batch_size: 8}", "batch_size: 8, views: {rotation: 200}}", "presets.demo.pretrain.views.rotation",
+         "must be <= 180"),
+        # every pretraining option is range-checked where the protocol loads
+        ("epochs: 1,", "epochs: -1,", "presets.demo.pretrain.epochs", "must be >= 1, got -1"),
+        ("epochs: 1,", "epochs: 0,", "presets.demo.pretrain.epochs", "must be >= 1, got 0"),
+        ("epochs: 1,", "epochs: 2.5,", "presets.demo.pretrain.epochs", "expected an integer, got 2.5"),
+        ("epochs: 1,", "epochs: true,", "presets.demo.pretrain.epochs", "expected an integer, got True"),
+        ("batch_size: 8}", "batch_size: 0}", "presets.demo.pretrain.batch_size", "must be >= 1"),
+        ("batch_size: 8}", "batch_size: 8, lr: -0.1}", "presets.demo.pretrain.lr", "must be > 0"),
+        ("batch_size: 8}", "batch_size: 8, lr: .nan}", "presets.demo.pretrain.lr", "must be"),
+        ("batch_size: 8}", "batch_size: 8, weight_decay: -1}", "presets.demo.pretrain.weight_decay", "must be >= 0"),
+        ("batch_size: 8}", "batch_size: 8, momentum: 1.5}", "presets.demo.pretrain.momentum", "must be < 1"),
+        ("batch_size: 8}", "batch_size: 8, milestones: [0]}", "presets.demo.pretrain.milestones[0]", "must be >= 1"),
+        ("epochs: 1,", "epochs: 4,", "presets.demo.pretrain", None),  # control: valid
+        ("batch_size: 8}", "batch_size: 8, epochs: 4, milestones: [3, 2]}", "presets.demo.pretrain", "milestones must increase"),
+        ("batch_size: 8}", "batch_size: 8, views: {p_shear: 1.5}}", "presets.demo.pretrain.views.p_shear", "must be <= 1"),
+        ("batch_size: 8}", "batch_size: 8, views: {num_views: 0}}", "presets.demo.pretrain.views.num_views", "must be >= 1"),
+        # encoders, objectives, evaluations and datasets
+        ("encoder: dste", "encoder: dste, encoder_options: {alpha: 1.5}", "rows[0].encoder_options.alpha", "must be <= 1"),
+        ("encoder: dste", "encoder: dste, encoder_options: {hidden_size: 0}", "rows[0].encoder_options.hidden_size",
+         "must be >= 1"),
+        ("encoder: dste", "encoder: dste, encoder_options: {hiden_size: 8}", "rows[0].encoder_options.hiden_size",
+         "unknown option"),
+        ("objective: mgfd}", "objective: mgfd, objective_options: {xc_weight: -1}}",
+         "rows[0].objective_options.xc_weight", "must be >= 0"),
+        ("objective: mgfd}", "objective: negative_contrastive, objective_options: {temperature: 0}}",
+         "rows[0].objective_options.temperature", "must be > 0"),
+        ("{knn: {k: 1}}", "{knn: {k: 0}}", "presets.demo.evaluations.knn", "k must be"),
+        ("{name: synthetic}", "{name: synthetic, options: {samples_per_class_subject_camera: 0}}",
+         "presets.demo.dataset.options.samples_per_class_subject_camera", "must be >= 1"),
     ],
 )
 def test_bad_protocols_name_file_and_key(tmp_path, old, new, key, message):
     assert old in BASE
     path = _write(tmp_path, BASE.replace(old, new))
+    if message is None:  # the control case loads
+        expand_cells(load_protocol(path), "demo")
+        return
     with pytest.raises(ProtocolError) as info:
         protocol = load_protocol(path)
         expand_cells(protocol, "demo")

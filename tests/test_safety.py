@@ -226,7 +226,7 @@ def test_evaluation_option_ranges_are_checked_before_any_work(tiny_protocol, tmp
     ("semi: {subset: balanced}", "subset must be one of random, stratified"),
     ("semi: {repeats: 0}", "repeats must be a whole number >= 1"),
     ("embedding: {num_classes: 1}", "num_classes must be a whole number >= 2"),
-    ("embedding: {methods: [pca]}", "methods.[0]: expected one of 'tsne', 'umap', got 'pca'"),
+    ("embedding: {methods: [pca]}", "methods[0]: expected one of 'tsne', 'umap', got 'pca'"),
     ("detection: {data: {name: synthetic_untrimmed}, theta: 0}", "theta must be a number in (0, 1]"),
     ("detection: {data: {name: synthetic_untrimmed}, head: mlp}", "head must be one of linear, finetune"),
     ("detection: {data: {name: synthetic_untrimmed}, window: 0}", "window must be a whole number >= 1"),

@@ -5,6 +5,7 @@ The Python API (imported on first use, so that ``import usdrl_bench`` stays ligh
 
 - :func:`run_protocol` / :func:`run_protocols`: run protocols (a YAML path or a shipped name) and get the
   records as a pandas DataFrame;
+- :func:`validate_protocols`: everything a run checks before it loads data (``usdrl-bench validate``);
 - :func:`plan_protocols`: what a run would train and cost (models, keys, FLOPs, memory, GPU-hours), and
   ``run_protocols(..., rehearse=True)`` or a :class:`Rehearsal`: a preset at its real shapes with the work cut;
 - :func:`list_protocols`: the shipped protocols;
@@ -18,19 +19,22 @@ The extension contract (:mod:`usdrl_bench.extend`): :class:`SkeletonEncoder`, :c
 methods: :func:`register_method`, :class:`Method`, :class:`MethodPreset`, :class:`OfficialFormat` and its
 helpers; what objectives making their own views
 need: :class:`SampleKeys`, :func:`make_views` and the augmentations, :func:`to_stream`, :func:`get_layout`,
-:func:`gather_with_grad`, :func:`batch_mean`.
+:func:`gather_with_grad`, :func:`batch_mean`; declared option ranges for an encoder's configuration, an
+objective's or a reader's options: :data:`PositiveInt`, :data:`NonNegativeInt`, :data:`PositiveFloat`,
+:data:`NonNegativeFloat`, :data:`Probability`, :data:`Fraction` (:mod:`usdrl_bench.ranges`).
 """
 
 from usdrl_bench._version import __version__
 
-_API = ("run_protocol", "run_protocols", "plan_protocols", "Rehearsal", "list_protocols", "protocol_path", "load_encoder",
-        "embed", "load_official", "export_official")
+_API = ("run_protocol", "run_protocols", "plan_protocols", "validate_protocols", "Rehearsal", "list_protocols",
+        "protocol_path", "load_encoder", "embed", "load_official", "export_official")
 _EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective",
            "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "data_root",
            "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
            "joint_corruption", "random_rotation", "resize_valid", "to_stream", "get_layout", "gather_with_grad",
            "batch_mean", "create_encoder", "OfficialFormat", "OfficialModel", "CheckpointMismatchError",
-           "load_renamed", "renamed_state", "shaping_args", "strip_module_prefix")
+           "load_renamed", "renamed_state", "shaping_args", "strip_module_prefix",
+           "PositiveInt", "NonNegativeInt", "PositiveFloat", "NonNegativeFloat", "Probability", "Fraction")
 __all__ = ["__version__", *_API, *_EXTEND]
 
 

@@ -21,6 +21,7 @@ Protocols are given as a path to a YAML file or as the name of a shipped one (``
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -47,14 +48,14 @@ from usdrl_bench.protocols.plan import DataStore, Planner, RunPlan
 from usdrl_bench.protocols.rehearsal import Rehearsal, rehearsal_results, rehearse_cells
 from usdrl_bench.protocols.runner import ProtocolRunner
 from usdrl_bench.protocols.schedule import pretrain_distributed, pretrain_in_workers
-from usdrl_bench.protocols.spec import Cell, Protocol, expand_cells, load_protocol, parse_dataset_override
+from usdrl_bench.protocols.spec import Cell, Protocol, check_cells, expand_cells, load_protocol, parse_dataset_override
 from usdrl_bench.protocols.training import TrainingOptions, describe_trained
 from usdrl_bench.records import RECORD_COLUMNS
 from usdrl_bench.train.pretrain import ENCODER_FILE, OBJECTIVE_FILE
 from usdrl_bench.skeleton import LAYOUTS
 
 __all__ = ["SHIPPED_PROTOCOLS", "Rehearsal", "list_protocols", "protocol_path", "run_protocol", "run_protocols",
-           "plan_protocols", "embed",
+           "plan_protocols", "validate_protocols", "embed",
            "load_encoder", "load_official", "export_official"]
 
 #: the protocols shipped with the package (``protocols/`` in a checkout links here)
@@ -146,14 +147,15 @@ def run_protocols(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     options = TrainingOptions(log_every=log_every, tensorboard=tensorboard, wandb_project=wandb_project)
     root = None if data_root is None else Path(data_root)
-    loaded = _with_preset([load_protocol(protocol_path(p), tuple(overrides)) for p in protocols], preset, console)
     device = resolve_device(device) if isinstance(device, str) else device
     rehearsal = (rehearse if isinstance(rehearse, Rehearsal) else Rehearsal.for_device(device.type)) if rehearse else None
-    work = [(protocol, _cells(protocol, preset, dataset, split, seeds, rows, root, rehearsal)) for protocol in loaded]
+    work = validate_protocols(protocols, preset=preset, rows=rows, dataset=dataset, split=split, seeds=seeds,
+                              data_root=root, overrides=overrides, rehearsal=rehearsal, console=console)
     if rehearsal is not None:
         results = rehearsal_results(results)
         console.print(f"[bold yellow]{rehearsal.describe()}[/]; results under {results} (never a real result)",
                       highlight=False)
+    check_results_folder(results)  # read-only or full: said now, before any data is loaded
     context = dist_utils.init_from_env(device.type)
     if context is not None and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
@@ -288,6 +290,69 @@ def _prune_rehearsal(plan: RunPlan, done: int, console: Console) -> None:
             path.unlink()
     if freed:
         console.print(f"rehearsal: {freed / 1e9:.1f} GB of rehearsal weights deleted", highlight=False)
+
+
+def validate_protocols(
+    protocols: Sequence[str | os.PathLike],
+    *,
+    preset: str | None = "demo",
+    rows: Iterable[str] | None = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    seeds: Iterable[int] | None = None,
+    data_root: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    rehearsal: Rehearsal | None = None,
+    console: Console | None = None,
+) -> list[tuple[Protocol, list[Cell]]]:
+    """Everything :func:`run_protocols` checks before it loads any data, and the cells it would run: each file
+    read with ``overrides`` (``--set``) and validated (keys, types, declared ranges, registry names), the
+    preset's cells expanded with the same CLI selections, their data paths found, and what each cell derives
+    (merged schedule, evaluation options, encoder configuration: :func:`~usdrl_bench.protocols.spec.check_cells`)
+    checked. ``usdrl-bench validate`` and ``run`` both call it. ``preset=None`` checks the files alone.
+
+    Raises:
+        ProtocolError, FileNotFoundError, ValueError: the first problem, naming the file and the key.
+    """
+    console = console or Console(stderr=True, soft_wrap=True)
+    root = None if data_root is None else Path(data_root)
+    loaded = [load_protocol(protocol_path(p), tuple(overrides)) for p in protocols]
+    if preset is None:
+        return [(p, []) for p in loaded]
+    work = []
+    for protocol in _with_preset(loaded, preset, console):
+        cells = _cells(protocol, preset, dataset, split, seeds, rows, root, rehearsal)
+        check_cells(cells)
+        work.append((protocol, cells))
+    return work
+
+
+#: the free space below which a results folder counts as full (a paper-size checkpoint is up to 1.2 GB)
+MIN_FREE_BYTES = 200 * 2**20
+
+
+def check_results_folder(results: str | os.PathLike) -> Path:
+    """The results folder, created, with a file written and removed in it, and at least
+    :data:`MIN_FREE_BYTES` free: checked before any data is loaded or model trained.
+
+    Raises:
+        ValueError: the folder cannot be created or written (read-only, not a folder, no permission), or its
+            disk is full; the message names the folder and what to do.
+    """
+    path = Path(results)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"results folder {path} is not writable ({exc.strerror or exc}): give a writable folder "
+                         "with --results") from None
+    free = shutil.disk_usage(path).free
+    if free < MIN_FREE_BYTES:
+        raise ValueError(f"results folder {path} is on a full disk ({free / 2**20:.0f} MiB free, at least "
+                         f"{MIN_FREE_BYTES / 2**20:.0f} MiB needed): free space or give another --results")
+    return path
 
 
 def _with_preset(loaded: list[Protocol], preset: str, console: Console) -> list[Protocol]:

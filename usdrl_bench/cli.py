@@ -9,11 +9,13 @@ suite's own imports (``tests/test_architecture.py``).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs
@@ -91,12 +93,16 @@ example:
 """
 
 VALIDATE_HELP = """\
-Check protocol files without running anything: keys, types, registry names, options, and that the data
-path of the selected preset exists. Errors name the file and the key.
+Check protocol files without running anything, exactly as `run` checks them before it loads any data: keys,
+types, declared ranges (epochs >= 1, 0 <= p <= 1, ...), registry names, options, the --set overrides and
+CLI selections, each cell's merged schedule, evaluation options and encoder configuration, and that the
+data of the selected preset is there. Errors name the file and the key. The JSON Schema of a protocol file
+(for an editor's completion and checking as you type): `usdrl-bench schema`, or docs/protocol.schema.json.
 
 example:
   usdrl-bench validate protocols/*.yaml
   usdrl-bench validate protocols/table5_ablation.yaml --preset paper
+  usdrl-bench validate table5_ablation --set presets.demo.pretrain.epochs=-1     # exit 1, names the key
 """
 
 EXPORT_HELP = """\
@@ -331,8 +337,19 @@ def _add_validate(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormat
     """``usdrl-bench validate`` and its options."""
     p = sub.add_parser("validate", help="check protocol files without running them", description=VALIDATE_HELP, formatter_class=fmt)
     p.add_argument("protocols", nargs="+", help="protocol YAML files or shipped protocol names")
-    p.add_argument("--preset", default=None, help="also check that this preset's data path exists (default: demo when present)")
+    p.add_argument("--preset", default=None, help="also check this preset's cells and data (default: demo when present)")
     p.add_argument("--data-root", type=Path, default=None, help="where named datasets are found (default $USDRL_DATA, else ./data)")
+    p.add_argument("--dataset", help="as run: override the preset's dataset, NAME or NAME:PATH")
+    p.add_argument("--split", help="as run: named split of the dataset")
+    p.add_argument("--seeds", nargs="+", help="as run: seeds overriding the preset's")
+    p.add_argument("--rows", help="as run: comma-separated row ids")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="as run: override a key of the file (repeatable), checked like the file's own")
+    q = sub.add_parser("schema", help="print the JSON Schema of a protocol file",
+                       description="Print the JSON Schema (draft 2020-12) of a protocol file: keys, types, declared "
+                                   "ranges. Point an editor's YAML support at it (docs/protocols.md).",
+                       formatter_class=fmt)
+    q.add_argument("--output", "-o", type=Path, default=None, help="write it to this file instead")
 
 
 def _add_data(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
@@ -409,11 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "validate": cmd_validate, "embed": cmd_embed,
                     "data": cmd_data, "score-detection": cmd_score_detection, "score-segmentation": cmd_score_segmentation,
-                    "bench": cmd_bench, "export": cmd_export, "plan": cmd_plan}
+                    "bench": cmd_bench, "export": cmd_export, "plan": cmd_plan,
+                    "schema": cmd_schema}
         return commands[args.command](args)
     except (ProtocolError, FileNotFoundError, KeyError, ValueError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        console.print(f"[bold red]error:[/] {message}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished checkpoints and records are kept; run the same command to resume")
@@ -693,21 +711,36 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from usdrl_bench.api import protocol_path
-    from usdrl_bench.protocols.spec import expand_cells, load_protocol
+    from usdrl_bench.api import validate_protocols
 
     failures = 0
     for path in args.protocols:
         try:
-            protocol = load_protocol(protocol_path(path))
+            (protocol, _), = validate_protocols([path], preset=None, overrides=args.overrides)
             preset = args.preset or ("demo" if "demo" in protocol.presets else None)
-            cells = expand_cells(protocol, preset, data_root=args.data_root) if preset else []
+            work = validate_protocols([path], preset=preset, rows=args.rows.split(",") if args.rows else None, dataset=args.dataset,
+                                      split=args.split, seeds=_ints(args.seeds), data_root=args.data_root,
+                                      overrides=args.overrides) if preset else [(protocol, [])]
+            cells = work[0][1]
             out.print(f"[green]ok[/] {path}: {len(protocol.rows)} rows, presets {', '.join(protocol.presets)}"
-                      + (f"; preset {preset}: {len(cells)} cells" if preset else ""), highlight=False)
+                      + (f"; preset {preset}: {len(cells)} cells" if preset else "")
+                      + (f"; with {len(args.overrides)} --set" if args.overrides else ""), highlight=False)
         except Exception as exc:  # report every file, then fail
             failures += 1
-            out.print(f"[red]invalid[/] {exc}", highlight=False)
+            out.print(f"[red]invalid[/] {escape(str(exc))}", highlight=False)
     return 1 if failures else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from usdrl_bench.protocols.spec import protocol_json_schema
+
+    text = json.dumps(protocol_json_schema(), indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+        out.print(f"wrote {args.output}", highlight=False)
+    return 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:

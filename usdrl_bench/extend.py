@@ -60,6 +60,7 @@ from usdrl_bench.encoders.checkpoint import CheckpointMismatchError
 from usdrl_bench.encoders.official import load_renamed, renamed_state, shaping_args, strip_module_prefix
 from usdrl_bench.methods import Method, MethodPreset, OfficialFormat, OfficialModel, register_method
 from usdrl_bench.objectives.base import Objective, register_objective
+from usdrl_bench.ranges import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability
 from usdrl_bench.registry import DATASETS, ENCODERS
 from usdrl_bench.skeleton import Layout, get_layout, register_layout, to_stream
 
@@ -68,7 +69,8 @@ __all__ = ["EncoderConfig", "SkeletonEncoder", "Objective", "register_encoder", 
            "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
            "joint_corruption", "random_rotation", "resize_valid", "to_stream", "get_layout", "gather_with_grad",
            "batch_mean", "create_encoder", "OfficialFormat", "OfficialModel", "CheckpointMismatchError", "load_renamed",
-           "renamed_state", "shaping_args", "strip_module_prefix"]
+           "renamed_state", "shaping_args", "strip_module_prefix",
+           "PositiveInt", "NonNegativeInt", "PositiveFloat", "NonNegativeFloat", "Probability", "Fraction"]
 
 #: A dataset reader: ``(path, split, **options) -> (train, test)``.
 Reader = Callable[..., "tuple[SkeletonArrays, SkeletonArrays]"]

@@ -26,6 +26,8 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "weights",
     # a rehearsal's record (synthetic data shaped as the release, schedules cut): never a result
     "rehearsal",
+    # what makes the number hard to defend (usdrl_bench.data.checks), "; "-separated; None: nothing
+    "data_warnings",
 )
 
 RECORDS_SUBDIR = "records"

@@ -186,3 +186,18 @@ def load_plugins(modules: list[str] | tuple[str, ...], relative_to: str | os.Pat
             importlib.import_module(module)
         except ImportError as exc:
             raise ImportError(f"could not import plugin module {module!r}: {exc}") from exc
+
+
+def unknown_name_message(reg: Registry[Any], name: str) -> str:
+    """The error for a name a protocol uses that ``reg`` does not hold, listing what ``usdrl-bench list``
+    lists: the shipped baselines are loaded first (as ``list`` loads them), so a name one of them provides
+    is named with the ``plugins:`` entry it needs, and the "Available" list is the same as ``list``'s."""
+    try:
+        load_plugins(SHIPPED_BASELINES)
+    except ImportError:  # a checkout without the baselines: the built-ins alone
+        pass
+    if name in reg:
+        module = getattr(reg.entry(name).obj, "__module__", "") or "?"
+        return (f"{reg.kind} {name!r} comes from the shipped plug-in {module}: add `plugins: [{module}]` to the "
+                f"protocol (usdrl-bench list shows every name)")
+    return reg.unknown_message(name) + " (usdrl-bench list shows them; a plug-in's names need it in plugins:)"

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from usdrl_bench.ranges import PositiveInt, validate_fields
+
 __all__ = [
     "EncoderConfig",
     "SkeletonEncoder",
@@ -61,22 +63,23 @@ class EncoderConfig:
             is unchanged. Default False (the official model).
     """
 
-    in_channels: int = 3
-    num_frames: int = 64
-    num_joints: int = 25
-    num_bodies: int = 2
-    hidden_size: int = 1024
-    num_heads: int = 1
-    num_layers: int = 2
-    max_len: int = 200
+    in_channels: PositiveInt = 3
+    num_frames: PositiveInt = 64
+    num_joints: PositiveInt = 25
+    num_bodies: PositiveInt = 2
+    hidden_size: PositiveInt = 1024
+    num_heads: PositiveInt = 1
+    num_layers: PositiveInt = 2
+    max_len: PositiveInt = 200
     causal_temporal: bool = False
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "num_frames", "num_joints", "num_bodies", "hidden_size", "num_heads",
                      "num_layers", "max_len"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{type(self).__name__}.{name} must be a positive int, got {value!r}")
+        validate_fields(self)
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"{type(self).__name__}: hidden_size {self.hidden_size} is not divisible by num_heads "

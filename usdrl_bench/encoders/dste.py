@@ -41,6 +41,7 @@ from usdrl_bench.encoders._blocks import (
     register_presets,
     self_attention,
 )
+from usdrl_bench.ranges import PositiveFloat, PositiveInt, Probability, UnitInterval
 from usdrl_bench.registry import ENCODERS
 
 __all__ = ["DSTEConfig", "DSTE", "DSTLayer", "ConvAttention", "DenseShiftAttention", "dense_shift",
@@ -82,11 +83,11 @@ class DSTEConfig(EncoderConfig):
     no residual around the layer; α is ``alpha``.
     """
 
-    alpha: float = 0.5
-    gap: int = 4
-    kernel_size: int = 1
-    drop_path: float = 0.1
-    mlp_ratio: float = 2.0
+    alpha: Probability = 0.5
+    gap: PositiveInt = 4
+    kernel_size: PositiveInt = 1
+    drop_path: UnitInterval = 0.1
+    mlp_ratio: PositiveFloat = 2.0
     dense_shift_mask: Variant = "official"
     dsa_block: Variant = "official"
     ca_block: Variant = "official"
@@ -95,15 +96,9 @@ class DSTEConfig(EncoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"DSTEConfig.alpha must be in [0, 1], got {self.alpha}")
-        if isinstance(self.gap, bool) or not isinstance(self.gap, int) or self.gap < 1:
-            raise ValueError(f"DSTEConfig.gap must be a positive int, got {self.gap!r}")
-        if not isinstance(self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
+        if self.kernel_size % 2 == 0:
             raise ValueError(f"DSTEConfig.kernel_size must be a positive odd int, got {self.kernel_size!r}")
-        if not 0.0 <= self.drop_path < 1.0:
-            raise ValueError(f"DSTEConfig.drop_path must be in [0, 1), got {self.drop_path}")
-        if self.mlp_ratio <= 0 or round(self.hidden_size * self.mlp_ratio) < 1:
+        if round(self.hidden_size * self.mlp_ratio) < 1:
             raise ValueError(f"DSTEConfig.mlp_ratio must be positive, got {self.mlp_ratio}")
         for name in ("dense_shift_mask", "dsa_block", "ca_block"):
             if getattr(self, name) not in ("official", "paper"):

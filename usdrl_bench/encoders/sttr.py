@@ -32,6 +32,7 @@ from usdrl_bench.encoders._blocks import (
     init_official_,
     register_presets,
 )
+from usdrl_bench.ranges import PositiveInt, UnitInterval
 from usdrl_bench.registry import ENCODERS
 
 __all__ = ["STTRConfig", "STTR", "build_sttr", "STTR_PRESETS"]
@@ -50,15 +51,8 @@ class STTRConfig(EncoderConfig):
         dropout: dropout inside the transformer layers (official 0).
     """
 
-    ffn_size: int | None = None
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.ffn_size is not None and (not isinstance(self.ffn_size, int) or self.ffn_size < 1):
-            raise ValueError(f"STTRConfig.ffn_size must be a positive int or None, got {self.ffn_size!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"STTRConfig.dropout must be in [0, 1), got {self.dropout}")
+    ffn_size: PositiveInt | None = None
+    dropout: UnitInterval = 0.0
 
     @property
     def feedforward_size(self) -> int:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from usdrl_bench.distributed import batch_mean, gather
 from usdrl_bench.objectives.base import Objective, register_objective
+from usdrl_bench.ranges import PositiveFloat, PositiveInt, Probability
 
 # MoCo v2 / AimCLR defaults (the paper gives none for its negative-contrastive baseline):
 #: τ, softmax temperature of InfoNCE.
@@ -116,10 +117,10 @@ class NegativeContrastive(Objective):
         self,
         encoder: nn.Module,
         *,
-        temperature: float = TEMPERATURE,
-        queue_size: int = QUEUE_SIZE,
-        momentum: float = MOMENTUM,
-        proj_dim: int = PROJ_DIM,
+        temperature: PositiveFloat = TEMPERATURE,
+        queue_size: PositiveInt = QUEUE_SIZE,
+        momentum: Probability = MOMENTUM,
+        proj_dim: PositiveInt = PROJ_DIM,
         mlp: bool = True,
     ) -> None:
         super().__init__()

@@ -37,6 +37,7 @@ from usdrl_bench.objectives.terms import (
     vac_loss,
 )
 from usdrl_bench.objectives.base import Objective, register_objective
+from usdrl_bench.ranges import NonNegativeFloat, PositiveInt
 
 # Outer weights of the total loss, `ws` in the official `pretrain.py` (FACTS.md §7):
 #: weight of the similarity (consistency) term.
@@ -166,23 +167,23 @@ class MGFD(Objective):
         vac: bool = True,
         xc: bool = True,
         multi_grained: bool = True,
-        sim_weight: float = SIM_WEIGHT,
-        vac_weight: float = VAC_WEIGHT,
-        xc_weight: float = XC_WEIGHT,
-        domain_weight: float = DOMAIN_WEIGHT,
-        std_weight: float = STD_WEIGHT,
-        offdiag_weight: float = OFFDIAG_WEIGHT,
-        proj_hidden: int | None = None,
-        proj_out: int | None = None,
+        sim_weight: NonNegativeFloat = SIM_WEIGHT,
+        vac_weight: NonNegativeFloat = VAC_WEIGHT,
+        xc_weight: NonNegativeFloat = XC_WEIGHT,
+        domain_weight: NonNegativeFloat = DOMAIN_WEIGHT,
+        std_weight: NonNegativeFloat = STD_WEIGHT,
+        offdiag_weight: NonNegativeFloat = OFFDIAG_WEIGHT,
+        proj_hidden: PositiveInt | None = None,
+        proj_out: PositiveInt | None = None,
         similarity_form: Form = "official",
         variance_form: Form = "official",
         xc_form: Form = "official",
-        kappa: float | None = None,
-        eta: float | None = None,
-        gamma: float = VARIANCE_THRESHOLD,
-        eps: float = VARIANCE_EPS,
+        kappa: NonNegativeFloat | None = None,
+        eta: NonNegativeFloat | None = None,
+        gamma: NonNegativeFloat = VARIANCE_THRESHOLD,
+        eps: NonNegativeFloat = VARIANCE_EPS,
         concat_views: bool = False,
-        modal_consistency: float = 0.0,
+        modal_consistency: NonNegativeFloat = 0.0,
     ) -> None:
         super().__init__()
         for name, form in (("similarity_form", similarity_form), ("variance_form", variance_form), ("xc_form", xc_form)):

@@ -232,4 +232,6 @@ class Evaluator:
             "overrides": list(cell.protocol.overrides),
             # transfer: where the encoder was pretrained, when not on this column's data
             "pretrain_data": cell.pretrain_dataset.describe() if cell.dataset.pretrain_on is not None else None,
+            # data too small or odd to mean much (usdrl_bench.data.checks): shown beside the number in the report
+            "data_warnings": "; ".join(self.store.data_warnings(cell, plan.encoder_config.get("num_frames"))) or None,
         }

@@ -34,6 +34,7 @@ from usdrl_bench import distributed as dist_utils
 from usdrl_bench import registry
 from usdrl_bench.code_identity import module_code
 from usdrl_bench.data.arrays import SkeletonArrays
+from usdrl_bench.data.checks import check_pretraining, check_split
 from usdrl_bench.data.loading import load_dataset
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.io import ensure_inside, stable_hash, write_json_atomic
@@ -96,12 +97,16 @@ class DataStore:
     def __init__(self, results_dir: Path, data_root: Path | None, console: Console) -> None:
         self.results_dir, self.data_root, self.console = Path(results_dir), data_root, console
         self.loaded: dict[str, tuple[SkeletonArrays, SkeletonArrays]] = {}
+        self.warnings: dict[str, list[str]] = {}  # per data key: check_split's
 
     def load(self, spec: DatasetSpec) -> tuple[SkeletonArrays, SkeletonArrays]:
-        """``(train, test)`` of ``spec``, loaded on the first call.
+        """``(train, test)`` of ``spec``, loaded on the first call, and checked (:func:`check_split`: what cannot
+        give a meaningful number is refused, what is hard to defend is warned about, once, and kept for the
+        records: :meth:`data_warnings`).
 
         Raises:
-            ValueError: the training or test part is empty; what :func:`load_dataset` raises.
+            ValueError: the training or test part is empty, a single training class, a test part of one
+                sample (:mod:`usdrl_bench.data.checks`); what :func:`load_dataset` raises.
         """
         key = stable_hash(data_identity(spec))
         if key in self.loaded:
@@ -117,16 +122,38 @@ class DataStore:
                 raise ValueError(f"dataset {spec.describe()} ({train.source}): the {part} part of split "
                                  f"{spec.resolved_split()} is empty ({len(train)} train / {len(test)} test "
                                  "samples); pretraining and evaluation need both")
+        name = f"dataset {dataclasses.replace(spec, stream='joint').describe()}" + (f" ({train.source})" if train.source else "")
+        warnings = check_split(train, test, name)
         self.loaded[key] = (train, test)
+        self.warnings[key] = warnings
         self.console.print(
             f"[bold]data[/] {dataclasses.replace(spec, stream='joint').describe()}: {len(train)} train / {len(test)} test samples, "
             f"shape (C,T,V,M) = {train.shape[1:]}, {train.num_classes} classes "
             f"[dim]({time.perf_counter() - t0:.1f} s)[/]")
         if train.extra.get("assumed"):  # a reader that had to guess a layout says which
             self.console.print(f"  [dim]layout assumed: {train.extra['assumed']}[/]", highlight=False)
+        for warning in warnings:
+            self.console.print(f"  [bold yellow]warning:[/] {warning} (kept in the records and the report)", highlight=False)
         if dist_utils.rank() == 0:
             write_json_atomic(self._shape_file(key), {"shape": list(train.shape), "dataset": spec.describe()})
         return self.loaded[key]
+
+    def data_warnings(self, cell: Cell, view_frames: int | None) -> list[str]:
+        """What makes ``cell``'s numbers hard to defend: its evaluation data's :func:`check_split` warnings and,
+        for a pretrained row, its schedule's on the pretraining data (:func:`check_pretraining`).
+
+        Raises:
+            ValueError: a schedule that takes no step on its data (``drop_last`` with a batch above its size).
+        """
+        self.load(cell.dataset)
+        out = list(self.warnings.get(stable_hash(data_identity(cell.dataset)), []))
+        if cell.row.objective is not None and cell.row.checkpoint is None:
+            train, _ = self.load(cell.pretrain_dataset)
+            spec = cell.pretrain
+            out += [f"pretraining: {w}" for w in check_pretraining(
+                train, f"pretraining data {cell.pretrain_dataset.describe()}", batch_size=spec.batch_size,
+                drop_last=spec.drop_last, view_frames=view_frames)]
+        return out
 
     def _shape_file(self, key: str) -> Path:
         return self.results_dir / "datasets" / f"{key}.json"

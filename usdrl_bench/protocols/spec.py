@@ -42,12 +42,13 @@ if typing.TYPE_CHECKING:
 import copy
 
 from usdrl_bench.data.readers.named import locate
+from usdrl_bench.encoders._blocks import ENCODER_PRESETS, config_from_preset
 from usdrl_bench.data.synthetic.releases import REHEARSAL_DATASET
 from usdrl_bench.io import is_safe_name
 from usdrl_bench.methods import get_method
 from usdrl_bench.protocols.rehearsal import REHEARSAL_SUFFIX, Rehearsal
 from usdrl_bench.protocols.released import load_released, resolve_checkpoint
-from usdrl_bench.protocols.schema import ProtocolError, convert, from_data, merge
+from usdrl_bench.protocols.schema import ProtocolError, check_options, from_data, merge, type_adapter
 from usdrl_bench.train.spec import PretrainSpec
 
 
@@ -347,8 +348,7 @@ def _resolve_methods(protocol: Protocol, data: dict[str, Any]) -> Protocol:
             continue
         where = f"rows[{i}].method"
         if row.method not in registry.METHODS:
-            raise ProtocolError(protocol.file, where, registry.METHODS.unknown_message(row.method)
-                                + " (a plug-in's method needs the plug-in in plugins:)")
+            raise ProtocolError(protocol.file, where, registry.unknown_name_message(registry.METHODS, row.method))
         method = registry.METHODS.get(row.method)
         raw = raw_rows[i] if i < len(raw_rows) and isinstance(raw_rows[i], dict) else {}
         rows[i] = dataclasses.replace(row, encoder=row.encoder or method.encoder,
@@ -490,26 +490,13 @@ def _read_with_includes(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
 
 
 def _check_option_names(fn: Any, options: dict[str, Any], file: str, key: str, skip: int = 0) -> None:
-    sig = inspect.signature(fn)
-    params = list(sig.parameters.values())[skip:]
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return
-    valid = [p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    for name in options:
-        if name not in valid:
-            raise ProtocolError(file, f"{key}.{name}", f"unknown option; valid options: {', '.join(valid)}")
-    try:
-        hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
-    except Exception:  # annotations that cannot be resolved: names are checked, types are not
-        return
-    for name, value in options.items():
-        if name in hints:
-            convert(hints[name], value, file, tuple(f"{key}.{name}".split(".")))
+    """Names, types and declared ranges of keyword ``options`` of ``fn`` (:func:`~usdrl_bench.protocols.schema.check_options`)."""
+    check_options(fn, options, file, key, skip=skip)
 
 
 def _check_registry(reg: registry.Registry, name: str, file: str, key: str) -> None:
     if name not in reg:
-        raise ProtocolError(file, key, reg.unknown_message(name))
+        raise ProtocolError(file, key, registry.unknown_name_message(reg, name))
 
 
 #: what a name that becomes part of a file name must look like
@@ -552,11 +539,20 @@ def _check_rows(protocol: Protocol) -> set[str]:
         if row.encoder is None:
             raise ProtocolError(file, f"{where}.encoder", "required key is missing (or give 'ensemble')")
         _check_registry(registry.ENCODERS, row.encoder, file, f"{where}.encoder")
+        _check_encoder_options(row.encoder, row.encoder_options, file, f"{where}.encoder_options")
         if row.objective is not None:
             _check_registry(registry.OBJECTIVES, row.objective, file, f"{where}.objective")
             _check_option_names(registry.OBJECTIVES.get(row.objective), row.objective_options, file,
                                 f"{where}.objective_options", skip=1)
     return seen
+
+
+def _check_encoder_options(encoder: str, options: dict[str, Any], file: str, key: str) -> None:
+    """An encoder's options against its configuration dataclass (the registry's ``config``: names, types and
+    declared ranges); an encoder registered without one has them checked when it is built."""
+    config = registry.ENCODERS.entry(encoder).meta.get("config")
+    if config is not None and dataclasses.is_dataclass(config):
+        check_options(config, options, file, key)
 
 
 def _check_ensemble(protocol: Protocol, row: RowSpec, where: str) -> None:
@@ -594,6 +590,13 @@ def _check_preset(protocol: Protocol, pname: str, preset: PresetSpec, row_ids: s
         _check_evaluation_overrides(preset, ds.evaluations, file, f"{key}.evaluations")
         if ds.pretrain:  # the merged schedule is checked like the preset's own
             from_data(PretrainSpec, {**dataclasses.asdict(preset.pretrain), **ds.pretrain}, file, (key, "pretrain"))
+    for encoder in sorted({r.encoder for r in protocol.rows if r.encoder is not None}):
+        # the preset's encoder options reach every row's encoder: each checks those it has
+        config = registry.ENCODERS.entry(encoder).meta.get("config")
+        if config is not None and dataclasses.is_dataclass(config):
+            names = {f.name for f in dataclasses.fields(config)}
+            _check_encoder_options(encoder, {k: v for k, v in preset.encoder_options.items() if k in names}, file,
+                                   f"{where}.encoder_options")
     for oname, options in preset.objective_options.items():
         _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
         _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
@@ -739,3 +742,76 @@ def expand_cells(
         for row in selected
         if row.id not in spec.row_columns or dataset is not None or ds.column in spec.row_columns[row.id]
     ]
+
+
+def check_cells(cells: list[Cell]) -> None:
+    """What a run derives from each cell before it loads any data, checked: the merged pretraining schedule
+    (preset, method, dataset), each evaluation's merged options against its declared ranges, and the
+    encoder's configuration (preset, then options: e.g. ``hidden_size`` divisible by ``num_heads``).
+    ``usdrl-bench validate`` and ``run`` call it on the same cells.
+
+    Raises:
+        ProtocolError: naming the protocol file and the key.
+    """
+    seen: set[tuple] = set()
+    for cell in cells:
+        file = cell.protocol.file
+        where = f"presets.{cell.preset_name}"
+        cell.pretrain  # noqa: B018 - merged and validated on access
+        for name, options in cell.evaluations.items():
+            check = registry.EVALUATIONS.entry(name).meta.get("check")
+            if check is None:
+                continue
+            key = (name, repr(sorted(options.items())))
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                check(**options)
+            except (ValueError, TypeError) as exc:
+                raise ProtocolError(file, f"{where}.evaluations.{name}", f"{exc} (row {cell.row.id}, "
+                                    f"{cell.dataset.column})") from None
+        if cell.row.encoder is None:
+            continue
+        config = registry.ENCODERS.entry(cell.row.encoder).meta.get("config")
+        key = (cell.row.encoder, cell.encoder_preset, repr(sorted(cell.encoder_options.items())))
+        if config is None or key in seen:
+            continue
+        seen.add(key)
+        preset = cell.encoder_preset if cell.encoder_preset in ENCODER_PRESETS.get(cell.row.encoder, {}) else None
+        try:
+            config_from_preset(config, cell.row.encoder, preset, cell.encoder_options)
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError(file, f"rows[{cell.protocol.rows.index(cell.row)}].encoder_options",
+                                f"{exc} (encoder {cell.row.encoder}, preset {cell.encoder_preset})") from None
+
+
+def protocol_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a protocol file as written: the keys, types and declared ranges of
+    :class:`~usdrl_bench.protocols.spec.Protocol`, generated by pydantic from the same type hints that
+    validate it, plus the file-level ``include:`` and a preset's ``extends:``. Required keys are required
+    of rows and ensembles only (a file's presets may come from an included file or another preset).
+    Registered names and the options of encoders, objectives, evaluations and datasets are checked by
+    ``usdrl-bench validate``, not by the schema (plug-ins add to them). Published as
+    ``docs/protocol.schema.json`` (``usdrl-bench schema``)."""
+    schema = type_adapter(Protocol).json_schema(mode="validation", ref_template="#/$defs/{model}")
+    defs = schema.setdefault("$defs", {})
+    for internal in ("file", "overrides"):
+        schema["properties"].pop(internal, None)
+    schema.pop("required", None)
+    schema["properties"]["include"] = {
+        "description": "protocol file(s), relative to this one, merged underneath it",
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+    for name, definition in defs.items():
+        if name != "RowSpec" and name != "EnsembleSpec":  # a preset, its schedule or data may be completed by
+            definition.pop("required", None)               # an included file or the preset it extends
+    preset = defs[PresetSpec.__name__]
+    preset["properties"]["extends"] = {"type": "string", "description": "another preset merged underneath this one"}
+    for definition in defs.values():
+        definition.pop("title", None)
+        for prop in definition.get("properties", {}).values():
+            prop.pop("title", None)
+    for prop in schema["properties"].values():
+        prop.pop("title", None)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "usdrl-bench protocol", **{k: v for k, v in schema.items() if k != "title"}}

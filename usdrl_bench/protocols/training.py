@@ -113,6 +113,7 @@ class CheckpointTrainer:
         if cell.row.checkpoint is not None:
             return self._released(plan, workdir)
         train, _ = self.store.load(cell.pretrain_dataset)
+        self.store.data_warnings(cell, plan.encoder_config.get("num_frames"))  # refuses a schedule taking no step
         encoder = build_encoder(cell, train.shape)
         main = dist_utils.rank() == 0
         if main:

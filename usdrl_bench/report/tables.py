@@ -349,7 +349,8 @@ def build_tables(records: pd.DataFrame) -> list[Table]:
             lines.append({"row": row_id, "method": m["row_label"], "encoder": m["encoder"], "objective": m["objective"],
                           "column": column, "metric": metric, "mean": s.mean, "std": s.std, "n": s.n,
                           "ci_low": s.ci_low, "ci_high": s.ci_high, "paper": pv,
-                          "delta": s.mean - pv if not np.isnan(pv) else np.nan})
+                          "delta": s.mean - pv if not np.isnan(pv) else np.nan,
+                          "warned": bool(_warnings(g))})
         frame = pd.DataFrame(lines)
         known = [m for m in METRIC_TITLES if m in set(frame["metric"])]
         others = sorted(set(frame["metric"]) - set(known))
@@ -363,12 +364,39 @@ def build_tables(records: pd.DataFrame) -> list[Table]:
     return tables
 
 
+#: beside a number whose data drew a warning (usdrl_bench.data.checks; listed under the table)
+WARNING_MARK = "⚠"
+
+
+def _warnings(records: pd.DataFrame) -> list[str]:
+    """The distinct data warnings of ``records`` (older records have none)."""
+    if "data_warnings" not in records:
+        return []
+    found = [w for text in records["data_warnings"].dropna() if isinstance(text, str) for w in text.split("; ") if w]
+    return list(dict.fromkeys(found))
+
+
+def warnings_markdown(table: Table) -> list[str]:
+    """The data warnings behind a table's numbers, per column (nothing when there are none)."""
+    recs = table.records
+    lines = []
+    for column, g in (recs.groupby("column", sort=False) if "column" in recs and not recs.empty else []):
+        for warning in _warnings(g):
+            lines.append(f"- `{column}`: {warning}")
+    if not lines:
+        return []
+    return [f"**{WARNING_MARK} Data warnings**: the numbers marked {WARNING_MARK} rest on data too small or odd to mean "
+            "much (thresholds: docs/safety.md):", "", *lines, ""]
+
+
 def _cell(s: pd.Series, digits: int = 1) -> str:
     if np.isnan(s["mean"]):
         return ""
     text = f"{s['mean']:.{digits}f}"
     if s["n"] > 1:
         text += f" ± {s['std']:.{digits}f} [{s['ci_low']:.{digits}f}, {s['ci_high']:.{digits}f}]"
+    if s.get("warned", False):
+        text += f" {WARNING_MARK}"
     return text
 
 
@@ -404,7 +432,8 @@ def wide(table: Table, metric: str, *, latex: bool = False) -> pd.DataFrame:
             lines.append(line)
         out = pd.concat([out, pd.DataFrame(lines)], ignore_index=True).fillna("")
     if latex:
-        out = out.map(lambda v: v.replace("±", r"$\pm$").replace("Δ", r"$\Delta$") if isinstance(v, str) else v)
+        out = out.map(lambda v: v.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace(WARNING_MARK, r"$^{\dagger}$")
+                      if isinstance(v, str) else v)
         out.columns = [c.replace("Δ", r"$\Delta$").replace("_", r"\_") for c in out.columns]
     return out
 
@@ -441,6 +470,7 @@ def to_markdown(table: Table) -> str:
         parts += [REHEARSAL_BANNER, ""]
     parts += [table.header, ""]
     parts += [f"- {line}" for line in table.source_lines()] + [""]
+    parts += warnings_markdown(table)
     if table.ensemble_rows:
         parts += [f"Ensemble rows ({', '.join(table.ensemble_rows)}): {FUSION_NOTE}.", ""]
     parts += leaderboard_markdown(table)

@@ -9,9 +9,10 @@ It lives with the loop that consumes it (:mod:`usdrl_bench.train.pretrain`); pro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from usdrl_bench.data.augment import ViewOptions
+from usdrl_bench.ranges import Ge, NonNegativeFloat, PositiveFloat, PositiveInt, UnitInterval, validate_fields
 
 __all__ = ["PretrainSpec", "Provenance", "ViewOptions"]
 
@@ -22,7 +23,8 @@ class PretrainSpec:
     1e-5, batch 356, 451 epochs, lr x0.1 from epoch 351, fp16 autocast with GradScaler.
 
     Attributes:
-        epochs, batch_size, lr, weight_decay, milestones, gamma: the schedule; ``batch_size`` is the
+        epochs, batch_size, lr, weight_decay, milestones, gamma: the schedule (epochs and batch >= 1, lr > 0,
+            weight decay >= 0, milestones increasing (one at or past the last epoch never takes effect), gamma > 0); ``batch_size`` is the
             global batch, split across the processes of a data-parallel run (unevenly where the process
             count does not divide it: :func:`usdrl_bench.distributed.shard_sizes`).
         precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16``, ``fp16`` (GradScaler, the official
@@ -43,29 +45,36 @@ class PretrainSpec:
             half cosine from ``lr`` to ``min_lr`` at the last step; MAE's ``adjust_learning_rate``, MAMP's).
     """
 
-    epochs: int
-    batch_size: int
-    lr: float = 5e-4
-    weight_decay: float = 1e-5
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    lr: PositiveFloat = 5e-4
+    weight_decay: NonNegativeFloat = 1e-5
+    milestones: tuple[PositiveInt, ...] = ()
+    gamma: PositiveFloat = 0.1
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool = False
     sync_batchnorm: bool = True
     views: ViewOptions = field(default_factory=ViewOptions)
     drop_last: bool = False
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    betas: tuple[float, float] = (0.9, 0.999)
-    momentum: float = 0.9
+    betas: tuple[UnitInterval, UnitInterval] = (0.9, 0.999)
+    momentum: UnitInterval = 0.9
     nesterov: bool = False
     no_decay_1d: bool = False
     schedule: Literal["step", "cosine"] = "step"
-    warmup_epochs: float = 0.0
-    min_lr: float = 0.0
+    warmup_epochs: Annotated[float, Ge(0)] = 0.0
+    min_lr: NonNegativeFloat = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.views, dict):
             object.__setattr__(self, "views", ViewOptions(**self.views))
+        validate_fields(self)
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise ValueError(f"milestones must increase, each once, got {list(self.milestones)}")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs {self.warmup_epochs} exceeds epochs {self.epochs}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr {self.min_lr} exceeds lr {self.lr}")
 
 
 @dataclass(frozen=True)

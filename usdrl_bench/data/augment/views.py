@@ -4,6 +4,7 @@ shear (and optionally a rotation), as the official feeder draws them (FACTS §6,
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Annotated
 
 import torch
 from torch import Tensor
@@ -11,6 +12,7 @@ from torch import Tensor
 from usdrl_bench.data.augment.keys import Randomness, check_xyz, drawer
 from usdrl_bench.data.augment.spatial import corruption_params, rotation_params, shear_params, transform_joints
 from usdrl_bench.data.augment.temporal import random_crops, resize_unchecked
+from usdrl_bench.ranges import Fraction, Ge, Le, NonNegativeFloat, NonNegativeInt, PositiveInt, Probability, validate_fields
 
 
 @dataclass(frozen=True)
@@ -35,32 +37,20 @@ class ViewOptions:
         ValueError: a value out of range (the message names it).
     """
 
-    num_views: int | None = None
-    min_scale: float = 0.1
-    max_scale: float = 1.0
-    min_length: int | None = None
-    p_shear: float = 0.5
-    shear_magnitude: float = 1.0
-    num_corrupt_joints: int = 15
-    p_zero: float = 0.5
-    rotation: float = 0.0
+    num_views: PositiveInt | None = None
+    min_scale: Fraction = 0.1
+    max_scale: Fraction = 1.0
+    min_length: PositiveInt | None = None
+    p_shear: Probability = 0.5
+    shear_magnitude: NonNegativeFloat = 1.0
+    num_corrupt_joints: NonNegativeInt = 15
+    p_zero: Probability = 0.5
+    rotation: Annotated[float, Ge(0), Le(180)] = 0.0
 
     def __post_init__(self) -> None:
-        name = type(self).__name__
-        if self.num_views is not None and self.num_views < 1:
-            raise ValueError(f"{name}.num_views must be >= 1, got {self.num_views}")
-        if not 0.0 < self.min_scale <= self.max_scale:
-            raise ValueError(f"{name} needs 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
-        for field_name in ("p_shear", "p_zero"):
-            p = getattr(self, field_name)
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name}.{field_name} must lie in [0, 1], got {p}")
-        if self.shear_magnitude < 0:
-            raise ValueError(f"{name}.shear_magnitude must be >= 0, got {self.shear_magnitude}")
-        if self.num_corrupt_joints < 0:
-            raise ValueError(f"{name}.num_corrupt_joints must be >= 0, got {self.num_corrupt_joints}")
-        if not 0.0 <= self.rotation <= 180.0:
-            raise ValueError(f"{name}.rotation must lie in [0, 180] degrees, got {self.rotation}")
+        validate_fields(self)
+        if self.min_scale > self.max_scale:
+            raise ValueError(f"{type(self).__name__} needs min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
 
     def options(self) -> dict[str, object]:
         """The keyword options of :func:`make_views` (``num_views`` aside)."""
@@ -76,13 +66,8 @@ class ViewConfig(ViewOptions):
         out_frames: frames per view (64).
     """
 
-    num_views: int = 4
-    out_frames: int = 64
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.out_frames < 1:
-            raise ValueError(f"ViewConfig.out_frames must be >= 1, got {self.out_frames}")
+    num_views: PositiveInt = 4
+    out_frames: PositiveInt = 64
 
     def make_views(self, x: Tensor, num_frames: Tensor, generator: Randomness) -> list[Tensor]:
         """:func:`make_views` with these settings."""

@@ -50,6 +50,7 @@ import pandas as pd
 
 from usdrl_bench.data.arrays import SkeletonArrays, split_by_rule
 from usdrl_bench.data.preparation.preprocess import rotation_to_axis
+from usdrl_bench.ranges import NonNegativeFloat, PositiveInt, Probability
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import NTU25
 
@@ -796,22 +797,22 @@ def load_synthetic(
     split: str = "xsub",
     *,
     seed: int = 0,
-    num_classes: int = 19,
-    num_subjects: int = 10,
-    num_cameras: int = 3,
-    samples_per_class_subject_camera: int = 3,
-    num_setups: int = 1,
-    min_frames: int = 30,
-    max_frames: int = 80,
-    noise_std: float = 0.03,
-    nuisance: float = 1.5,
-    missing_prob: float = 0.3,
-    amplitude_jitter: float = 0.15,
-    phase_jitter: float = 0.25,
-    cycle_jitter: float = 0.4,
-    time_warp: float = 0.8,
-    proportion_jitter: float = 0.2,
-    camera_jitter_deg: float = 40.0,
+    num_classes: PositiveInt = 19,
+    num_subjects: PositiveInt = 10,
+    num_cameras: PositiveInt = 3,
+    samples_per_class_subject_camera: PositiveInt = 3,
+    num_setups: PositiveInt = 1,
+    min_frames: PositiveInt = 30,
+    max_frames: PositiveInt = 80,
+    noise_std: NonNegativeFloat = 0.03,
+    nuisance: NonNegativeFloat = 1.5,
+    missing_prob: Probability = 0.3,
+    amplitude_jitter: NonNegativeFloat = 0.15,
+    phase_jitter: NonNegativeFloat = 0.25,
+    cycle_jitter: NonNegativeFloat = 0.4,
+    time_warp: NonNegativeFloat = 0.8,
+    proportion_jitter: NonNegativeFloat = 0.2,
+    camera_jitter_deg: NonNegativeFloat = 40.0,
     normalize: bool = True,
 ) -> tuple[SkeletonArrays, SkeletonArrays]:
     """(train, test) of the synthetic dataset under ``split`` (``xsub``: odd subjects train; ``xview``:
