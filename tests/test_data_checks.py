@@ -45,14 +45,12 @@ def test_check_split_warns_by_hand_counted_thresholds():
     assert untested == ["1 class(es) missing from the test part (2)"]
 
 
-def test_check_pretraining_refuses_no_step_and_warns_on_odd_schedules():
+def test_check_pretraining_warns_on_odd_schedules():
     data = _arrays([0, 1] * 5, frames=10)
-    with pytest.raises(ValueError, match=r"batch \(16\) is larger than the training part \(10 samples\) and drop_last"):
-        check_pretraining(data, "p", batch_size=16, drop_last=True, view_frames=None)
-    assert check_pretraining(data, "p", batch_size=16, drop_last=False, view_frames=None) == [
-        "the pretraining batch (16) is larger than the training part (10 samples): each epoch is one batch"]
-    assert check_pretraining(data, "p", batch_size=4, drop_last=True, view_frames=40) == []  # 10 >= 40 / 4
-    assert check_pretraining(data, "p", batch_size=4, drop_last=True, view_frames=41) == [
+    assert check_pretraining(data, "p", batch_size=16, view_frames=None) == [
+        "the pretraining batch (16) is larger than the training part (10 samples): each epoch is one batch of all of it"]
+    assert check_pretraining(data, "p", batch_size=4, view_frames=40) == []  # 10 >= 40 / 4
+    assert check_pretraining(data, "p", batch_size=4, view_frames=41) == [
         "the median sequence (10 frames) is under 25% of the 41-frame views: each frame is stretched over several"]
 
 

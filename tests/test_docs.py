@@ -62,3 +62,22 @@ def test_nothing_points_outside_the_repository():
     outside = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in texts
                for m in re.finditer(r"\.\./shared|shared/design|shared/data|\.\./seeds", p.read_text())]
     assert not outside, outside
+
+
+def test_the_readme_test_command_prints_its_counts():
+    """pytest prints its "N passed, M skipped" line at -q, not at -qq: the README's test command plus the
+    project's addopts must not reach -qq (the command once said -q, and the addopts -q again)."""
+    import re
+    import shlex
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    command = next(line.split("&&")[-1].strip() for line in readme.splitlines() if "python -m pytest" in line
+                   and "pip install" in line)
+    addopts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"].get("addopts", "")
+    quiet = sum(len(m) for m in re.findall(r"(?<![\w-])-(q+)\b", " ".join(shlex.split(command) + shlex.split(addopts))))
+    quiet += sum(1 for a in shlex.split(command) + shlex.split(addopts) if a == "--quiet")
+    assert quiet <= 1, f"{command!r} with addopts {addopts!r} is -{'q' * quiet}: no pass/skip counts"
+    ci = (root / ".ci" / "run").read_text()
+    assert command in ci, "CI runs the README's test command exactly"

@@ -75,3 +75,80 @@ def test_losses_are_finite_and_recorded_per_term(train, tmp_path):
     assert result.history[0]["lr"] == pytest.approx(1e-3) and result.history[-1]["lr"] == pytest.approx(1e-4)
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in result.history)
     assert {k for k in result.history[0]} > {"epoch", "loss", "lr"}  # the objective's per-term logs
+
+
+def _run_steps(train, workdir, objective_name, spec, *, at_step=None, action=None, save_every_s=None):
+    """A run with a per-step callback that, at global step ``at_step``, sends SIGINT to this process
+    (``action="sigint"``) or fails (``"crash"``)."""
+    import os
+    import signal
+
+    torch.manual_seed(0)
+    encoder = create_encoder("dste", "tiny", drop_path=0.1)
+    objective = create_objective(objective_name, encoder, **({"queue_size": 20} if objective_name != "mgfd" else {}))
+
+    def on_step(done, total, rate, loss):
+        if done == at_step and action == "sigint":
+            os.kill(os.getpid(), signal.SIGINT)
+        elif done == at_step and action == "crash":
+            raise Interrupt
+
+    result = pretrain(encoder, objective, train, spec, workdir=workdir, seed=3, device=torch.device("cpu"),
+                      on_step=on_step, log_every=1, save_every_s=save_every_s)
+    return encoder, objective, result
+
+
+def _same_weights(a_modules, b_modules):
+    for mine, theirs in zip(a_modules, b_modules):
+        a, b = mine.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+
+
+def _log_rows(workdir):
+    from usdrl_bench.train.logs import read_step_log
+    from usdrl_bench.train.pretrain import LOG_FILE
+
+    return [{k: v for k, v in r.items() if k not in ("time", "samples_per_s", "max_memory_mb")}
+            for r in read_step_log(workdir / LOG_FILE)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective_name, schedule", [("mgfd", "step"), ("negative_contrastive", "cosine")])
+def test_ctrl_c_inside_an_epoch_saves_the_state_and_resuming_is_bit_identical(train, tmp_path, objective_name, schedule):
+    import signal
+
+    spec = PretrainSpec(epochs=3, batch_size=8, lr=1e-3, milestones=(2,), views={"min_scale": 0.5}, schedule=schedule,
+                        warmup_epochs=1.0 if schedule == "cosine" else 0.0)
+    steps = len(train) // 8  # 24 samples: 3 steps an epoch
+    ref_modules = _run_steps(train, tmp_path / "ref", objective_name, spec)
+    work = tmp_path / "interrupted"
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt, match=r"stopped by SIGINT at epoch 2 step 2"):
+        # SIGINT during global step 4 (epoch 2, step 1): the state is saved after the next step, inside the epoch
+        _run_steps(train, work, objective_name, spec, at_step=steps + 1, action="sigint")
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    state = torch.load(work / STATE_FILE, weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 2)
+    assert not (work / ENCODER_FILE).exists()
+    *modules, resumed = _run_steps(train, work, objective_name, spec)
+    assert (resumed.resumed_from_epoch, resumed.resumed_from_step) == (state["epoch"], state["step"])
+    _same_weights(modules, ref_modules[:2])
+    assert resumed.history == ref_modules[2].history
+    assert _log_rows(work) == _log_rows(tmp_path / "ref")  # the step log is whole: no step lost or repeated
+
+
+@pytest.mark.slow
+def test_a_crash_inside_an_epoch_loses_only_the_steps_since_the_last_timed_save(train, tmp_path):
+    spec = PretrainSpec(epochs=2, batch_size=8, lr=1e-3, views={"min_scale": 0.5})
+    ref_modules = _run_steps(train, tmp_path / "ref", "mgfd", spec)
+    work = tmp_path / "crashed"
+    with pytest.raises(Interrupt):  # save_every_s=0: the state is saved after every step
+        _run_steps(train, work, "mgfd", spec, at_step=5, action="crash", save_every_s=0)
+    state = torch.load(work / STATE_FILE, weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 1)  # after global step 4; step 5 was lost with the crash
+    *modules, resumed = _run_steps(train, work, "mgfd", spec, save_every_s=0)
+    assert (resumed.resumed_from_epoch, resumed.resumed_from_step) == (1, 1)
+    _same_weights(modules, ref_modules[:2])
+    assert _log_rows(work) == _log_rows(tmp_path / "ref")

@@ -372,3 +372,45 @@ def test_a_full_disk_is_named_with_the_path_and_leaves_the_old_file(tmp_path, mo
     with pytest.raises(RuntimeError, match="PytorchStreamWriter"):
         io.atomic_write(target, torch_like)
     assert target.read_bytes() == b"old"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_stops_every_pretraining_quietly_with_its_state_saved(tiny_protocol, tmp_path, jobs):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during pretraining: each running
+    pretraining saves its state inside its epoch and stops, idle workers say nothing, and the run says it once
+    and exits 130; no traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    path = tmp_path / "p.yaml"
+    path.write_text(tiny_protocol("ctrl_c", ("7", "5"), pretrain="epochs: 400, batch_size: 8"))
+    results = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "usdrl_bench", "run", str(path), "--results", str(results),
+                             "--jobs", str(jobs), "--no-tensorboard", "--log-every", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline:  # until the pretraining(s) have logged steps
+        logs = list(results.glob("checkpoints/*/train_log.csv"))
+        if len(logs) >= jobs and all(len(p.read_text().splitlines()) > 3 for p in logs):
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"no pretraining started: {proc.communicate()[1][-2000:]}")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert sum("interrupted" in line for line in err.splitlines()) == 1, err[-3000:]
+    states = list(results.glob("checkpoints/*/state.pt"))
+    assert len(states) == jobs and not list(results.glob("checkpoints/*/encoder.pt"))
+    for state in states:
+        saved = torch.load(state, weights_only=True)
+        assert saved["epoch"] * 100 + saved["step"] > 0  # inside the run, not at its start

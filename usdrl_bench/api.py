@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -47,11 +47,11 @@ from usdrl_bench.protocols.forecast import FORECAST_DIR, GPUS, ReleaseShapes, fo
 from usdrl_bench.protocols.plan import DataStore, Planner, RunPlan
 from usdrl_bench.protocols.rehearsal import Rehearsal, rehearsal_results, rehearse_cells
 from usdrl_bench.protocols.runner import ProtocolRunner
-from usdrl_bench.protocols.schedule import pretrain_distributed, pretrain_in_workers
+from usdrl_bench.protocols.schedule import pretrain_distributed, pretrain_in_workers, threads_per_job
 from usdrl_bench.protocols.spec import Cell, Protocol, check_cells, expand_cells, load_protocol, parse_dataset_override
 from usdrl_bench.protocols.training import TrainingOptions, describe_trained
 from usdrl_bench.records import RECORD_COLUMNS
-from usdrl_bench.train.pretrain import ENCODER_FILE, OBJECTIVE_FILE
+from usdrl_bench.train.pretrain import DEFAULT_SAVE_EVERY_S, ENCODER_FILE, OBJECTIVE_FILE
 from usdrl_bench.skeleton import LAYOUTS
 
 __all__ = ["SHIPPED_PROTOCOLS", "Rehearsal", "list_protocols", "protocol_path", "run_protocol", "run_protocols",
@@ -121,6 +121,8 @@ def run_protocols(
     console: Console | None = None,
     overrides: Sequence[str] = (),
     rehearse: bool | Rehearsal = False,
+    save_every_s: float | None = DEFAULT_SAVE_EVERY_S,
+    timing: "RunTiming | None" = None,
 ) -> list[tuple[Protocol, pd.DataFrame]]:
     """Run several protocols, sharing their work: plan every cell once, pretrain every missing checkpoint
     once (in this process, ``jobs`` at a time, data-parallel across the ranks when started by torchrun, or
@@ -136,6 +138,9 @@ def run_protocols(
     ``<results>/rehearsal`` (:mod:`usdrl_bench.protocols.rehearsal`); True picks the device's default
     (:meth:`Rehearsal.for_device`).
 
+    ``save_every_s``: seconds between saves of a pretraining's resumable state inside an epoch (an interruption,
+    Ctrl-C included, loses at most that). ``timing``: a :class:`RunTiming` filled with where the time went.
+
     Returns:
         ``[(protocol, records)]``: one DataFrame per protocol, one row per metric, the record fields as
         columns (:data:`usdrl_bench.records.RECORD_COLUMNS`).
@@ -143,9 +148,11 @@ def run_protocols(
         ProtocolError, FileNotFoundError, KeyError, ValueError: bad protocol, data or option (before any work).
     """
     console = console or Console(stderr=True, soft_wrap=True)
+    t_all = time.perf_counter()
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    options = TrainingOptions(log_every=log_every, tensorboard=tensorboard, wandb_project=wandb_project)
+    options = TrainingOptions(log_every=log_every, tensorboard=tensorboard, wandb_project=wandb_project,
+                              save_every_s=save_every_s)
     root = None if data_root is None else Path(data_root)
     device = resolve_device(device) if isinstance(device, str) else device
     rehearsal = (rehearse if isinstance(rehearse, Rehearsal) else Rehearsal.for_device(device.type)) if rehearse else None
@@ -165,23 +172,41 @@ def run_protocols(
     world = context.world_size if context is not None else (max(1, launcher.gpus_per_job) if launcher is not None else 1)
     runner = ProtocolRunner(Path(results), device, run_console, world_size=world, data_root=root,
                             options=options if main else replace(options, wandb_project=None))
-    t_all = time.perf_counter()
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and context is None:  # the cores actually free, shared by the jobs (--jobs N)
+        torch.set_num_threads(threads_per_job(1))
+        if main:
+            console.print(f"CPU threads: {threads_per_job(jobs)} per pretraining job x {jobs} job(s), "
+                          f"{torch.get_num_threads()} for evaluation (free cores; OMP_NUM_THREADS overrides)",
+                          highlight=False)
+    try:
+        return _run_planned(runner, work, context, launcher, jobs, console, device, results, rehearsal, t_all, timing)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_planned(runner: ProtocolRunner, work: list[tuple[Protocol, list[Cell]]],
+                 context: dist_utils.DistributedContext | None, launcher: LauncherOptions | None, jobs: int,
+                 console: Console, device: torch.device, results: str | os.PathLike, rehearsal: Rehearsal | None,
+                 t_all: float, timing: RunTiming | None) -> list[tuple[Protocol, pd.DataFrame]]:
+    """:func:`run_protocols` once the cells are validated and the runner built: plan, pretrain, evaluate."""
+    main = context is None or context.is_main
     plan = runner.plan_run(work)  # every key, identity and record path, once; every launcher below takes it
     if main:
         _print_plan(plan, runner.store, device, console)
+    t_pretrain = time.perf_counter()
     if not _pretrain_missing(runner, plan, context, launcher, jobs, console):
         return []  # a torchrun rank other than 0: rank 0 evaluates
+    pretrain_wall = time.perf_counter() - t_pretrain
     out = []
     for i, protocol_plan in enumerate(plan.protocols):
         t0 = time.perf_counter()
         records = pd.DataFrame(runner.run(protocol_plan), columns=list(RECORD_COLUMNS))
-        console.print(f"[green]done[/] {protocol_plan.protocol.name} in {time.perf_counter() - t0:.0f} s on {device}; "
-                      f"records under {results}/records")
+        console.print(f"[green]evaluated[/] {protocol_plan.protocol.name} in {duration(time.perf_counter() - t0)} on "
+                      f"{device}; records under {results}/records", highlight=False)
         out.append((protocol_plan.protocol, records))
         if rehearsal is not None and not rehearsal.keep_weights:
             _prune_rehearsal(plan, i, console)
-    if len(work) > 1:
-        console.print(f"[green]all {len(work)} protocols done[/] in {time.perf_counter() - t_all:.0f} s")
     console.print(describe_trained(runner.trainer))
     if rehearsal is not None and rehearsal.measure:  # price the real run: each configuration's step, measured once
         t0 = time.perf_counter()
@@ -189,7 +214,49 @@ def run_protocols(
         if measured:
             console.print(f"measured {measured} model configuration(s) for `usdrl-bench plan` in "
                           f"{time.perf_counter() - t0:.0f} s")
+    seconds = runner.evaluator.seconds
+    spent = RunTiming(total_s=time.perf_counter() - t_all, pretraining_s=pretrain_wall + seconds["pretraining"],
+                      extraction_s=seconds["extraction"], evaluation_s=seconds["evaluation"])
+    if timing is not None:
+        timing.__dict__.update(spent.__dict__)
+    console.print(f"[green]{'all ' + str(len(work)) + ' protocols' if len(work) > 1 else 'run'} done[/] in "
+                  f"{spent.describe()}", highlight=False)
     return out
+
+
+@dataclass
+class RunTiming:
+    """Where a run's wall time went (seconds): pretraining (training, or loading cached encoders), feature
+    extraction, the evaluations' own work, and the total from the call's start; ``other`` is the rest
+    (validation, data loading, planning, records)."""
+
+    total_s: float = 0.0
+    pretraining_s: float = 0.0
+    extraction_s: float = 0.0
+    evaluation_s: float = 0.0
+
+    @property
+    def other_s(self) -> float:
+        return max(0.0, self.total_s - self.pretraining_s - self.extraction_s - self.evaluation_s)
+
+    def describe(self, total_s: float | None = None, other: str = "data loading, planning, records") -> str:
+        """``3 min 10 s: pretraining 2 min 41 s, feature extraction 12 s, evaluation 15 s, other 2 s (...)``;
+        ``total_s`` replaces the total (a caller that did more, such as writing reports)."""
+        total = self.total_s if total_s is None else total_s
+        rest = max(0.0, total - self.pretraining_s - self.extraction_s - self.evaluation_s)
+        return (f"{duration(total)}: pretraining {duration(self.pretraining_s)}, feature extraction "
+                f"{duration(self.extraction_s)}, evaluation {duration(self.evaluation_s)}, other {duration(rest)} "
+                f"({other})")
+
+
+def duration(seconds: float) -> str:
+    """``7 s``, ``3 min 10 s``, ``2 h 05 min``."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def _print_plan(plan: RunPlan, store: DataStore, device: torch.device, console: Console) -> None:

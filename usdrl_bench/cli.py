@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -259,6 +261,9 @@ def _add_run(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter])
     p.add_argument("--partition", default=None, help="SLURM partition (--launcher slurm)")
     p.add_argument("--time-min", type=int, default=24 * 60, help="job time limit in minutes (default 1440)")
     p.add_argument("--max-parallel", type=int, default=8, help="jobs running at once (default 8)")
+    p.add_argument("--save-every", type=float, default=5.0, metavar="MIN",
+                   help="minutes between saves of a pretraining's resumable state inside an epoch: an interruption "
+                        "(Ctrl-C, a crash, a killed job) loses at most that (default 5; 0: at epoch ends only)")
     p.add_argument("--log-every", type=int, default=20,
                    help="steps between reads of the losses from the device (each read is one host synchronisation; "
                         "every step still gets its CSV row) (default 20)")
@@ -416,10 +421,24 @@ def _add_export(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatte
     p.add_argument("--out", type=Path, required=True, help="the file to write")
 
 
+def _process_age() -> float:
+    """Seconds since this process started (Linux ``/proc``; 0 elsewhere): the interpreter's start-up and
+    imports count in a run's total time."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
+    from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    started = time.perf_counter() - (_process_age() if from_shell else 0.0)
     args = _parser().parse_args(argv)
     args.argv = argv
+    args.started = started
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from usdrl_bench.protocols.schema import ProtocolError
 
@@ -499,9 +518,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.nproc is not None and args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if not args.save_every >= 0:
+        raise ValueError(f"--save-every must be >= 0 minutes, got {args.save_every}")
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_torchrun(args)
-    from usdrl_bench.api import run_protocols
+    from usdrl_bench.api import RunTiming, run_protocols
     from usdrl_bench.records import load_records
     from usdrl_bench.report.tables import build_tables, to_markdown
     from usdrl_bench.report.writer import write_reports
@@ -515,6 +536,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from usdrl_bench.io import resolve_device
 
     device = resolve_device(args.device)
+    timing = RunTiming()
     done = run_protocols(args.protocol, preset=args.preset, rows=args.rows.split(",") if args.rows else None,
                          dataset=args.dataset, split=args.split, seeds=_ints(args.seeds), results=args.results,
                          device=device, launcher=launcher,
@@ -522,7 +544,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          # deleted protocol by protocol rather than all held at once (--jobs N still applies)
                          jobs=1 if launcher is not None or (args.rehearse and args.jobs == "auto") else _jobs(args.jobs, device),
                          log_every=args.log_every, tensorboard=not args.no_tensorboard, wandb_project=args.wandb,
-                         console=console, overrides=args.overrides, data_root=args.data_root, rehearse=args.rehearse)
+                         console=console, overrides=args.overrides, data_root=args.data_root, rehearse=args.rehearse,
+                         save_every_s=args.save_every * 60 if args.save_every > 0 else None, timing=timing)
     if not done:  # a torchrun rank other than 0: rank 0 evaluates and reports
         return 0
     for _, records in done:
@@ -535,6 +558,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         results, reports = rehearsal_results(args.results), args.reports / "rehearsal"
     written = write_reports(load_records(results), reports, results)
     console.print(f"reports written under {reports}/ ({len(written)} files)")
+    total = time.perf_counter() - args.started
+    console.print(f"[bold green]finished[/] in {timing.describe(total, 'start-up, data loading, planning, reports')}",
+                  highlight=False)
     return 0
 
 

@@ -11,8 +11,7 @@ The thresholds (docs/safety.md):
   fewer training samples than classes, a class of one part missing from the other (a test class never seen in
   training cannot be predicted; a training class never tested is not measured), a median sequence shorter
   than :data:`SHORT_SEQUENCE_FRACTION` of the view length (views stretch each frame over several), a
-  pretraining batch larger than the training part (each epoch is a single batch), and, refused there, a batch
-  larger than the training part with ``drop_last`` (no step at all).
+  pretraining batch larger than the training part (each epoch is a single batch of all of it).
 """
 
 from __future__ import annotations
@@ -76,29 +75,23 @@ def check_split(train: SkeletonArrays, test: SkeletonArrays, name: str) -> list[
     return warnings
 
 
-def check_pretraining(train: SkeletonArrays, name: str, *, batch_size: int, drop_last: bool,
-                      view_frames: int | None) -> list[str]:
-    """Refuse a pretraining schedule that takes no step on its data, and say what makes it odd.
+def check_pretraining(train: SkeletonArrays, name: str, *, batch_size: int, view_frames: int | None) -> list[str]:
+    """Say what makes a pretraining schedule odd on its data.
 
     Args:
         train: the pretraining data.
         name: how the messages name it.
-        batch_size: the schedule's global batch; drop_last: whether the last, smaller batch is left out.
+        batch_size: the schedule's global batch (the loop takes at most the whole set: one step an epoch, with
+            or without ``drop_last``).
         view_frames: the encoder's view length ``T`` (None: not checked).
 
     Returns:
         the warnings.
-
-    Raises:
-        ValueError: ``drop_last`` with a batch larger than the data (no step would be taken).
     """
     warnings = []
     if batch_size > len(train):
-        if drop_last:
-            raise ValueError(f"{name}: the pretraining batch ({batch_size}) is larger than the training part "
-                             f"({len(train)} samples) and drop_last is set: no step would be taken")
         warnings.append(f"the pretraining batch ({batch_size}) is larger than the training part ({len(train)} "
-                        "samples): each epoch is one batch")
+                        "samples): each epoch is one batch of all of it")
     if view_frames:
         median = float(np.median(train.num_frames)) if len(train) else 0.0
         if median < SHORT_SEQUENCE_FRACTION * view_frames:

@@ -7,6 +7,8 @@ augmentation; the encoder is in ``eval()`` mode (BatchNorm statistics frozen, Dr
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -114,6 +116,7 @@ class EvalContext:
     artifacts: dict[str, Path] = field(default_factory=dict)  # evaluation name -> file it wrote
     subset_dir: Path | None = None  # labelled-subset index files shared by every method on this data (Table 2)
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    extract_s: float = 0.0  # seconds spent extracting features (not reading them from the cache)
 
     def features(self, which: str, crop: float = 1.0, observe: float = 1.0) -> np.ndarray:
         """``(N, 2H)`` frozen features of the ``train`` or ``test`` split (cached on disk when
@@ -127,11 +130,13 @@ class EvalContext:
             else:
                 arrays = self.train if which == "train" else self.test
                 done = (lambda k: self.on_progress(which, k, len(arrays))) if self.on_progress else None
+                t0 = time.perf_counter()
                 feats = extract(
                     self.encoder, arrays.data, arrays.num_frames, layout=get_layout(arrays.layout),
                     stream=self.stream, batch_size=self.batch_size, device=self.device, on_batch=done, crop=crop,
                     observe=observe,
                 )
+                self.extract_s += time.perf_counter() - t0
                 if path is not None:
                     save_npy_atomic(path, feats)
                 self._cache[name] = feats

@@ -51,6 +51,8 @@ class Evaluator:
         self.trainer, self.store, self.console = trainer, store, console
         self.results_dir, self.device = trainer.results_dir, trainer.device
         self._costs: dict[str, dict[str, Any]] = {}  # checkpoint key -> parameters and pretraining FLOPs
+        # wall seconds of this process: training or loading encoders, extracting features, the evaluations' own
+        self.seconds = {"pretraining": 0.0, "extraction": 0.0, "evaluation": 0.0}
 
     def run(self, plan: ProtocolPlan) -> list[dict[str, Any]]:
         """Evaluate what is missing of ``plan`` (pretraining what no process trained yet) and return every
@@ -61,7 +63,9 @@ class Evaluator:
             for cell_plan in plan.cells:
                 pending = cell_plan.missing_records()
                 if pending:
+                    t0 = time.perf_counter()
                     encoder, pretrain_s = self.trainer.checkpoint(cell_plan, progress)
+                    self.seconds["pretraining"] += time.perf_counter() - t0
                     self.evaluate(cell_plan, encoder, pending, pretrain_s, progress)
                 for record in cell_plan.records.values():
                     all_rows.extend(read_records(record))
@@ -111,6 +115,9 @@ class Evaluator:
                 rows = [self.row(plan, name, options, m, wall, pretrain_s,
                                  str(artifact.relative_to(self.results_dir)) if artifact else None) for m in metrics]
                 write_records(record, rows)
+                self.seconds["evaluation"] += wall
+        self.seconds["extraction"] += ctx.extract_s
+        self.seconds["evaluation"] -= ctx.extract_s  # extraction happens inside the evaluations that need it
         progress.remove_task(task)
 
     def _member_scores(self, plan: EnsemblePlan) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
@@ -148,6 +155,7 @@ class Evaluator:
                 metrics.insert(0, Metric("linear_top1_best_of_evals", best, note="each stream's classifier at its "
                                                                                  f"best evaluation (official selection); {note}"))
             wall = time.perf_counter() - t0
+            self.seconds["evaluation"] += wall
             stand_in = CellPlan(cell=cell, encoder_config={}, checkpoint_hash=plan.key)
             out = []
             for metric in metrics:

@@ -140,11 +140,7 @@ class DataStore:
 
     def data_warnings(self, cell: Cell, view_frames: int | None) -> list[str]:
         """What makes ``cell``'s numbers hard to defend: its evaluation data's :func:`check_split` warnings and,
-        for a pretrained row, its schedule's on the pretraining data (:func:`check_pretraining`).
-
-        Raises:
-            ValueError: a schedule that takes no step on its data (``drop_last`` with a batch above its size).
-        """
+        for a pretrained row, its schedule's on the pretraining data (:func:`check_pretraining`)."""
         self.load(cell.dataset)
         out = list(self.warnings.get(stable_hash(data_identity(cell.dataset)), []))
         if cell.row.objective is not None and cell.row.checkpoint is None:
@@ -152,7 +148,7 @@ class DataStore:
             spec = cell.pretrain
             out += [f"pretraining: {w}" for w in check_pretraining(
                 train, f"pretraining data {cell.pretrain_dataset.describe()}", batch_size=spec.batch_size,
-                drop_last=spec.drop_last, view_frames=view_frames)]
+                view_frames=view_frames)]
         return out
 
     def _shape_file(self, key: str) -> Path:

@@ -8,7 +8,10 @@ the plan's keys (a worker or a rank never recomputes a key). Cluster jobs (submi
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import os
+import queue
+import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from usdrl_bench.io import die_with_parent, stable_hash
 from usdrl_bench.protocols.plan import CellPlan, DataStore, RunPlan, build_encoder
 from usdrl_bench.protocols.training import CheckpointTrainer, TrainingOptions
 
-__all__ = ["pretrain_cost", "pretrain_distributed", "pretrain_in_workers"]
+__all__ = ["pretrain_cost", "pretrain_distributed", "pretrain_in_workers", "threads_per_job"]
 
 
 def pretrain_cost(plan: CellPlan, store: DataStore, flops_cache: dict[str, float] | None = None) -> float:
@@ -50,8 +53,9 @@ def pretrain_cost(plan: CellPlan, store: DataStore, flops_cache: dict[str, float
 
 def pretrain_in_workers(trainer: CheckpointTrainer, run: RunPlan, jobs: int, progress: Progress | None = None) -> int:
     """Pretrain, in ``jobs`` worker processes, every checkpoint ``run`` still needs (each once), so that the
-    evaluations that follow find them cached. On a CPU each worker gets ``torch.get_num_threads() // jobs``
-    threads: small models run faster as several single-threaded trainings than as one multi-threaded one.
+    evaluations that follow find them cached. On a CPU each worker gets :func:`threads_per_job` threads: small
+    models run faster as several single-threaded trainings than as one multi-threaded one. Each worker's
+    pretraining shows in ``progress`` (its loss, samples/s and time left, at least once an epoch).
     On CUDA each worker trains on its own GPU (``cuda:0`` ... ``cuda:<jobs-1>``). The longest pretrainings
     start first (:func:`pretrain_cost`). Returns the number of checkpoints trained (0 with ``jobs == 1``:
     the evaluation loop then trains them in this process).
@@ -71,7 +75,7 @@ def pretrain_in_workers(trainer: CheckpointTrainer, run: RunPlan, jobs: int, pro
         if jobs > count:
             raise ValueError(f"--jobs {jobs} on CUDA trains one model per GPU, but {count} GPU(s) are visible")
         devices = [f"cuda:{i}" for i in range(jobs)]
-    threads = max(1, torch.get_num_threads() // jobs) if device.type == "cpu" else torch.get_num_threads()
+    threads = threads_per_job(jobs) if device.type == "cpu" else torch.get_num_threads()
     global _PARENT_DATA
     if device.type != "cuda":  # loaded once here, inherited by the forked workers
         for plan in todo.values():
@@ -87,17 +91,109 @@ def pretrain_in_workers(trainer: CheckpointTrainer, run: RunPlan, jobs: int, pro
     task = progress.add_task(f"pretrain {len(todo)} models, {jobs} at a time", total=len(todo)) if progress else None
     flops: dict[str, float] = {}
     order = sorted(todo.values(), key=lambda p: pretrain_cost(p, trainer.store, flops), reverse=True)
-    init = (str(run.results_dir), run.data_root, threads, slots, trainer.options)
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=init) as pool:
-        futures = [pool.submit(_pretrain_in_worker, plan) for plan in order]
-        for future in as_completed(futures):
-            key, seconds = future.result()
-            trainer.trained[key] = seconds
-            if progress is not None and task is not None:
-                progress.advance(task)
+    updates = context.Queue()  # the workers' progress lines (RemoteProgress), drawn here
+    init = (str(run.results_dir), run.data_root, threads, slots, trainer.options, updates)
+    lines = ProgressRelay(progress)
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=init)
+    try:
+        pending = {pool.submit(_pretrain_in_worker, plan) for plan in order}
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            lines.drain(updates)
+            for future in done:
+                key, seconds = future.result()
+                trainer.trained[key] = seconds
+                if progress is not None and task is not None:
+                    progress.advance(task)
+    except BaseException:
+        # Ctrl-C (the workers got it too: each running pretraining saves its state at its next step and
+        # stops), or a failure: start nothing more, wait for the running ones, then say it once, above
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        lines.drain(updates)
+        lines.close()
     if progress is not None and task is not None:
         progress.remove_task(task)
     return len(todo)
+
+
+def threads_per_job(jobs: int) -> int:
+    """CPU threads for each of ``jobs`` concurrent trainings: the cores this process may use
+    (``sched_getaffinity``) less those other processes keep busy (the 1-minute load average), shared out,
+    at least 1. ``OMP_NUM_THREADS``, when set, is taken as given. On a loaded machine, more threads than free
+    cores make every OpenMP barrier wait on a descheduled thread: an epoch took over 50 s with 2 threads on a
+    busy 2-core machine, 5 s with 1."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        busy = 0.0
+    free = max(1, min(cores, int(cores - busy + 0.5)))
+    return max(1, free // max(1, jobs))
+
+
+class RemoteProgress:
+    """The part of rich's ``Progress`` a trainer uses (``add_task``, ``update``, ``advance``,
+    ``remove_task``), sent from a worker process to the parent's bar through a queue (:class:`ProgressRelay`)."""
+
+    def __init__(self, updates: Any) -> None:
+        self.updates, self.next_id = updates, 0
+
+    def add_task(self, description: str, total: float | None = None, **fields: Any) -> int:
+        self.next_id += 1
+        self.updates.put(("add", os.getpid(), self.next_id, {"description": description, "total": total, **fields}))
+        return self.next_id
+
+    def update(self, task: int, **fields: Any) -> None:
+        self.updates.put(("update", os.getpid(), task, fields))
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.updates.put(("advance", os.getpid(), task, {"advance": advance}))
+
+    def remove_task(self, task: int) -> None:
+        self.updates.put(("remove", os.getpid(), task, {}))
+
+    def __enter__(self) -> "RemoteProgress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+class ProgressRelay:
+    """Applies the workers' :class:`RemoteProgress` messages to this process's bar (nothing without one)."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.tasks: dict[tuple[int, int], Any] = {}
+
+    def drain(self, updates: Any) -> None:
+        while True:
+            try:
+                kind, pid, task, fields = updates.get_nowait()
+            except (queue.Empty, OSError, ValueError, EOFError):
+                return
+            if self.progress is None:
+                continue
+            key = (pid, task)
+            if kind == "add":
+                self.tasks[key] = self.progress.add_task(fields.pop("description"), **fields)
+            elif key in self.tasks and kind == "update":
+                self.progress.update(self.tasks[key], **fields)
+            elif key in self.tasks and kind == "advance":
+                self.progress.advance(self.tasks[key], fields["advance"])
+            elif key in self.tasks and kind == "remove":
+                self.progress.remove_task(self.tasks.pop(key))
+
+    def close(self) -> None:
+        if self.progress is not None:
+            for task in self.tasks.values():
+                self.progress.remove_task(task)
+        self.tasks = {}
 
 
 def pretrain_distributed(trainer: CheckpointTrainer, run: RunPlan, progress: Progress | None = None) -> int:
@@ -113,12 +209,18 @@ def pretrain_distributed(trainer: CheckpointTrainer, run: RunPlan, progress: Pro
 
 # --- worker processes (pretrain_in_workers) ---------------------------------------------------------
 _WORKER: CheckpointTrainer | None = None
+_UPDATES: Any = None
 _PARENT_DATA: dict = {}
 
 
-def _init_worker(results_dir: str, data_root: Path | None, threads: int, slots: Any, options: TrainingOptions) -> None:
-    global _WORKER
+def _init_worker(results_dir: str, data_root: Path | None, threads: int, slots: Any, options: TrainingOptions,
+                 updates: Any = None) -> None:
+    global _WORKER, _UPDATES
     die_with_parent()  # a main process killed with -9 takes its workers with it (no orphans holding memory)
+    # Ctrl-C reaches every worker: an idle one ignores it (no traceback), a training one saves its state at the
+    # next step and stops (pretrain's own handler), and the parent says it once
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _UPDATES = updates
     torch.set_num_threads(threads)
     device = torch.device(slots.get())
     if device.type == "cuda":
@@ -136,6 +238,9 @@ def _pretrain_in_worker(plan: CellPlan) -> tuple[str, float]:
     registry.load_builtins()
     # already there in a forked worker; needed in a spawned one
     registry.load_plugins(cell.protocol.plugins, relative_to=Path(cell.protocol.file).resolve().parent)
-    with Progress(disable=True) as progress:
-        _, seconds = _WORKER.checkpoint(plan, progress)
+    if _UPDATES is not None:
+        _, seconds = _WORKER.checkpoint(plan, RemoteProgress(_UPDATES))  # type: ignore[arg-type]
+    else:
+        with Progress(disable=True) as progress:
+            _, seconds = _WORKER.checkpoint(plan, progress)
     return plan.checkpoint_hash, seconds

@@ -633,10 +633,27 @@ def _check_preset_evaluations(file: str, where: str, preset: PresetSpec) -> None
             for per_encoder in ({}, *preset.encoder_evaluations.values()):
                 merged = {**(options or {}), **(ds.evaluations.get(ename, {}) if ds is not None else {}),
                           **per_encoder.get(ename, {})}
-                try:
-                    check(**merged)
-                except (ValueError, TypeError) as exc:
-                    raise ProtocolError(file, f"{where}.evaluations.{ename}", str(exc)) from None
+                run_check(check, merged, file, f"{where}.evaluations.{ename}")
+
+
+def run_check(check: Any, options: dict[str, Any], file: str, key: str, context: str = "") -> None:
+    """An evaluation's registered ``check`` on its merged ``options``: an options dataclass through the
+    validation of :mod:`~usdrl_bench.protocols.schema` (its declared types and ranges, then its own
+    ``__post_init__``), a function by calling it.
+
+    Raises:
+        ProtocolError: naming ``file`` and ``key`` (and ``context``: the row and column).
+    """
+    if dataclasses.is_dataclass(check):
+        try:
+            from_data(check, options, file, tuple(key.split(".")))
+        except ProtocolError as exc:
+            raise ProtocolError(file, exc.key, str(exc).split(f"{exc.key}: ", 1)[-1] + context) from None
+        return
+    try:
+        check(**options)
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(file, key, f"{exc}{context}") from None
 
 
 def _check_evaluation_overrides(preset: PresetSpec, overrides: dict[str, dict[str, Any]], file: str, key: str) -> None:
@@ -766,11 +783,7 @@ def check_cells(cells: list[Cell]) -> None:
             if key in seen:
                 continue
             seen.add(key)
-            try:
-                check(**options)
-            except (ValueError, TypeError) as exc:
-                raise ProtocolError(file, f"{where}.evaluations.{name}", f"{exc} (row {cell.row.id}, "
-                                    f"{cell.dataset.column})") from None
+            run_check(check, options, file, f"{where}.evaluations.{name}", f" (row {cell.row.id}, {cell.dataset.column})")
         if cell.row.encoder is None:
             continue
         config = registry.ENCODERS.entry(cell.row.encoder).meta.get("config")

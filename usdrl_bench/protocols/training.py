@@ -24,7 +24,7 @@ from usdrl_bench.io import git_revision, write_json_atomic
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.protocols.plan import CellPlan, DataStore, build_encoder
 from usdrl_bench.protocols.released import load_released
-from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, ENCODER_FILE, move_aside, pretrain
+from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, DEFAULT_SAVE_EVERY_S, ENCODER_FILE, move_aside, pretrain
 from usdrl_bench.train.spec import Provenance
 
 __all__ = ["CheckpointTrainer", "TrainingOptions", "describe_trained"]
@@ -32,15 +32,19 @@ __all__ = ["CheckpointTrainer", "TrainingOptions", "describe_trained"]
 
 @dataclasses.dataclass(frozen=True)
 class TrainingOptions:
-    """How pretraining reports: loss every ``log_every`` steps, TensorBoard event files, a W&B project."""
+    """How pretraining reports and saves: loss every ``log_every`` steps, TensorBoard event files, a W&B
+    project, and the resumable state every ``save_every_s`` seconds inside an epoch (None: at epoch ends)."""
 
     log_every: int = DEFAULT_LOG_EVERY
     tensorboard: bool = True
     wandb_project: str | None = None
+    save_every_s: float | None = DEFAULT_SAVE_EVERY_S
 
     def __post_init__(self) -> None:
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.save_every_s is not None and not self.save_every_s >= 0:
+            raise ValueError(f"save_every_s must be >= 0 seconds, got {self.save_every_s}")
 
 
 class CheckpointTrainer:
@@ -113,7 +117,6 @@ class CheckpointTrainer:
         if cell.row.checkpoint is not None:
             return self._released(plan, workdir)
         train, _ = self.store.load(cell.pretrain_dataset)
-        self.store.data_warnings(cell, plan.encoder_config.get("num_frames"))  # refuses a schedule taking no step
         encoder = build_encoder(cell, train.shape)
         main = dist_utils.rank() == 0
         if main:
@@ -138,13 +141,15 @@ class CheckpointTrainer:
                           stream=cell.pretrain_dataset.stream, on_step=on_step, log_every=self.options.log_every,
                           tensorboard=self.options.tensorboard, wandb_project=self.options.wandb_project,
                           save_objective=cell.rehearsal is None,  # a rehearsal's models are not for export
+                          save_every_s=self.options.save_every_s,
                           provenance=Provenance(cell.row.objective, cell.objective_options,
                                                 plan.pretrain_identity["precision"], spec.compile,  # as keyed
                                                 dist_utils.world_size(), str(self.device)))
         if progress is not None and task is not None:
             progress.remove_task(task)
-        if result.resumed_from_epoch and main:
-            self.console.print(f"resumed {cell.row.label} from epoch {result.resumed_from_epoch}")
+        if (result.resumed_from_epoch or result.resumed_from_step) and main:
+            self.console.print(f"resumed {cell.row.label} from epoch {result.resumed_from_epoch}"
+                               + (f", step {result.resumed_from_step}" if result.resumed_from_step else ""))
         seconds = time.perf_counter() - t0
         self.trained[plan.checkpoint_hash] = seconds
         return encoder.eval(), seconds

@@ -40,6 +40,7 @@ class StepLogger:
     Args:
         path: the CSV file.
         resume_epoch: epochs already completed (rows of later epochs are dropped from an existing file).
+        resume_step: steps already done in the next epoch (its rows up to them are kept).
         tensorboard_dir: where TensorBoard event files go (None: no TensorBoard; skipped with a debug
             message when the ``tensorboard`` package is missing).
         wandb_project: a Weights & Biases project (None: no W&B).
@@ -49,7 +50,7 @@ class StepLogger:
         ImportError: ``wandb_project`` given but ``wandb`` is not installed.
     """
 
-    def __init__(self, path: Path, *, resume_epoch: int = 0, tensorboard_dir: Path | None = None,
+    def __init__(self, path: Path, *, resume_epoch: int = 0, resume_step: int = 0, tensorboard_dir: Path | None = None,
                  wandb_project: str | None = None, wandb_name: str | None = None,
                  device: torch.device | None = None) -> None:
         self.path = Path(path)
@@ -58,7 +59,8 @@ class StepLogger:
         kept: list[dict[str, str]] = []
         if self.path.exists():
             try:
-                kept = [r for r in read_step_log(self.path) if int(r.get("epoch") or 0) <= resume_epoch]
+                kept = [r for r in read_step_log(self.path) if int(r.get("epoch") or 0) <= resume_epoch
+                        or (int(r.get("epoch") or 0) == resume_epoch + 1 and int(r.get("step") or 0) < resume_step)]
             except (OSError, ValueError, csv.Error) as exc:
                 log.warning("cannot read %s (%s); starting a new log", self.path, exc)
                 kept = []

@@ -28,10 +28,12 @@ indexed there), else the next batch is gathered into pinned memory by a thread a
 no synchronisation; on a CPU the fused kernel reads its scalars per parameter and is no faster than the
 default). ``spec.compile`` wraps encoder and objective in ``torch.compile``.
 
-**Resuming.** After every epoch the full training state (encoder, objective, optimiser, scheduler,
-GradScaler, sample-order generator, global RNG, loss history) is written atomically to
-``workdir/state.pt``; a later call with the same ``workdir`` continues from the last completed epoch and
-gives the same result as an uninterrupted run. The finished encoder is written to
+**Resuming.** After every epoch, and inside an epoch every ``save_every_s`` seconds (5 minutes by default)
+and on SIGINT / SIGTERM (Ctrl-C, a scheduler's stop: at the next step boundary, then ``KeyboardInterrupt``),
+the full training state (encoder, objective, optimiser, scheduler, GradScaler, the sample-order generator
+at the epoch's start, the global RNG, the steps done in the epoch and their losses, the loss history) is
+written atomically to ``workdir/state.pt``; a later call with the same ``workdir`` continues from that step
+and gives the same weights, bit for bit, as an uninterrupted run. The finished encoder is written to
 ``workdir/encoder.pt`` (suite format) last, so its presence means the run is complete.
 
 **Live logs.** ``workdir/train_log.csv`` gets a header, then a row per step (epoch, step, loss, each loss
@@ -50,6 +52,7 @@ import inspect
 import logging
 import math
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -84,6 +87,8 @@ LOG_FILE = "train_log.csv"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: steps between two reads of the device-side losses (one host synchronisation each)
 DEFAULT_LOG_EVERY = 20
+#: seconds between two saves of the resumable state inside an epoch (an interruption loses at most this)
+DEFAULT_SAVE_EVERY_S = 300.0
 
 #: progress callback: (epochs done, total epochs, mean loss of the last epoch)
 ProgressFn = Callable[[int, int, float], None]
@@ -97,6 +102,7 @@ class PretrainResult:
     history: list[dict]
     wall_time_s: float
     resumed_from_epoch: int
+    resumed_from_step: int = 0
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -405,6 +411,7 @@ def pretrain(
     tensorboard: bool = True,
     wandb_project: str | None = None,
     save_objective: bool = True,
+    save_every_s: float | None = DEFAULT_SAVE_EVERY_S,
 ) -> PretrainResult:
     """Pretrain ``encoder`` with ``objective`` on ``train`` (labels unused), data-parallel inside a process group.
 
@@ -427,6 +434,8 @@ def pretrain(
         wandb_project: also log to this Weights & Biases project (needs ``wandb``).
         save_objective: also write the objective's state (``objective.pt``: projectors, key encoders, queues;
             what ``export`` needs). A rehearsal does not: at the paper's size it is about 1 GB per model.
+        save_every_s: seconds between saves of the resumable state inside an epoch (None: at epoch ends
+            only; 0: after every step). A save reads the pending losses (one host synchronisation).
     Returns:
         the final checkpoint path, per-epoch history and wall time of this call.
     Raises:
@@ -460,34 +469,44 @@ def pretrain(
     state_path = workdir / STATE_FILE
     # DropPath draws from the global generator: seed it here and keep its state in the resumable state
     torch.manual_seed(seed + 2)
-    history, first_epoch = _resume(state_path, step_fn, order_gen, device)
-    if first_epoch:
-        log.info("resuming pretraining in %s from epoch %d/%d", workdir, first_epoch, spec.epochs)
+    resumed = _resume(state_path, step_fn, order_gen, device)
+    first_epoch = resumed.epoch
+    history = resumed.history
+    if resumed.epoch or resumed.step:
+        log.info("resuming pretraining in %s from epoch %d/%d, step %d", workdir, resumed.epoch, spec.epochs, resumed.step)
 
     views_of = ViewMaker(objective, spec.views, encoder.num_frames, layout, stream)
     source = BatchSource(train, device)
-    logger = StepLogger(workdir / LOG_FILE, resume_epoch=first_epoch, tensorboard_dir=workdir / "tensorboard"
-                        if tensorboard else None, wandb_project=wandb_project, wandb_name=workdir.name,
-                        device=device) if main else None
+    logger = StepLogger(workdir / LOG_FILE, resume_epoch=first_epoch, resume_step=resumed.step,
+                        tensorboard_dir=workdir / "tensorboard" if tensorboard else None, wandb_project=wandb_project,
+                        wandb_name=workdir.name, device=device) if main else None
     total_steps = spec.epochs * steps_per_epoch
+    stop = StopRequest(enabled=not dist_utils.is_distributed())
+    last_save = time.perf_counter()
     try:
+        stop.install()
         for epoch in range(first_epoch, spec.epochs):
             step_fn.train()
             if hasattr(objective, "start_epoch"):
                 objective.start_epoch(epoch, spec.epochs)
+            epoch_order = order_gen.get_state()  # the epoch's order is drawn again from this on a mid-epoch resume
             splits, shards = _epoch_shards(torch.randperm(n, generator=order_gen).numpy(), batch_sizes, world, rank)
-            lr = step_fn.optimizer.param_groups[0]["lr"]
+            skip = resumed.step if epoch == first_epoch else 0
+            # the epoch's lr as it started (a per-step schedule has moved it by a mid-epoch resume)
+            lr = resumed.epoch_lr if skip and resumed.epoch_lr is not None else step_fn.optimizer.param_groups[0]["lr"]
             pending: list[tuple[int, Tensor, dict[str, Tensor]]] = []
-            epoch_rows: list[dict[str, float]] = []
+            epoch_rows: list[dict[str, float]] = list(resumed.epoch_rows) if skip else []
             t_flush = time.perf_counter()
-            for step, (x, nf, idx) in enumerate(source.batches(shards)):
+            for step, (x, nf, idx) in enumerate(source.batches(shards[skip:]), start=skip):
                 views = views_of(x, nf, SampleKeys(seed, epoch, idx))
                 with dist_utils.batch_shards(splits[step]):  # the gathers see the global batch, any split
                     loss, logs = step_fn(views)
                 pending.append((step, loss, logs))
-                if len(pending) >= log_every or step == steps_per_epoch - 1:
+                now = time.perf_counter()
+                last = step == steps_per_epoch - 1
+                save_now = not last and (stop.requested or (save_every_s is not None and now - last_save >= save_every_s))
+                if len(pending) >= log_every or last or save_now:
                     rows = _read_pending(pending, device)  # the one host synchronisation
-                    now = time.perf_counter()
                     rate = sum(batch_sizes[s] for s, _, _ in pending) / max(now - t_flush, 1e-9)
                     t_flush = now
                     _check_finite(rows, epoch, workdir)
@@ -497,23 +516,38 @@ def pretrain(
                         if on_step is not None:
                             on_step(epoch * steps_per_epoch + step + 1, total_steps, rate, rows[-1][1]["loss"])
                     pending = []
+                if save_now:  # inside the epoch: the state after this step
+                    if main:
+                        _save_state(state_path, step_fn, epoch, epoch_order, device, history, step=step + 1,
+                                    epoch_rows=epoch_rows, epoch_lr=lr)
+                        if logger is not None:
+                            logger.flush()
+                    last_save = time.perf_counter()
+                    if stop.requested:
+                        raise KeyboardInterrupt(f"pretraining stopped by {stop.name} at epoch {epoch + 1} step "
+                                                f"{step + 1}; its state is saved in {state_path}")
             step_fn.end_epoch()
             record = {"epoch": epoch + 1, "loss": float(np.mean([r["loss"] for r in epoch_rows])), "lr": lr}
             record.update({key: float(np.mean([r[key] for r in epoch_rows])) for key in epoch_rows[0] if key != "loss"})
             history.append(record)
             if main:
-                _save_state(state_path, step_fn, epoch + 1, order_gen, device, history)
+                _save_state(state_path, step_fn, epoch + 1, order_gen.get_state(), device, history)
                 if logger is not None:
                     logger.flush()
                 if on_epoch is not None:
                     on_epoch(epoch + 1, spec.epochs, record["loss"])
+            last_save = time.perf_counter()
+            if stop.requested and epoch + 1 < spec.epochs:
+                raise KeyboardInterrupt(f"pretraining stopped by {stop.name} after epoch {epoch + 1}; its state is "
+                                        f"saved in {state_path}")
     finally:
+        stop.uninstall()
         if logger is not None:
             logger.close()
 
     checkpoint = _finish(workdir, encoder, objective, spec.epochs, history, provenance, main, save_objective)
     return PretrainResult(checkpoint=checkpoint, history=history, wall_time_s=time.perf_counter() - start_time,
-                          resumed_from_epoch=first_epoch)
+                          resumed_from_epoch=first_epoch, resumed_from_step=resumed.step)
 
 
 class ViewMaker:
@@ -537,28 +571,80 @@ class ViewMaker:
         return views
 
 
-def _resume(state_path: Path, step_fn: TrainStep, order_gen: torch.Generator,
-            device: torch.device) -> tuple[list[dict], int]:
-    """(history, first epoch) from the resumable state, its optimiser, scaler and RNG states restored; ([],
-    0) when there is none."""
+@dataclass
+class Resumed:
+    """Where a resumed pretraining continues: completed epochs, steps done in the next one (0: at its start)
+    with their loss rows, and the history of the completed epochs."""
+
+    epoch: int = 0
+    step: int = 0
+    epoch_rows: list = dataclasses.field(default_factory=list)
+    history: list = dataclasses.field(default_factory=list)
+    epoch_lr: float | None = None
+
+
+def _resume(state_path: Path, step_fn: TrainStep, order_gen: torch.Generator, device: torch.device) -> Resumed:
+    """The resumable state restored into ``step_fn``, ``order_gen`` (at the start of the epoch to continue)
+    and the global RNGs; a fresh start when there is none."""
     state = _load_state(state_path, device) if state_path.exists() else None
     if state is None:
-        return [], 0
+        return Resumed()
     step_fn.load_state_dict(state)
     order_gen.set_state(state["order_gen"].cpu())  # RNG states are CPU byte tensors
     torch.set_rng_state(state["torch_rng"].cpu())
     if device.type == "cuda" and state.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
-    return state["history"], state["epoch"]
+    return Resumed(epoch=int(state["epoch"]), step=int(state.get("step") or 0),
+                   epoch_rows=list(state.get("epoch_rows") or []), history=list(state["history"]),
+                   epoch_lr=state.get("epoch_lr"))
 
 
-def _save_state(state_path: Path, step_fn: TrainStep, epochs_done: int, order_gen: torch.Generator,
-                device: torch.device, history: list[dict]) -> None:
-    """The resumable state after ``epochs_done`` epochs (model, optimiser, scaler, the RNGs), atomically."""
+def _save_state(state_path: Path, step_fn: TrainStep, epochs_done: int, epoch_order: Tensor, device: torch.device,
+                history: list[dict], *, step: int = 0, epoch_rows: list[dict] | None = None,
+                epoch_lr: float | None = None) -> None:
+    """The resumable state atomically: after ``epochs_done`` epochs and ``step`` steps of the next (model,
+    optimiser, scaler, the RNGs; ``epoch_order``: the sample-order generator's state at that epoch's start)."""
     state = step_fn.state_dict()
-    state.update(epoch=epochs_done, order_gen=order_gen.get_state(), torch_rng=torch.get_rng_state(),
+    state.update(epoch=epochs_done, step=step, epoch_rows=list(epoch_rows or []), epoch_lr=epoch_lr, order_gen=epoch_order,
+                 torch_rng=torch.get_rng_state(),
                  cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None, history=history)
     torch_save_atomic(state, state_path)
+
+
+class StopRequest:
+    """SIGINT and SIGTERM, caught during a pretraining so that it stops at the next step boundary with its
+    state saved (a second signal stops at once). Installed in the main thread of a single process only (a
+    torchrun rank is stopped by torchrun); the previous handlers come back afterwards."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signal).name if self.signal is not None else ""
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def install(self) -> None:
+        if self.enabled:
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def _epoch_shards(perm: np.ndarray, batch_sizes: list[int], world: int,
