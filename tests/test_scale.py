@@ -364,3 +364,32 @@ def test_the_process_count_enters_a_key_only_with_per_process_batchnorm(scale_ti
             keys[sync, world] = plan.checkpoint_hash
     assert keys[True, 1] == keys[True, 2] == keys[True, 8]
     assert len({keys[False, 1], keys[False, 2], keys[False, 8]}) == 3
+
+
+def test_worker_progress_reaches_the_parents_bar():
+    """A --jobs worker's pretraining line (its loss, samples/s; rich computes the time left) arrives in the
+    parent's progress through the queue, is updated, and goes when the worker removes it."""
+    import multiprocessing
+
+    from rich.progress import Progress
+
+    from usdrl_bench.protocols.schedule import ProgressRelay, RemoteProgress
+
+    updates = multiprocessing.get_context("fork").Queue()
+    remote = RemoteProgress(updates)
+    task = remote.add_task("pretrain 7 (seed 0)", total=None)
+    remote.update(task, completed=21, total=42, description="pretrain 7 (seed 0) loss 31.2, 850 samples/s")
+    with Progress(disable=True) as progress:
+        relay = ProgressRelay(progress)
+        deadline = time.time() + 5
+        while not relay.tasks and time.time() < deadline:
+            relay.drain(updates)
+            time.sleep(0.05)
+        time.sleep(0.2)
+        relay.drain(updates)
+        (shown,) = progress.tasks
+        assert (shown.completed, shown.total) == (21, 42) and "loss 31.2, 850 samples/s" in shown.description
+        remote.remove_task(task)
+        time.sleep(0.2)
+        relay.drain(updates)
+        assert not progress.tasks

@@ -48,7 +48,7 @@ def test_negative_epochs_is_refused_by_run_and_validate_with_the_key(tmp_path, c
 
 @pytest.mark.parametrize("override, key, message", [
     # checked on the cell (the encoder's configuration built from its preset): by run before any data, and by validate
-    ("presets.demo.encoder_options={num_heads: 3}", "encoder_options", "is not divisible by num_heads 3"),
+    ("presets.demo.encoder_options={num_heads: 3}", "presets.demo.encoder_options", "is not divisible by num_heads 3"),
     ("presets.demo.pretrain.views={min_scale: 0.9, max_scale: 0.5}", "presets.demo.pretrain",
      "needs min_scale <= max_scale"),
     ("presets.demo.evaluations.knn={k: -2}", "presets.demo.evaluations.knn", "k must be a whole number >= 1"),

@@ -795,8 +795,9 @@ def check_cells(cells: list[Cell]) -> None:
         try:
             config_from_preset(config, cell.row.encoder, preset, cell.encoder_options)
         except (ValueError, TypeError) as exc:
-            raise ProtocolError(file, f"rows[{cell.protocol.rows.index(cell.row)}].encoder_options",
-                                f"{exc} (encoder {cell.row.encoder}, preset {cell.encoder_preset})") from None
+            key = (f"rows[{cell.protocol.rows.index(cell.row)}].encoder_options" if cell.row.encoder_options
+                   else f"{where}.encoder_options")
+            raise ProtocolError(file, key, f"{exc} (encoder {cell.row.encoder}, preset {cell.encoder_preset})") from None
 
 
 def protocol_json_schema() -> dict[str, Any]:

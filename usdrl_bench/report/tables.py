@@ -226,7 +226,9 @@ class Table:
                     text += f"; paper column {c.paper_setting}"
                 elif c.dataset in STAND_INS:
                     text += (f"; stands in for the paper's {c.paper_setting}: the paper's numbers are shown for "
-                             f"reference, the Δ is a gap, not a reproduction check")
+                             f"reference, the Δ is a gap, not a reproduction check. A stand-in shows that every "
+                             f"row runs, not what a method is worth (at a demo's size some pretrained rows stay "
+                             f"near random initialisation); real numbers: `usdrl-bench run nwucla`")
             lines.append(text)
         if not self.published.empty:
             cited = self.published.drop_duplicates("method")
