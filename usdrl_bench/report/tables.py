@@ -69,6 +69,7 @@ PERCENT_METRICS = ("linear_top1", "knn1_top1", "linear_top1_best_of_evals", "lin
 
 #: titles of the paper's tables and figures, by the protocols' ``paper_table``
 PAPER_TITLES: dict[str, str] = {
+    "quickstart": "Quickstart: does self-supervised pretraining pay? (Table 5's row 7 for reference)",
     "table5_ablation": "Table 5: ablation of encoder and objective",
     "1": "Table 1: linear evaluation",
     "2": "Table 2: semi-supervised fine-tuning (fine-tuning recipe of CMD; the paper gives none)",
@@ -205,7 +206,8 @@ class Table:
 
     @property
     def title(self) -> str:
-        return PAPER_TITLES.get(self.paper_table or self.protocol, self.protocol)
+        # a protocol titled for itself (the quickstart), else the paper table it reproduces, else its name
+        return PAPER_TITLES.get(self.protocol) or PAPER_TITLES.get(self.paper_table or self.protocol, self.protocol)
 
     @property
     def x_label(self) -> str:
