@@ -1,7 +1,7 @@
 """Feed the command line the bad inputs users have fed it, and print what each gets: the exit code and the
 first line of the message, as a Markdown table (the one on docs/safety.md).
 
-    python benchmarks/bad_inputs.py [--data ../shared/data]      # about a minute on 2 CPU cores
+    python benchmarks/bad_inputs.py [--data DATA_ROOT]      # about a minute and a half on 2 CPU cores
 
 Each case runs ``python -m usdrl_bench ...`` in a fresh temporary folder; nothing is trained (every case is
 refused before any work, or, for the data cases, when the data loads).

@@ -40,7 +40,7 @@ def test_run_protocol_returns_the_records(tmp_path, tiny_protocol):
 def test_shipped_protocols_run_by_name_from_any_directory(tmp_path, monkeypatch, capsys):
     shipped = {p.stem for p in (Path(usdrl_bench.__file__).parent / "protocols" / "shipped").glob("*.yaml")}
     assert "table5_ablation" in usdrl_bench.list_protocols() and set(usdrl_bench.list_protocols()) == shipped
-    assert len(shipped) == 13
+    assert len(shipped) == 14
     monkeypatch.chdir(tmp_path)  # no protocols/ folder here
     assert main(["run", "table5_ablation", "--rows", "R-DSTE", "--jobs", "1"]) == 0
     assert "R-DSTE" in capsys.readouterr().out

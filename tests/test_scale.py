@@ -393,3 +393,15 @@ def test_worker_progress_reaches_the_parents_bar():
         time.sleep(0.2)
         relay.drain(updates)
         assert not progress.tasks
+
+
+def test_threads_per_job_share_the_free_cores(monkeypatch):
+    from usdrl_bench.protocols import schedule
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(schedule.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    for busy, jobs, expected in ((0.0, 1, 4), (0.0, 2, 2), (1.2, 1, 3), (1.2, 2, 1), (3.9, 1, 1), (0.0, 8, 1)):
+        monkeypatch.setattr(schedule, "busy_cores", lambda busy=busy: busy)
+        assert schedule.threads_per_job(jobs) == expected, (busy, jobs)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert schedule.threads_per_job(2) == 3  # the user's word

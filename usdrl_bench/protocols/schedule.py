@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -121,19 +122,48 @@ def pretrain_in_workers(trainer: CheckpointTrainer, run: RunPlan, jobs: int, pro
 
 def threads_per_job(jobs: int) -> int:
     """CPU threads for each of ``jobs`` concurrent trainings: the cores this process may use
-    (``sched_getaffinity``) less those other processes keep busy (the 1-minute load average), shared out,
-    at least 1. ``OMP_NUM_THREADS``, when set, is taken as given. On a loaded machine, more threads than free
+    (``sched_getaffinity``) less those other processes keep busy now (:func:`busy_cores`), shared out, at
+    least 1. ``OMP_NUM_THREADS``, when set, is taken as given. On a loaded machine, more threads than free
     cores make every OpenMP barrier wait on a descheduled thread: an epoch took over 50 s with 2 threads on a
     busy 2-core machine, 5 s with 1."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        busy = 0.0
-    free = max(1, min(cores, int(cores - busy + 0.5)))
+    free = max(1, min(cores, int(cores - busy_cores() + 0.5)))
     return max(1, free // max(1, jobs))
+
+
+_BUSY: tuple[float, float] | None = None  # (when measured, busy cores): one measurement serves a run's start
+
+
+def busy_cores(window_s: float = 0.3) -> float:
+    """Cores kept busy by other processes now: the machine's non-idle CPU time over ``window_s`` seconds
+    while this process sleeps (``/proc/stat``), else the 1-minute load average (which lags a load that just
+    started by up to a minute). Measured once per 10 seconds."""
+    global _BUSY
+    now = time.monotonic()
+    if _BUSY is not None and now - _BUSY[0] < 10:
+        return _BUSY[1]
+    try:
+        first = _cpu_times()
+        time.sleep(window_s)
+        second = _cpu_times()
+        total = sum(second) - sum(first)
+        idle = (second[3] + second[4]) - (first[3] + first[4])  # idle and iowait
+        busy = (total - idle) / total * (os.cpu_count() or 1) if total > 0 else 0.0
+    except (OSError, ValueError, IndexError):
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            busy = 0.0
+    _BUSY = (time.monotonic(), max(0.0, busy))
+    return _BUSY[1]
+
+
+def _cpu_times() -> list[int]:
+    """The aggregate ``cpu`` line of ``/proc/stat``: user, nice, system, idle, iowait, irq, softirq, steal."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:9]]
 
 
 class RemoteProgress:
