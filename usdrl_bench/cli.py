@@ -453,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished checkpoints and records are kept; run the same command to resume")
+        console.print("[yellow]interrupted[/]: finished checkpoints and records are kept, and a pretraining in progress "
+                      "saved its state; run the same command to resume", highlight=False)
         return 130
     except (OSError, RuntimeError, FloatingPointError) as exc:  # disk full, a broken file, a diverged run...
         if args.verbose:
