@@ -64,7 +64,7 @@ def test_early_evaluation_modes_and_truncation(tmp_path, monkeypatch):
     assert calls == [(len(train), (0.3, 0.3))] and m.value == 50.0 and "fine-tuned" in m.note
     with pytest.raises(ValueError, match="differ in whole percent"):
         early.EarlyOptions(ratios=[0.101, 0.1])
-    with pytest.raises(ValueError, match="truncate must be one of both, test"):
+    with pytest.raises(ValueError, match="truncate expected one of .both., .test., got .train."):
         early.EarlyOptions(truncate="train")
 
 

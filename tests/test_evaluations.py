@@ -136,5 +136,5 @@ def test_linear_train_crop_encodes_the_middle_of_each_training_sequence(tmp_path
     expected = extract(encoder, train.data, train.num_frames, crop=0.5)
     assert np.allclose(cropped, expected, atol=1e-6)
     assert not np.allclose(cropped, extract(encoder, train.data, train.num_frames), atol=1e-3)
-    with pytest.raises(ValueError, match=r"train_crop must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"LinearOptions.train_crop must be <= 1.0, got 1.5"):
         LinearOptions(train_crop=1.5)

@@ -69,7 +69,13 @@ def test_the_readme_walkthrough_runs_word_for_word(tmp_path):
     assert before["gru-vicreg-method"] == before["gru-vicreg"]  # the method's empty preset: the same model
 
     # editing the plug-in retrains its rows, and only those
-    (tmp_path / "my_method.py").write_text(python.replace("sim_weight: float = 25.0", "sim_weight: float = 20.0"))
+    # the plug-in's declared ranges are checked where the protocol loads, as the documentation says
+    validate = subprocess.run([sys.executable, "-m", "usdrl_bench", "validate", "my_protocol.yaml", "--set",
+                               "rows.1.objective_options.sim_weight=-1"], cwd=tmp_path, capture_output=True, text=True)
+    assert validate.returncode == 1 and "rows[1].objective_options.sim_weight: must be >= 0.0, got -1" in validate.stdout, \
+        validate.stdout + validate.stderr
+    (tmp_path / "my_method.py").write_text(python.replace("sim_weight: NonNegativeFloat = 25.0",
+                                                          "sim_weight: NonNegativeFloat = 20.0"))
     _run(tmp_path, command)
     after = _checkpoints(tmp_path)
     assert all(len(hashes) == 1 for hashes in before.values())

@@ -120,7 +120,7 @@ presets:
          "rows[0].objective_options.xc_weight", "must be >= 0"),
         ("objective: mgfd}", "objective: negative_contrastive, objective_options: {temperature: 0}}",
          "rows[0].objective_options.temperature", "must be > 0"),
-        ("{knn: {k: 1}}", "{knn: {k: 0}}", "presets.demo.evaluations.knn", "k must be"),
+        ("{knn: {k: 1}}", "{knn: {k: 0}}", "presets.demo.evaluations.knn.k", "must be >= 1, got 0"),
         ("{name: synthetic}", "{name: synthetic, options: {samples_per_class_subject_camera: 0}}",
          "presets.demo.dataset.options.samples_per_class_subject_camera", "must be >= 1"),
     ],

@@ -214,23 +214,29 @@ def test_report_skips_a_bad_record_names_it_and_fails_at_the_end(safety_tiny, tm
 def test_evaluation_option_ranges_are_checked_before_any_work(tiny_protocol, tmp_path, capsys):
     (tmp_path / "p.yaml").write_text(tiny_protocol("safety_tiny", ("7",), evaluations="knn: {k: 0}"))
     assert main(["validate", str(tmp_path / "p.yaml")]) == 1
-    assert "presets.demo.evaluations.knn: k must be a whole number >= 1" in capsys.readouterr().out
+    assert "presets.demo.evaluations.knn.k: must be >= 1, got 0" in capsys.readouterr().out
     (tmp_path / "q.yaml").write_text(tiny_protocol("safety_tiny", ("7",), evaluations="linear: {epochs: 10, milestones: [0]}"))
     assert main(["run", str(tmp_path / "q.yaml"), "--results", str(tmp_path / "results")]) == 2
-    assert "milestones must be epochs >= 1, got [0]" in capsys.readouterr().err
+    assert "presets.demo.evaluations.linear.milestones[0]: must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize("evaluation, message", [
-    ("semi: {ratios: [0.01, 1.5]}", "ratios must be a non-empty list of fractions in (0, 1]"),
-    ("semi: {subset: balanced}", "subset must be one of random, stratified"),
-    ("semi: {repeats: 0}", "repeats must be a whole number >= 1"),
-    ("embedding: {num_classes: 1}", "num_classes must be a whole number >= 2"),
-    ("embedding: {methods: [pca]}", "methods[0]: expected one of 'tsne', 'umap', got 'pca'"),
-    ("detection: {data: {name: synthetic_untrimmed}, theta: 0}", "theta must be a number in (0, 1]"),
-    ("detection: {data: {name: synthetic_untrimmed}, head: mlp}", "head must be one of linear, finetune"),
-    ("detection: {data: {name: synthetic_untrimmed}, window: 0}", "window must be a whole number >= 1"),
-    ("linear: {train_crop: 0}", "train_crop must be in (0, 1]"),
+    ("semi: {ratios: [0.01, 1.5]}", "semi.ratios[1]: must be <= 1.0, got 1.5"),
+    ("semi: {ratios: []}", "semi.ratios: needs at least 1 item(s), got []"),
+    ("semi: {subset: balanced}", "semi.subset: expected one of 'random', 'stratified', got 'balanced'"),
+    ("semi: {repeats: 0}", "semi.repeats: must be >= 1, got 0"),
+    ("semi: {train_crop: [0.9, 0.5]}", "semi: train_crop must be [min_scale, max_scale] with min <= max"),
+    ("embedding: {num_classes: 1}", "embedding.num_classes: must be >= 2, got 1"),
+    ("embedding: {methods: [pca]}", "embedding.methods[0]: expected one of 'tsne', 'umap', got 'pca'"),
+    ("detection: {data: {name: synthetic_untrimmed}, theta: 0}", "detection.theta: must be > 0.0, got 0"),
+    ("detection: {data: {name: synthetic_untrimmed}, head: mlp}", "detection.head: expected one of 'linear', 'finetune', got 'mlp'"),
+    ("detection: {data: {name: synthetic_untrimmed}, window: 0}", "detection.window: must be >= 1, got 0"),
+    ("detection: {theta: 0.5}", "detection: data must be a mapping with the videos' reader name"),
+    ("segmentation: {data: {name: synthetic_untrimmed}, thresholds: [0.5, 0]}", "segmentation.thresholds[1]: must be > 0.0, got 0"),
+    ("linear: {train_crop: 0}", "linear.train_crop: must be > 0.0, got 0"),
+    ("linear: {feature_norm: layer}", "linear.feature_norm: expected one of 'none', 'batchnorm', got 'layer'"),
+    ("early: {ratios: [0.5, 0.501]}", "early: ratios must differ in whole percent"),
 ])
 def test_every_evaluation_checks_its_option_ranges_at_load(tiny_protocol, tmp_path, capsys, evaluation, message):
     name = evaluation.split(":")[0]

@@ -58,7 +58,7 @@ def test_segmentation_protocol_records_reproduce_with_score_segmentation(tmp_pat
     # options are checked when the protocol loads
     (tmp_path / "q.yaml").write_text(PROTOCOL.replace("head: linear", "head: mlp"))
     assert main(["validate", str(tmp_path / "q.yaml")]) == 1
-    assert "head must be one of linear, finetune" in capsys.readouterr().out
+    assert "segmentation.head: expected one of 'linear', 'finetune', got 'mlp'" in capsys.readouterr().out
 
 
 def test_pku2_untrimmed_videos_are_prepared_and_loaded(tmp_path):

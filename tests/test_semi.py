@@ -110,7 +110,7 @@ def test_cmd_defaults_random_subsets_repeats_and_crops(tmp_path):
         semi.random_crop_resize = real_crop
     assert seen and all(k == {"min_scale": 0.5, "max_scale": 1.0} for k in seen)
 
-    for bad, message in (({"subset": "balanced"}, "subset must be one of"), ({"repeats": 0}, "repeats"),
+    for bad, message in (({"subset": "balanced"}, "subset expected one of"), ({"repeats": 0}, "repeats"),
                          ({"ratios": [0.0]}, "ratios"), ({"train_crop": [0.8, 0.5]}, "train_crop"),
                          ({"test_crop": 0}, "test_crop"), ({"lr": -1}, "lr")):
         with pytest.raises(ValueError, match=message):

@@ -51,7 +51,7 @@ def test_negative_epochs_is_refused_by_run_and_validate_with_the_key(tmp_path, c
     ("presets.demo.encoder_options={num_heads: 3}", "presets.demo.encoder_options", "is not divisible by num_heads 3"),
     ("presets.demo.pretrain.views={min_scale: 0.9, max_scale: 0.5}", "presets.demo.pretrain",
      "needs min_scale <= max_scale"),
-    ("presets.demo.evaluations.knn={k: -2}", "presets.demo.evaluations.knn", "k must be a whole number >= 1"),
+    ("presets.demo.evaluations.knn={k: -2}", "presets.demo.evaluations.knn.k", "must be >= 1, got -2"),
 ])
 def test_validate_checks_exactly_what_run_checks(tiny_protocol, tmp_path, capsys, no_data_loads, override, key, message):
     path = tmp_path / "p.yaml"

@@ -17,11 +17,11 @@ import functools
 import typing
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
-from annotated_types import Ge, Gt, Le, Lt
+from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import AllowInfNan, ConfigDict, TypeAdapter, ValidationError
 
 __all__ = ["PositiveInt", "NonNegativeInt", "PositiveFloat", "NonNegativeFloat", "Probability", "Fraction",
-           "UnitInterval", "Ge", "Gt", "Le", "Lt", "Finite", "validate_fields"]
+           "UnitInterval", "Ge", "Gt", "Le", "Lt", "MinLen", "Finite", "validate_fields"]
 
 #: how every protocol type is checked: unknown keys refused, numbers accepted as text (a row id ``7``)
 CONFIG = ConfigDict(extra="forbid", coerce_numbers_to_str=True, arbitrary_types_allowed=True)
@@ -62,7 +62,7 @@ def validate_fields(obj: Any) -> None:
 
 @functools.lru_cache(maxsize=None)
 def _field_adapters(cls: type) -> tuple[tuple[str, TypeAdapter], ...]:
-    """(name, adapter) of the fields of ``cls`` whose hints carry constraints (``Annotated``)."""
+    """(name, adapter) of the fields of ``cls`` whose hints carry constraints (``Annotated``, ``Literal``)."""
     hints = get_type_hints(cls, include_extras=True)
     out = []
     for f in dataclasses.fields(cls):
@@ -73,7 +73,9 @@ def _field_adapters(cls: type) -> tuple[tuple[str, TypeAdapter], ...]:
 
 
 def _has_metadata(tp: Any) -> bool:
-    if get_origin(tp) is typing.Annotated:
+    """Whether type hint ``tp`` constrains values beyond their type: a declared range (``Annotated``) or a
+    set of allowed values (``Literal``), anywhere inside it."""
+    if get_origin(tp) in (typing.Annotated, typing.Literal):
         return True
     return any(_has_metadata(a) for a in get_args(tp))
 
@@ -102,8 +104,10 @@ def message(error: dict[str, Any], value: Any = None) -> str:
         base = kind.split("_")[0]
         if base in _EXPECTED:
             return f"expected {_EXPECTED[base]}, got {got!r}"
-    if kind in ("too_short", "too_long"):
-        return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length', 1)} item(s), got {got!r}"
+    if kind == "too_long":
+        return f"takes at most {ctx.get('max_length', '?')} item(s), got {got!r}"
     return f"{error['msg']}, got {got!r}"
 
 

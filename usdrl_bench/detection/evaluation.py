@@ -22,7 +22,7 @@ import copy
 import functools
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,13 +33,16 @@ from usdrl_bench.detection.frames import (PAD_LABEL, PROPOSALS, dense_frame_feat
                                           segments_from_labels)
 from usdrl_bench.detection.metric import evaluate_detection, voc_map, write_segments
 from usdrl_bench.detection.videos import VideoSet, load_videos
-from usdrl_bench.evaluate.base import Metric, check_number, check_whole
+from usdrl_bench.evaluate.base import Metric
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.io import save_npz_atomic
+from usdrl_bench.ranges import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability
 from usdrl_bench.registry import EVALUATIONS
 
 log = logging.getLogger(__name__)
 HEADS = ("linear", "finetune")
+#: a frame-wise head: a linear layer on the frozen encoder, or the encoder fine-tuned with it
+Head = Literal["linear", "finetune"]
 TIMELINE_VIDEOS = 3
 
 
@@ -130,22 +133,11 @@ def frame_probabilities(encoder: nn.Module, classifier: nn.Module, videos, windo
     return out
 
 
-def check_frame_head_options(*, data: dict[str, Any] | None, head: str, window: int | None, train_stride: int | None,
-                             test_stride: int | None, epochs: int, lr: float, batch_size: int, momentum: float,
-                             weight_decay: float, example: str = "pku1") -> None:
-    """Ranges of the options a frame-wise head on untrimmed videos takes (:func:`frame_head_probabilities`;
-    the detection and segmentation evaluations). Raises ValueError."""
+def check_frame_head_options(*, data: dict[str, Any] | None, example: str = "pku1", **_: Any) -> None:
+    """What the declared ranges of a frame-wise head's options (the detection and segmentation evaluations'
+    signatures) cannot say: ``data`` must name the videos' reader. Raises ValueError."""
     if not isinstance(data, dict) or "name" not in data:
         raise ValueError(f"data must be a mapping with the videos' reader name ({{name: {example}, path: DIR}}), got {data!r}")
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
-    for name, value in (("window", window), ("train_stride", train_stride), ("test_stride", test_stride)):
-        check_whole(name, value, 1, optional=True)
-    check_whole("epochs", epochs, 1)
-    check_whole("batch_size", batch_size, 1)
-    check_number("lr", lr, 0.0, low_open=True)
-    check_number("momentum", momentum, 0.0)
-    check_number("weight_decay", weight_decay, 0.0)
 
 
 def frame_head_probabilities(ctx: EvalContext, data: dict[str, Any], *, head: str, window: int | None,
@@ -164,19 +156,10 @@ def frame_head_probabilities(ctx: EvalContext, data: dict[str, Any], *, head: st
     return videos, probs
 
 
-def check_detection_options(*, data: dict[str, Any] | None = None, head: str = "linear", window: int | None = None,
-                            train_stride: int | None = None, test_stride: int | None = None, epochs: int = 30,
-                            lr: float = 0.1, batch_size: int = 64, momentum: float = 0.9, weight_decay: float = 0.0,
-                            proposals: str = "activity", smooth: int = 10, threshold: float = 0.4,
-                            theta: float = 0.5) -> None:
-    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
-    check_frame_head_options(data=data, head=head, window=window, train_stride=train_stride, test_stride=test_stride,
-                             epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay)
-    if proposals not in PROPOSALS:
-        raise ValueError(f"proposals must be one of {', '.join(PROPOSALS)}, got {proposals!r}")
-    check_whole("smooth", smooth, 0)
-    check_number("threshold", threshold, 0.0, 1.0)
-    check_number("theta", theta, 0.0, 1.0, low_open=True)
+def check_detection_options(*, data: dict[str, Any] | None = None, **_: Any) -> None:
+    """What the declared ranges of :func:`detection_evaluation`'s options cannot say (checked when a protocol
+    is loaded): ``data`` names the videos' reader. Raises ValueError."""
+    check_frame_head_options(data=data)
 
 
 @EVALUATIONS.register("detection", description="temporal action detection: frame-wise head, proposals, official PKU-MMD mAP",
@@ -185,19 +168,19 @@ def detection_evaluation(
     ctx: EvalContext,
     *,
     data: dict[str, Any],
-    head: str = "linear",
-    window: int | None = None,
-    train_stride: int | None = None,
-    test_stride: int | None = None,
-    epochs: int = 30,
-    lr: float = 0.1,
-    batch_size: int = 64,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    proposals: str = "activity",
-    smooth: int = 10,
-    threshold: float = 0.4,
-    theta: float = 0.5,
+    head: Head = "linear",
+    window: PositiveInt | None = None,
+    train_stride: PositiveInt | None = None,
+    test_stride: PositiveInt | None = None,
+    epochs: PositiveInt = 30,
+    lr: PositiveFloat = 0.1,
+    batch_size: PositiveInt = 64,
+    momentum: NonNegativeFloat = 0.9,
+    weight_decay: NonNegativeFloat = 0.0,
+    proposals: Literal["activity", "per_class"] = "activity",
+    smooth: NonNegativeInt = 10,
+    threshold: Probability = 0.4,
+    theta: Fraction = 0.5,
 ) -> list[Metric]:
     """Detection on untrimmed videos with the pretrained encoder (module docstring).
 

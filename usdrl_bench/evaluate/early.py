@@ -19,13 +19,15 @@ curve per method.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 
-from usdrl_bench.evaluate.base import Metric, SGDOptions, check_number, check_whole, evaluation_with
+from usdrl_bench.evaluate.base import Metric, SGDOptions, evaluation_with
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.evaluate.linear import train_linear_probe
 from usdrl_bench.evaluate.semi import fine_tune
+from usdrl_bench.ranges import Fraction, MinLen, PositiveInt
 from usdrl_bench.registry import EVALUATIONS
 
 #: observed ratios evaluated by default
@@ -55,24 +57,16 @@ class EarlyOptions(SGDOptions):
         ValueError: a value out of range (checked when a protocol is loaded, before any training).
     """
 
-    ratios: tuple[float, ...] = RATIOS
-    mode: str = "linear"
-    truncate: str = "both"
-    eval_every: int = 5
+    ratios: Annotated[tuple[Fraction, ...], MinLen(1)] = RATIOS
+    mode: Literal["linear", "finetune"] = "linear"
+    truncate: Literal["both", "test"] = "both"
+    eval_every: PositiveInt = 5
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ratios", tuple(self.ratios))  # YAML gives a list
         super().__post_init__()
-        if not isinstance(self.ratios, (list, tuple)) or not self.ratios:
-            raise ValueError(f"ratios must be a non-empty list of observed fractions in (0, 1], got {self.ratios!r}")
-        for r in self.ratios:
-            check_number("ratios", r, 0.0, 1.0, low_open=True)
         if len({round(100 * r) for r in self.ratios}) != len(self.ratios):
             raise ValueError(f"ratios must differ in whole percent (they name the metrics), got {list(self.ratios)}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.truncate not in TRUNCATE:
-            raise ValueError(f"truncate must be one of {', '.join(TRUNCATE)}, got {self.truncate!r}")
-        check_whole("eval_every", self.eval_every, 1)
 
 
 @EVALUATIONS.register("early", description="early action prediction: top-1 from the first r of each sequence (journal extension)",

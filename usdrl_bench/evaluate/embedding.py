@@ -14,13 +14,14 @@ and the 2-D coordinates are written beside the records for the report to draw.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
-from usdrl_bench.evaluate.base import Metric, check_number, check_whole
+from usdrl_bench.evaluate.base import Metric
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.io import save_npz_atomic
+from usdrl_bench.ranges import Ge, MinLen, NonNegativeInt, PositiveFloat, PositiveInt
 from usdrl_bench.registry import EVALUATIONS
 
 Method = Literal["tsne", "umap"]
@@ -70,30 +71,16 @@ def embed_2d(features: np.ndarray, method: Method, *, seed: int = 0, perplexity:
     raise ValueError(f"unknown embedding method {method!r}; choose 'tsne' or 'umap'")
 
 
-def check_embedding_options(*, num_classes: int = 9, class_seed: int = 0, max_per_class: int = 60,
-                            methods=("tsne", "umap"), perplexity: float = 30.0, n_neighbors: int = 15) -> None:
-    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
-    check_whole("num_classes", num_classes, 2)
-    check_whole("class_seed", class_seed, 0)
-    check_whole("max_per_class", max_per_class, 1)
-    check_whole("n_neighbors", n_neighbors, 2)
-    check_number("perplexity", perplexity, 0.0, low_open=True)
-    known = ("tsne", "umap")
-    if not isinstance(methods, (list, tuple)) or not methods or any(m not in known for m in methods):
-        raise ValueError(f"methods must be a non-empty list of {', '.join(known)}, got {methods!r}")
-
-
-@EVALUATIONS.register("embedding", description="t-SNE / UMAP of test features for classes drawn from a seed, with silhouette scores (Fig. 5)",
-                      check=check_embedding_options)
+@EVALUATIONS.register("embedding", description="t-SNE / UMAP of test features for classes drawn from a seed, with silhouette scores (Fig. 5)")
 def embedding_evaluation(
     ctx: EvalContext,
     *,
-    num_classes: int = 9,
-    class_seed: int = 0,
-    max_per_class: int = 60,
-    methods: list[Method] | tuple[Method, ...] = ("tsne", "umap"),
-    perplexity: float = 30.0,
-    n_neighbors: int = 15,
+    num_classes: Annotated[int, Ge(2)] = 9,
+    class_seed: NonNegativeInt = 0,
+    max_per_class: PositiveInt = 60,
+    methods: Annotated[tuple[Method, ...], MinLen(1)] = ("tsne", "umap"),
+    perplexity: PositiveFloat = 30.0,
+    n_neighbors: Annotated[int, Ge(2)] = 15,
 ) -> list[Metric]:
     """Figure 5: 2-D embeddings of the test split's instance features of ``num_classes`` classes.
 

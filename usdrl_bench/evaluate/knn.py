@@ -10,6 +10,7 @@ import numpy as np
 
 from usdrl_bench.evaluate.base import Metric
 from usdrl_bench.evaluate.features import EvalContext
+from usdrl_bench.ranges import PositiveInt
 from usdrl_bench.registry import EVALUATIONS
 
 
@@ -34,15 +35,8 @@ def knn_top1(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_
     return float((clf.predict(normalize(test_x)) == test_y).mean() * 100)
 
 
-def check_knn_options(k: int = 1) -> None:
-    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a whole number >= 1 (neighbours), got {k!r}")
-
-
-@EVALUATIONS.register("knn", description="kNN retrieval: cosine k-NN (k=1) on frozen 2H features, test top-1",
-                      check=check_knn_options)
-def knn_evaluation(ctx: EvalContext, *, k: int = 1) -> list[Metric]:
+@EVALUATIONS.register("knn", description="kNN retrieval: cosine k-NN (k=1) on frozen 2H features, test top-1")
+def knn_evaluation(ctx: EvalContext, *, k: PositiveInt = 1) -> list[Metric]:
     """kNN-k retrieval; the metric is named ``knn{k}_top1`` (``knn1_top1`` in the paper's tables)."""
     value = knn_top1(ctx.features("train"), ctx.labels("train"), ctx.features("test"), ctx.labels("test"), k=k)
     return [Metric(f"knn{k}_top1", value)]

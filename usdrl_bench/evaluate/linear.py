@@ -19,13 +19,15 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-from usdrl_bench.evaluate.base import Metric, SGDOptions, check_whole, evaluation_with
+from usdrl_bench.evaluate.base import Metric, SGDOptions, evaluation_with
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.io import save_npy_atomic
+from usdrl_bench.ranges import Fraction, PositiveInt
 from usdrl_bench.registry import EVALUATIONS
 
 #: the final linear classifier's test softmax probabilities, written beside the records
@@ -193,18 +195,9 @@ class LinearOptions(SGDOptions):
         ValueError: a value out of range (checked when a protocol is loaded, before any training).
     """
 
-    eval_every: int = 5
-    train_crop: float = 1.0
-    feature_norm: str = "none"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_whole("eval_every", self.eval_every, 1)
-        if isinstance(self.train_crop, bool) or not isinstance(self.train_crop, (int, float)) \
-                or not 0 < self.train_crop <= 1:
-            raise ValueError(f"train_crop must be in (0, 1], got {self.train_crop!r}")
-        if self.feature_norm not in FEATURE_NORMS:
-            raise ValueError(f"feature_norm must be one of {', '.join(FEATURE_NORMS)}, got {self.feature_norm!r}")
+    eval_every: PositiveInt = 5
+    train_crop: Fraction = 1.0
+    feature_norm: Literal["none", "batchnorm"] = "none"
 
 
 @EVALUATIONS.register("linear", description="linear evaluation: fc on frozen 2H features, test top-1 (FACTS §6)",

@@ -27,16 +27,18 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from usdrl_bench.data.augment import SampleKeys, centre_crop_resize, observed_frames, random_crop_resize
-from usdrl_bench.evaluate.base import Metric, SGDOptions, check_number, check_whole, evaluation_with
+from usdrl_bench.evaluate.base import Metric, SGDOptions, evaluation_with
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.evaluate.linear import FC_INIT_STD
 from usdrl_bench.io import save_npy_atomic
+from usdrl_bench.ranges import Fraction, MinLen, NonNegativeInt, PositiveFloat, PositiveInt
 from usdrl_bench.registry import EVALUATIONS
 from usdrl_bench.skeleton import get_layout, to_stream
 
@@ -200,25 +202,18 @@ class FineTuneOptions(SGDOptions):
         ValueError: a value out of range (checked when a protocol is loaded, before any training).
     """
 
-    epochs: int = 80
-    batch_size: int = 64
-    lr: float = 0.01
-    milestones: tuple[int, ...] = (50, 70)
-    train_crop: tuple[float, float] = (0.5, 1.0)
-    test_crop: float = 0.95
+    epochs: PositiveInt = 80
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 0.01
+    milestones: tuple[PositiveInt, ...] = (50, 70)
+    train_crop: tuple[Fraction, Fraction] = (0.5, 1.0)
+    test_crop: Fraction = 0.95
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "train_crop", tuple(self.train_crop))  # YAML gives a list
         super().__post_init__()
-        crop = self.train_crop
-        if not isinstance(crop, (list, tuple)) or len(crop) != 2 or not all(_number(c) for c in crop) \
-                or not 0 < crop[0] <= crop[1] <= 1:
-            raise ValueError(f"train_crop must be [min_scale, max_scale] with 0 < min <= max <= 1, got {crop!r}")
-        object.__setattr__(self, "train_crop", tuple(crop))
-        check_number("test_crop", self.test_crop, 0.0, 1.0, low_open=True)
-
-
-def _number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+        if self.train_crop[0] > self.train_crop[1]:
+            raise ValueError(f"train_crop must be [min_scale, max_scale] with min <= max, got {list(self.train_crop)}")
 
 
 @dataclass(frozen=True)
@@ -235,20 +230,14 @@ class SemiOptions(FineTuneOptions):
         ValueError: a value out of range (checked when a protocol is loaded, before any training).
     """
 
-    ratios: tuple[float, ...] = (0.01, 0.1)
-    subset_seed: int = 0
-    subset: str = "random"
-    repeats: int = 5
+    ratios: Annotated[tuple[Fraction, ...], MinLen(1)] = (0.01, 0.1)
+    subset_seed: NonNegativeInt = 0
+    subset: Literal["random", "stratified"] = "random"
+    repeats: PositiveInt = 5
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ratios", tuple(self.ratios))  # YAML gives a list
         super().__post_init__()
-        ratios = self.ratios
-        if not isinstance(ratios, (list, tuple)) or not ratios or not all(_number(r) and 0 < r <= 1 for r in ratios):
-            raise ValueError(f"ratios must be a non-empty list of fractions in (0, 1], got {ratios!r}")
-        if self.subset not in SUBSET_MODES:
-            raise ValueError(f"subset must be one of {', '.join(SUBSET_MODES)}, got {self.subset!r}")
-        check_whole("repeats", self.repeats, 1)
-        check_whole("subset_seed", self.subset_seed, 0)
 
 
 @EVALUATIONS.register("semi", description="semi-supervised fine-tuning on 1% / 10% labelled subsets (Table 2; CMD's recipe)",

@@ -18,14 +18,15 @@ probabilities of a few test videos) for the timeline figure.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
-from usdrl_bench.detection.evaluation import check_frame_head_options, frame_head_probabilities
-from usdrl_bench.evaluate.base import Metric, check_number
+from usdrl_bench.detection.evaluation import Head, check_frame_head_options, frame_head_probabilities
+from usdrl_bench.evaluate.base import Metric
 from usdrl_bench.evaluate.features import EvalContext
 from usdrl_bench.io import save_npz_atomic
+from usdrl_bench.ranges import Fraction, MinLen, NonNegativeFloat, PositiveFloat, PositiveInt
 from usdrl_bench.registry import EVALUATIONS
 from usdrl_bench.segmentation.files import write_label_file
 from usdrl_bench.segmentation.metric import THRESHOLDS, score_segmentation
@@ -37,18 +38,10 @@ PIPELINE_NOTE = ("frame-wise argmax of window-averaged probabilities, no post-pr
                  "the journal's recipe is not released")
 
 
-def check_segmentation_options(*, data: dict[str, Any] | None = None, head: str = "finetune", window: int | None = None,
-                               train_stride: int | None = None, test_stride: int | None = None, epochs: int = 30,
-                               lr: float = 0.005, batch_size: int = 64, momentum: float = 0.9,
-                               weight_decay: float = 0.0, thresholds=THRESHOLDS) -> None:
-    """Option ranges, checked when a protocol is loaded (before any training). Raises ValueError."""
-    check_frame_head_options(data=data, head=head, window=window, train_stride=train_stride, test_stride=test_stride,
-                             epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
-                             example="pku2")
-    if not isinstance(thresholds, (list, tuple)) or not thresholds:
-        raise ValueError(f"thresholds must be a non-empty list of IoUs in (0, 1], got {thresholds!r}")
-    for k in thresholds:
-        check_number("thresholds", k, 0.0, 1.0, low_open=True)
+def check_segmentation_options(*, data: dict[str, Any] | None = None, **_: Any) -> None:
+    """What the declared ranges of :func:`segmentation_evaluation`'s options cannot say (checked when a
+    protocol is loaded): ``data`` names the videos' reader. Raises ValueError."""
+    check_frame_head_options(data=data, example="pku2")
 
 
 @EVALUATIONS.register("segmentation", description="action segmentation: frame-wise head on dense features, DeST's Acc/Edit/F1@k",
@@ -57,16 +50,16 @@ def segmentation_evaluation(
     ctx: EvalContext,
     *,
     data: dict[str, Any],
-    head: str = "finetune",
-    window: int | None = None,
-    train_stride: int | None = None,
-    test_stride: int | None = None,
-    epochs: int = 30,
-    lr: float = 0.005,
-    batch_size: int = 64,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    thresholds: list[float] | tuple[float, ...] = THRESHOLDS,
+    head: Head = "finetune",
+    window: PositiveInt | None = None,
+    train_stride: PositiveInt | None = None,
+    test_stride: PositiveInt | None = None,
+    epochs: PositiveInt = 30,
+    lr: PositiveFloat = 0.005,
+    batch_size: PositiveInt = 64,
+    momentum: NonNegativeFloat = 0.9,
+    weight_decay: NonNegativeFloat = 0.0,
+    thresholds: Annotated[tuple[Fraction, ...], MinLen(1)] = THRESHOLDS,
 ) -> list[Metric]:
     """Segment the test videos of ``data`` with the pretrained encoder (module docstring).
 
