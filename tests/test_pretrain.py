@@ -88,8 +88,8 @@ def _run_steps(train, workdir, objective_name, spec, *, at_step=None, action=Non
     objective = create_objective(objective_name, encoder, **({"queue_size": 20} if objective_name != "mgfd" else {}))
 
     def on_step(done, total, rate, loss):
-        if done == at_step and action == "sigint":
-            os.kill(os.getpid(), signal.SIGINT)
+        if done == at_step and action in ("sigint", "sigterm"):
+            os.kill(os.getpid(), signal.SIGINT if action == "sigint" else signal.SIGTERM)
         elif done == at_step and action == "crash":
             raise Interrupt
 
@@ -152,3 +152,17 @@ def test_a_crash_inside_an_epoch_loses_only_the_steps_since_the_last_timed_save(
     assert (resumed.resumed_from_epoch, resumed.resumed_from_step) == (1, 1)
     _same_weights(modules, ref_modules[:2])
     assert _log_rows(work) == _log_rows(tmp_path / "ref")
+
+
+@pytest.mark.slow
+def test_sigterm_inside_an_epoch_saves_the_state_too(train, tmp_path):
+    """A cluster's stop (SIGTERM) is handled as Ctrl-C: the state after the next step, then a stop."""
+    import signal
+
+    spec = PretrainSpec(epochs=2, batch_size=8, lr=1e-3, views={"min_scale": 0.5})
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match=r"stopped by SIGTERM at epoch 1 step 2"):
+        _run_steps(train, tmp_path, "mgfd", spec, at_step=1, action="sigterm")
+    assert signal.getsignal(signal.SIGTERM) is before
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    assert (state["epoch"], state["step"]) == (0, 2)

@@ -83,7 +83,11 @@ def _configure(tp: Any, seen: set | None = None) -> None:
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if "__pydantic_config__" not in tp.__dict__:
             tp.__pydantic_config__ = CONFIG  # type: ignore[attr-defined]
-        for hint in get_type_hints(tp, include_extras=True).values():
+        try:
+            hints = get_type_hints(tp, include_extras=True)
+        except Exception:  # noqa: BLE001 - hints that cannot be resolved here: pydantic names them when it builds
+            hints = {}
+        for hint in hints.values():
             _configure(hint, seen)
         return
     for arg in get_args(tp):

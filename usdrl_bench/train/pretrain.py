@@ -546,6 +546,8 @@ def pretrain(
             logger.close()
 
     checkpoint = _finish(workdir, encoder, objective, spec.epochs, history, provenance, main, save_objective)
+    if stop.requested:  # the signal came during the last epoch: the model is finished and saved; stop now
+        raise KeyboardInterrupt(f"pretraining stopped by {stop.name} after its last epoch; {checkpoint} is complete")
     return PretrainResult(checkpoint=checkpoint, history=history, wall_time_s=time.perf_counter() - start_time,
                           resumed_from_epoch=first_epoch, resumed_from_step=resumed.step)
 
