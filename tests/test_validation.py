@@ -158,3 +158,11 @@ def test_unknown_names_list_what_list_lists_and_name_the_plugin(tiny_protocol, t
     assert "stgcn" in available and "dste" in available
     assert all(name in listed for name in available)
     assert set(available) == set(registry.ENCODERS.names())
+
+
+def test_invalid_yaml_is_named_by_line_and_column(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nrows: [\n")
+    assert main(["validate", str(path)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{path}: not valid YAML: line 3, column 1: while parsing a flow node" in out and "<unicode string>" not in out, out

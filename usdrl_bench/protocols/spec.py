@@ -404,7 +404,7 @@ def apply_overrides(data: dict[str, Any], overrides: "tuple[str, ...] | list[str
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise ProtocolError(file, key, f"--set value {raw!r} is not valid YAML: {exc}") from None
+            raise ProtocolError(file, key, f"--set value {raw!r} is not valid YAML: {yaml_problem(exc)}") from None
         node: Any = data
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
@@ -424,6 +424,15 @@ def apply_overrides(data: dict[str, Any], overrides: "tuple[str, ...] | list[str
             else:
                 raise ProtocolError(file, where, f"--set: {'.'.join(parts[:depth])} holds {node!r}, not a mapping or list")
     return data
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line a user can act on: ``line 3, column 1: while parsing a flow node, expected the
+    node content, but found '<stream end>'`` (PyYAML's own text names an anonymous stream)."""
+    mark = getattr(exc, "problem_mark", None)
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    text = ", ".join(p for p in parts if p) or str(exc).splitlines()[0]
+    return (f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else "") + text
 
 
 def _resolve_extends(data: dict[str, Any], file: str) -> dict[str, Any]:
@@ -469,7 +478,7 @@ def _read_with_includes(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         raise ProtocolError(file, "", f"not a text file (byte {exc.start} is not UTF-8): a protocol is YAML text; "
                                       "is this the right file?") from exc
     except yaml.YAMLError as exc:
-        raise ProtocolError(file, "", f"not valid YAML: {exc}") from exc
+        raise ProtocolError(file, "", f"not valid YAML: {yaml_problem(exc)}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
