@@ -115,7 +115,7 @@ def test_every_import_points_down_the_layers():
     assert not wrong, "imports that point up or sideways:\n" + "\n".join(wrong)
 
 
-def test_no_import_circle():
+def _edges() -> tuple[set[str], dict[str, set[str]]]:
     files, modules = _graph()
     edges: dict[str, set[str]] = {m: set() for m in modules}
     for path in files:
@@ -123,7 +123,11 @@ def test_no_import_circle():
         for target, _, _ in _imports(path, modules):
             if target.startswith("usdrl_bench"):
                 edges[name].add(target)
-    # Tarjan's strongly connected components; a component of more than one module is a circle
+    return modules, edges
+
+
+def _circles(nodes: set[str], edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan): each is an import circle."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -134,7 +138,7 @@ def test_no_import_circle():
         index[v] = low[v] = len(index)
         stack.append(v)
         on_stack.add(v)
-        for w in sorted(edges[v]):
+        for w in sorted(edges.get(v, ())):
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])
@@ -151,10 +155,42 @@ def test_no_import_circle():
             if len(component) > 1:
                 circles.append(sorted(component))
 
-    for v in sorted(modules):
+    for v in sorted(nodes):
         if v not in index:
             visit(v)
+    return circles
+
+
+def test_no_import_circle():
+    modules, edges = _edges()
+    circles = _circles(modules, edges)
     assert not circles, f"import circles: {circles}"
+
+
+def _rooms(package: str, modules: set[str]) -> dict[str, str]:
+    """module -> the room of ``package`` it lives in (its child module or sub-package), for the modules
+    inside ``package`` (the package's own ``__init__`` is the door, not a room)."""
+    prefix = package + "."
+    return {m: prefix + m[len(prefix):].split(".")[0] for m in modules if m.startswith(prefix)}
+
+
+def test_no_loop_between_the_rooms_of_a_package():
+    """Inside every package, its rooms (child modules and sub-packages: ``data.readers``, ``data.preparation``,
+    ``data.arrays`` ...) import each other one way: a loop between two rooms is a circle the module-level
+    check misses when no single module closes it."""
+    modules, edges = _edges()
+    packages = sorted({m.rsplit(".", 1)[0] for m in modules if m.count(".") >= 2})
+    loops = []
+    for package in packages:
+        room_of = _rooms(package, modules)
+        room_edges: dict[str, set[str]] = {}
+        for module, room in room_of.items():
+            for target in edges[module]:
+                other = room_of.get(target)
+                if other is not None and other != room:
+                    room_edges.setdefault(room, set()).add(other)
+        loops += _circles(set(room_of.values()), room_edges)
+    assert not loops, f"rooms importing each other: {loops}"
 
 
 def test_imports_inside_functions_are_deferred_on_purpose():
@@ -223,6 +259,18 @@ def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
         test_every_import_points_down_the_layers()
     with pytest.raises(AssertionError, match=r"import circles: \[\['usdrl_bench.data.reader', 'usdrl_bench.protocols.spec'\]\]"):
         test_no_import_circle()
+    # a loop between two rooms of one package that no single module closes
+    (fake / "data" / "readers").mkdir()
+    (fake / "data" / "preparation").mkdir()
+    for room, text in (("readers", "from usdrl_bench.data.preparation.steps import s\n"),
+                       ("preparation", "from usdrl_bench.data.readers.bar import b\n")):
+        (fake / "data" / room / "__init__.py").write_text("")
+        (fake / "data" / room / "first.py").write_text(text)
+    (fake / "data" / "readers" / "bar.py").write_text("b = 1\n")
+    (fake / "data" / "preparation" / "steps.py").write_text("s = 1\n")
+    with pytest.raises(AssertionError, match=r"rooms importing each other: \[\['usdrl_bench.data.preparation', "
+                                             r"'usdrl_bench.data.readers'\]\]"):
+        test_no_loop_between_the_rooms_of_a_package()
     with pytest.raises(AssertionError, match="imports scipy inside a function without"):
         test_imports_inside_functions_are_deferred_on_purpose()
     with pytest.raises(AssertionError, match=rf"protocols/spec.py:4 g: {MAX_BODY_LINES + 1} lines"):

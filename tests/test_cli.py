@@ -258,7 +258,7 @@ def test_reader_code_identity_covers_only_what_the_reader_uses():
 
     registry.load_builtins()
     closure = module_closure("usdrl_bench.data.synthetic.generator")
-    assert {"usdrl_bench.data.synthetic.generator", "usdrl_bench.data.preparation.preprocess", "usdrl_bench.data.arrays",
+    assert {"usdrl_bench.data.synthetic.generator", "usdrl_bench.data.preprocess", "usdrl_bench.data.arrays",
             "usdrl_bench.skeleton"} <= closure
     assert not closure & {"usdrl_bench.data.readers.ntu_raw", "usdrl_bench.data.readers.msr_action3d", "usdrl_bench.data.readers.agcn"}
     assert "usdrl_bench.data.readers.ntu_raw" in module_closure("usdrl_bench.data.readers.agcn")  # agcn parses NTU names

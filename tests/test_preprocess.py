@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from usdrl_bench.data.preparation.preprocess import Z_AXIS_JOINTS, pre_normalization, rotation_to_axis
+from usdrl_bench.data.preprocess import Z_AXIS_JOINTS, pre_normalization, rotation_to_axis
 from usdrl_bench.skeleton import KINECT20, NTU25
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from usdrl_bench.data.augment import resize_valid
-from usdrl_bench.data.preparation.preprocess import pre_normalization
+from usdrl_bench.data.preprocess import pre_normalization
 from usdrl_bench.data.synthetic.generator import (
     CLASS_NAMES,
     INTERACTION_CLASSES,

@@ -8,7 +8,8 @@ import pytest
 
 from usdrl_bench.cli import main
 from usdrl_bench.data.synthetic.raw import skeleton_text
-from usdrl_bench.data.preparation.uav import TRAIN_PERSONS, parse_uav_name
+from usdrl_bench.data.preparation.uav import TRAIN_PERSONS
+from usdrl_bench.data.readers.agcn import parse_uav_name
 
 
 def _uav_name(person: int, action: int, replicate: int = 0) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 from usdrl_bench.data.readers.named import PREPARE_FOLDERS, resolve_data_root
 from usdrl_bench.data.preparation.pku import (SPLIT_FILES, find_split_file, find_subdir, frame_labels, read_pku_labels,
                                   read_pku_skeleton, read_split_file)
-from usdrl_bench.data.preparation.preprocess import pre_normalization
+from usdrl_bench.data.preprocess import pre_normalization
 from usdrl_bench.data.synthetic.generator import CLASS_NAMES, generate_synthetic
 from usdrl_bench.detection.metric import Segment
 

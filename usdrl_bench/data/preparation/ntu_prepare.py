@@ -26,7 +26,7 @@ from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.readers.ntu_raw import (MISSING_LIST_NAMES, NTU60_MAX_SETUP, NTU_NAME, NUM_JOINTS, SUFFIX,
                                       find_missing_lists, parse_ntu_name, read_missing_list, read_ntu_sample)
 from usdrl_bench.data.preparation.prepare import Job, Preparation, PrepareSummary, Sample, Skipped, default_workers, update_manifest
-from usdrl_bench.data.preparation.preprocess import pre_normalization
+from usdrl_bench.data.preprocess import pre_normalization
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ import numpy as np
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.preparation.prepare import (Job, Preparation, PrepareSummary, Sample, Skipped, default_workers,
                                       update_manifest)
-from usdrl_bench.data.preparation.preprocess import pre_normalization
+from usdrl_bench.data.preprocess import pre_normalization
 from usdrl_bench.io import is_safe_name, save_npy_atomic
 
 log = logging.getLogger(__name__)

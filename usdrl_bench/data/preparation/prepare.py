@@ -44,7 +44,7 @@ import numpy as np
 from usdrl_bench._version import __version__
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.npy_writer import NpyRowWriter, shrink_npy
-from usdrl_bench.data.readers.ntu_raw import progress_bar
+from usdrl_bench.data.progress import progress_bar
 from usdrl_bench.io import atomic_write, save_npy_atomic, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ where FSM centres on joint 1, the left eye. Output ``OUT/csv1/`` and ``OUT/csv2/
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,12 @@ import numpy as np
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.readers.ntu_raw import parse_skeleton, select_bodies
 from usdrl_bench.data.preparation.prepare import Job, Preparation, PrepareSummary, Sample, Skipped, default_workers
-from usdrl_bench.data.preparation.preprocess import pre_normalization
+from usdrl_bench.data.preprocess import pre_normalization
+from usdrl_bench.data.readers.agcn import parse_uav_name
 
 NUM_CLASSES = 155
 NUM_JOINTS = 17
 MAX_FRAMES = 300
-UAV_NAME = re.compile(r"P(\d{3})S(\d{2})G(\d{2})B(\d{2})H(\d{2})UC(\d{6})LC(\d{6})A(\d{3})R(\d)_(\d{8})$")
 
 
 def _ids(spec: str) -> frozenset[int]:
@@ -50,14 +49,6 @@ TRAIN_PERSONS = {
     "csv2": _ids("0,3,4,5,6,8,10,11,12,14,16,18-22,24,26,29-32,35-40,43-47,49,52,54,56,57,59-64,66,67,69-75,77-81,"
                  "83,84,86-89,91-97,99-104,106-115,117,118"),
 }
-
-
-def parse_uav_name(name: str) -> dict[str, int] | None:
-    """``{"person", "setup", "action", "replicate"}`` of a UAV-Human file stem, None for another name."""
-    m = UAV_NAME.match(name)
-    if m is None:
-        return None
-    return {"person": int(m.group(1)), "setup": int(m.group(2)), "action": int(m.group(8)), "replicate": int(m.group(9))}
 
 
 def read_uav_sample(source: str, payload, options: dict) -> list:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -30,7 +31,6 @@ from usdrl_bench.data.arrays import META_COLUMNS, SkeletonArrays
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.readers.ntu_raw import NTU60_MAX_SETUP, parse_ntu_name
 from usdrl_bench.data.safe_pickle import load_pickle
-from usdrl_bench.data.preparation.uav import parse_uav_name
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import LAYOUTS
 
@@ -41,6 +41,18 @@ PARTS: tuple[str, str] = ("train", "val")  # val = the test set, as in the offic
 SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {"xset": ("xset", "xsetup"), "xsetup": ("xsetup", "xset")}
 NAME_SUFFIX = ".skeleton"
 _CHUNK = 256
+
+
+#: a UAV-Human file stem: person, setup, ..., action, replicate (the release's naming)
+UAV_NAME = re.compile(r"P(\d{3})S(\d{2})G(\d{2})B(\d{2})H(\d{2})UC(\d{6})LC(\d{6})A(\d{3})R(\d)_(\d{8})$")
+
+
+def parse_uav_name(name: str) -> dict[str, int] | None:
+    """``{"person", "setup", "action", "replicate"}`` of a UAV-Human file stem, None for another name."""
+    m = UAV_NAME.match(name)
+    if m is None:
+        return None
+    return {"person": int(m.group(1)), "setup": int(m.group(2)), "action": int(m.group(8)), "replicate": int(m.group(9))}
 
 
 def agcn_files(directory: str | Path, part: str) -> dict[str, Path]:

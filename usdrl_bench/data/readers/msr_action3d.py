@@ -16,7 +16,7 @@ Decisions (checked on the full dataset):
   reads it; with ``sequences="all"`` it is kept as an all-zero sample with ``num_frames = 38``
   (normalisation leaves all-zero samples untouched). Frames where tracking was lost (all-zero rows
   inside 19 sequences, e.g. during "bend") are kept as zeros, as NTU's are.
-* **Preparation.** The same :func:`~usdrl_bench.data.preparation.preprocess.pre_normalization` as NTU (centre:
+* **Preparation.** The same :func:`~usdrl_bench.data.preprocess.pre_normalization` as NTU (centre:
   spine, joint 4; shoulders 1 -> 2 along +x; padding by repetition), so arrays look like NTU's.
   ``T`` = the longest selected sequence (76 frames for the common list) unless ``max_frames``.
 * **Split.** Cross-subject ``xsub``: odd subjects train, even subjects test (284 / 273 of the 557).
@@ -36,7 +36,7 @@ import pandas as pd
 from usdrl_bench.data.arrays import SkeletonArrays, split_by_rule
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.readers.named import locate
-from usdrl_bench.data.preparation.preprocess import pre_normalization
+from usdrl_bench.data.preprocess import pre_normalization
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import KINECT20
 
@@ -154,7 +154,7 @@ def load_msr_action3d(
         sequence_list: default ``<path>/files_used_in_cvpr12_paper.txt``.
         max_frames: ``T``; default the longest selected sequence. Longer sequences are truncated.
         scale: factor applied to x, y, z (the files are in metres: 1.0).
-        normalize: apply :func:`~usdrl_bench.data.preparation.preprocess.pre_normalization` (as for NTU).
+        normalize: apply :func:`~usdrl_bench.data.preprocess.pre_normalization` (as for NTU).
         align_z: its z-alignment step (hip centre -> spine along +z), off as for NTU.
 
     Returns:

@@ -7,7 +7,7 @@ how the official USDRL data were made:
 1. up to 4 bodies per frame, by their order inside the frame (not tracked by body id);
 2. energy of a body = std(x) + std(y) + std(z) over its non-zero frames; keep the 2 most energetic;
 3. ``(C=3, T=300, V=25, M=2)`` float32, zero-filled; ``num_frames`` = the header frame count;
-4. :func:`usdrl_bench.data.preparation.preprocess.pre_normalization` (z alignment off, as in UmURL).
+4. :func:`usdrl_bench.data.preprocess.pre_normalization` (z alignment off, as in UmURL).
 
 Differences from the official script, all documented in :func:`load_ntu_raw`: samples are sorted by
 name (the official order is ``os.listdir``'s), sequences longer than ``max_frames`` are truncated
@@ -37,12 +37,11 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 from numpy.lib.format import open_memmap
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from usdrl_bench.data.arrays import META_COLUMNS, NTU_SPLITS, SkeletonArrays, split_by_rule
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.preparation.preprocess import pre_normalization
+from usdrl_bench.data.preprocess import pre_normalization
+from usdrl_bench.data.progress import progress_bar
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import NTU25
 
@@ -337,15 +336,6 @@ def _find_class_names_csv(directory: Path) -> Path | None:
 
 
 # --- building and caching ------------------------------------------------------------------------
-
-
-def progress_bar():
-    """A transient ``rich`` progress bar on stderr; silent when stderr is not a terminal."""
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True, disable=not console.is_terminal,
-    )
 
 
 def _iter_samples(files: Sequence[Path], max_frames: int, max_bodies: int, num_bodies: int, num_workers: int) -> Iterator[tuple[np.ndarray, int]]:

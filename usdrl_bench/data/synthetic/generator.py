@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from usdrl_bench.data.arrays import SkeletonArrays, split_by_rule
-from usdrl_bench.data.preparation.preprocess import rotation_to_axis
+from usdrl_bench.data.preprocess import rotation_to_axis
 from usdrl_bench.ranges import NonNegativeFloat, PositiveInt, Probability
 from usdrl_bench.registry import DATASETS
 from usdrl_bench.skeleton import NTU25
@@ -736,7 +736,7 @@ def _rot_x(angle: np.ndarray) -> np.ndarray:
 
 def _normalize(s: np.ndarray) -> np.ndarray:
     """NTU normalisation (FACTS §3A 6b, 6d) on ``(N, M, T, V, C)``: as ``pre_normalization(pad=False)``
-    of :mod:`usdrl_bench.data.preparation.preprocess` (whose rotation matrices it uses), with batched matmuls."""
+    of :mod:`usdrl_bench.data.preprocess` (whose rotation matrices it uses), with batched matmuls."""
     centre = s[:, 0:1, :, NTU25.center : NTU25.center + 1, :]  # N, 1, T, 1, C
     s = (s - centre) * np.any(s != 0, axis=-1, keepdims=True)
     R = rotation_to_axis(s[:, 0, 0, NTU25.right_shoulder] - s[:, 0, 0, NTU25.left_shoulder], np.array([1.0, 0.0, 0.0]))
