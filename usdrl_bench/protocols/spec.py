@@ -25,6 +25,7 @@ Example (abridged ``protocols/table5_ablation.yaml``)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 import typing
@@ -254,7 +255,7 @@ class Cell:
             return self.dataset
         return dataclasses.replace(source, stream=self.dataset.stream, pretrain_on=None)
 
-    @property
+    @functools.cached_property
     def pretrain(self) -> PretrainSpec:
         """The preset's pretraining schedule, then the row's method's (its preset's ``pretrain``), then this
         dataset's overrides (``datasets[i].pretrain``: the protocol's word on this column, e.g. a demo
@@ -268,7 +269,7 @@ class Cell:
             merged = self.rehearsal.cut_schedule(merged)
         return from_data(PretrainSpec, merged, self.protocol.file, ("dataset", "pretrain"))
 
-    @property
+    @functools.cached_property
     def evaluations(self) -> dict[str, dict[str, Any]]:
         """The preset's evaluations with this dataset's, then this encoder's, then the row's method's
         overrides merged in."""
