@@ -243,7 +243,7 @@ class RunTiming:
         """``3 min 10 s: pretraining 2 min 41 s, feature extraction 12 s, evaluation 15 s, other 2 s (...)``;
         ``total_s`` replaces the total (a caller that did more, such as writing reports)."""
         total = self.total_s if total_s is None else total_s
-        rest = max(0.0, total - self.pretraining_s - self.extraction_s - self.evaluation_s)
+        rest = replace(self, total_s=total).other_s
         return (f"{duration(total)}: pretraining {duration(self.pretraining_s)}, feature extraction "
                 f"{duration(self.extraction_s)}, evaluation {duration(self.evaluation_s)}, other {duration(rest)} "
                 f"({other})")

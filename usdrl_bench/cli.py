@@ -478,8 +478,6 @@ def _ints(values: list[str] | None) -> tuple[int, ...] | None:
 
 def _jobs(value: str, device) -> int:
     """``--jobs``: an integer >= 1, or ``auto`` (2 on a CPU with 2 or more cores, else 1)."""
-    import os
-
     if value == "auto":
         return 2 if device.type == "cpu" and len(os.sched_getaffinity(0)) >= 2 else 1
     try:
@@ -515,8 +513,6 @@ def _launch_torchrun(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import os
-
     if args.nproc is not None and args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     if not args.save_every >= 0:

@@ -133,9 +133,10 @@ def frame_probabilities(encoder: nn.Module, classifier: nn.Module, videos, windo
     return out
 
 
-def check_frame_head_options(*, data: dict[str, Any] | None, example: str = "pku1", **_: Any) -> None:
-    """What the declared ranges of a frame-wise head's options (the detection and segmentation evaluations'
-    signatures) cannot say: ``data`` must name the videos' reader. Raises ValueError."""
+def check_frame_head_options(*, data: dict[str, Any] | None = None, example: str = "pku1", **_: Any) -> None:
+    """The registered ``check`` of the detection and segmentation evaluations: what the declared ranges of
+    their signatures cannot say, that ``data`` names the videos' reader (checked when a protocol is loaded;
+    ``example`` is the reader the message suggests). Raises ValueError."""
     if not isinstance(data, dict) or "name" not in data:
         raise ValueError(f"data must be a mapping with the videos' reader name ({{name: {example}, path: DIR}}), got {data!r}")
 
@@ -156,14 +157,8 @@ def frame_head_probabilities(ctx: EvalContext, data: dict[str, Any], *, head: st
     return videos, probs
 
 
-def check_detection_options(*, data: dict[str, Any] | None = None, **_: Any) -> None:
-    """What the declared ranges of :func:`detection_evaluation`'s options cannot say (checked when a protocol
-    is loaded): ``data`` names the videos' reader. Raises ValueError."""
-    check_frame_head_options(data=data)
-
-
 @EVALUATIONS.register("detection", description="temporal action detection: frame-wise head, proposals, official PKU-MMD mAP",
-                      check=check_detection_options)
+                      check=check_frame_head_options)
 def detection_evaluation(
     ctx: EvalContext,
     *,

@@ -187,12 +187,6 @@ class RemoteProgress:
     def remove_task(self, task: int) -> None:
         self.updates.put(("remove", os.getpid(), task, {}))
 
-    def __enter__(self) -> "RemoteProgress":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
 
 class ProgressRelay:
     """Applies the workers' :class:`RemoteProgress` messages to this process's bar (nothing without one)."""

@@ -263,9 +263,10 @@ def _child(tp: Any, part: Any) -> Any:
         field = tp.model_fields.get(str(part))
         return field.annotation if field is not None else Any
     origin, args = get_origin(tp), get_args(tp)
-    if origin in (list, tuple) and args:
-        return args[0] if (origin is list or len(args) == 2 and args[1] is Ellipsis) else args[min(int(part), len(args) - 1)] \
-            if isinstance(part, int) else args[0]
+    if origin is list or (origin is tuple and len(args) == 2 and args[1] is Ellipsis):  # list[X], tuple[X, ...]
+        return args[0] if args else Any
+    if origin is tuple and args:  # tuple[X, Y]: the item's own type
+        return args[min(part, len(args) - 1)] if isinstance(part, int) else args[0]
     if origin is dict and args:
         return args[1]
     return Any

@@ -325,11 +325,11 @@ def _check_method_preset(method: Any, preset_name: str, file: str) -> None:
     where = f"method {method.name}.presets.{preset_name}"
     for kind, name in ((registry.ENCODERS, method.encoder), (registry.OBJECTIVES, method.objective)):
         _check_registry(kind, name, file, where)
-    _check_option_names(registry.OBJECTIVES.get(method.objective), mp.objective_options, file,
+    check_options(registry.OBJECTIVES.get(method.objective), mp.objective_options, file,
                         f"{where}.objective_options", skip=1)
     for ename, options in mp.evaluations.items():
         _check_registry(registry.EVALUATIONS, ename, file, f"{where}.evaluations.{ename}")
-        _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{where}.evaluations.{ename}", skip=1)
+        check_options(registry.EVALUATIONS.get(ename), options or {}, file, f"{where}.evaluations.{ename}", skip=1)
     unknown = sorted(set(mp.pretrain) - {f.name for f in dataclasses.fields(PretrainSpec)})
     if unknown:
         raise ProtocolError(file, f"{where}.pretrain", f"unknown key(s) {unknown}")
@@ -499,11 +499,6 @@ def _read_with_includes(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     return merge(merged, data)
 
 
-def _check_option_names(fn: Any, options: dict[str, Any], file: str, key: str, skip: int = 0) -> None:
-    """Names, types and declared ranges of keyword ``options`` of ``fn`` (:func:`~usdrl_bench.protocols.schema.check_options`)."""
-    check_options(fn, options, file, key, skip=skip)
-
-
 def _check_registry(reg: registry.Registry, name: str, file: str, key: str) -> None:
     if name not in reg:
         raise ProtocolError(file, key, registry.unknown_name_message(reg, name))
@@ -552,17 +547,22 @@ def _check_rows(protocol: Protocol) -> set[str]:
         _check_encoder_options(row.encoder, row.encoder_options, file, f"{where}.encoder_options")
         if row.objective is not None:
             _check_registry(registry.OBJECTIVES, row.objective, file, f"{where}.objective")
-            _check_option_names(registry.OBJECTIVES.get(row.objective), row.objective_options, file,
+            check_options(registry.OBJECTIVES.get(row.objective), row.objective_options, file,
                                 f"{where}.objective_options", skip=1)
     return seen
 
 
-def _check_encoder_options(encoder: str, options: dict[str, Any], file: str, key: str) -> None:
+def _check_encoder_options(encoder: str, options: dict[str, Any], file: str, key: str, *, own_only: bool = False) -> None:
     """An encoder's options against its configuration dataclass (the registry's ``config``: names, types and
-    declared ranges); an encoder registered without one has them checked when it is built."""
+    declared ranges); an encoder registered without one has them checked when it is built. ``own_only``: check
+    only the options that are fields of its configuration (a preset's options reach every row's encoder)."""
     config = registry.ENCODERS.entry(encoder).meta.get("config")
-    if config is not None and dataclasses.is_dataclass(config):
-        check_options(config, options, file, key)
+    if config is None or not dataclasses.is_dataclass(config):
+        return
+    if own_only:
+        names = {f.name for f in dataclasses.fields(config)}
+        options = {k: v for k, v in options.items() if k in names}
+    check_options(config, options, file, key)
 
 
 def _check_ensemble(protocol: Protocol, row: RowSpec, where: str) -> None:
@@ -601,15 +601,10 @@ def _check_preset(protocol: Protocol, pname: str, preset: PresetSpec, row_ids: s
         if ds.pretrain:  # the merged schedule is checked like the preset's own
             from_data(PretrainSpec, {**dataclasses.asdict(preset.pretrain), **ds.pretrain}, file, (key, "pretrain"))
     for encoder in sorted({r.encoder for r in protocol.rows if r.encoder is not None}):
-        # the preset's encoder options reach every row's encoder: each checks those it has
-        config = registry.ENCODERS.entry(encoder).meta.get("config")
-        if config is not None and dataclasses.is_dataclass(config):
-            names = {f.name for f in dataclasses.fields(config)}
-            _check_encoder_options(encoder, {k: v for k, v in preset.encoder_options.items() if k in names}, file,
-                                   f"{where}.encoder_options")
+        _check_encoder_options(encoder, preset.encoder_options, file, f"{where}.encoder_options", own_only=True)
     for oname, options in preset.objective_options.items():
         _check_registry(registry.OBJECTIVES, oname, file, f"{where}.objective_options.{oname}")
-        _check_option_names(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
+        check_options(registry.OBJECTIVES.get(oname), options, file, f"{where}.objective_options.{oname}", skip=1)
     _check_preset_evaluations(file, where, preset)
     if not preset.seeds:
         raise ProtocolError(file, f"{where}.seeds", "at least one seed is needed")
@@ -635,7 +630,7 @@ def _check_preset_evaluations(file: str, where: str, preset: PresetSpec) -> None
         raise ProtocolError(file, f"{where}.evaluations", "at least one evaluation is needed")
     for ename, options in preset.evaluations.items():
         _check_registry(registry.EVALUATIONS, ename, file, f"{where}.evaluations.{ename}")
-        _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{where}.evaluations.{ename}", skip=1)
+        check_options(registry.EVALUATIONS.get(ename), options or {}, file, f"{where}.evaluations.{ename}", skip=1)
         check = registry.EVALUATIONS.entry(ename).meta.get("check")
         if check is None:
             continue
@@ -672,7 +667,7 @@ def _check_evaluation_overrides(preset: PresetSpec, overrides: dict[str, dict[st
     for ename, options in overrides.items():
         if ename not in preset.evaluations:
             raise ProtocolError(file, f"{key}.{ename}", f"not an evaluation of this preset ({', '.join(preset.evaluations)})")
-        _check_option_names(registry.EVALUATIONS.get(ename), options or {}, file, f"{key}.{ename}", skip=1)
+        check_options(registry.EVALUATIONS.get(ename), options or {}, file, f"{key}.{ename}", skip=1)
 
 
 def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = True, data_root: Path | None = None) -> None:
@@ -704,7 +699,7 @@ def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = Tru
         if spec.pretrain_on.pretrain_on is not None:
             raise ProtocolError(file, f"{key}.pretrain_on.pretrain_on", "the pretraining data cannot itself name another")
         check_dataset(spec.pretrain_on, file, f"{key}.pretrain_on", check_path, data_root)
-    _check_option_names(entry.obj, spec.options, file, f"{key}.options", skip=2)
+    check_options(entry.obj, spec.options, file, f"{key}.options", skip=2)
 
 
 def parse_dataset_override(text: str, split: str | None = None) -> DatasetSpec:

@@ -18,6 +18,7 @@ probabilities of a few test videos) for the timeline figure.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 import numpy as np
@@ -38,14 +39,8 @@ PIPELINE_NOTE = ("frame-wise argmax of window-averaged probabilities, no post-pr
                  "the journal's recipe is not released")
 
 
-def check_segmentation_options(*, data: dict[str, Any] | None = None, **_: Any) -> None:
-    """What the declared ranges of :func:`segmentation_evaluation`'s options cannot say (checked when a
-    protocol is loaded): ``data`` names the videos' reader. Raises ValueError."""
-    check_frame_head_options(data=data, example="pku2")
-
-
 @EVALUATIONS.register("segmentation", description="action segmentation: frame-wise head on dense features, DeST's Acc/Edit/F1@k",
-                      check=check_segmentation_options)
+                      check=functools.partial(check_frame_head_options, example="pku2"))
 def segmentation_evaluation(
     ctx: EvalContext,
     *,
