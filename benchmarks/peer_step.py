@@ -54,12 +54,14 @@ def _views(n: int, batch: int, frames: int) -> list[torch.Tensor]:
 # --- the suite ------------------------------------------------------------------------------------------------------
 def suite_step(method: str, size: dict, batch: int):
     from usdrl_bench import create_encoder, get_layout, to_stream
-    from usdrl_bench.registry import OBJECTIVES, SHIPPED_BASELINES, load_builtins, load_plugins
+    from usdrl_bench.components import load_builtins
+    from usdrl_bench.methods.shipped import load_shipped_baselines
+    from usdrl_bench.registry import OBJECTIVES
     from usdrl_bench.train.pretrain import TrainStep
     from usdrl_bench.train.spec import PretrainSpec
 
     load_builtins()
-    load_plugins(list(SHIPPED_BASELINES))
+    load_shipped_baselines()
     torch.manual_seed(0)
     if method in ("skeletonclr", "aimclr"):
         s = size["stgcn"]

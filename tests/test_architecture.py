@@ -19,13 +19,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "usdrl_bench"
 #: lowest first; a module may import its own top-level package and any lower layer, nothing else
 LAYERS: list[set[str]] = [
     {"_version", "io", "registry", "ranges"},  # the version, file writing and hashing, the component tables, ranges
-    {"code_identity", "records", "skeleton", "distributed", "methods"},  # cache code keys, records, layouts, DDP
+    {"code_identity", "records", "skeleton", "distributed"},  # cache code keys, records, layouts, DDP
     {"data"},  # readers, preparation, synthetic data, augmentations
     {"encoders", "objectives", "evaluate"},  # models, losses, evaluation protocols
-    {"train", "detection"},  # the pretraining loop; detection on top of the evaluations
+    {"train", "detection", "methods"},  # the pretraining loop; detection; methods (USDRL, official checkpoints)
     {"segmentation"},
+    {"components"},  # every built-in component, registered by importing the packages above
     {"protocols", "report"},  # protocol files, the run plan, scheduling, evaluation; tables and figures
-    {"api", "extend", "bench", "usdrl_method"},  # the Python API, the extension contract, benchmarks
+    {"api", "extend", "bench"},  # the Python API, the extension contract, benchmarks
     {"cli"},  # the command line
     {"__main__", "__init__"},  # ``python -m usdrl_bench`` and the package root
 ]
@@ -255,7 +256,7 @@ def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
     (fake / "protocols" / "spec.py").write_text("from usdrl_bench.data.reader import f\n\n\ndef g():\n"
                                                 + "    x = 1\n" * (MAX_BODY_LINES + 1))
     monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
-    with pytest.raises(AssertionError, match=r"data/reader.py:1 imports usdrl_bench.protocols.spec \(layer 2 -> layer 6\)"):
+    with pytest.raises(AssertionError, match=r"data/reader.py:1 imports usdrl_bench.protocols.spec \(layer 2 -> layer 7\)"):
         test_every_import_points_down_the_layers()
     with pytest.raises(AssertionError, match=r"import circles: \[\['usdrl_bench.data.reader', 'usdrl_bench.protocols.spec'\]\]"):
         test_no_import_circle()

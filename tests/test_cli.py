@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from usdrl_bench.components import load_builtins
 from usdrl_bench.cli import main
 
 
@@ -256,7 +257,7 @@ def test_reader_code_identity_covers_only_what_the_reader_uses():
     from usdrl_bench.protocols.plan import dataset_identity
     from usdrl_bench.protocols.spec import DatasetSpec
 
-    registry.load_builtins()
+    load_builtins()
     closure = module_closure("usdrl_bench.data.synthetic.generator")
     assert {"usdrl_bench.data.synthetic.generator", "usdrl_bench.data.preprocess", "usdrl_bench.data.arrays",
             "usdrl_bench.skeleton"} <= closure

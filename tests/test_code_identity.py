@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from usdrl_bench.components import load_builtins
 from usdrl_bench import code_identity, registry
 from usdrl_bench.code_identity import module_closure, module_code
 
@@ -59,7 +60,7 @@ def keys(tmp_path, monkeypatch):
 
 
 def test_closures_follow_imports_and_stop_at_what_cannot_change_a_result():
-    registry.load_builtins()
+    load_builtins()
     dste = module_closure("usdrl_bench.encoders.dste")
     assert dste == {"usdrl_bench.encoders.dste", "usdrl_bench.encoders._blocks"}  # not sttr, not the registry
     mgfd = module_closure("usdrl_bench.objectives.mgfd")

@@ -214,7 +214,7 @@ def test_the_public_contract_is_importable_documented_and_checked(tmp_path, monk
                                                                               "repetition": -1}),
                               names=["a", "b"], num_classes=2, layout=layout)
 
-    @register_dataset("two_samples", splits=("xsub",), locate=lambda: usdrl_bench.data_root() / "two")
+    @register_dataset("two_samples", splits=("xsub",), locate=lambda root: root / "two")
     def two(path, split, *, layout: str = "pair2", v: int = 2):
         """Two samples found under the data root."""
         assert path == str(tmp_path / "two")

@@ -153,7 +153,8 @@ def test_named_datasets_resolve_under_the_data_root(tmp_path, monkeypatch):
     from usdrl_bench.data.readers.agcn import save_agcn
     from usdrl_bench.data.readers.named import locate
     from usdrl_bench.data.synthetic.generator import load_synthetic
-    from usdrl_bench.registry import DATASETS, load_builtins
+    from usdrl_bench.components import load_builtins
+    from usdrl_bench.registry import DATASETS
 
     load_builtins()
     monkeypatch.setenv("USDRL_DATA", str(tmp_path))
@@ -164,11 +165,14 @@ def test_named_datasets_resolve_under_the_data_root(tmp_path, monkeypatch):
     assert "nturgbd_skeletons_s018_to_s032.zip" in message and str(tmp_path) in message
     train, test = load_synthetic(None, "xsub", num_classes=3, samples_per_class_subject_camera=1)
     save_agcn(tmp_path / "NTU-RGB-D-60-AGCN" / "xview", train, test)
-    a, b = DATASETS.get("ntu60_xview")(None, "xview")
+    assert locate("ntu60_xview") == tmp_path / "NTU-RGB-D-60-AGCN" / "xview"  # the registered locate(root)
+    a, b = DATASETS.get("ntu60_xview")(str(locate("ntu60_xview")), "xview")  # the reader receives the path
     assert len(a) == len(train) and a.num_classes == 60
     np.testing.assert_array_equal(a.data, train.data)
     with pytest.raises(FileNotFoundError, match="MSRAction3D"):
-        DATASETS.get("msr_action3d")(None)
+        locate("msr_action3d")
+    with pytest.raises(FileNotFoundError, match="NTU-2D/ntu60_hrnet.pkl"):
+        locate("ntu60_2d_xsub", tmp_path / "other")
 
 
 @pytest.mark.slow

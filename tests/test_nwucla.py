@@ -112,13 +112,16 @@ def test_named_dataset_is_found_under_the_data_root(small, tmp_path, monkeypatch
         load_dataset("nwucla_xview", None, "xview")
 
 
-def test_the_run_plan_passes_the_data_root_without_the_environment(small, tmp_path, monkeypatch):
-    """The data root travels explicitly (run -> DataStore -> reader); a protocol's own ``data_root`` option
-    wins; ``$USDRL_DATA`` is neither read nor written."""
+def test_the_run_plan_locates_each_dataset_once_and_workers_read_its_answer(small, tmp_path, monkeypatch):
+    """The data root travels once (run -> the plan's locations -> reader): the store locates a named dataset
+    under its root with the registered locate(root); a store built from those locations (a worker's) reads the
+    same files with no root at all, and refuses a dataset the plan did not locate. ``$USDRL_DATA`` is
+    neither read (a root was given) nor written; the reader has no ``data_root`` option any more."""
     from rich.console import Console
 
     from usdrl_bench.protocols.plan import DataStore
-    from usdrl_bench.protocols.spec import DatasetSpec
+    from usdrl_bench.protocols.schema import ProtocolError
+    from usdrl_bench.protocols.spec import DatasetSpec, check_dataset
 
     root, _ = small
     data_root = tmp_path / "root"
@@ -126,14 +129,25 @@ def test_the_run_plan_passes_the_data_root_without_the_environment(small, tmp_pa
     (root / "all_sqe").rename(data_root / "nwucla" / "all_sqe")
     monkeypatch.setenv("USDRL_DATA", str(tmp_path / "elsewhere"))
     quiet = Console(quiet=True)
-    train, test = DataStore(tmp_path / "r1", data_root, quiet).load(DatasetSpec(name="nwucla_xview"))
+    spec = DatasetSpec(name="nwucla_xview")
+    planner = DataStore(tmp_path / "r1", data_root, quiet)
+    location = planner.locate(spec)
+    assert location.path == str((data_root / "nwucla" / "all_sqe").resolve()) and location.missing is None
+    train, test = planner.load(spec)
     assert (len(train), len(test)) == (4, 2)
-    own = DatasetSpec(name="nwucla_xview", options={"data_root": str(data_root)})
-    train, test = DataStore(tmp_path / "r2", tmp_path / "wrong", quiet).load(own)
-    assert (len(train), len(test)) == (4, 2)
+    worker = DataStore(tmp_path / "r1", None, quiet, locations=planner.locations)
+    train2, _ = worker.load(spec)
+    np.testing.assert_array_equal(train.data, train2.data)
+    with pytest.raises(RuntimeError, match="not located when the run was planned"):
+        worker.load(DatasetSpec(name="synthetic"))
     assert os.environ["USDRL_DATA"] == str(tmp_path / "elsewhere")
-    with pytest.raises(FileNotFoundError, match="elsewhere"):  # without a root the environment's default is used
-        DataStore(tmp_path / "r3", None, quiet).load(DatasetSpec(name="nwucla_xview"))
+    missing = DataStore(tmp_path / "r3", None, quiet)  # no root given: the environment's default
+    assert "elsewhere" in (missing.locate(spec).missing or "")
+    with pytest.raises(FileNotFoundError, match="elsewhere"):
+        missing.load(spec)
+    with pytest.raises(ProtocolError, match="data_root"):
+        check_dataset(DatasetSpec(name="nwucla_xview", options={"data_root": str(data_root)}), "p.yaml", "dataset",
+                      data_root=data_root)
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="the NW-UCLA release is not in ../shared/data/nwucla")
@@ -175,3 +189,58 @@ def test_random_rotation_is_a_rotation_and_views_without_it_are_unchanged():
     for a, b in zip(plain, again):
         torch.testing.assert_close(a, b)
     assert any(not torch.allclose(a, b) for a, b in zip(plain, with_rotation))
+
+
+def test_the_normalisation_steps_are_public_blocks_a_plugin_dataset_applies(small, tmp_path):
+    """A plug-in dataset for another 20-joint Kinect set, written from the public contract alone (its own layout,
+    its own file reading), exposes NW-UCLA's preprocessing as its options through usdrl_bench.normalize_arrays and
+    gets the NW-UCLA reader's arrays bit for bit; the building blocks also hold on hand-computed values."""
+    import usdrl_bench
+    from usdrl_bench import (Layout, SkeletonArrays, align_shoulders, centre_sequence, normalize_arrays,
+                             register_dataset, register_layout, scale_sequence)
+    from usdrl_bench.data import load_dataset
+    from usdrl_bench.skeleton import NWUCLA20
+
+    layout = register_layout(Layout("kinect_v1_plugin", tuple(f"j{i}" for i in range(20)), NWUCLA20.bones,
+                                    center=1, left_shoulder=4, right_shoulder=8))
+
+    @register_dataset("kinect_v1_plugin_set", splits=("xview",))
+    def read(path, split, *, centre: str = "first_frame", align: str = "none", scaling: str = "minmax"):
+        files = sorted(Path(path).glob("*.json"))
+        seqs = [np.asarray(json.loads(f.read_text())["skeletons"], np.float32) for f in files]
+        data = np.zeros((len(seqs), 3, max(len(s) for s in seqs), 20, 1), np.float32)
+        for i, s in enumerate(seqs):
+            data[i, :, :len(s), :, 0] = s.transpose(2, 0, 1)
+        views = [int(f.stem[-2:]) for f in files]
+        meta = pd.DataFrame({"subject": 1, "camera": views, "setup": -1, "repetition": -1})
+        labels = np.array([json.loads(f.read_text())["label"] - 1 for f in files])
+        full = SkeletonArrays(data=data, labels=labels, num_frames=np.array([len(s) for s in seqs]), meta=meta,
+                              names=[f.stem for f in files], num_classes=10, layout=layout.name)
+        full = normalize_arrays(full, centre=centre, align=align, scaling=scaling, neck=2)
+        train = np.array([v != 3 for v in views])
+        return full.subset(np.flatnonzero(train)), full.subset(np.flatnonzero(~train))
+
+    root, raw = small
+    for options in ({}, {"align": "shoulders", "scaling": "torso"}, {"centre": "per_frame", "scaling": "none"}):
+        mine = load_dataset("kinect_v1_plugin_set", root / "all_sqe", **options)
+        ref = load_nwucla(root, **options)
+        for a, b in zip(mine, ref):
+            assert a.names == b.names
+            np.testing.assert_array_equal(a.data[:, :, :b.data.shape[2]], b.data)
+    # hand-computed: the centre joint of frame 0 at the origin; shoulders along +x; unit mean torso; [-1, 1] axes
+    x = np.random.default_rng(0).normal(size=(4, 20, 3))
+    c = centre_sequence(x, layout, "first_frame")
+    np.testing.assert_allclose(c[0, 1], 0, atol=1e-12)
+    np.testing.assert_allclose(c[2] - c[1], x[2] - x[1])
+    a = align_shoulders(c, layout)
+    v = a[0, 8] - a[0, 4]
+    assert abs(v[2]) < 1e-12 and v[0] > 0 and np.isclose(np.linalg.norm(v), np.linalg.norm(c[0, 8] - c[0, 4]))
+    t = scale_sequence(a, layout, "torso")  # default neck: the shoulders' midpoint
+    assert np.isclose(np.linalg.norm((t[:, 4] + t[:, 8]) / 2 - t[:, 1], axis=-1).mean(), 1.0)
+    m = scale_sequence(a, layout, "minmax")
+    np.testing.assert_allclose(m.reshape(-1, 3).min(0), -1) and np.testing.assert_allclose(m.reshape(-1, 3).max(0), 1)
+    with pytest.raises(ValueError, match="needs 3-D joints"):
+        align_shoulders(x[..., :2], layout)
+    with pytest.raises(ValueError, match="V = 20"):
+        centre_sequence(x[:, :10], layout)
+    assert usdrl_bench.normalize_arrays is normalize_arrays

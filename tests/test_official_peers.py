@@ -22,7 +22,7 @@ import torch
 import usdrl_bench
 from usdrl_bench import CheckpointMismatchError, create_encoder, get_layout, to_stream
 from usdrl_bench.data.arrays import SkeletonArrays
-from usdrl_bench.encoders.official import official_method
+from usdrl_bench.methods.official import official_method
 from usdrl_bench.train.pretrain import build_optimizer, pretrain
 from usdrl_bench.train.spec import PretrainSpec
 
@@ -227,7 +227,7 @@ def test_export_writes_the_official_file(method, tmp_path):
     ref, meta, path = _fixture(method)
     model = usdrl_bench.load_official(path, method, **meta["pretrain_args"])
     fmt = official_method(method).official_format
-    out = usdrl_bench.encoders.official.export_official(model.encoder, model.objective.state_dict(), method,
+    out = usdrl_bench.methods.official.export_official(model.encoder, model.objective.state_dict(), method,
                                                        tmp_path / "exported.pt")
     original = _flat(torch.load(path, weights_only=True, map_location="cpu") if method != "mamp" else
                      torch.load(path, weights_only=False, map_location="cpu"))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from usdrl_bench.components import load_builtins
 from usdrl_bench import registry
 from usdrl_bench.protocols.schema import ProtocolError
 from usdrl_bench.api import protocol_path
@@ -33,7 +34,7 @@ def test_registry_register_get_and_did_you_mean():
 
 
 def test_builtin_registries_are_populated():
-    registry.load_builtins()
+    load_builtins()
     assert {"dste", "sttr"} <= set(registry.ENCODERS.names())
     assert {"mgfd", "negative_contrastive"} <= set(registry.OBJECTIVES.names())
     assert {"synthetic", "ntu_raw", "agcn", "msr_action3d"} <= set(registry.DATASETS.names())

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from usdrl_bench.components import load_builtins
 from usdrl_bench import registry
 from usdrl_bench.api import plan_protocols, protocol_path, run_protocol
 from usdrl_bench.cli import main
@@ -190,7 +191,7 @@ def test_live_tensor_bytes_follows_allocations_and_frees():
 
 
 def test_measured_step_cost_grows_with_the_batch_and_counts_the_flops(one_thread):
-    registry.load_builtins()
+    load_builtins()
     torch.manual_seed(0)
     encoder = create_encoder("dste", "tiny", in_channels=3, num_joints=25, num_bodies=2)
     objective = create_objective("mgfd", encoder)

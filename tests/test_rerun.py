@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from usdrl_bench.components import load_builtins
 from usdrl_bench import registry
 from usdrl_bench.api import list_protocols, run_protocols
 from usdrl_bench.encoders.checkpoint import save_encoder
@@ -45,16 +46,16 @@ def counted(monkeypatch) -> Counter:
         calls["extract"] += 1
         raise AssertionError("features extracted: every evaluation here is replaced")
 
-    real_load = plan_module.load_dataset
+    real_load = plan_module.read_dataset
 
-    def load_dataset(*args, **kwargs):
+    def read_dataset(*args, **kwargs):
         calls["load data"] += 1
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(training_module, "pretrain", pretrain)
-    monkeypatch.setattr(plan_module, "load_dataset", load_dataset)
+    monkeypatch.setattr(plan_module, "read_dataset", read_dataset)
     monkeypatch.setattr(features_module, "extract", extract)
-    registry.load_builtins()
+    load_builtins()
     for name, entry in list(registry.EVALUATIONS._entries.items()):
         def evaluation(ctx, *, _name=name, **options):
             calls[_name] += 1

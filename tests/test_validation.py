@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
+from usdrl_bench.components import unknown_name_message
 from usdrl_bench import registry
 from usdrl_bench.api import list_protocols, protocol_path
 from usdrl_bench.cli import main
@@ -145,7 +146,7 @@ def safety_file(tiny_protocol, tmp_path) -> Path:
 def test_unknown_names_list_what_list_lists_and_name_the_plugin(tiny_protocol, tmp_path, capsys):
     # (a protocol naming stgcn without its plug-in fails in a fresh process; once a plug-in is loaded in this
     # one, its names stay known, so the message is checked directly)
-    assert registry.unknown_name_message(registry.ENCODERS, "stgcn") == (
+    assert unknown_name_message(registry.ENCODERS, "stgcn") == (
         "encoder 'stgcn' comes from the shipped plug-in baselines.stgcn: add `plugins: [baselines.stgcn]` to the "
         "protocol (usdrl-bench list shows every name)")
     path = tmp_path / "p.yaml"

@@ -15,7 +15,9 @@ The Python API (imported on first use, so that ``import usdrl_bench`` stays ligh
 
 The extension contract (:mod:`usdrl_bench.extend`): :class:`SkeletonEncoder`, :class:`EncoderConfig`,
 :class:`Objective`, :func:`register_encoder`, :func:`register_objective`; datasets: :class:`SkeletonArrays`,
-:class:`Layout`, :class:`DataFormatError`, :func:`register_dataset`, :func:`register_layout`, :func:`data_root`;
+:class:`Layout`, :class:`DataFormatError`, :func:`register_dataset`, :func:`register_layout`, and the per-sequence
+normalisation any reader can apply (:func:`normalize_arrays`, :func:`normalize_sequence`, :func:`centre_sequence`,
+:func:`align_shoulders`, :func:`scale_sequence`);
 methods: :func:`register_method`, :class:`Method`, :class:`MethodPreset`, :class:`OfficialFormat` and its
 helpers; what objectives making their own views
 need: :class:`SampleKeys`, :func:`make_views` and the augmentations, :func:`to_stream`, :func:`get_layout`,
@@ -29,8 +31,8 @@ from usdrl_bench._version import __version__
 _API = ("run_protocol", "run_protocols", "plan_protocols", "validate_protocols", "Rehearsal", "list_protocols",
         "protocol_path", "load_encoder", "embed", "load_official", "export_official")
 _EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective",
-           "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "data_root",
-           "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
+           "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout",
+           "normalize_arrays", "normalize_sequence", "centre_sequence", "align_shoulders", "scale_sequence", "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
            "joint_corruption", "random_rotation", "resize_valid", "to_stream", "get_layout", "gather_with_grad",
            "batch_mean", "create_encoder", "OfficialFormat", "OfficialModel", "CheckpointMismatchError",
            "load_renamed", "renamed_state", "shaping_args", "strip_module_prefix",

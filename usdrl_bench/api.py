@@ -35,11 +35,12 @@ from rich.console import Console
 from rich.progress import Progress
 
 from usdrl_bench import distributed as dist_utils
-from usdrl_bench.encoders.official import export_official as _export_official
-from usdrl_bench.encoders.official import load_official as _load_official
-from usdrl_bench.encoders.official import load_weights, read_checkpoint
+from usdrl_bench.methods.official import export_official as _export_official
+from usdrl_bench.methods.official import load_official as _load_official
+from usdrl_bench.methods.official import load_weights, read_checkpoint
 from usdrl_bench.methods import OfficialModel
 from usdrl_bench.evaluate.features import extract
+from usdrl_bench.data.root import resolve_data_root
 from usdrl_bench.io import resolve_device
 from usdrl_bench.protocols.evaluation import progress_columns
 from usdrl_bench.protocols.launch import LauncherOptions, submit_pretrainings
@@ -153,7 +154,7 @@ def run_protocols(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     options = TrainingOptions(log_every=log_every, tensorboard=tensorboard, wandb_project=wandb_project,
                               save_every_s=save_every_s)
-    root = None if data_root is None else Path(data_root)
+    root = resolve_data_root(data_root)
     device = resolve_device(device) if isinstance(device, str) else device
     rehearsal = (rehearse if isinstance(rehearse, Rehearsal) else Rehearsal.for_device(device.type)) if rehearse else None
     work = validate_protocols(protocols, preset=preset, rows=rows, dataset=dataset, split=split, seeds=seeds,
@@ -273,7 +274,7 @@ def _print_plan(plan: RunPlan, store: DataStore, device: torch.device, console: 
     gpu = GPUS["h200"] if "H200" in name else GPUS["h100"]
     frame = None
     if all(p.cell.rehearsal is None for p in todo.values()):
-        shapes = ReleaseShapes(plan.results_dir, store.data_root, Console(quiet=True))
+        shapes = ReleaseShapes(plan.results_dir, None, Console(quiet=True), locations=plan.locations)
         shapes.loaded = store.loaded  # the data this run already holds
         try:
             frame = forecast(plan, shapes, gpu, measured_dirs=[rehearsal_results(plan.results_dir), plan.results_dir],
@@ -327,7 +328,7 @@ def plan_protocols(
         raise ValueError(f"unknown GPU {gpu!r}; known: {', '.join(GPUS)}")
     if mfu is not None and not 0 < mfu <= 1:
         raise ValueError(f"mfu must be in (0, 1], got {mfu}")
-    root = None if data_root is None else Path(data_root)
+    root = resolve_data_root(data_root)
     loaded = _with_preset([load_protocol(protocol_path(p), tuple(overrides)) for p in protocols], preset, console)
     work = [(protocol, _cells(protocol, preset, dataset, split, seeds, rows, root, check_paths=False))
             for protocol in loaded]
@@ -382,7 +383,7 @@ def validate_protocols(
         ProtocolError, FileNotFoundError, ValueError: the first problem, naming the file and the key.
     """
     console = console or Console(stderr=True, soft_wrap=True)
-    root = None if data_root is None else Path(data_root)
+    root = resolve_data_root(data_root)
     loaded = [load_protocol(protocol_path(p), tuple(overrides)) for p in protocols]
     if preset is None:
         return [(p, []) for p in loaded]
@@ -523,7 +524,7 @@ def load_encoder(path: str | os.PathLike, method: str | None = None, **overrides
 def load_official(path: str | os.PathLike, method: str, **official_args: object) -> OfficialModel:
     """The encoder and, for a pretraining checkpoint, the objective (projectors, key encoders, queues, decoder)
     of a file as ``method``'s official code saves it. See
-    :func:`usdrl_bench.encoders.official.load_official`."""
+    :func:`usdrl_bench.methods.official.load_official`."""
     return _load_official(path, method, **official_args)
 
 

@@ -701,6 +701,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from usdrl_bench import registry
+    from usdrl_bench.components import load_builtins
+    from usdrl_bench.methods.shipped import load_shipped_baselines
 
     if args.protocols:
         from usdrl_bench.api import list_protocols, protocol_path
@@ -714,8 +716,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             table.add_row(name, protocol.paper_table or "", ", ".join(protocol.presets), str(len(protocol.rows)))
         out.print(table)
         return 0
-    registry.load_builtins()
-    registry.load_plugins([*registry.SHIPPED_BASELINES, *args.plugin])
+    load_builtins()
+    load_shipped_baselines()
+    registry.load_plugins(args.plugin)
     for kind, reg in registry.ALL.items():
         table = RichTable(title=kind, title_justify="left", show_lines=False)
         table.add_column("name", style="bold")
@@ -864,7 +867,7 @@ def _embed_num_frames(args: argparse.Namespace, n: int, t: int):
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from usdrl_bench.encoders.official import load_weights
+    from usdrl_bench.methods.official import load_weights
     from usdrl_bench.evaluate.features import extract
     from usdrl_bench.io import resolve_device
 

@@ -34,13 +34,17 @@ from usdrl_bench.io import stable_hash
 
 __all__ = ["NOT_RESULT", "module_closure", "module_code"]
 
-#: modules that cannot change a result: the name -> component tables, file writing and hashing, the
+#: modules that cannot change a result: the name -> component tables and the decorators that fill them, where
+#: data are found (the location is not in a key: moving the data keeps the caches), file writing and hashing, the
 #: protocol parser (the values it parses are in every key), the declared value ranges (they refuse values,
 #: never change one), the training log writers, the package's lazy top-level exports
 NOT_RESULT = frozenset({
     "usdrl_bench",
     "usdrl_bench.ranges",
     "usdrl_bench.registry",
+    "usdrl_bench.data.registration",
+    "usdrl_bench.encoders.registration",
+    "usdrl_bench.data.root",
     "usdrl_bench.io",
     "usdrl_bench.code_identity",
     "usdrl_bench.protocols.spec",

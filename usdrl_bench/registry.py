@@ -1,12 +1,11 @@
-"""One generic registry per kind of component (encoders, objectives, datasets, evaluations).
+"""One generic registry per kind of component (encoders, objectives, datasets, evaluations, methods): the tables.
 
-Components register themselves with a decorator at import time, the way timm's ``register_model``
-fills a plain dict::
-
-    from usdrl_bench.registry import ENCODERS
-
-    @ENCODERS.register("my_encoder", description="a baseline")
-    def build_my_encoder(...): ...
+Components register themselves at import time through the public decorators (``usdrl_bench.register_encoder``,
+``register_objective``, ``register_dataset``, ``register_method``), built-in and plug-in alike, the way timm's
+``register_model`` fills a plain dict. The table knows no module: a package imports its own members, the
+built-ins are loaded by importing their packages (:func:`usdrl_bench.components.load_builtins`), a protocol's
+plug-ins by the names it gives (:func:`load_plugins`), installed plug-ins by their entry points
+(:func:`load_entry_points`).
 
 ``ENCODERS.get("my_encodr")`` raises ``KeyError`` with "Did you mean: my_encoder?" and the list of
 available names.
@@ -102,59 +101,27 @@ ENCODERS: Registry[Callable[..., Any]] = Registry("encoder")
 OBJECTIVES: Registry[Callable[..., Any]] = Registry("objective")
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
 EVALUATIONS: Registry[Callable[..., Any]] = Registry("evaluation")
-#: published methods: encoder + objective + presets (:mod:`usdrl_bench.methods`)
+#: published methods: encoder + objective + presets + paper (:mod:`usdrl_bench.methods`)
 METHODS: Registry[Any] = Registry("method")
 
 ALL = {"methods": METHODS, "encoders": ENCODERS, "objectives": OBJECTIVES, "datasets": DATASETS,
        "evaluations": EVALUATIONS}
 
 
-#: Modules whose import registers the built-in components.
-BUILTIN_MODULES: tuple[str, ...] = (
-    "usdrl_bench.data.synthetic.generator",
-    "usdrl_bench.data.readers.ntu_raw",
-    "usdrl_bench.data.readers.agcn",
-    "usdrl_bench.data.readers.msr_action3d",
-    "usdrl_bench.data.readers.nwucla",
-    "usdrl_bench.data.readers.named",
-    "usdrl_bench.data.readers.formats",
-    "usdrl_bench.data.readers.two_d",
-    "usdrl_bench.data.synthetic.releases",
-    "usdrl_bench.encoders.dste",
-    "usdrl_bench.encoders.sttr",
-    "usdrl_bench.objectives.mgfd",
-    "usdrl_bench.objectives.contrastive",
-    "usdrl_bench.evaluate.linear",
-    "usdrl_bench.evaluate.knn",
-    "usdrl_bench.evaluate.embedding",
-    "usdrl_bench.evaluate.semi",
-    "usdrl_bench.evaluate.early",
-    "usdrl_bench.detection.evaluation",
-    "usdrl_bench.segmentation.evaluation",
-    "usdrl_bench.usdrl_method",
-)
-
-
-#: the peer methods shipped with the suite (the ``baselines`` package): ``usdrl-bench list`` shows them;
-#: a protocol that uses them names them in ``plugins:`` (the ``leaderboard`` protocol does)
-SHIPPED_BASELINES: tuple[str, ...] = ("baselines.mlp_encoder", "baselines.redundancy_reduction", "baselines.skeletonclr",
-                                      "baselines.cmd", "baselines.mamp")
-
 #: entry-point group of pip-installed plug-in packages (``[project.entry-points."usdrl_bench.plugins"]``)
 ENTRY_POINT_GROUP = "usdrl_bench.plugins"
 _entry_points_loaded = False
 
 
-def load_builtins() -> None:
-    """Import every built-in module that registers components, then every installed plug-in of the
-    entry-point group :data:`ENTRY_POINT_GROUP` (idempotent).
+def load_entry_points() -> None:
+    """Import every installed plug-in of the entry-point group :data:`ENTRY_POINT_GROUP` (once; idempotent). The
+    built-in components are registered by their packages' imports (:func:`usdrl_bench.components.load_builtins`),
+    never by a module name here.
 
     Raises:
         ImportError: an installed plug-in fails to import (naming it and its package).
     """
     global _entry_points_loaded
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
     if not _entry_points_loaded:
         _entry_points_loaded = True
 
@@ -186,18 +153,3 @@ def load_plugins(modules: list[str] | tuple[str, ...], relative_to: str | os.Pat
             importlib.import_module(module)
         except ImportError as exc:
             raise ImportError(f"could not import plugin module {module!r}: {exc}") from exc
-
-
-def unknown_name_message(reg: Registry[Any], name: str) -> str:
-    """The error for a name a protocol uses that ``reg`` does not hold, listing what ``usdrl-bench list``
-    lists: the shipped baselines are loaded first (as ``list`` loads them), so a name one of them provides
-    is named with the ``plugins:`` entry it needs, and the "Available" list is the same as ``list``'s."""
-    try:
-        load_plugins(SHIPPED_BASELINES)
-    except ImportError:  # a checkout without the baselines: the built-ins alone
-        pass
-    if name in reg:
-        module = getattr(reg.entry(name).obj, "__module__", "") or "?"
-        return (f"{reg.kind} {name!r} comes from the shipped plug-in {module}: add `plugins: [{module}]` to the "
-                f"protocol (usdrl-bench list shows every name)")
-    return reg.unknown_message(name) + " (usdrl-bench list shows them; a plug-in's names need it in plugins:)"

@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 
+from usdrl_bench.components import load_builtins
 from usdrl_bench import registry
 from usdrl_bench.data.augment import SampleKeys, make_views
 from usdrl_bench.data.synthetic.generator import generate_synthetic
@@ -48,7 +49,7 @@ def _views(objective, encoder, inputs=None):
                       generator=SampleKeys(0, 0, idx), check=False)
 
 
-registry.load_builtins()
+load_builtins()
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from usdrl_bench import registry
+from usdrl_bench.data import readers, synthetic  # noqa: F401 - importing them registers the built-in datasets
 from usdrl_bench.data.arrays import SkeletonArrays
-from usdrl_bench.data.root import using_data_root
+from usdrl_bench.data.root import locate_dataset
 from usdrl_bench.skeleton import LAYOUTS
 
 #: samples checked per block when scanning (possibly memory-mapped) arrays for non-finite values
@@ -44,12 +44,10 @@ def check_arrays(arrays: SkeletonArrays, part: str) -> None:
             raise ValueError(f"{where(i)}: non-finite coordinates (NaN or infinity); repair or drop the sample")
 
 
-def load_dataset(name: str, path: str | None, split: str, *, data_root: str | Path | None = None,
-                 **options: Any) -> tuple[SkeletonArrays, SkeletonArrays]:
-    """(train, test) of dataset ``name`` (a registered reader) at ``path`` under ``split``, checked with
-    :func:`check_arrays`. A named dataset (no ``path``) is found under ``data_root`` (default
-    ``$USDRL_DATA``, else ``./data``): the reader's own ``data_root`` option when it has one, else
-    :func:`~usdrl_bench.data.root.using_data_root` around the call (a plug-in's ``locate``).
+def read_dataset(name: str, path: str | None, split: str, **options: Any) -> tuple[SkeletonArrays, SkeletonArrays]:
+    """(train, test) of dataset ``name`` (a registered reader) read from ``path`` (already located:
+    :func:`~usdrl_bench.data.root.locate_dataset`; None for a reader that needs no files) under ``split``, with
+    the reader's ``options``, checked (registered layout with the arrays' joint count, :func:`check_arrays`).
 
     Raises:
         KeyError: unknown dataset or split.
@@ -59,12 +57,9 @@ def load_dataset(name: str, path: str | None, split: str, *, data_root: str | Pa
             layout that is not registered or has another joint count.
         TypeError: the reader returned something other than two SkeletonArrays.
     """
-    registry.load_builtins()
+    registry.load_entry_points()
     reader = registry.DATASETS.get(name)
-    if data_root is not None and "data_root" not in options and "data_root" in inspect.signature(reader).parameters:
-        options["data_root"] = str(data_root)
-    with using_data_root(data_root):
-        result = reader(path, split, **options)
+    result = reader(path, split, **options)
     if not (isinstance(result, tuple) and len(result) == 2 and all(isinstance(a, SkeletonArrays) for a in result)):
         raise TypeError(f"dataset {name!r}: the reader must return (train, test), two usdrl_bench.SkeletonArrays; "
                         f"got {type(result).__name__}")
@@ -79,3 +74,22 @@ def load_dataset(name: str, path: str | None, split: str, *, data_root: str | Pa
     check_arrays(train, "training")
     check_arrays(test, "test")
     return train, test
+
+
+def load_dataset(name: str, path: str | Path | None = None, split: str | None = None, *,
+                 data_root: str | Path | None = None, **options: Any) -> tuple[SkeletonArrays, SkeletonArrays]:
+    """(train, test) of dataset ``name`` at ``path`` under ``split`` (default: the dataset's default split):
+    located (:func:`~usdrl_bench.data.root.locate_dataset`: a named dataset without a path is found by its
+    registered ``locate`` under ``data_root``, default ``$USDRL_DATA``, else ``./data``), then
+    :func:`read_dataset`. The one call for a script; a run locates when it plans and reads with
+    :func:`read_dataset`.
+
+    Raises:
+        FileNotFoundError: a named dataset not under the data root (the message says what to download).
+        KeyError: unknown dataset or split; and what :func:`read_dataset` raises.
+    """
+    registry.load_entry_points()
+    entry = registry.DATASETS.entry(name)
+    location = locate_dataset(name, path, data_root).require()
+    return read_dataset(name, location, split if split is not None else entry.meta.get("default_split", "xsub"),
+                        **options)

@@ -47,9 +47,9 @@ TIMELINE_VIDEOS = 3
 
 
 @functools.lru_cache(maxsize=4)
-def _videos(key: str) -> VideoSet:
+def _videos(key: str, data_root: str | None) -> VideoSet:
     spec = json.loads(key)
-    return load_videos(spec.pop("name"), spec.pop("path", None), **(spec.pop("options", None) or {}))
+    return load_videos(spec.pop("name"), spec.pop("path", None), data_root=data_root, **(spec.pop("options", None) or {}))
 
 
 def _features(encoder: nn.Module, x: torch.Tensor, window: int) -> torch.Tensor:
@@ -147,7 +147,7 @@ def frame_head_probabilities(ctx: EvalContext, data: dict[str, Any], *, head: st
     """Train a frame classifier on the training videos of ``data`` (windows of ``window`` frames, default the
     encoder's T, stride ``train_stride`` default W/2) and return the videos and, per test video, its
     ``(T, K)`` frame probabilities (overlapping windows of stride ``test_stride``, default W/4, averaged)."""
-    videos = _videos(json.dumps(data, sort_keys=True))
+    videos = _videos(json.dumps(data, sort_keys=True), None if ctx.data_root is None else str(ctx.data_root))
     window = int(window or ctx.encoder.num_frames)
     x, y, _ = make_windows(videos.train, window, int(train_stride or max(1, window // 2)))
     encoder, classifier = train_head(ctx.encoder, x, y, videos.num_classes, head=head, epochs=epochs, lr=lr,

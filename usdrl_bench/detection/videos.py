@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from usdrl_bench.data.readers.named import PREPARE_FOLDERS, resolve_data_root
+from usdrl_bench.data.readers.named import PREPARE_FOLDERS
+from usdrl_bench.data.root import resolve_data_root
 from usdrl_bench.data.preparation.pku import (SPLIT_FILES, find_split_file, find_subdir, frame_labels, read_pku_labels,
                                   read_pku_skeleton, read_split_file)
 from usdrl_bench.data.preprocess import pre_normalization
@@ -182,9 +183,10 @@ def load_pku1_videos(path: str | Path, *, split: str = "xsub") -> VideoSet:
     return load_pku_videos(path, dataset="pku1", split=split)
 
 
-def load_videos(name: str, path: str | None = None, **options) -> VideoSet:
+def load_videos(name: str, path: str | None = None, *, data_root: str | Path | None = None, **options) -> VideoSet:
     """Untrimmed videos by name: ``synthetic_untrimmed`` (options of :func:`generate_untrimmed`), ``pku1`` or
-    ``pku2`` (``path``: see :func:`load_pku_videos`; default the prepared folder under the data root).
+    ``pku2`` (``path``: see :func:`load_pku_videos`; default the prepared folder under ``data_root``: the run's
+    data root, which the evaluation receives, else ``$USDRL_DATA``, else ``./data``).
 
     Raises:
         KeyError: unknown name.
@@ -193,7 +195,7 @@ def load_videos(name: str, path: str | None = None, **options) -> VideoSet:
         return generate_untrimmed(**options)
     if name in ("pku1", "pku2"):
         if path is None:
-            path = str(resolve_data_root(options.pop("data_root", None)) / PREPARE_FOLDERS[name])
+            path = str(resolve_data_root(data_root) / PREPARE_FOLDERS[name])
         return load_pku_videos(os.path.expandvars(os.path.expanduser(path)), dataset=name, **options)
     raise KeyError(f"unknown untrimmed-video dataset {name!r}; available: synthetic_untrimmed, pku1, pku2")
 

@@ -21,7 +21,6 @@ with one ``nn.MultiheadAttention`` per layer *shared* by CA and both DSA branche
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,16 +37,14 @@ from usdrl_bench.encoders._blocks import (
     SkeletonEncoder,
     config_from_preset,
     init_official_,
-    register_presets,
     self_attention,
 )
 from usdrl_bench.ranges import PositiveFloat, PositiveInt, Probability, UnitInterval
-from usdrl_bench.registry import ENCODERS
+from usdrl_bench.encoders.registration import register_encoder
 
 __all__ = ["DSTEConfig", "DSTE", "DSTLayer", "ConvAttention", "DenseShiftAttention", "dense_shift",
-           "dense_shift_keep_mask", "build_dste", "DSTE_PRESETS"]
+           "dense_shift_keep_mask", "DSTE_PRESETS"]
 
-log = logging.getLogger(__name__)
 
 Variant = Literal["official", "paper"]
 
@@ -316,18 +313,8 @@ DSTE_PRESETS: dict[str, dict] = {
     "small": dict(hidden_size=64, num_frames=32, drop_path=0.1),
     "tiny": dict(hidden_size=16, num_frames=16),
 }
-register_presets("dste", DSTE_PRESETS)
 
-
-@ENCODERS.register("dste", description="DSTE: USDRL's dense spatio-temporal encoder (official model/DSTE.py)",
-                   presets=tuple(DSTE_PRESETS), config=DSTEConfig)
-def build_dste(preset: str | None = None, **overrides) -> DSTE:
-    """Build a :class:`DSTE` from a preset (``paper``, ``paper_eqs``, ``small``, ``tiny``; ``None`` = the
-    :class:`DSTEConfig` defaults) and field overrides.
-
-    Raises:
-        ValueError: unknown preset or option (naming it and the valid ones), or an invalid value.
-    """
-    config = config_from_preset(DSTEConfig, "dste", preset, overrides)
-    log.debug("building DSTE %s", config)
-    return DSTE(config)
+# registered through the public decorator, as a plug-in's encoder is (its builder: the config from a preset and
+# field overrides, :func:`~usdrl_bench.encoders._blocks.config_from_preset`)
+register_encoder("dste", DSTEConfig, DSTE_PRESETS,
+                 description="DSTE: USDRL's dense spatio-temporal encoder (official model/DSTE.py)")(DSTE)

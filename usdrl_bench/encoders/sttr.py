@@ -16,7 +16,6 @@ ReLU). The temporal position information is the fixed sinusoidal table, the spat
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
@@ -30,14 +29,12 @@ from usdrl_bench.encoders._blocks import (
     TransformerEncoderLayer,
     config_from_preset,
     init_official_,
-    register_presets,
 )
 from usdrl_bench.ranges import PositiveInt, UnitInterval
-from usdrl_bench.registry import ENCODERS
+from usdrl_bench.encoders.registration import register_encoder
 
-__all__ = ["STTRConfig", "STTR", "build_sttr", "STTR_PRESETS"]
+__all__ = ["STTRConfig", "STTR", "STTR_PRESETS"]
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,18 +123,8 @@ STTR_PRESETS: dict[str, dict] = {
     "small": dict(hidden_size=64, num_frames=32),
     "tiny": dict(hidden_size=16, num_frames=16),
 }
-register_presets("sttr", STTR_PRESETS)
 
-
-@ENCODERS.register("sttr", description="STTR: USDRL's spatio-temporal transformer baseline (official model/STTR.py)",
-                   presets=tuple(STTR_PRESETS), config=STTRConfig)
-def build_sttr(preset: str | None = None, **overrides) -> STTR:
-    """Build an :class:`STTR` from a preset (``paper``, ``small``, ``tiny``; ``None`` = the
-    :class:`STTRConfig` defaults) and field overrides.
-
-    Raises:
-        ValueError: unknown preset or option (naming it and the valid ones), or an invalid value.
-    """
-    config = config_from_preset(STTRConfig, "sttr", preset, overrides)
-    log.debug("building STTR %s", config)
-    return STTR(config)
+# registered through the public decorator, as a plug-in's encoder is (its builder: the config from a preset and
+# field overrides, :func:`~usdrl_bench.encoders._blocks.config_from_preset`)
+register_encoder("sttr", STTRConfig, STTR_PRESETS,
+                 description="STTR: USDRL's spatio-temporal transformer baseline (official model/STTR.py)")(STTR)

@@ -115,6 +115,7 @@ class EvalContext:
     artifact_dir: Path | None = None  # where an evaluation may write files for the report (Figure 5's coordinates)
     artifacts: dict[str, Path] = field(default_factory=dict)  # evaluation name -> file it wrote
     subset_dir: Path | None = None  # labelled-subset index files shared by every method on this data (Table 2)
+    data_root: Path | None = None  # the run's data root, for data an evaluation names itself (untrimmed videos)
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     extract_s: float = 0.0  # seconds spent extracting features (not reading them from the cache)
 

@@ -101,7 +101,7 @@ class Evaluator:
 
         ctx = EvalContext(encoder=encoder, train=train, test=test, device=self.device, seed=cell.seed,
                           subset_dir=plan.subset_dir, stream=cell.dataset.stream, on_progress=on_progress,
-                          cache_dir=plan.features_dir)
+                          cache_dir=plan.features_dir, data_root=self.store.data_root)
         for name, options in evaluations.items():
             record = plan.records[name]
             with self.trainer.lock(f"record-{record.stem}"):

@@ -34,6 +34,7 @@ import torch
 from rich.console import Console
 
 from usdrl_bench import registry
+from usdrl_bench.data.root import Location
 from usdrl_bench.data.synthetic.releases import RELEASES
 from usdrl_bench.io import stable_hash, write_json_atomic
 from usdrl_bench.objectives import create_objective
@@ -74,8 +75,9 @@ class ReleaseShapes(DataStore):
     else the data's when they are under the data root (loaded once), else the release's (:data:`RELEASES`).
     Test sizes are the release's for a named dataset. Only for planning."""
 
-    def __init__(self, results_dir: Path, data_root: Path | None, console: Console) -> None:
-        super().__init__(results_dir, data_root, console)
+    def __init__(self, results_dir: Path, data_root: Path | None, console: Console, *,
+                 locations: dict[str, Location] | None = None) -> None:
+        super().__init__(results_dir, data_root, console, locations=locations)
         self.from_release: set[str] = set()
         self._shapes: dict[str, tuple[int, int, int, int, int]] = {}  # data identity -> shape, asked once
 

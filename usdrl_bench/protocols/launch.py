@@ -28,6 +28,8 @@ from rich.console import Console
 
 from usdrl_bench import distributed as dist_utils
 from usdrl_bench import registry
+from usdrl_bench.components import load_builtins
+from usdrl_bench.data.root import Location
 from usdrl_bench.protocols.plan import CellPlan, DataStore, RunPlan
 from usdrl_bench.protocols.training import CheckpointTrainer, TrainingOptions
 
@@ -80,11 +82,11 @@ class PretrainJob:
     results_dir: str
     plan: CellPlan
     device: str
-    data_root: Path | None = None
+    locations: dict[str, Location] = field(default_factory=dict)
     options: TrainingOptions = TrainingOptions()
 
     def __call__(self) -> str:
-        registry.load_builtins()
+        load_builtins()
         cell = self.plan.cell
         registry.load_plugins(cell.protocol.plugins, relative_to=Path(cell.protocol.file).resolve().parent)
         device = torch.device(self.device)
@@ -94,7 +96,7 @@ class PretrainJob:
             if ctx is not None and device.type == "cuda":
                 device = torch.device("cuda", ctx.local_rank)
         console = Console(stderr=True)
-        store = DataStore(Path(self.results_dir), self.data_root, console)
+        store = DataStore(Path(self.results_dir), None, console, locations=self.locations)
         CheckpointTrainer(Path(self.results_dir), store, device, console, self.options).checkpoint(self.plan, None)
         if dist_utils.is_distributed():
             torch.distributed.destroy_process_group()
@@ -128,7 +130,7 @@ def submit_pretrainings(trainer: CheckpointTrainer, run: RunPlan, options: Launc
     folder = run.results_dir / "jobs" / "%j"
     executor = _executor(options, folder)
     device = "cuda" if options.gpus_per_job > 0 else "cpu"
-    pending = [PretrainJob(str(run.results_dir.resolve()), plan, device, run.data_root, trainer.options)
+    pending = [PretrainJob(str(run.results_dir.resolve()), plan, device, run.locations, trainer.options)
                for plan in todo.values()]
     wave = options.max_parallel if options.launcher == "local" else len(pending)
     done = 0

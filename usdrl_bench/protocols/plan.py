@@ -4,7 +4,8 @@ A :class:`RunPlan` is built once from (protocols and their cells, results folder
 process count) by :class:`Planner`, and every launcher consumes it as is: the single process, the
 ``--jobs`` workers, every torchrun rank (rank 0's plans are broadcast), the submitit jobs and the Python
 API. Nothing downstream recomputes a key, so the key a checkpoint is trained under is the key its
-evaluations look up.
+evaluations look up; nor a dataset's location: the plan resolves each once under the run's data root
+(:attr:`RunPlan.locations`), and the workers read what it says.
 
 Layout under ``results/``::
 
@@ -35,7 +36,8 @@ from usdrl_bench import registry
 from usdrl_bench.code_identity import module_code
 from usdrl_bench.data.arrays import SkeletonArrays
 from usdrl_bench.data.checks import check_pretraining, check_split
-from usdrl_bench.data.loading import load_dataset
+from usdrl_bench.data.loading import read_dataset
+from usdrl_bench.data.root import Location, locate_dataset
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.io import ensure_inside, stable_hash, write_json_atomic
 from usdrl_bench.protocols.released import file_sha256, load_released
@@ -86,18 +88,40 @@ def data_identity(spec: DatasetSpec) -> dict[str, Any]:
 
 
 class DataStore:
-    """The run's datasets, each loaded once (the streams are computed from these joints later).
+    """The run's datasets, each located once and loaded once (the streams are computed from these joints later).
 
     Args:
         results_dir: where the training parts' shapes are recorded (``datasets/<key>.json``).
-        data_root: where named datasets are found (None: ``$USDRL_DATA``, else ``./data``).
+        data_root: where named datasets are found (the planning process: ``--data-root``, None for
+            ``$USDRL_DATA``, else ``./data``); ignored when ``locations`` is given.
         console: where the one line per loaded dataset goes.
+        locations: the locations a run's plan resolved (:attr:`RunPlan.locations`): a worker's store reads
+            these and locates nothing itself.
     """
 
-    def __init__(self, results_dir: Path, data_root: Path | None, console: Console) -> None:
-        self.results_dir, self.data_root, self.console = Path(results_dir), data_root, console
+    def __init__(self, results_dir: Path, data_root: Path | None, console: Console, *,
+                 locations: dict[str, Location] | None = None) -> None:
+        self.results_dir, self.console = Path(results_dir), console
+        self.planned = locations is not None
+        self.data_root = None if self.planned else data_root
+        self.locations: dict[str, Location] = dict(locations or {})  # data key -> where it is
         self.loaded: dict[str, tuple[SkeletonArrays, SkeletonArrays]] = {}
         self.warnings: dict[str, list[str]] = {}  # per data key: check_split's
+
+    def locate(self, spec: DatasetSpec) -> Location:
+        """Where ``spec``'s data are (:func:`~usdrl_bench.data.root.locate_dataset`: its path, else its registered
+        ``locate`` under the data root), resolved on the first call. A store built from a plan's locations
+        answers only those.
+
+        Raises:
+            RuntimeError: a planned store asked for a dataset the plan did not locate.
+        """
+        key = stable_hash(data_identity(spec))
+        if key not in self.locations:
+            if self.planned:
+                raise RuntimeError(f"dataset {spec.describe()} was not located when the run was planned")
+            self.locations[key] = locate_dataset(spec.name, spec.path, self.data_root)
+        return self.locations[key]
 
     def load(self, spec: DatasetSpec) -> tuple[SkeletonArrays, SkeletonArrays]:
         """``(train, test)`` of ``spec``, loaded on the first call, and checked (:func:`check_split`: what cannot
@@ -106,17 +130,15 @@ class DataStore:
 
         Raises:
             ValueError: the training or test part is empty, a single training class, a test part of one
-                sample (:mod:`usdrl_bench.data.checks`); what :func:`load_dataset` raises.
+                sample (:mod:`usdrl_bench.data.checks`); what :func:`read_dataset` raises.
+            FileNotFoundError: a named dataset not under the data root (the plan's :class:`Location` says why).
         """
         key = stable_hash(data_identity(spec))
         if key in self.loaded:
             return self.loaded[key]
-        path = spec.resolved_path()
+        path = self.locate(spec).require()
         t0 = time.perf_counter()
-        options = dict(spec.options)
-        root = options.pop("data_root", None) or self.data_root  # a reader's own data_root option wins
-        train, test = load_dataset(spec.name, str(path) if path else None, spec.resolved_split(), data_root=root,
-                                   **options)
+        train, test = read_dataset(spec.name, path, spec.resolved_split(), **spec.options)
         for part, arrays in (("training", train), ("test", test)):
             if len(arrays) == 0:
                 raise ValueError(f"dataset {spec.describe()} ({train.source}): the {part} part of split "
@@ -247,17 +269,18 @@ class RunPlan:
     """Everything a run does, planned once (:meth:`Planner.plan_run`).
 
     Attributes:
-        results_dir: checkpoints, features, records. data_root: where named datasets are found (None:
-            ``$USDRL_DATA``, else ``./data``). device: where checkpoints train (the precision in the keys is
-            resolved for it). world_size: the processes a checkpoint trains on. protocols: per protocol,
-            the plans of its cells.
+        results_dir: checkpoints, features, records. device: where checkpoints train (the precision in the keys
+            is resolved for it). world_size: the processes a checkpoint trains on. protocols: per protocol,
+            the plans of its cells. locations: every dataset of the run (data key, as in
+            :meth:`DataStore.locate`) -> where it is, resolved once under the run's data root; a worker's
+            :class:`DataStore` is built from them.
     """
 
     results_dir: Path
-    data_root: Path | None
     device: str
     world_size: int
     protocols: list[ProtocolPlan]
+    locations: dict[str, Location] = field(default_factory=dict)
 
     @property
     def cell_plans(self) -> list[CellPlan]:
@@ -303,7 +326,10 @@ class Planner:
             ensembles = [self.plan_ensemble(c, [by_key[(m, c.dataset.column, c.seed)] for m in c.row.ensemble.rows])
                          for c in cells if c.row.ensemble is not None]
             protocols.append(ProtocolPlan(protocol, plans, ensembles))
-        return RunPlan(self.results_dir, self.store.data_root, str(self.device), self.world_size, protocols)
+            for p in plans:  # every dataset located once, here; workers receive the answers
+                self.store.locate(p.cell.dataset)
+                self.store.locate(p.cell.pretrain_dataset)
+        return RunPlan(self.results_dir, str(self.device), self.world_size, protocols, dict(self.store.locations))
 
     def plan(self, cell: Cell) -> CellPlan:
         """The cell's plan, computed on the first call and returned as is afterwards."""

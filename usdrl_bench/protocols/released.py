@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from usdrl_bench.encoders.official import load_weights
+from usdrl_bench.methods.official import load_weights
 
 __all__ = ["RELEASED", "resolve_checkpoint", "file_sha256", "load_released"]
 
@@ -57,7 +57,7 @@ def load_released(path: str | Path, method: str | None, checkpoint_args: dict[st
     """The encoder of a released-weights row, a fresh copy each call (evaluations that fine-tune change it).
 
     Raises:
-        ValueError: as :func:`usdrl_bench.encoders.official.load_weights` (also FileNotFoundError,
+        ValueError: as :func:`usdrl_bench.methods.official.load_weights` (also FileNotFoundError,
             CheckpointMismatchError, TypeError).
     """
     encoder = _load(str(path), file_sha256(path), method, json.dumps(checkpoint_args, sort_keys=True))

@@ -23,6 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from usdrl_bench import distributed as dist_utils
 from usdrl_bench import registry
+from usdrl_bench.components import load_builtins
+from usdrl_bench.data.root import Location
 from usdrl_bench.io import die_with_parent, stable_hash
 from usdrl_bench.protocols.plan import CellPlan, DataStore, RunPlan, build_encoder
 from usdrl_bench.protocols.training import CheckpointTrainer, TrainingOptions
@@ -93,7 +95,7 @@ def pretrain_in_workers(trainer: CheckpointTrainer, run: RunPlan, jobs: int, pro
     flops: dict[str, float] = {}
     order = sorted(todo.values(), key=lambda p: pretrain_cost(p, trainer.store, flops), reverse=True)
     updates = context.Queue()  # the workers' progress lines (RemoteProgress), drawn here
-    init = (str(run.results_dir), run.data_root, threads, slots, trainer.options, updates)
+    init = (str(run.results_dir), run.locations, threads, slots, trainer.options, updates)
     lines = ProgressRelay(progress)
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=init)
     try:
@@ -224,8 +226,11 @@ def pretrain_distributed(trainer: CheckpointTrainer, run: RunPlan, progress: Pro
     """Inside a process group (torchrun): train every missing checkpoint of ``run`` data-parallel across the
     ranks, one after the other. Every rank must call it with the same plan. Returns the number trained."""
     todo = run.missing_checkpoints() if dist_utils.rank() == 0 else {}
-    # rank 0's plans (keys included): the same work, under the same keys, in the same order, on every rank
-    work: list[CellPlan] = dist_utils.broadcast_object([todo[key] for key in sorted(todo)])
+    # rank 0's plans (keys and data locations included): the same work, under the same keys, on the same data,
+    # in the same order, on every rank
+    work: list[CellPlan]
+    work, locations = dist_utils.broadcast_object(([todo[key] for key in sorted(todo)], run.locations))
+    trainer.store.locations.update(locations)
     for plan in work:
         trainer.checkpoint(plan, progress)
     return len(work)
@@ -237,7 +242,7 @@ _UPDATES: Any = None
 _PARENT_DATA: dict = {}
 
 
-def _init_worker(results_dir: str, data_root: Path | None, threads: int, slots: Any, options: TrainingOptions,
+def _init_worker(results_dir: str, locations: dict[str, Location], threads: int, slots: Any, options: TrainingOptions,
                  updates: Any = None) -> None:
     global _WORKER, _UPDATES
     die_with_parent()  # a main process killed with -9 takes its workers with it (no orphans holding memory)
@@ -250,7 +255,7 @@ def _init_worker(results_dir: str, data_root: Path | None, threads: int, slots: 
     if device.type == "cuda":
         torch.cuda.set_device(device)
     console = Console(stderr=True, quiet=True)
-    store = DataStore(Path(results_dir), data_root, console)
+    store = DataStore(Path(results_dir), None, console, locations=locations)  # the plan's locations, no root
     store.loaded = dict(_PARENT_DATA)
     _WORKER = CheckpointTrainer(Path(results_dir), store, device, console, options)
 
@@ -259,7 +264,7 @@ def _pretrain_in_worker(plan: CellPlan) -> tuple[str, float]:
     """Train the checkpoint of ``plan`` under the key the parent computed (never recomputed here)."""
     assert _WORKER is not None
     cell = plan.cell
-    registry.load_builtins()
+    load_builtins()
     # already there in a forked worker; needed in a spawned one
     registry.load_plugins(cell.protocol.plugins, relative_to=Path(cell.protocol.file).resolve().parent)
     if _UPDATES is not None:

@@ -36,13 +36,14 @@ from typing import Any, Literal
 import yaml
 
 from usdrl_bench import registry
+from usdrl_bench.components import load_builtins, unknown_name_message
 
 if typing.TYPE_CHECKING:
     from usdrl_bench.methods import MethodPreset
 
 import copy
 
-from usdrl_bench.data.readers.named import locate
+from usdrl_bench.data.root import locate_dataset
 from usdrl_bench.encoders._blocks import ENCODER_PRESETS, config_from_preset
 from usdrl_bench.data.synthetic.releases import REHEARSAL_DATASET
 from usdrl_bench.io import is_safe_name
@@ -308,7 +309,7 @@ def load_protocol(path: str | Path, overrides: "tuple[str, ...] | list[str]" = (
     data.pop("overrides", None)
     protocol: Protocol = from_data(Protocol, data, file)
     protocol = dataclasses.replace(protocol, file=file, overrides=tuple(overrides))
-    registry.load_builtins()
+    load_builtins()
     registry.load_plugins(protocol.plugins, relative_to=Path(protocol.file).resolve().parent)
     protocol = _resolve_methods(protocol, data)
     _check_names(protocol)
@@ -349,7 +350,7 @@ def _resolve_methods(protocol: Protocol, data: dict[str, Any]) -> Protocol:
             continue
         where = f"rows[{i}].method"
         if row.method not in registry.METHODS:
-            raise ProtocolError(protocol.file, where, registry.unknown_name_message(registry.METHODS, row.method))
+            raise ProtocolError(protocol.file, where, unknown_name_message(registry.METHODS, row.method))
         method = registry.METHODS.get(row.method)
         raw = raw_rows[i] if i < len(raw_rows) and isinstance(raw_rows[i], dict) else {}
         rows[i] = dataclasses.replace(row, encoder=row.encoder or method.encoder,
@@ -501,7 +502,7 @@ def _read_with_includes(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
 
 def _check_registry(reg: registry.Registry, name: str, file: str, key: str) -> None:
     if name not in reg:
-        raise ProtocolError(file, key, registry.unknown_name_message(reg, name))
+        raise ProtocolError(file, key, unknown_name_message(reg, name))
 
 
 #: what a name that becomes part of a file name must look like
@@ -686,10 +687,9 @@ def check_dataset(spec: DatasetSpec, file: str, key: str, check_path: bool = Tru
     if needs_path and spec.path is None:
         raise ProtocolError(file, f"{key}.path", f"dataset {spec.name!r} needs a path")
     if check_path and spec.path is None and entry.meta.get("named"):
-        try:
-            locate(spec.name, spec.options.get("data_root") or data_root)
-        except FileNotFoundError as exc:
-            raise ProtocolError(file, f"{key}.name", str(exc)) from None
+        missing = locate_dataset(spec.name, None, data_root).missing
+        if missing is not None:
+            raise ProtocolError(file, f"{key}.name", missing)
     if check_path and spec.path is not None:
         resolved = spec.resolved_path()
         assert resolved is not None

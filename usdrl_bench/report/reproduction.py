@@ -24,7 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from usdrl_bench.methods import get_method  # noqa: E402
-from usdrl_bench.registry import SHIPPED_BASELINES, load_builtins, load_plugins  # noqa: E402
+from usdrl_bench.components import load_builtins  # noqa: E402
+from usdrl_bench.methods.shipped import load_shipped_baselines  # noqa: E402
 
 __all__ = ["PARITY", "TOLERANCE", "reproduction_table", "read_official_runs", "plot_loss_curves"]
 
@@ -119,7 +120,7 @@ def reproduction_table(records: pd.DataFrame, official_runs: pd.DataFrame) -> pd
     """One row per peer (see the module docstring). ``records``: the suite's records (any protocols; the
     ``official_comparison`` ones are used for the NW-UCLA columns); ``official_runs``: :func:`read_official_runs`."""
     load_builtins()
-    load_plugins(list(SHIPPED_BASELINES))
+    load_shipped_baselines()
     suite = records[records.protocol == "official_comparison"] if len(records) else records
     rows = []
     for method in PARITY:

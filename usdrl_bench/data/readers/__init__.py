@@ -6,3 +6,6 @@
 files), and ``named``: the prepared benchmarks addressed by name under the data root (``ntu60_xsub`` ...).
 Every reader returns ``(train, test)`` :class:`~usdrl_bench.data.arrays.SkeletonArrays`.
 """
+
+# a package imports its own members: each reader module registers its datasets when imported
+from usdrl_bench.data.readers import agcn, formats, msr_action3d, named, ntu_raw, nwucla, two_d  # noqa: F401, E402

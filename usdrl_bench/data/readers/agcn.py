@@ -31,7 +31,7 @@ from usdrl_bench.data.arrays import META_COLUMNS, SkeletonArrays
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.readers.ntu_raw import NTU60_MAX_SETUP, parse_ntu_name
 from usdrl_bench.data.safe_pickle import load_pickle
-from usdrl_bench.registry import DATASETS
+from usdrl_bench.data.registration import register_dataset
 from usdrl_bench.skeleton import LAYOUTS
 
 log = logging.getLogger(__name__)
@@ -161,11 +161,10 @@ def _last_valid_frame(x: np.ndarray) -> int:
     return int(valid[-1]) + 1 if len(valid) else 1
 
 
-@DATASETS.register(
+@register_dataset(
     "agcn",
     description="2s-AGCN/UmURL preprocessed .npy + .pkl directories, as read by the official USDRL code",
     splits=("xsub", "xview", "xset"),
-    needs_path=True,
     default_split="xsub",
 )
 def load_agcn(

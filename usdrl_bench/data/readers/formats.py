@@ -36,7 +36,7 @@ from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.safe_pickle import load_pickle
 from usdrl_bench.data.npy_writer import NpyRowWriter
 from usdrl_bench.data.readers.ntu_raw import parse_ntu_name
-from usdrl_bench.registry import DATASETS
+from usdrl_bench.data.registration import register_dataset
 from usdrl_bench.skeleton import LAYOUTS
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,8 @@ def _ctrgcn_labels(zf: zipfile.ZipFile, key: str, n: int, file: Path) -> tuple[n
     return labels, width
 
 
-@DATASETS.register("ctrgcn_npz", description="CTR-GCN/SGN NTU60_CS.npz-style arrays (x (N, T, 150), one-hot y)",
-                   splits=("xsub", "xview", "xset"), needs_path=True, default_split="xsub")
+@register_dataset("ctrgcn_npz", description="CTR-GCN/SGN NTU60_CS.npz-style arrays (x (N, T, 150), one-hot y)",
+                  splits=("xsub", "xview", "xset"), default_split="xsub")
 def load_ctrgcn_npz(path: str | Path, split: str = "xsub", *, num_classes: int | None = None,
                     cache_dir: str | Path | None = None) -> tuple[SkeletonArrays, SkeletonArrays]:
     """(train, test) from a CTR-GCN ``.npz`` (or a folder holding ``NTU60_CS.npz`` / ``NTU60_CV.npz`` /
@@ -249,8 +249,8 @@ def read_pyskl(path: Path, split: str, required: tuple[str, ...] = ("frame_dir",
     return annotations, by_name, parts
 
 
-@DATASETS.register("pyskl", description="pyskl/mmaction2 annotation pickle ({'split', 'annotations'}), 3-D keypoints",
-                   splits=("xsub", "xview", "xset"), needs_path=True, default_split="xsub")
+@register_dataset("pyskl", description="pyskl/mmaction2 annotation pickle ({'split', 'annotations'}), 3-D keypoints",
+                  splits=("xsub", "xview", "xset"), default_split="xsub")
 def load_pyskl(path: str | Path, split: str = "xsub", *, num_classes: int | None = None, max_frames: int | None = None,
                cache_dir: str | Path | None = None) -> tuple[SkeletonArrays, SkeletonArrays]:
     """(train, test) from a pyskl annotation pickle: the names of ``split["<split>_train"]`` and
@@ -320,8 +320,8 @@ def _pku_file(path: Path, phase: int, split: str, part: str) -> Path:
     return path / name
 
 
-@DATASETS.register("pku_pickle", description="PKU-MMD II pickles of the USDRL/FSM code (PKUv2_xsub_{train,val}.pkl)",
-                   splits=("xsub", "xview"), needs_path=True, default_split="xsub")
+@register_dataset("pku_pickle", description="PKU-MMD II pickles of the USDRL/FSM code (PKUv2_xsub_{train,val}.pkl)",
+                  splits=("xsub", "xview"), default_split="xsub")
 def load_pku_pickle(path: str | Path, split: str = "xsub", *, num_classes: int = 51, max_frames: int | None = None,
                     cache_dir: str | Path | None = None) -> tuple[SkeletonArrays, SkeletonArrays]:
     """(train, test) from ``PKUv2_<split>_train.pkl`` and ``PKUv2_<split>_val.pkl`` in ``path`` (a folder,

@@ -35,9 +35,9 @@ import pandas as pd
 
 from usdrl_bench.data.arrays import SkeletonArrays, split_by_rule
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.readers.named import locate
+from usdrl_bench.data.root import DATA_ROOT_ENV
 from usdrl_bench.data.preprocess import pre_normalization
-from usdrl_bench.registry import DATASETS
+from usdrl_bench.data.registration import register_dataset
 from usdrl_bench.skeleton import KINECT20
 
 log = logging.getLogger(__name__)
@@ -125,16 +125,34 @@ def read_common_list(path: str | Path) -> list[str]:
     return names
 
 
-@DATASETS.register(
+#: the folder of the skeleton text files under the data root
+MSR_FOLDER = "MSRAction3D"
+
+
+def locate_msr_action3d(root: Path) -> Path:
+    """``MSRAction3D`` under the data root ``root``.
+
+    Raises:
+        FileNotFoundError: it is not there; the message says what to download and where to put it.
+    """
+    folder = root / MSR_FOLDER
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"dataset msr_action3d not found: expected the skeleton files (a01_s01_e01_skeleton3D.txt ...) in {folder}. "
+            f"Download MSR Action3D (the skeleton text files) and unpack them there; set the data root with "
+            f"--data-root or ${DATA_ROOT_ENV} (now {root})")
+    return folder
+
+
+@register_dataset(
     "msr_action3d",
     description="MSR Action3D (Kinect v1, 20 joints, 20 actions), the 557 common sequences, cross-subject",
     splits=("xsub",),
-    needs_path=False,
     default_split="xsub",
-    named=True,
+    locate=locate_msr_action3d,
 )
 def load_msr_action3d(
-    path: str | Path | None = None,
+    path: str | Path,
     split: str = "xsub",
     *,
     sequences: Literal["cvpr12", "all"] = "cvpr12",
@@ -147,8 +165,8 @@ def load_msr_action3d(
     """Read MSR Action3D and return the cross-subject (train, test) split.
 
     Args:
-        path: directory of ``aAA_sSS_eEE_skeleton3D.txt`` files; default ``MSRAction3D`` under the data
-            root (:mod:`usdrl_bench.data.readers.named`).
+        path: directory of ``aAA_sSS_eEE_skeleton3D.txt`` files (by name: ``MSRAction3D`` under the data
+            root, :func:`locate_msr_action3d`).
         split: ``xsub`` (odd subjects train, even test).
         sequences: ``cvpr12``: the sequences of ``sequence_list`` (557); ``all``: every file (567).
         sequence_list: default ``<path>/files_used_in_cvpr12_paper.txt``.
@@ -166,8 +184,6 @@ def load_msr_action3d(
         FileNotFoundError: ``path``, the list, or a listed sequence's file is missing.
         DataFormatError: a malformed file (file and line named).
     """
-    if path is None:
-        path = locate("msr_action3d")
     path = Path(path)
     if split not in MSR_SPLITS:
         raise KeyError(f"Unknown split {split!r} for msr_action3d; available: {', '.join(MSR_SPLITS)}")

@@ -1,9 +1,10 @@
 """Datasets addressed by name under a data root: ``ntu60_xsub``, ``ntu60_xview``, ``ntu120_xsub``,
 ``ntu120_xset``, ``pku1_xsub``, ``pku2_xsub``, ``msr_action3d`` (``synthetic`` needs no files).
 
-The data root is ``--data-root`` (``data_root=`` of the API, carried by the run's plan and set for the
-duration of a load with :func:`using_data_root`), else ``$USDRL_DATA``, else ``./data``. Under it each name resolves to the folder ``usdrl-bench data prepare`` writes (the layout
-of the official code, FACTS §3A item 7):
+The data root is ``--data-root`` (``data_root=`` of the API), else ``$USDRL_DATA``, else ``./data``. Each
+name is registered with a ``locate(root)`` that finds, under it, the folder ``usdrl-bench data prepare``
+writes (the layout of the official code, FACTS §3A item 7); the run's plan calls it once
+(:func:`~usdrl_bench.data.root.locate_dataset`) and the reader receives the folder:
 
 =================  ==========================================
 ``ntu60_xsub``     ``NTU-RGB-D-60-AGCN/xsub``
@@ -26,16 +27,15 @@ is read with an explicit ``format:path`` (``agcn:``, ``ntu_raw:``, ``ctrgcn_npz:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 from usdrl_bench.data.readers.agcn import load_agcn
-from usdrl_bench.data.root import DATA_ROOT_ENV, resolve_data_root, using_data_root
-from usdrl_bench.data.readers.two_d import NTU_2D, NTU_2D_FOLDER, PYSKL_URL
-from usdrl_bench.registry import DATASETS
+from usdrl_bench.data.root import DATA_ROOT_ENV, locate_dataset, resolve_data_root
+from usdrl_bench.data.registration import register_dataset
 
-__all__ = ["NAMED", "NamedDataset", "DATA_ROOT_ENV", "default_output", "locate", "resolve_data_root", "using_data_root"]
-
+__all__ = ["NAMED", "NamedDataset", "DATA_ROOT_ENV", "default_output", "locate", "locate_prepared"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,6 @@ NAMED: dict[str, NamedDataset] = {
     "uav_csv1": NamedDataset("UAV-Human-AGCN/csv1", "csv1", "uav", f"UAV-Human's skeleton files ({UAV_SITE})", 155),
     "uav_csv2": NamedDataset("UAV-Human-AGCN/csv2", "csv2", "uav", f"UAV-Human's skeleton files ({UAV_SITE})", 155),
 }
-MSR_FOLDER = "MSRAction3D"
 #: Output folder of each `data prepare` dataset under the root.
 PREPARE_FOLDERS = {"ntu60": "NTU-RGB-D-60-AGCN", "ntu120": "NTU-RGB-D-120-AGCN", "pku1": "PKU-MMD-v1-AGCN",
                    "pku2": "PKU-MMD-v2-AGCN", "uav": "UAV-Human-AGCN"}
@@ -76,49 +75,46 @@ def default_output(dataset: str, root: str | Path | None = None) -> Path:
 
 
 def locate(name: str, root: str | Path | None = None) -> Path:
-    """The folder of a named dataset under the data root.
+    """The folder (or file) of a named dataset under the data root ``root`` (default ``$USDRL_DATA``, else
+    ``./data``): its registered ``locate`` (:func:`~usdrl_bench.data.root.locate_dataset`).
 
     Raises:
         FileNotFoundError: it is not there; the message says what to download and how to prepare it.
+        KeyError: not a registered dataset.
     """
-    locator = DATASETS.entry(name).meta.get("locate") if name in DATASETS else None
-    if locator is not None:  # a dataset registered with its own locate(root) (NW-UCLA, plug-ins)
-        return Path(locator(root))
-    base = resolve_data_root(root)
-    if name == "msr_action3d":
-        folder = base / MSR_FOLDER
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"dataset msr_action3d not found: expected the skeleton files (a01_s01_e01_skeleton3D.txt ...) in {folder}. "
-                f"Download MSR Action3D (the skeleton text files) and unpack them there; set the data root with "
-                f"--data-root or ${DATA_ROOT_ENV} (now {base})")
-        return folder
-    if name not in NAMED:
-        if name in NTU_2D:
-            pkl = base / NTU_2D_FOLDER / NTU_2D[name][0]
-            if not pkl.is_file():
-                raise FileNotFoundError(f"dataset {name} not found: expected {pkl}. Download {PYSKL_URL}{pkl.name} into "
-                                        f"{pkl.parent}; the data root is --data-root or ${DATA_ROOT_ENV} (now {base})")
-            return pkl
+    path = locate_dataset(name, None, root).require()
+    if path is None:
+        raise KeyError(f"dataset {name!r} is not found under a data root (it needs no files, or a path)")
+    return Path(path)
+
+
+def locate_prepared(name: str, root: Path) -> Path:
+    """The prepared arrays of named dataset ``name`` (:data:`NAMED`) under the data root ``root``.
+
+    Raises:
+        FileNotFoundError: no ``train_data_joint.npy`` there; the message says what to download and which
+            command prepares it.
+    """
     entry = NAMED[name]
-    folder = base / entry.folder
+    folder = root / entry.folder
     if not (folder / "train_data_joint.npy").is_file():
         raise FileNotFoundError(
             f"dataset {name} not found: expected prepared arrays in {folder} (train_data_joint.npy, ...). "
             f"Download {entry.download}, unpack it, then run: usdrl-bench data prepare {entry.prepare} --raw <unpacked dir> "
-            f"--out {base / PREPARE_FOLDERS[entry.prepare]}. The data root is --data-root or ${DATA_ROOT_ENV} (now {base})")
+            f"--out {root / PREPARE_FOLDERS[entry.prepare]}. The data root is --data-root or ${DATA_ROOT_ENV} (now {root})")
     return folder
 
 
 def _register(name: str, entry: NamedDataset) -> None:
-    @DATASETS.register(name, description=f"{name}: prepared arrays under the data root ({entry.folder})",
-                       splits=(entry.split,), needs_path=False, default_split=entry.split, named=True)
-    def load(path: str | None = None, split: str = entry.split, *, data_root: str | None = None):
+    @register_dataset(name, description=f"{name}: prepared arrays under the data root ({entry.folder})",
+                      splits=(entry.split,), default_split=entry.split,
+                      locate=functools.partial(locate_prepared, name))
+    def load(path: str, split: str = entry.split):
         if split != entry.split:
             raise KeyError(f"Unknown split {split!r} for {name}; available: {entry.split}")
-        return load_agcn(locate(name, data_root), entry.split, num_classes=entry.num_classes)
+        return load_agcn(path, entry.split, num_classes=entry.num_classes)
 
-    load.__doc__ = f"(train, test) of {name} from ``<data root>/{entry.folder}`` (see :mod:`usdrl_bench.data.readers.named`)."
+    load.__doc__ = f"(train, test) of {name}: the prepared arrays at ``path`` (``<data root>/{entry.folder}``)."
 
 
 for _name, _entry in NAMED.items():

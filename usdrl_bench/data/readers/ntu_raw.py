@@ -15,7 +15,7 @@ name (the official order is ``os.listdir``'s), sequences longer than ``max_frame
 
 Example::
 
-    from usdrl_bench.registry import DATASETS
+    from usdrl_bench.data.registration import register_dataset
     train, test = DATASETS.get("ntu_raw")("data/nturgb+d_skeletons", split="xsub")
     train.data.shape  # (N, 3, 300, 25, 2), a read-only memory map
 """
@@ -42,7 +42,7 @@ from usdrl_bench.data.arrays import META_COLUMNS, NTU_SPLITS, SkeletonArrays, sp
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.preprocess import pre_normalization
 from usdrl_bench.data.progress import progress_bar
-from usdrl_bench.registry import DATASETS
+from usdrl_bench.data.registration import register_dataset
 from usdrl_bench.skeleton import NTU25
 
 log = logging.getLogger(__name__)
@@ -504,11 +504,10 @@ def _classes(path: Path, meta: pd.DataFrame, labels: np.ndarray, num_classes: in
     return num_classes, class_names
 
 
-@DATASETS.register(
+@register_dataset(
     "ntu_raw",
     description="NTU RGB+D 60/120 raw .skeleton files, 2s-AGCN/UmURL preprocessing (cached)",
     splits=("xsub", "xview", "xset"),
-    needs_path=True,
     default_split="xsub",
 )
 def load_ntu_raw(

@@ -11,7 +11,8 @@ a05, a06, a08, a09, a11, a12 in that order (the file's ``label`` is checked agai
 on view v03 (464), the same files as CTR-GCN's ``feeders/feeder_ucla.py`` lists.
 
 **Preprocessing** (CTR-GCN ``feeders/feeder_ucla.py``, its evaluation branch, applied once at load time;
-every step a switch):
+every step a switch; the steps are the public building blocks of :mod:`usdrl_bench.data.normalize`, which a
+reader of any layout with a centre and shoulders can apply):
 
 1. ``centre="first_frame"``: subtract joint 2 (spine) of the first frame from every frame (the trajectory
    is kept: "walk around" moves); ``"per_frame"`` subtracts each frame's own spine (NTU's
@@ -43,15 +44,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from usdrl_bench.data.arrays import SkeletonArrays, split_by_rule
 from usdrl_bench.data.errors import DataFormatError
-from usdrl_bench.data.root import DATA_ROOT_ENV, resolve_data_root
-from usdrl_bench.registry import DATASETS
+from usdrl_bench.data.normalize import Align, Centre, Scaling, normalize_sequence
+from usdrl_bench.data.root import DATA_ROOT_ENV
+from usdrl_bench.data.registration import register_dataset
 from usdrl_bench.skeleton import NWUCLA20
 
 FILE_NAME = re.compile(r"a(\d{2})_s(\d{2})_e(\d{2})_v(\d{2})\.json")
@@ -59,6 +60,8 @@ SEQUENCES_FOLDER = "all_sqe"
 #: folders under the data root that may hold ``all_sqe/`` (the first found is used)
 ROOT_FOLDERS: tuple[str, ...] = ("nwucla", "NW-UCLA")
 NUM_JOINTS = 20
+#: the joint that ends the torso for ``scaling="torso"`` (0-based; Kinect v1's shoulder centre)
+SHOULDER_CENTRE = 2
 #: the dataset's action ids, in label order (label 1 = a01, ..., label 10 = a12)
 ACTIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)
 CLASS_NAMES: tuple[str, ...] = (
@@ -105,50 +108,28 @@ def read_sequence(file: str | Path) -> tuple[np.ndarray, int]:
     return skeletons.astype(np.float32), label
 
 
-def preprocess(x: np.ndarray, *, centre: str = "first_frame", align: str = "none", scaling: str = "minmax") -> np.ndarray:
-    """The per-sequence preprocessing of the module docstring on one ``(T, 20, 3)`` sequence (metres).
+def preprocess(x: np.ndarray, *, centre: Centre = "first_frame", align: Align = "none",
+               scaling: Scaling = "minmax") -> np.ndarray:
+    """The per-sequence preprocessing of the module docstring on one ``(T, 20, 3)`` sequence (metres):
+    :func:`~usdrl_bench.data.normalize.normalize_sequence` with the NW-UCLA layout, the torso ending at joint 3
+    (shoulder centre).
 
     Returns:
         a new ``(T, 20, 3)`` float32 array.
     Raises:
         ValueError: an unknown option value.
     """
-    x = np.asarray(x, dtype=np.float64).copy()
-    spine, shoulder_centre = NWUCLA20.center, 2
-    if centre == "first_frame":
-        x -= x[0, spine]
-    elif centre == "per_frame":
-        x -= x[:, spine:spine + 1]
-    elif centre != "none":
-        raise ValueError(f"nwucla: centre must be 'first_frame', 'per_frame' or 'none', got {centre!r}")
-    if align == "shoulders":
-        v = x[0, NWUCLA20.right_shoulder] - x[0, NWUCLA20.left_shoulder]
-        angle = np.arctan2(v[2], v[0])  # rotate (x, z) so that v lies along +x
-        c, s = np.cos(angle), np.sin(angle)
-        rx, rz = c * x[..., 0] + s * x[..., 2], -s * x[..., 0] + c * x[..., 2]
-        x[..., 0], x[..., 2] = rx, rz
-    elif align != "none":
-        raise ValueError(f"nwucla: align must be 'none' or 'shoulders', got {align!r}")
-    if scaling == "minmax":
-        flat = x.reshape(-1, 3)
-        lo, hi = flat.min(axis=0), flat.max(axis=0)
-        span = np.where(hi - lo > 0, hi - lo, 1.0)
-        x = (x - lo) / span * 2 - 1
-    elif scaling == "torso":
-        torso = np.linalg.norm(x[:, shoulder_centre] - x[:, spine], axis=-1).mean()
-        x = x / torso if torso > 0 else x
-    elif scaling != "none":
-        raise ValueError(f"nwucla: scaling must be 'minmax', 'torso' or 'none', got {scaling!r}")
-    return x.astype(np.float32)
+    return normalize_sequence(x, NWUCLA20, centre=centre, align=align, scaling=scaling, neck=SHOULDER_CENTRE)
 
 
-def locate_nwucla(root: str | Path | None = None) -> Path:
-    """The ``all_sqe`` folder of NW-UCLA under the data root (``nwucla/all_sqe`` or ``NW-UCLA/all_sqe``).
+def locate_nwucla(root: str | Path) -> Path:
+    """The ``all_sqe`` folder of NW-UCLA under the data root ``root`` (``nwucla/all_sqe`` or
+    ``NW-UCLA/all_sqe``): the registered ``locate`` of ``nwucla_xview``.
 
     Raises:
         FileNotFoundError: neither is there; the message says where to get the data and where to put it.
     """
-    base = resolve_data_root(root)
+    base = Path(root)
     for folder in ROOT_FOLDERS:
         if (base / folder / SEQUENCES_FOLDER).is_dir():
             return base / folder / SEQUENCES_FOLDER
@@ -158,33 +139,31 @@ def locate_nwucla(root: str | Path | None = None) -> Path:
         f"data/NW-UCLA/all_sqe (dataset: {SITE}). The data root is --data-root or ${DATA_ROOT_ENV} (now {base})")
 
 
-@DATASETS.register(
+@register_dataset(
     "nwucla",
     description="NW-UCLA Multiview Action3D (Kinect v1, 20 joints, 10 actions), CTR-GCN's all_sqe JSON; cross-view",
-    splits=("xview",), needs_path=True, default_split="xview",
+    splits=("xview",), default_split="xview",
 )
 def load_nwucla(
-    path: str | Path | None = None,
+    path: str | Path,
     split: str = "xview",
     *,
-    centre: Literal["first_frame", "per_frame", "none"] = "first_frame",
-    align: Literal["none", "shoulders"] = "none",
-    scaling: Literal["minmax", "torso", "none"] = "minmax",
+    centre: Centre = "first_frame",
+    align: Align = "none",
+    scaling: Scaling = "minmax",
     min_frames: int = 1,
     check_counts: bool = True,
-    data_root: str | None = None,
 ) -> tuple[SkeletonArrays, SkeletonArrays]:
     """Read NW-UCLA and return the cross-view (train, test) split.
 
     Args:
-        path: the ``all_sqe`` folder, or a folder holding it; ``None``: found under the data root
-            (:func:`locate_nwucla`).
+        path: the ``all_sqe`` folder, or a folder holding it (by name, ``nwucla_xview``: found under the data
+            root by :func:`locate_nwucla`).
         split: ``xview`` (train v01 + v02, test v03).
         centre, align, scaling: the preprocessing switches of the module docstring (defaults: CTR-GCN's).
         min_frames: drop sequences with fewer frames (default 1: keep all, the one-frame one included).
         check_counts: require the full release's 1,020 / 464 split when every file is read (a folder
             holding only some of the files turns this off; a subset drawn by ``min_frames`` is not checked).
-        data_root: where to look when ``path`` is None (default ``--data-root`` / ``$USDRL_DATA``).
 
     Returns:
         ``(train, test)``: ``data`` ``(N, 3, T, 20, 1)`` float32 zero-padded to the longest sequence,
@@ -199,7 +178,7 @@ def load_nwucla(
     """
     if split not in NWUCLA_SPLITS:
         raise KeyError(f"Unknown split {split!r} for nwucla; available: {', '.join(NWUCLA_SPLITS)}")
-    folder = locate_nwucla(data_root) if path is None else Path(path)
+    folder = Path(path)
     if folder.is_dir() and (folder / SEQUENCES_FOLDER).is_dir():
         folder = folder / SEQUENCES_FOLDER
     if not folder.is_dir():
@@ -236,8 +215,8 @@ def load_nwucla(
 
 
 # the same reader, addressed by name: with no path it looks under the data root (locate_nwucla)
-DATASETS.register(
+register_dataset(
     "nwucla_xview",
     description="NW-UCLA cross-view under the data root (nwucla/all_sqe or NW-UCLA/all_sqe)",
-    splits=("xview",), needs_path=False, default_split="xview", named=True, locate=locate_nwucla,
+    splits=("xview",), default_split="xview", locate=locate_nwucla,
 )(load_nwucla)

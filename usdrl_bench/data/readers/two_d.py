@@ -25,6 +25,8 @@ every tracked joint.
 
 from __future__ import annotations
 
+import functools
+
 import logging
 from pathlib import Path
 from typing import Iterator, Literal
@@ -36,9 +38,9 @@ from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.readers.formats import _CHUNK, _cache_dir, _convert
 from usdrl_bench.data.readers.formats import _meta as meta
 from usdrl_bench.data.readers.formats import read_pyskl
-from usdrl_bench.data.root import DATA_ROOT_ENV, resolve_data_root
+from usdrl_bench.data.root import DATA_ROOT_ENV
 from usdrl_bench.data.synthetic.generator import load_synthetic
-from usdrl_bench.registry import DATASETS
+from usdrl_bench.data.registration import register_dataset
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +137,8 @@ def _meta(names: list[str]) -> "np.ndarray":
     return meta(names)
 
 
-@DATASETS.register("pyskl_2d", description="pyskl 2-D HRNet keypoints (ntu60_hrnet.pkl / ntu120_hrnet.pkl), COCO-17",
-                   splits=("xsub", "xview", "xset"), needs_path=True, default_split="xsub")
+@register_dataset("pyskl_2d", description="pyskl 2-D HRNet keypoints (ntu60_hrnet.pkl / ntu120_hrnet.pkl), COCO-17",
+                  splits=("xsub", "xview", "xset"), default_split="xsub")
 def load_pyskl_2d(path: str | Path, split: str = "xsub", *, padding: Padding = "score", num_classes: int | None = None,
                   max_frames: int | None = None, cache_dir: str | Path | None = None,
                   normalization: Normalization = "body") -> tuple[SkeletonArrays, SkeletonArrays]:
@@ -238,8 +240,8 @@ def project_to_coco17(joints: np.ndarray, *, focal: float = 1000.0, size: tuple[
     return kp.astype(np.float32), score
 
 
-@DATASETS.register("synthetic_2d", description="the synthetic skeletons projected to 2-D COCO-17 keypoints (the 2-D stand-in)",
-                   splits=("xsub", "xview", "xset"), needs_path=False, default_split="xsub")
+@register_dataset("synthetic_2d", description="the synthetic skeletons projected to 2-D COCO-17 keypoints (the 2-D stand-in)",
+                  splits=("xsub", "xview", "xset"), files=False, default_split="xsub")
 def load_synthetic_2d(path: str | None = None, split: str = "xsub", *, padding: Padding = "score",
                       normalization: Normalization = "body", **options) -> tuple[SkeletonArrays, SkeletonArrays]:
     """(train, test) of :func:`~usdrl_bench.data.synthetic.generator.load_synthetic` (same samples, splits and
@@ -271,19 +273,28 @@ NTU_2D = {"ntu60_2d_xsub": ("ntu60_hrnet.pkl", "xsub", 60), "ntu60_2d_xview": ("
 PYSKL_URL = "https://download.openmmlab.com/mmaction/pyskl/data/nturgbd/"
 
 
+def locate_ntu_2d(name: str, root: Path) -> Path:
+    """The pyskl file of named dataset ``name`` (:data:`NTU_2D`) under the data root ``root``.
+
+    Raises:
+        FileNotFoundError: it is not there; the message says what to download and where to put it.
+    """
+    pkl = root / NTU_2D_FOLDER / NTU_2D[name][0]
+    if not pkl.is_file():
+        raise FileNotFoundError(f"dataset {name} not found: expected {pkl}. Download {PYSKL_URL}{pkl.name} into "
+                                f"{pkl.parent}; the data root is --data-root or ${DATA_ROOT_ENV} (now {root})")
+    return pkl
+
+
 def _register_ntu_2d(name: str, file: str, protocol: str, num_classes: int) -> None:
-    @DATASETS.register(name, description=f"{name}: pyskl 2-D HRNet keypoints ({NTU_2D_FOLDER}/{file} under the data root)",
-                       splits=(protocol,), needs_path=False, default_split=protocol, named=True)
-    def load(path: str | None = None, split: str = protocol, *, data_root: str | None = None,
-             padding: Padding = "score", normalization: Normalization = "body") -> tuple[SkeletonArrays, SkeletonArrays]:
+    @register_dataset(name, description=f"{name}: pyskl 2-D HRNet keypoints ({NTU_2D_FOLDER}/{file} under the data root)",
+                      splits=(protocol,), default_split=protocol,
+                      locate=functools.partial(locate_ntu_2d, name))
+    def load(path: str, split: str = protocol, *, padding: Padding = "score",
+             normalization: Normalization = "body") -> tuple[SkeletonArrays, SkeletonArrays]:
         if split != protocol:
             raise KeyError(f"Unknown split {split!r} for {name}; available: {protocol}")
-        base = resolve_data_root(data_root)
-        pkl = base / NTU_2D_FOLDER / file
-        if not pkl.is_file():
-            raise FileNotFoundError(f"dataset {name} not found: expected {pkl}. Download {PYSKL_URL}{file} into "
-                                    f"{pkl.parent}; the data root is --data-root or ${DATA_ROOT_ENV} (now {base})")
-        return load_pyskl_2d(pkl, protocol, padding=padding, num_classes=num_classes, normalization=normalization)
+        return load_pyskl_2d(path, protocol, padding=padding, num_classes=num_classes, normalization=normalization)
 
     load.__doc__ = f"(train, test) of {name}: :func:`load_pyskl_2d` of ``<data root>/{NTU_2D_FOLDER}/{file}``, {protocol}."
 

@@ -51,7 +51,7 @@ import pandas as pd
 from usdrl_bench.data.arrays import SkeletonArrays, split_by_rule
 from usdrl_bench.data.preprocess import rotation_to_axis
 from usdrl_bench.ranges import NonNegativeFloat, PositiveInt, Probability
-from usdrl_bench.registry import DATASETS
+from usdrl_bench.data.registration import register_dataset
 from usdrl_bench.skeleton import NTU25
 
 log = logging.getLogger(__name__)
@@ -785,11 +785,11 @@ def _check_args(num_classes, num_subjects, num_cameras, per_cell, num_setups, mi
                   "noise_std, nuisance, time_warp >= 0 and missing_prob in [0, 1]")
 
 
-@DATASETS.register(
+@register_dataset(
     "synthetic",
     description="embedded NTU-like synthetic skeletons: classes differ in motion, with subject/camera/speed nuisances",
     splits=("xsub", "xview", "xset"),
-    needs_path=False,
+    files=False,
     default_split="xsub",
 )
 def load_synthetic(

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from usdrl_bench.data.arrays import SkeletonArrays
-from usdrl_bench.registry import DATASETS
+from usdrl_bench.data.registration import register_dataset
 
 __all__ = ["RELEASES", "REHEARSAL_DATASET", "Release", "VIDEO_CLASSES", "rehearsal_arrays", "rehearsal_dataset"]
 
@@ -107,8 +107,8 @@ def rehearsal_arrays(like: str, samples: int, part: str, seed: int = 0) -> Skele
                           layout=r.layout, source=f"rehearsal({like}, seed={seed})")
 
 
-@DATASETS.register(REHEARSAL_DATASET, description="synthetic data shaped as a named dataset's release (run --rehearse)",
-                   splits=("rehearsal",), needs_path=False, default_split="rehearsal")
+@register_dataset(REHEARSAL_DATASET, description="synthetic data shaped as a named dataset's release (run --rehearse)",
+                  splits=("rehearsal",), files=False, default_split="rehearsal")
 def rehearsal_dataset(path: str | None = None, split: str = "rehearsal", *, like: str = "ntu60_xsub", samples: int = 8,
                       seed: int = 0) -> tuple[SkeletonArrays, SkeletonArrays]:
     """(train, test) of :func:`rehearsal_arrays` shaped as ``like``'s release, ``samples`` each."""

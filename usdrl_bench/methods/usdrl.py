@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from usdrl_bench.encoders.checkpoint import load_official_state_dict, to_official_state_dict
-from usdrl_bench.methods import OfficialFormat, OfficialModel, register_method
+from usdrl_bench.methods.base import OfficialFormat, OfficialModel, register_method
 
 __all__ = ["USDRL_FORMAT"]
 

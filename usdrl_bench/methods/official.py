@@ -23,8 +23,9 @@ from torch import Tensor, nn
 from usdrl_bench.encoders.checkpoint import (CheckpointMismatchError, encoder_from_checkpoint, is_suite_checkpoint,
                                              load_encoder, read_torch_file)
 from usdrl_bench.io import torch_save_atomic
-from usdrl_bench.methods import NON_SHAPING_ARGS, Method, OfficialModel, get_method
-from usdrl_bench.registry import METHODS, SHIPPED_BASELINES, load_builtins, load_plugins
+from usdrl_bench.methods.base import NON_SHAPING_ARGS, Method, OfficialModel, get_method
+from usdrl_bench.methods.shipped import load_shipped_baselines
+from usdrl_bench.registry import METHODS
 
 __all__ = ["read_checkpoint", "official_method", "load_official", "load_weights", "export_official", "load_renamed",
            "renamed_state", "strip_module_prefix", "shaping_args"]
@@ -53,8 +54,7 @@ def official_method(name: str) -> Method:
         KeyError: no such method.
         ValueError: the method registers no official format.
     """
-    load_builtins()
-    load_plugins(list(SHIPPED_BASELINES))
+    load_shipped_baselines()  # USDRL registers with this package; the peers with theirs
     method = get_method(name)
     if method.official_format is None:
         raise ValueError(f"method {name!r} registers no official checkpoint format (OfficialFormat); methods "

@@ -1,4 +1,4 @@
-"""Methods: a published self-supervised method as one named unit (encoder + objective + its schedules).
+"""What a method is: a published self-supervised method as one named unit (encoder + objective + its schedules).
 
 A method bundles what its paper and official code fix together: which encoder, which objective, and per
 preset the encoder size, objective options, pretraining schedule and views, and its own evaluation
