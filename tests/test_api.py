@@ -61,6 +61,45 @@ def test_embed_and_load_encoder_reproduce_the_official_features(official_fixture
         usdrl_bench.embed(encoder, x[0])
     with pytest.raises(ValueError, match="3 frame counts for 4 samples"):
         usdrl_bench.embed(encoder, x, num_frames=[64, 64, 64])
+    with pytest.raises(ValueError, match=r"sample 2 has 0 valid frames, outside \[1, 64\]"):
+        usdrl_bench.embed(encoder, x, num_frames=[64, 64, 0, 64])
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        usdrl_bench.embed(encoder, x, batch_size=0)
+
+
+def test_embed_file_makes_every_check_of_the_embed_command_before_loading(tmp_path, official_fixtures, monkeypatch):
+    """`usdrl-bench embed` is a call to usdrl_bench.embed_file: each check it makes is the API's, before the
+    encoder loads; and the file it writes holds embed()'s features."""
+    import usdrl_bench.api as api
+
+    ckpt = official_fixtures / "official_dste_h32.pth.tar"
+    x = np.load(official_fixtures / "parity_input.npy")
+    np.save(tmp_path / "x.npy", x)
+    done = usdrl_bench.embed_file(ckpt, tmp_path / "x.npy", tmp_path / "out" / "f.npy")
+    assert done.shapes == {"features": (4, 64)} and "last non-zero frame" in done.frames
+    np.testing.assert_allclose(np.load(done.path), usdrl_bench.embed(usdrl_bench.load_encoder(ckpt), x), atol=1e-6)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the encoder was loaded before the inputs were checked")
+
+    monkeypatch.setattr(api, "load_encoder", fail)
+    np.save(tmp_path / "x4.npy", x[0])
+    np.save(tmp_path / "three.npy", np.full(3, 40))
+    np.save(tmp_path / "zero.npy", np.array([40, 0, 40, 40]))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    for kwargs, error, message in (
+            (dict(data=tmp_path / "none.npy"), FileNotFoundError, "data file not found"),
+            (dict(out=tmp_path), ValueError, "is a folder"),
+            (dict(out=blocker / "f.npy"), ValueError, "cannot write there"),
+            (dict(data=tmp_path / "x4.npy"), ValueError, r"expected an \(N, C, T, V, M\) array"),
+            (dict(num_frames=tmp_path / "none.npy"), FileNotFoundError, "frame-count file not found"),
+            (dict(num_frames=tmp_path / "three.npy"), ValueError, "3 frame counts for 4 samples"),
+            (dict(num_frames=tmp_path / "zero.npy"), ValueError, r"sample 1 has 0 valid frames, outside \[1, 64\]"),
+            (dict(batch_size=0), ValueError, "batch_size must be >= 1")):
+        call = {"checkpoint": ckpt, "data": tmp_path / "x.npy", "out": tmp_path / "g.npy", **kwargs}
+        with pytest.raises(error, match=message):
+            usdrl_bench.embed_file(call.pop("checkpoint"), call.pop("data"), call.pop("out"), **call)
 
 
 @pytest.mark.slow
@@ -118,4 +157,4 @@ def test_embed_uses_the_official_frame_counts_beside_agcn_data(tmp_path, officia
     np.save(tmp_path / "counts.npy", np.full(3, 40))
     assert main(["embed", "--checkpoint", ckpt, "--data", str(tmp_path / "val_data_joint.npy"), "--num-frames",
                  str(tmp_path / "counts.npy"), "--out", str(tmp_path / "g.npy")]) == 2
-    assert "3 frame counts for the 4 samples" in capsys.readouterr().err
+    assert "3 frame counts for 4 samples" in capsys.readouterr().err

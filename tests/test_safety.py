@@ -275,12 +275,12 @@ def test_score_detection_refuses_zero_actions(tmp_path, capsys):
 
 
 def test_embed_checks_its_output_before_any_work(tmp_path, capsys, official_fixtures, monkeypatch):
-    import usdrl_bench.evaluate.features as features
+    import usdrl_bench.api as api
 
     def fail(*args, **kwargs):
-        raise AssertionError("features were computed although the output cannot be written")
+        raise AssertionError("the encoder was loaded although the output cannot be written")
 
-    monkeypatch.setattr(features, "extract", fail)
+    monkeypatch.setattr(api, "load_encoder", fail)
     blocker = tmp_path / "file"
     blocker.write_text("")
     code = main(["embed", "--checkpoint", str(official_fixtures / "official_dste_h32.pth.tar"), "--data",

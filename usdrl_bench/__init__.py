@@ -9,7 +9,7 @@ The Python API (imported on first use, so that ``import usdrl_bench`` stays ligh
 - :func:`plan_protocols`: what a run would train and cost (models, keys, FLOPs, memory, GPU-hours), and
   ``run_protocols(..., rehearse=True)`` or a :class:`Rehearsal`: a preset at its real shapes with the work cut;
 - :func:`list_protocols`: the shipped protocols;
-- :func:`load_encoder`, :func:`embed`: a pretrained encoder (a suite checkpoint, or a method's official one with
+- :func:`load_encoder`, :func:`embed`, :func:`embed_file`: a pretrained encoder (a suite checkpoint, or a method's official one with
   ``method=``) and its features; :func:`load_official` (encoder and objective of an official checkpoint),
   :func:`export_official` (a suite checkpoint in a method's official format).
 
@@ -29,7 +29,7 @@ objective's or a reader's options: :data:`PositiveInt`, :data:`NonNegativeInt`, 
 from usdrl_bench._version import __version__
 
 _API = ("run_protocol", "run_protocols", "plan_protocols", "validate_protocols", "Rehearsal", "list_protocols",
-        "protocol_path", "load_encoder", "embed", "load_official", "export_official")
+        "protocol_path", "load_encoder", "embed", "embed_file", "Embedded", "load_official", "export_official")
 _EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective",
            "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout",
            "normalize_arrays", "normalize_sequence", "centre_sequence", "align_shoulders", "scale_sequence", "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,8 +41,13 @@ from usdrl_bench.methods.official import load_official as _load_official
 from usdrl_bench.methods.official import load_weights, read_checkpoint
 from usdrl_bench.methods import OfficialModel
 from usdrl_bench.evaluate.features import extract
+from usdrl_bench.data.preparation.ntu_prepare import prepare_ntu
+from usdrl_bench.data.preparation.pku import prepare_pku
+from usdrl_bench.data.preparation.prepare import PrepareSummary
+from usdrl_bench.data.preparation.uav import prepare_uav
+from usdrl_bench.data.readers.named import default_output
 from usdrl_bench.data.root import resolve_data_root
-from usdrl_bench.io import resolve_device
+from usdrl_bench.io import resolve_device, save_npy_atomic, save_npz_atomic
 from usdrl_bench.protocols.evaluation import progress_columns
 from usdrl_bench.protocols.launch import LauncherOptions, submit_pretrainings
 from usdrl_bench.protocols.forecast import FORECAST_DIR, GPUS, ReleaseShapes, forecast, measure_rehearsal
@@ -56,7 +62,7 @@ from usdrl_bench.train.pretrain import DEFAULT_SAVE_EVERY_S, ENCODER_FILE, OBJEC
 from usdrl_bench.skeleton import LAYOUTS
 
 __all__ = ["SHIPPED_PROTOCOLS", "Rehearsal", "list_protocols", "protocol_path", "run_protocol", "run_protocols",
-           "plan_protocols", "validate_protocols", "embed",
+           "plan_protocols", "validate_protocols", "embed", "embed_file", "Embedded", "prepare_data",
            "load_encoder", "load_official", "export_official"]
 
 #: the protocols shipped with the package (``protocols/`` in a checkout links here)
@@ -152,6 +158,8 @@ def run_protocols(
     t_all = time.perf_counter()
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if save_every_s is not None and not save_every_s >= 0:
+        raise ValueError(f"save_every_s must be >= 0 seconds (None or 0: only at epoch ends), got {save_every_s}")
     options = TrainingOptions(log_every=log_every, tensorboard=tensorboard, wandb_project=wandb_project,
                               save_every_s=save_every_s)
     root = resolve_data_root(data_root)
@@ -567,13 +575,120 @@ def embed(encoder: torch.nn.Module, x: np.ndarray, num_frames: np.ndarray | None
         ``(N, 2H)`` float32 features [max over temporal tokens, max over spatial tokens]; with ``dense``,
         ``{"temporal": (N, T, H), "spatial": (N, M·V, H)}``.
     Raises:
-        ValueError: ``x`` is not 5-D or ``num_frames`` has the wrong length.
+        ValueError: ``x`` is not 5-D, ``num_frames`` has the wrong length or a count outside ``[1, T]``,
+            ``batch_size`` < 1.
     """
     x = np.asarray(x) if not isinstance(x, np.memmap) else x
-    if x.ndim != 5:
-        raise ValueError(f"embed: expected x of shape (N, C, T, V, M), got {x.shape}")
-    if num_frames is not None and len(num_frames) != len(x):
-        raise ValueError(f"embed: {len(num_frames)} frame counts for {len(x)} samples")
+    _check_skeletons(x, None if num_frames is None else np.asarray(num_frames), batch_size, source="embed")
     layout = next((lay for lay in LAYOUTS.values() if lay.num_joints == x.shape[3]), None) if stream in ("bone", "jmb") else None
     return extract(encoder, x, None if num_frames is None else np.asarray(num_frames), layout=layout, stream=stream,
                    batch_size=batch_size, device=device, dense=dense)
+
+
+def _check_skeletons(x: np.ndarray, num_frames: np.ndarray | None, batch_size: int = 1, source: str = "x") -> None:
+    """What :func:`embed` and :func:`embed_file` refuse before any work: ``x`` not ``(N, C, T, V, M)``, frame counts
+    of another length or outside ``[1, T]``, a batch below 1.
+
+    Raises:
+        ValueError: naming ``source`` (the array, or its file) and the first offending sample.
+    """
+    if x.ndim != 5:
+        raise ValueError(f"{source}: expected an (N, C, T, V, M) array, got shape {x.shape}")
+    if num_frames is not None:
+        counts = np.asarray(num_frames).reshape(-1)
+        if len(counts) != len(x):
+            raise ValueError(f"{source}: {len(counts)} frame counts for {len(x)} samples")
+        bad = np.flatnonzero((counts < 1) | (counts > x.shape[2]))
+        if bad.size:
+            raise ValueError(f"{source}: sample {int(bad[0])} has {int(counts[bad[0]])} valid frames, outside "
+                             f"[1, {x.shape[2]}]")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What :func:`embed_file` wrote: ``path``; ``shapes``: name -> shape (``features`` ``(N, 2H)``, or ``temporal``
+    ``(N, T, H)`` and ``spatial`` ``(N, M·V, H)`` with ``dense``); ``frames``: where the valid frame counts came
+    from."""
+
+    path: Path
+    shapes: dict[str, tuple[int, ...]]
+    frames: str
+
+
+def embed_file(checkpoint: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
+               method: str | None = None, num_frames: str | os.PathLike | None = None, frames: int | None = None,
+               dense: bool = False, batch_size: int = 256, device: str | torch.device = "auto") -> Embedded:
+    """``usdrl-bench embed``: encode the ``(N, C, T, V, M)`` ``.npy`` ``data`` with the encoder of ``checkpoint``
+    (:func:`load_encoder`; ``method``: its official format; ``frames``: the encoder's T where an official file
+    cannot say) and write the features to ``out`` (``.npy``; with ``dense`` an ``.npz``). The valid frame counts:
+    the ``(N,)`` ``.npy`` ``num_frames``, else the official ``<prefix>_num_frame.npy`` beside an AGCN
+    ``<prefix>_data_joint.npy``, else up to each sample's last non-zero frame. Everything is checked before the
+    encoder loads; ``out`` is written atomically.
+
+    Raises:
+        FileNotFoundError: no ``data``, ``num_frames`` or ``checkpoint`` file.
+        ValueError: ``out`` is a folder or cannot be written, ``data`` is not 5-D, frame counts of another length
+            or outside ``[1, T]``, ``batch_size`` < 1; what :func:`load_encoder` raises.
+    """
+    data, out = Path(data), Path(out)
+    if not data.is_file():
+        raise FileNotFoundError(f"data file not found: {data}")
+    if out.is_dir():
+        raise ValueError(f"{out} is a folder; give a file name (.npy, or .npz with dense)")
+    try:  # the output must be writable before any work is done
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", delete=True):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{out}: cannot write there ({exc.strerror or exc}); nothing was computed") from None
+    x = np.load(data, mmap_mode="r")
+    if num_frames is None and data.name.endswith("_data_joint.npy"):
+        beside = data.with_name(data.name[: -len("_data_joint.npy")] + "_num_frame.npy")
+        num_frames = beside if beside.is_file() else None
+    counts, source = None, "up to each sample's last non-zero frame (no frame-count file)"
+    if num_frames is not None:
+        if not Path(num_frames).is_file():
+            raise FileNotFoundError(f"frame-count file not found: {num_frames}")
+        counts, source = np.load(num_frames, allow_pickle=False).astype(np.int64).reshape(-1), str(num_frames)
+    _check_skeletons(x, counts, batch_size, source=f"{data}" + (f" with {num_frames}" if num_frames else ""))
+    encoder = load_encoder(checkpoint, method, **({"num_frames": frames} if frames else {}))
+    result = embed(encoder, x, counts, dense, batch_size=batch_size,
+                   device=resolve_device(device) if isinstance(device, str) else device)
+    if isinstance(result, dict):
+        path = save_npz_atomic(out, **result)
+        return Embedded(Path(path), {k: tuple(v.shape) for k, v in result.items()}, source)
+    return Embedded(Path(save_npy_atomic(out, result)), {"features": tuple(result.shape)}, source)
+
+
+#: the releases ``prepare_data`` knows
+PREPARED_DATASETS = ("ntu60", "ntu120", "pku1", "pku2", "uav")
+
+
+def prepare_data(dataset: str, raw: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                 data_root: str | os.PathLike | None = None, pipeline: str = "agcn", workers: int | None = None,
+                 missing_lists: Sequence[str | os.PathLike] | None = None) -> PrepareSummary:
+    """``usdrl-bench data prepare``: a raw release (``ntu60``, ``ntu120``, ``pku1``, ``pku2``, ``uav``) unpacked at
+    ``raw`` -> the prepared arrays a named dataset reads, in ``out`` (default: the dataset's folder under the data
+    root, where ``ntu60_xsub`` ... are then found). ``pipeline`` (``agcn`` or ``ctrgcn``) and ``missing_lists``
+    (the official lists of samples with missing skeletons) are NTU's.
+
+    Raises:
+        ValueError: an unknown dataset or pipeline, or ``pipeline`` / ``missing_lists`` for a release other than
+            NTU's; what the preparation raises (a missing or malformed release, named).
+    """
+    if dataset not in PREPARED_DATASETS:
+        raise ValueError(f"unknown release {dataset!r}; known: {', '.join(PREPARED_DATASETS)}")
+    if pipeline not in ("agcn", "ctrgcn"):
+        raise ValueError(f"pipeline must be 'agcn' or 'ctrgcn', got {pipeline!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    out_dir = Path(out) if out is not None else default_output(dataset, resolve_data_root(data_root))
+    if dataset in ("ntu60", "ntu120"):
+        return prepare_ntu(dataset, raw, out_dir, pipeline=pipeline, workers=workers, missing_lists=missing_lists)
+    if pipeline != "agcn" or missing_lists:
+        raise ValueError(f"pipeline and missing lists apply to NTU only, not {dataset}")
+    if dataset == "uav":
+        return prepare_uav(raw, out_dir, workers=workers)
+    return prepare_pku(dataset, raw, out_dir, workers=workers)

@@ -206,10 +206,32 @@ def _synthetic_pool(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return pool, num_frames.astype(np.int64)
 
 
+def _check_bench(configs: list[BenchConfig], steps: int, repeats: int, warmup: int, peak_tflops: float | None) -> None:
+    """:func:`run_bench`'s refusals (its docstring), before anything is built."""
+    if not configs:
+        raise ValueError("no configuration to time")
+    for value, name in ((steps, "steps"), (repeats, "repeats")):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    small = sorted({c.batch_size for c in configs if c.batch_size < 2})
+    if small:
+        raise ValueError(f"batch size must be >= 2 (batch statistics), got {small}")
+    if peak_tflops is not None and not peak_tflops > 0:
+        raise ValueError(f"peak_tflops must be > 0, got {peak_tflops}")
+
+
 def run_bench(configs: list[BenchConfig], device: torch.device, *, steps: int = 5, repeats: int = 3, warmup: int = 2,
               peak_tflops: float | None = None, on_progress=None) -> list[BenchResult]:
     """Time every configuration, interleaved (see the module docstring). A configuration that fails to
-    build or run (e.g. out of memory) gets a result with ``error`` set; the others go on."""
+    build or run (e.g. out of memory) gets a result with ``error`` set; the others go on.
+
+    Raises:
+        ValueError: no configuration, ``steps`` or ``repeats`` below 1, ``warmup`` below 0, a batch below 2
+            (the objectives' batch statistics), ``peak_tflops`` not positive.
+    """
+    _check_bench(configs, steps, repeats, warmup, peak_tflops)
     pool, num_frames = _synthetic_pool(max(c.batch_size for c in configs) * 2)
     cases: list[_Case | None] = []
     errors: dict[int, str] = {}

@@ -251,7 +251,7 @@ def _add_run(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter])
                    help="where named datasets (ntu60_xsub, pku2_xsub, ...) are found (default $USDRL_DATA, else ./data)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default results/)")
     p.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory (default reports/)")
-    p.add_argument("--nproc", type=int, default=None,
+    p.add_argument("--nproc", type=_count, default=None,
                    help="train each missing checkpoint data-parallel on N processes (runs torchrun; NCCL on CUDA, "
                         "one GPU per process; gloo on CPU)")
     p.add_argument("--launcher", choices=("inline", "local", "slurm"), default="inline",
@@ -465,6 +465,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 1 (``--nproc``: processes this command starts itself)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _ints(values: list[str] | None) -> tuple[int, ...] | None:
     """``["0", "1,2"]`` -> ``(0, 1, 2)``; ``None`` when not given."""
     if not values:
@@ -481,12 +492,9 @@ def _jobs(value: str, device) -> int:
     if value == "auto":
         return 2 if device.type == "cpu" and len(os.sched_getaffinity(0)) >= 2 else 1
     try:
-        jobs = int(value)
+        return int(value)  # the range is the API's (run_protocols: jobs >= 1)
     except ValueError:
         raise ValueError(f"--jobs must be an integer >= 1 or 'auto', got {value!r}") from None
-    if jobs < 1:
-        raise ValueError(f"--jobs must be an integer >= 1 or 'auto', got {value!r}")
-    return jobs
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:
@@ -513,10 +521,6 @@ def _launch_torchrun(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.nproc is not None and args.nproc < 1:
-        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
-    if not args.save_every >= 0:
-        raise ValueError(f"--save-every must be >= 0 minutes, got {args.save_every}")
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_torchrun(args)
     from usdrl_bench.api import RunTiming, run_protocols
@@ -542,7 +546,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          jobs=1 if launcher is not None or (args.rehearse and args.jobs == "auto") else _jobs(args.jobs, device),
                          log_every=args.log_every, tensorboard=not args.no_tensorboard, wandb_project=args.wandb,
                          console=console, overrides=args.overrides, data_root=args.data_root, rehearse=args.rehearse,
-                         save_every_s=args.save_every * 60 if args.save_every > 0 else None, timing=timing)
+                         save_every_s=args.save_every * 60 if args.save_every != 0 else None, timing=timing)
     if not done:  # a torchrun rank other than 0: rank 0 evaluates and reports
         return 0
     for _, records in done:
@@ -632,11 +636,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     batches = args.batch_size or ([356] if cuda else [32])
     precisions = args.precision or (["fp32", "bf16"] if cuda else ["fp32"])
     compiles = args.compile or (["off", "on"] if cuda else ["off"])
-    for value, name in ((args.steps, "--steps"), (args.repeats, "--repeats")):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if any(b < 2 for b in batches):
-        raise ValueError(f"--batch-size must be >= 2 (batch statistics), got {batches}")
     configs = []
     for encoder, batch, precision, comp in itertools.product(encoders, batches, precisions, compiles):
         options = {}
@@ -770,30 +769,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from usdrl_bench.data.readers.named import default_output, resolve_data_root
+    from usdrl_bench.api import prepare_data
     from usdrl_bench.data.preparation.prepare import format_summary
 
-    root = resolve_data_root(args.data_root)
-    out_dir = args.out or default_output(args.dataset, root)
-    if args.dataset in ("ntu60", "ntu120"):
-        from usdrl_bench.data.preparation.ntu_prepare import prepare_ntu
-
-        summary = prepare_ntu(args.dataset, args.raw, out_dir, pipeline=args.pipeline, workers=args.workers,
-                              missing_lists=args.missing_list)
-    else:
-        if args.pipeline != "agcn" or args.missing_list:
-            raise ValueError("--pipeline and --missing-list apply to NTU only")
-        if args.dataset == "uav":
-            from usdrl_bench.data.preparation.uav import prepare_uav
-
-            summary = prepare_uav(args.raw, out_dir, workers=args.workers)
-        else:
-            from usdrl_bench.data.preparation.pku import prepare_pku
-
-            summary = prepare_pku(args.dataset, args.raw, out_dir, workers=args.workers)
+    summary = prepare_data(args.dataset, args.raw, args.out, data_root=args.data_root, pipeline=args.pipeline,
+                           workers=args.workers, missing_lists=args.missing_list)
     out.print(format_summary(summary, strict=args.strict), highlight=False)
     if args.strict and summary.skipped:
-        console.print(f"[bold red]strict:[/] {len(summary.skipped)} samples skipped (see {out_dir}/manifest.json)")
+        console.print(f"[bold red]strict:[/] {len(summary.skipped)} samples skipped (see {summary.out}/manifest.json)")
         return 3
     return 0
 
@@ -819,18 +802,9 @@ def cmd_score_detection(args: argparse.Namespace) -> int:
 
 
 def cmd_score_segmentation(args: argparse.Namespace) -> int:
-    from usdrl_bench.segmentation.files import read_label_folder
-    from usdrl_bench.segmentation.metric import score_segmentation
+    from usdrl_bench.segmentation.metric import score_folders
 
-    bad = [k for k in args.thresholds if not 0 < k <= 1]
-    if bad:
-        raise ValueError(f"--thresholds must lie in (0, 1], got {bad}")
-    truths, preds = read_label_folder(args.gt), read_label_folder(args.pred)
-    extra = sorted(set(preds) - set(truths))
-    if extra:
-        raise ValueError(f"{len(extra)} prediction file(s) in {args.pred} have no ground truth in {args.gt}: "
-                         f"{', '.join(extra[:5])}" + (" ..." if len(extra) > 5 else ""))
-    scores = score_segmentation(preds, truths, thresholds=args.thresholds, background=args.background)
+    scores = score_folders(args.gt, args.pred, thresholds=args.thresholds, background=args.background)
     table = RichTable(title=f"{scores.num_videos} videos, {scores.num_frames} frames; background = {args.background}",
                       title_justify="left")
     table.add_column("metric")
@@ -843,67 +817,13 @@ def cmd_score_segmentation(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embed_num_frames(args: argparse.Namespace, n: int, t: int):
-    """(frame counts or None, what was used) for ``embed`` (see EMBED_HELP)."""
-    import numpy as np
-
-    path = args.num_frames
-    if path is None and args.data.name.endswith("_data_joint.npy"):
-        beside = args.data.with_name(args.data.name[: -len("_data_joint.npy")] + "_num_frame.npy")
-        path = beside if beside.is_file() else None
-    if path is None:
-        return None, "up to each sample's last non-zero frame (no frame-count file)"
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--num-frames file not found: {path}")
-    counts = np.load(path, allow_pickle=False).astype(np.int64).reshape(-1)
-    if len(counts) != n:
-        raise ValueError(f"{path}: {len(counts)} frame counts for the {n} samples of {args.data}")
-    bad = np.flatnonzero((counts < 1) | (counts > t))
-    if bad.size:
-        raise ValueError(f"{path}: sample {int(bad[0])} has {int(counts[bad[0]])} valid frames, outside [1, {t}]")
-    return counts, f"{path}"
-
-
 def cmd_embed(args: argparse.Namespace) -> int:
-    import numpy as np
+    from usdrl_bench.api import embed_file
 
-    from usdrl_bench.methods.official import load_weights
-    from usdrl_bench.evaluate.features import extract
-    from usdrl_bench.io import resolve_device
-
-    if not args.data.is_file():
-        raise FileNotFoundError(f"--data file not found: {args.data}")
-    # the output must be writable before any work is done
-    import tempfile
-
-    try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=args.out.parent, prefix=f".{args.out.name}.", delete=True):
-            pass
-    except OSError as exc:
-        raise ValueError(f"--out {args.out}: cannot write there ({exc.strerror or exc}); nothing was computed") from None
-    if args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a folder; give a file name (.npy, or .npz with --dense)")
-    x = np.load(args.data, mmap_mode="r")
-    if x.ndim != 5:
-        raise ValueError(f"{args.data}: expected an (N, C, T, V, M) array, got shape {x.shape}")
-    num_frames, source = _embed_num_frames(args, len(x), x.shape[2])
-    console.print(f"valid frames: {source}", highlight=False)
-    overrides = {"num_frames": args.frames} if args.frames else {}
-    encoder = load_weights(args.checkpoint, args.method, **overrides)
-    result = extract(encoder, x, num_frames, batch_size=args.batch_size, device=resolve_device(args.device),
-                     dense=args.dense)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    from usdrl_bench.io import save_npy_atomic, save_npz_atomic
-
-    if args.dense:
-        assert isinstance(result, dict)
-        save_npz_atomic(args.out, **result)
-        console.print(f"wrote {args.out}: temporal {result['temporal'].shape}, spatial {result['spatial'].shape}")
-    else:
-        assert isinstance(result, np.ndarray)
-        save_npy_atomic(args.out, result)
-        console.print(f"wrote {args.out}: features {result.shape}")
+    done = embed_file(args.checkpoint, args.data, args.out, method=args.method, num_frames=args.num_frames,
+                      frames=args.frames, dense=args.dense, batch_size=args.batch_size, device=args.device)
+    console.print(f"valid frames: {done.frames}", highlight=False)
+    console.print(f"wrote {done.path}: " + ", ".join(f"{k} {v}" for k, v in done.shapes.items()), highlight=False)
     return 0
 
 

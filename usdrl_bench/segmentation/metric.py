@@ -27,8 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from usdrl_bench.segmentation.files import read_label_folder
 
 __all__ = ["Segments", "SegmentationScores", "get_segments", "edit_score", "f1_counts", "score_segmentation",
            "THRESHOLDS", "IGNORE_INDEX"]
@@ -156,8 +159,12 @@ def score_segmentation(
     Returns:
         :class:`SegmentationScores`.
     Raises:
-        ValueError: no videos, a video missing from ``preds`` or of another length, an empty video.
+        ValueError: no videos, a video missing from ``preds`` or of another length, an empty video, a
+            threshold outside (0, 1].
     """
+    bad = [k for k in thresholds if not 0 < k <= 1]
+    if bad:
+        raise ValueError(f"thresholds must lie in (0, 1], got {bad}")
     if not truths:
         raise ValueError("no ground-truth videos to score")
     missing = sorted(set(truths) - set(preds))
@@ -196,3 +203,22 @@ def score_segmentation(
     return SegmentationScores(acc=100.0 * correct / frames, edit=float(np.mean(edits)), f1=f1, num_videos=len(truths),
                               num_frames=frames, counts={k: tuple(v) for k, v in tps.items()},  # type: ignore[misc]
                               per_video=per_video)
+
+
+def score_folders(gt_dir: str | Path, pred_dir: str | Path, *, thresholds: Sequence[float] = THRESHOLDS,
+                  background: int = 0) -> SegmentationScores:
+    """``usdrl-bench score-segmentation``: :func:`score_segmentation` of a folder of predicted frame-label files
+    (``<video>.txt``, one label per line) against a folder of ground-truth ones; every prediction needs its
+    ground truth, every ground truth its prediction.
+
+    Raises:
+        FileNotFoundError: a folder is missing or holds no ``.txt`` file.
+        DataFormatError: a malformed file (named).
+        ValueError: a prediction without ground truth, and what :func:`score_segmentation` raises.
+    """
+    truths, preds = read_label_folder(gt_dir), read_label_folder(pred_dir)
+    extra = sorted(set(preds) - set(truths))
+    if extra:
+        raise ValueError(f"{len(extra)} prediction file(s) in {pred_dir} have no ground truth in {gt_dir}: "
+                         f"{', '.join(extra[:5])}" + (" ..." if len(extra) > 5 else ""))
+    return score_segmentation(preds, truths, thresholds=thresholds, background=background)
