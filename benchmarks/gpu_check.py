@@ -79,7 +79,7 @@ def tiled_ntu(n: int, frames: int, seed: int):
 
 
 def part_bench(args, device) -> dict:
-    from usdrl_bench.bench import BenchConfig, environment, run_bench
+    from usdrl_bench.train.throughput import BenchConfig, environment, run_bench
 
     preset, batch = ("tiny", 8) if args.dry_run else ("paper", args.batch_size)
     settings = [("fp32", False), ("bf16", False)] + ([] if args.dry_run else [("bf16", True)])  # compile: minutes on a CPU
@@ -96,8 +96,8 @@ def _is_oom(exc: BaseException) -> bool:
 
 def part_largest_batch(args, device, budget: Budget) -> dict:
     """Largest batch of the paper DSTE (bf16, MG-FD, 4 views) that completes a training step."""
-    from usdrl_bench.bench import BenchConfig, run_bench
-    from usdrl_bench.bench import _Case, _synthetic_pool
+    from usdrl_bench.train.throughput import BenchConfig, run_bench
+    from usdrl_bench.train.throughput import _Case, _synthetic_pool
 
     preset, start, cap = ("tiny", 8, 32) if args.dry_run else ("paper", args.batch_size, 16384)
     tried: dict[int, bool] = {}
@@ -150,7 +150,7 @@ def _pretrain_once(args, device, train, precision: str, workdir: Path):
     from usdrl_bench.encoders import create_encoder
     from usdrl_bench.objectives import create_objective
     from usdrl_bench.train.spec import PretrainSpec
-    from usdrl_bench.train.pretrain import LOG_FILE, pretrain, resolve_precision
+    from usdrl_bench.train.pretrain import LOG_FILE, PretrainTarget, TrainingOptions, pretrain, resolve_precision
 
     batch = 8 if args.dry_run else args.batch_size
     torch.manual_seed(0)
@@ -162,7 +162,8 @@ def _pretrain_once(args, device, train, precision: str, workdir: Path):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    result = pretrain(encoder, objective, train, spec, workdir=workdir, seed=0, device=device, log_every=20)
+    result = pretrain(encoder, objective, train, spec,
+                      PretrainTarget(workdir, 0, device), TrainingOptions(log_every=20))
     seconds = time.perf_counter() - t0
     with open(workdir / LOG_FILE, newline="") as f:
         losses = [float(r["loss"]) for r in csv.DictReader(f)]

@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"segmentation"},
     {"components"},  # every built-in component, registered by importing the packages above
     {"protocols", "report"},  # protocol files, the run plan, scheduling, evaluation; tables and figures
-    {"api", "extend", "bench"},  # the Python API, the extension contract, benchmarks
+    {"api", "extend"},  # the Python API, the extension contract
     {"cli"},  # the command line
     {"__main__", "__init__"},  # ``python -m usdrl_bench`` and the package root
 ]

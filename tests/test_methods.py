@@ -24,7 +24,7 @@ from usdrl_bench.protocols.spec import expand_cells, load_protocol
 from usdrl_bench.data.augment import ViewOptions
 from usdrl_bench.train.spec import PretrainSpec
 from usdrl_bench.report.leaderboard import holm, paired_p_value, ranking
-from usdrl_bench.train.pretrain import STATE_FILE, build_optimizer, cosine_factor, pretrain, pretraining_flops
+from usdrl_bench.train.pretrain import PretrainTarget, STATE_FILE, TrainingOptions, build_optimizer, cosine_factor, pretrain, pretraining_flops
 
 from baselines.mamp import MAMP
 from baselines.skeletonclr import SkeletonCLR
@@ -63,12 +63,12 @@ def test_method_rows_take_the_methods_components_and_settings(tmp_path):
     assert (random_init.row.encoder, random_init.row.objective) == ("stgcn", None)  # objective: null kept
     # the method's cpu preset over the protocol's: encoder preset and options, schedule, objective options
     assert clr.encoder_preset == "paper" and clr.encoder_options["hidden_channels"] == 8
-    assert (clr.pretrain.optimizer, clr.pretrain.lr, clr.pretrain.epochs) == ("sgd", 0.1, 48)
+    assert (clr.schedule.optimizer, clr.schedule.lr, clr.schedule.epochs) == ("sgd", 0.1, 48)
     assert clr.objective_options == {"queue_size": 512}
     assert clr.evaluations["linear_own"]["lr"] == 3.0 and clr.evaluations["linear"] == {"epochs": 10}
     # USDRL's cpu preset keeps the protocol's optimiser and views, with its size and epochs
-    assert usdrl.pretrain.optimizer == "adam" and usdrl.pretrain.lr == 1e-3 and usdrl.pretrain.epochs == 100
-    assert usdrl.pretrain.views == ViewOptions(min_scale=0.5) and usdrl.encoder_options == {"hidden_size": 32}
+    assert usdrl.schedule.optimizer == "adam" and usdrl.schedule.lr == 1e-3 and usdrl.schedule.epochs == 100
+    assert usdrl.schedule.views == ViewOptions(min_scale=0.5) and usdrl.encoder_options == {"hidden_size": 32}
 
 
 def test_method_errors_name_the_file_and_key(tmp_path):
@@ -149,8 +149,9 @@ def test_cosine_schedule_and_own_views_resume_bit_identical(tmp_path):
             if stop_after is not None and done == stop_after:
                 raise _Interrupt
 
-        result = pretrain(encoder, objective, train, spec, workdir=workdir, seed=1, device=torch.device("cpu"),
-                          on_epoch=on_epoch, tensorboard=False)
+        result = pretrain(encoder, objective, train, spec,
+                          PretrainTarget(workdir, 1, torch.device("cpu")),
+                          TrainingOptions(tensorboard=False), on_epoch=on_epoch)
         return encoder, objective, result
 
     ref_encoder, ref_objective, ref = run(tmp_path / "ref")

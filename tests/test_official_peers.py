@@ -23,7 +23,7 @@ import usdrl_bench
 from usdrl_bench import CheckpointMismatchError, create_encoder, get_layout, to_stream
 from usdrl_bench.data.arrays import SkeletonArrays
 from usdrl_bench.methods.official import official_method
-from usdrl_bench.train.pretrain import build_optimizer, pretrain
+from usdrl_bench.train.pretrain import PretrainTarget, TrainingOptions, build_optimizer, pretrain
 from usdrl_bench.train.spec import PretrainSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official_peers"
@@ -266,8 +266,8 @@ def _tiny_run(method: str, tmp_path: Path) -> Path:
     meta = pd.DataFrame({k: np.full(8, -1) for k in ("subject", "camera", "setup", "repetition")})
     train = SkeletonArrays(data=data, labels=np.arange(8) % 2, num_frames=np.full(8, 20), meta=meta,
                            names=[f"s{i}" for i in range(8)], num_classes=2, layout="ntu25", source="test")
-    result = pretrain(encoder, objective, train, PretrainSpec(epochs=1, batch_size=4, lr=1e-3), workdir=tmp_path,
-                      seed=0, device=torch.device("cpu"), tensorboard=False)
+    result = pretrain(encoder, objective, train, PretrainSpec(epochs=1, batch_size=4, lr=1e-3),
+                      PretrainTarget(tmp_path, 0, torch.device("cpu")), TrainingOptions(tensorboard=False))
     return Path(result.checkpoint).parent
 
 

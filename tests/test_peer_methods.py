@@ -21,7 +21,7 @@ from usdrl_bench import SampleKeys, get_layout
 from usdrl_bench.data.arrays import SkeletonArrays
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.train.spec import PretrainSpec
-from usdrl_bench.train.pretrain import pretrain
+from usdrl_bench.train.pretrain import PretrainTarget, TrainingOptions, pretrain
 
 LAYOUT = get_layout("nwucla20")
 
@@ -235,8 +235,8 @@ def _short_pretraining(name: str, tmp_path, epochs: int = 12):
                            names=[f"s{i}" for i in range(32)], num_classes=4, layout="nwucla20", source="test")
     spec = PretrainSpec(epochs=epochs, batch_size=16, lr=1e-2)
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    result = pretrain(encoder, objective, train, spec, workdir=tmp_path, seed=0, device=torch.device("cpu"),
-                      tensorboard=False)
+    result = pretrain(encoder, objective, train, spec,
+                      PretrainTarget(tmp_path, 0, torch.device("cpu")), TrainingOptions(tensorboard=False))
     return before, encoder, result
 
 

@@ -12,7 +12,7 @@ from usdrl_bench.data.synthetic.generator import generate_synthetic
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.train.spec import PretrainSpec
-from usdrl_bench.train.pretrain import ENCODER_FILE, HISTORY_FILE, STATE_FILE, pretrain
+from usdrl_bench.train.pretrain import ENCODER_FILE, HISTORY_FILE, PretrainTarget, STATE_FILE, TrainingOptions, pretrain
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,8 +37,8 @@ def _run(train, workdir, objective_name, stop_after=None):
         if stop_after is not None and done == stop_after:
             raise Interrupt
 
-    result = pretrain(encoder, objective, train, SPEC, workdir=workdir, seed=3, device=torch.device("cpu"),
-                      on_epoch=on_epoch)
+    result = pretrain(encoder, objective, train, SPEC,
+                      PretrainTarget(workdir, 3, torch.device("cpu")), on_epoch=on_epoch)
     return encoder, objective, result
 
 
@@ -93,8 +93,9 @@ def _run_steps(train, workdir, objective_name, spec, *, at_step=None, action=Non
         elif done == at_step and action == "crash":
             raise Interrupt
 
-    result = pretrain(encoder, objective, train, spec, workdir=workdir, seed=3, device=torch.device("cpu"),
-                      on_step=on_step, log_every=1, save_every_s=save_every_s)
+    result = pretrain(encoder, objective, train, spec,
+                      PretrainTarget(workdir, 3, torch.device("cpu")),
+                      TrainingOptions(log_every=1, save_every_s=save_every_s), on_step=on_step)
     return encoder, objective, result
 
 

@@ -224,9 +224,9 @@ def test_pretraining_schedule_per_dataset(tmp_path):
             evaluations: {linear: {epochs: 3}}
         """)
     cells = {c.dataset.column: c for c in expand_cells(load_protocol(path), "demo")}
-    assert (cells["a"].pretrain.batch_size, cells["a"].pretrain.epochs, cells["a"].pretrain.milestones) == (356, 451, (351,))
-    assert (cells["b"].pretrain.batch_size, cells["b"].pretrain.epochs, cells["b"].pretrain.milestones) == (512, 1201, (801,))
-    assert cells["b"].pretrain.lr == cells["a"].pretrain.lr
+    assert (cells["a"].schedule.batch_size, cells["a"].schedule.epochs, cells["a"].schedule.milestones) == (356, 451, (351,))
+    assert (cells["b"].schedule.batch_size, cells["b"].schedule.epochs, cells["b"].schedule.milestones) == (512, 1201, (801,))
+    assert cells["b"].schedule.lr == cells["a"].schedule.lr
     path.write_text(path.read_text().replace("epochs: 1201", "epoch: 1201"))
     with pytest.raises(ProtocolError, match=r"datasets\[1\]\.pretrain\.epoch: unknown key \(did you mean 'epochs'\?\)"):
         load_protocol(path)
@@ -237,8 +237,8 @@ def test_pretraining_schedule_per_dataset(tmp_path):
     paper = table1.presets["paper"]
     shipped = {d.column: Cell(table1, "paper", paper, table1.rows[0], d, 0) for d in paper.all_datasets}
     pku = shipped["pku2_xsub"]
-    assert (pku.pretrain.batch_size, pku.pretrain.epochs, pku.pretrain.milestones) == (512, 1201, (801,))
+    assert (pku.schedule.batch_size, pku.schedule.epochs, pku.schedule.milestones) == (512, 1201, (801,))
     assert pku.evaluations["linear"]["train_crop"] == 0.5 and pku.evaluations["linear"]["lr"] == 0.01
     ntu = shipped["ntu60_xsub"]
-    assert (ntu.pretrain.batch_size, ntu.pretrain.epochs, ntu.pretrain.milestones) == (356, 451, (351,))
+    assert (ntu.schedule.batch_size, ntu.schedule.epochs, ntu.schedule.milestones) == (356, 451, (351,))
     assert ntu.evaluations["linear"].get("train_crop", 1.0) == 1.0

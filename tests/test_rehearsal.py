@@ -90,7 +90,7 @@ def test_a_rehearsal_cuts_the_length_and_keeps_the_shapes():
         assert fake.preset_label == "paper-rehearsal"
         if real.row.objective is None:
             continue
-        a, b = real.pretrain, fake.pretrain
+        a, b = real.schedule, fake.schedule
         assert (b.epochs, b.batch_size, b.milestones) == (1, 4, ())
         assert (b.views, b.optimizer, b.lr, b.precision) == (a.views, a.optimizer, a.lr, a.precision)
         for name, opts in fake.evaluations.items():
@@ -99,7 +99,7 @@ def test_a_rehearsal_cuts_the_length_and_keeps_the_shapes():
                 {k: v for k, v in real.evaluations[name].items() if k not in ("epochs", "eval_every", "batch_size", "milestones")}
     # a GPU's rehearsal keeps the preset's batches
     gpu = rehearse_cells(cells, Rehearsal.for_device("cuda"))
-    assert {c.pretrain.batch_size for c in gpu if c.row.objective} == {c.pretrain.batch_size for c in cells if c.row.objective}
+    assert {c.schedule.batch_size for c in gpu if c.row.objective} == {c.schedule.batch_size for c in cells if c.row.objective}
 
 
 def test_untrimmed_videos_are_replaced_by_synthetic_ones_with_the_release_classes():

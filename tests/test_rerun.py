@@ -35,8 +35,9 @@ def counted(monkeypatch) -> Counter:
     """Pretraining, feature extraction, data loading and every evaluation, counted and made instant."""
     calls: Counter = Counter()
 
-    def pretrain(encoder, objective, train, spec, *, workdir: Path, provenance=None, **_):
+    def pretrain(encoder, objective, train, spec, target, options=None, **_):
         calls["pretrain"] += 1
+        workdir, provenance = Path(target.workdir), target.provenance
         workdir.mkdir(parents=True, exist_ok=True)
         path = save_encoder(workdir / ENCODER_FILE, encoder.eval(), epochs=spec.epochs, history=[],
                             **(dataclasses.asdict(provenance) if provenance else {}))

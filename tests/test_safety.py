@@ -59,7 +59,7 @@ def test_a_planted_pretraining_state_runs_nothing_and_is_moved_aside(tmp_path, c
     from usdrl_bench.encoders import create_encoder
     from usdrl_bench.objectives import create_objective
     from usdrl_bench.train.spec import PretrainSpec
-    from usdrl_bench.train.pretrain import ENCODER_FILE, STATE_FILE, pretrain
+    from usdrl_bench.train.pretrain import ENCODER_FILE, PretrainTarget, STATE_FILE, TrainingOptions, pretrain
 
     marker = tmp_path / "marker"
     work = tmp_path / "ckpt"
@@ -68,7 +68,7 @@ def test_a_planted_pretraining_state_runs_nothing_and_is_moved_aside(tmp_path, c
     train = generate_synthetic(num_classes=3, num_subjects=2, num_cameras=2, samples_per_class_subject_camera=2)
     encoder = create_encoder("sttr", "tiny")
     result = pretrain(encoder, create_objective("mgfd", encoder), train, PretrainSpec(epochs=1, batch_size=8),
-                      workdir=work, seed=0, device=torch.device("cpu"), tensorboard=False)
+                      PretrainTarget(work, 0, torch.device("cpu")), TrainingOptions(tensorboard=False))
     assert not marker.exists()
     assert result.resumed_from_epoch == 0 and (work / ENCODER_FILE).exists()
     assert len(list(work.glob(f"{STATE_FILE}.unreadable-*"))) == 1

@@ -23,7 +23,7 @@ from usdrl_bench.objectives import create_objective
 from usdrl_bench.train.spec import PretrainSpec
 from usdrl_bench.skeleton import get_layout, to_stream
 from usdrl_bench.train.logs import read_step_log
-from usdrl_bench.train.pretrain import LOG_FILE, TrainStep, pretrain, resolve_precision
+from usdrl_bench.train.pretrain import LOG_FILE, PretrainTarget, TrainStep, TrainingOptions, pretrain, resolve_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -84,8 +84,9 @@ def test_the_loop_reads_losses_once_per_log_block(train, tmp_path):
     encoder = create_encoder("sttr", "tiny")
     objective = create_objective("mgfd", encoder)
     spec = PretrainSpec(epochs=1, batch_size=6)  # 24 samples: 4 steps
-    ops = _ops(lambda: pretrain(encoder, objective, train, spec, workdir=tmp_path, seed=0, device=torch.device("cpu"),
-                                log_every=100, tensorboard=False))
+    ops = _ops(lambda: pretrain(encoder, objective, train, spec,
+                                PretrainTarget(tmp_path, 0, torch.device("cpu")),
+                                TrainingOptions(log_every=100, tensorboard=False)))
     assert "aten::nonzero" not in ops and "aten::masked_select" not in ops
     assert ops.get("aten::is_nonzero", 0) == 1  # the frame counts, checked once for the whole dataset
     assert len(read_step_log(tmp_path / LOG_FILE)) == 4
@@ -111,8 +112,9 @@ def test_live_logs_are_written_while_training_and_cut_back_on_resume(train, tmp_
         torch.manual_seed(0)
         encoder = create_encoder("dste", "tiny")
         objective = create_objective("mgfd", encoder)
-        return pretrain(encoder, objective, train, spec, workdir=tmp_path, seed=0, device=torch.device("cpu"),
-                        on_epoch=callback, log_every=2)
+        return pretrain(encoder, objective, train, spec,
+                        PretrainTarget(tmp_path, 0, torch.device("cpu")),
+                        TrainingOptions(log_every=2), on_epoch=callback)
 
     with pytest.raises(Stop):
         run(on_epoch)
@@ -154,7 +156,7 @@ def test_bf16_pretraining_on_the_cpu_runs_and_is_keyed_apart(scale_tiny, train, 
     encoder = create_encoder("sttr", "tiny")
     objective = create_objective("mgfd", encoder)
     result = pretrain(encoder, objective, train, PretrainSpec(epochs=1, batch_size=8, precision="bf16"),
-                      workdir=tmp_path / "bf16", seed=0, device=torch.device("cpu"), tensorboard=False)
+                      PretrainTarget(tmp_path / "bf16", 0, torch.device("cpu")), TrainingOptions(tensorboard=False))
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in result.history)
 
     path = tmp_path / "p.yaml"
@@ -289,9 +291,8 @@ def test_the_last_partial_batch_is_kept_as_the_official_loader_does(train, tmp_p
         seen.clear()
         torch.manual_seed(0)
         encoder = create_encoder("dste", "tiny")
-        pretrain(encoder, create_objective("mgfd", encoder), train,
-                 PretrainSpec(epochs=1, batch_size=10, drop_last=drop_last), workdir=tmp_path / str(drop_last),
-                 seed=0, device=torch.device("cpu"), tensorboard=False)
+        pretrain(encoder, create_objective("mgfd", encoder), train, PretrainSpec(epochs=1, batch_size=10, drop_last=drop_last),
+                 PretrainTarget(tmp_path / str(drop_last), 0, torch.device("cpu")), TrainingOptions(tensorboard=False))
         assert [len(s) for s in seen] == expected
         assert len(read_step_log(tmp_path / str(drop_last) / LOG_FILE)) == len(expected)
         if not drop_last:

@@ -56,9 +56,9 @@ from usdrl_bench.protocols.rehearsal import Rehearsal, rehearsal_results, rehear
 from usdrl_bench.protocols.runner import ProtocolRunner
 from usdrl_bench.protocols.schedule import pretrain_distributed, pretrain_in_workers, threads_per_job
 from usdrl_bench.protocols.spec import Cell, Protocol, check_cells, expand_cells, load_protocol, parse_dataset_override
-from usdrl_bench.protocols.training import TrainingOptions, describe_trained
+from usdrl_bench.protocols.training import describe_trained
 from usdrl_bench.records import RECORD_COLUMNS
-from usdrl_bench.train.pretrain import DEFAULT_SAVE_EVERY_S, ENCODER_FILE, OBJECTIVE_FILE
+from usdrl_bench.train.pretrain import DEFAULT_SAVE_EVERY_S, ENCODER_FILE, OBJECTIVE_FILE, TrainingOptions
 from usdrl_bench.skeleton import LAYOUTS
 
 __all__ = ["SHIPPED_PROTOCOLS", "Rehearsal", "list_protocols", "protocol_path", "run_protocol", "run_protocols",
@@ -158,8 +158,6 @@ def run_protocols(
     t_all = time.perf_counter()
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    if save_every_s is not None and not save_every_s >= 0:
-        raise ValueError(f"save_every_s must be >= 0 seconds (None or 0: only at epoch ends), got {save_every_s}")
     options = TrainingOptions(log_every=log_every, tensorboard=tensorboard, wandb_project=wandb_project,
                               save_every_s=save_every_s)
     root = resolve_data_root(data_root)

@@ -626,7 +626,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from rich.progress import Progress
 
-    from usdrl_bench.bench import BenchConfig, results_table, run_bench, write_results
+    from usdrl_bench.train.throughput import BenchConfig, results_table, run_bench, write_results
     from usdrl_bench.io import resolve_device
 
     device = resolve_device(args.device)

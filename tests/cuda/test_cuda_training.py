@@ -21,7 +21,7 @@ from usdrl_bench.encoders import create_encoder
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.train.spec import PretrainSpec
 from usdrl_bench.skeleton import get_layout, to_stream
-from usdrl_bench.train.pretrain import TrainStep, pretrain
+from usdrl_bench.train.pretrain import PretrainTarget, TrainStep, TrainingOptions, pretrain
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -103,8 +103,8 @@ def test_resume_on_cuda_is_bit_exact(tmp_path, monkeypatch):
                 if done == stop:
                     raise Stop
 
-            pretrain(encoder, objective, train, spec, workdir=workdir, seed=3, device=CUDA, on_epoch=on_epoch,
-                     tensorboard=False)
+            pretrain(encoder, objective, train, spec,
+                     PretrainTarget(workdir, 3, CUDA), TrainingOptions(tensorboard=False), on_epoch=on_epoch)
             return encoder
 
         ref = run(tmp_path / "ref")

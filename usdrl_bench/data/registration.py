@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from usdrl_bench.registry import DATASETS
+
+if TYPE_CHECKING:
+    from usdrl_bench.data.arrays import SkeletonArrays
 
 __all__ = ["register_dataset", "Reader"]
 

@@ -35,7 +35,6 @@ from usdrl_bench.encoders._blocks import (
     SinusoidalPositionalEncoding,
     SkeletonEmbedding,
     SkeletonEncoder,
-    config_from_preset,
     init_official_,
     self_attention,
 )

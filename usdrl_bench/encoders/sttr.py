@@ -27,7 +27,6 @@ from usdrl_bench.encoders._blocks import (
     SkeletonEmbedding,
     SkeletonEncoder,
     TransformerEncoderLayer,
-    config_from_preset,
     init_official_,
 )
 from usdrl_bench.ranges import PositiveInt, UnitInterval

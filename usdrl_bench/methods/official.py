@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import torch
 from torch import Tensor, nn
 
 from usdrl_bench.encoders.checkpoint import (CheckpointMismatchError, encoder_from_checkpoint, is_suite_checkpoint,

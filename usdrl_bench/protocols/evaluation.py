@@ -188,7 +188,7 @@ class Evaluator:
         if cell.row.objective is not None:
             try:
                 objective = create_objective(cell.row.objective, encoder, **cell.objective_options)
-                flops = pretraining_flops(encoder, objective, tuple(train.shape), train.layout, cell.pretrain,
+                flops = pretraining_flops(encoder, objective, tuple(train.shape), train.layout, cell.schedule,
                                           cell.pretrain_dataset.stream)
                 cost["pretrain_gflops_per_sample"] = round(flops / 1e9, 6)
             except Exception as exc:  # noqa: BLE001 - a cost the counter cannot take is left out, said once

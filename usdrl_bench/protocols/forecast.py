@@ -33,7 +33,6 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from usdrl_bench import registry
 from usdrl_bench.data.root import Location
 from usdrl_bench.data.synthetic.releases import RELEASES
 from usdrl_bench.io import stable_hash, write_json_atomic
@@ -104,7 +103,7 @@ def cost_key(cell: Cell, encoder_config: dict[str, Any], shape: tuple[int, ...],
     """What a step's cost depends on: the encoder and its configuration, the objective and its options, the
     views, optimiser and precision, the stream and the sample shape (not the data, the seed or the length of
     the schedule: a rehearsal's measurement prices the real run)."""
-    spec = cell.pretrain
+    spec = cell.schedule
     return stable_hash({"encoder": cell.row.encoder, "encoder_config": encoder_config, "objective": cell.row.objective,
                         "objective_options": cell.objective_options, "views": dataclasses.asdict(spec.views),
                         "optimizer": spec.optimizer, "precision": resolve_precision(spec.precision, torch.device(device_type)),
@@ -132,7 +131,7 @@ def measure_rehearsal(plan: RunPlan, store: DataStore, device: torch.device, con
         if key in seen or path.exists():
             continue
         seen.add(key)
-        full = cell.pretrain if cell.rehearsal is None else dataclasses.replace(cell, rehearsal=None).pretrain
+        full = cell.schedule if cell.rehearsal is None else dataclasses.replace(cell, rehearsal=None).schedule
         sizes = batches or ((4, 8) if device.type != "cuda" else (max(2, full.batch_size // 4), max(4, full.batch_size // 2)))
         encoder = build_encoder(cell, shape)
         objective = create_objective(cell.row.objective, encoder, **cell.objective_options)
@@ -140,7 +139,7 @@ def measure_rehearsal(plan: RunPlan, store: DataStore, device: torch.device, con
         console.print(f"measuring {cell.row.label} ({cell.row.encoder} + {cell.row.objective}, C,T,V,M = "
                       f"{tuple(shape[1:])}) at batches {', '.join(map(str, sizes))} on {device}", highlight=False)
         try:
-            cost = measure_step(encoder, objective, cell.pretrain, shape, train.layout,
+            cost = measure_step(encoder, objective, cell.schedule, shape, train.layout,
                                 stream=cell.pretrain_dataset.stream, batches=sizes, device=device)
         except torch.cuda.OutOfMemoryError:  # the plan then says "not measured" for this model
             console.print(f"[yellow]warning:[/] out of memory measuring {cell.row.label} at batches {sizes}; "
@@ -238,7 +237,7 @@ def forecast(plan: RunPlan, store: ReleaseShapes, gpu: GPU, *, measured_dirs: li
         rows.append(row)
         if not trains:
             continue
-        spec = cell.pretrain
+        spec = cell.schedule
         row.update(epochs=spec.epochs, batch=spec.batch_size)
         # a GPU's measurement first, else a CPU's
         cost = _measured(measured_dirs, [cost_key(cell, cp.encoder_config, shape, d) for d in ("cuda", "cpu")])

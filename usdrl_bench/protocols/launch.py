@@ -31,7 +31,8 @@ from usdrl_bench import registry
 from usdrl_bench.components import load_builtins
 from usdrl_bench.data.root import Location
 from usdrl_bench.protocols.plan import CellPlan, DataStore, RunPlan
-from usdrl_bench.protocols.training import CheckpointTrainer, TrainingOptions
+from usdrl_bench.protocols.training import CheckpointTrainer
+from usdrl_bench.train.pretrain import TrainingOptions
 
 log = logging.getLogger(__name__)
 

@@ -46,6 +46,7 @@ from usdrl_bench.protocols.spec import Cell, DatasetSpec, Protocol
 from usdrl_bench.records import RECORDS_SUBDIR
 from usdrl_bench.skeleton import STREAM_CHANNELS
 from usdrl_bench.train.pretrain import ENCODER_FILE, resolve_precision
+from usdrl_bench.train.spec import PretrainSpec
 
 __all__ = ["CellPlan", "DataStore", "EnsemblePlan", "Planner", "ProtocolPlan", "RunPlan", "build_encoder",
            "component_code", "data_identity", "dataset_identity", "encoder_input", "eval_code"]
@@ -167,7 +168,7 @@ class DataStore:
         out = list(self.warnings.get(stable_hash(data_identity(cell.dataset)), []))
         if cell.row.objective is not None and cell.row.checkpoint is None:
             train, _ = self.load(cell.pretrain_dataset)
-            spec = cell.pretrain
+            spec = cell.schedule
             out += [f"pretraining: {w}" for w in check_pretraining(
                 train, f"pretraining data {cell.pretrain_dataset.describe()}", batch_size=spec.batch_size,
                 view_frames=view_frames)]
@@ -217,6 +218,8 @@ class CellPlan:
         checkpoint_hash: the checkpoint's key (folder name under ``results/checkpoints/``).
         pretrain_identity: the schedule as it enters the key (:meth:`Planner.pretrain_identity`); None
             for a random-init row.
+        schedule: the resolved pretraining schedule the checkpoint trains with (the cell's merged schedule, its precision
+            resolved for the device, as keyed); None for a random-init or released-weights row.
         dataset_identity: the evaluation data's :func:`dataset_identity`.
         pretrain_dataset_identity: the pretraining data's (the same but for a transfer column).
         records: evaluation name -> its record file.
@@ -228,6 +231,7 @@ class CellPlan:
     encoder_config: dict[str, Any]
     checkpoint_hash: str
     pretrain_identity: dict[str, Any] | None = None
+    schedule: PretrainSpec | None = None
     dataset_identity: dict[str, Any] = field(default_factory=dict)
     pretrain_dataset_identity: dict[str, Any] = field(default_factory=dict)
     records: dict[str, Path] = field(default_factory=dict)
@@ -346,19 +350,20 @@ class Planner:
         pretrain_data = dataset_identity(cell.pretrain_dataset)
         key_parts: dict[str, Any] = {"encoder": cell.row.encoder, "encoder_config": config, "dataset": pretrain_data,
                                      "seed": cell.seed}
-        identity = None
+        identity, schedule = None, None
         if cell.row.objective is None:
             key_parts["objective"] = "random-init"
         else:
             code.update(objective=component_code(registry.OBJECTIVES, cell.row.objective),
                         train=module_code(TRAIN_MODULE))
             identity = self.pretrain_identity(cell)
+            schedule = dataclasses.replace(cell.schedule, precision=identity["precision"])
             key_parts.update(objective=cell.row.objective, objective_options=cell.objective_options, pretrain=identity)
         key_parts["code"] = code
         if cell.rehearsal is not None:  # a rehearsal's checkpoints never answer a real run's key
             key_parts["rehearsal"] = cell.rehearsal.key()
         plan = CellPlan(cell=cell, encoder_config=config, checkpoint_hash=stable_hash(key_parts),
-                        pretrain_identity=identity, pretrain_dataset_identity=pretrain_data,
+                        pretrain_identity=identity, schedule=schedule, pretrain_dataset_identity=pretrain_data,
                         dataset_identity=pretrain_data if cell.dataset == cell.pretrain_dataset
                         else dataset_identity(cell.dataset))
         return self._finish_plan(plan)
@@ -424,7 +429,7 @@ class Planner:
         is bf16 on CUDA, fp32 on CPU), and, when BatchNorm statistics are per process
         (``sync_batchnorm: false``), the run's number of processes. The process count is otherwise not
         part of it: a data-parallel run trains the model of one process for every dataset size."""
-        spec = cell.pretrain
+        spec = cell.schedule
         identity = dataclasses.asdict(spec)
         identity["precision"] = resolve_precision(spec.precision, self.device)
         if not spec.sync_batchnorm and self.world_size > 1:

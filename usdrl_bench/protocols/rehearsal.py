@@ -166,7 +166,7 @@ def rehearse_cells(cells: list, rehearsal: Rehearsal) -> list:
         if cell.seed != first_seed:
             continue
         trains = cell.row.objective is not None and cell.row.checkpoint is None
-        samples = max(rehearsal.samples, rehearsal.batch(cell.pretrain.batch_size) if trains else 0)
+        samples = max(rehearsal.samples, rehearsal.batch(cell.schedule.batch_size) if trains else 0)
         out.append(dataclasses.replace(cell, dataset=_rehearsal_spec(cell.dataset, rehearsal, samples),
                                        rehearsal=rehearsal))
     return out

@@ -29,7 +29,8 @@ from usdrl_bench import distributed as dist_utils
 from usdrl_bench.protocols.evaluation import Evaluator
 from usdrl_bench.protocols.plan import CellPlan, DataStore, Planner, ProtocolPlan, RunPlan
 from usdrl_bench.protocols.spec import Cell, Protocol
-from usdrl_bench.protocols.training import CheckpointTrainer, TrainingOptions
+from usdrl_bench.protocols.training import CheckpointTrainer
+from usdrl_bench.train.pretrain import TrainingOptions
 
 __all__ = ["ProtocolRunner"]
 

@@ -27,7 +27,8 @@ from usdrl_bench.components import load_builtins
 from usdrl_bench.data.root import Location
 from usdrl_bench.io import die_with_parent, stable_hash
 from usdrl_bench.protocols.plan import CellPlan, DataStore, RunPlan, build_encoder
-from usdrl_bench.protocols.training import CheckpointTrainer, TrainingOptions
+from usdrl_bench.protocols.training import CheckpointTrainer
+from usdrl_bench.train.pretrain import TrainingOptions
 
 __all__ = ["pretrain_cost", "pretrain_distributed", "pretrain_in_workers", "threads_per_job"]
 
@@ -50,8 +51,8 @@ def pretrain_cost(plan: CellPlan, store: DataStore, flops_cache: dict[str, float
             cache[key] = float(counter.get_total_flops())
         except Exception:  # noqa: BLE001 - an estimate only: an encoder that cannot run on zeros sorts last
             cache[key] = 0.0
-    views = 4 if cell.pretrain.views.num_views is None else cell.pretrain.views.num_views
-    return cache[key] * shape[0] * cell.pretrain.epochs * views
+    views = 4 if cell.schedule.views.num_views is None else cell.schedule.views.num_views
+    return cache[key] * shape[0] * cell.schedule.epochs * views
 
 
 def pretrain_in_workers(trainer: CheckpointTrainer, run: RunPlan, jobs: int, progress: Progress | None = None) -> int:

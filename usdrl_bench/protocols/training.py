@@ -24,27 +24,10 @@ from usdrl_bench.io import git_revision, write_json_atomic
 from usdrl_bench.objectives import create_objective
 from usdrl_bench.protocols.plan import CellPlan, DataStore, build_encoder
 from usdrl_bench.protocols.released import load_released
-from usdrl_bench.train.pretrain import DEFAULT_LOG_EVERY, DEFAULT_SAVE_EVERY_S, ENCODER_FILE, move_aside, pretrain
+from usdrl_bench.train.pretrain import ENCODER_FILE, PretrainTarget, TrainingOptions, move_aside, pretrain
 from usdrl_bench.train.spec import Provenance
 
-__all__ = ["CheckpointTrainer", "TrainingOptions", "describe_trained"]
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingOptions:
-    """How pretraining reports and saves: loss every ``log_every`` steps, TensorBoard event files, a W&B
-    project, and the resumable state every ``save_every_s`` seconds inside an epoch (None: at epoch ends)."""
-
-    log_every: int = DEFAULT_LOG_EVERY
-    tensorboard: bool = True
-    wandb_project: str | None = None
-    save_every_s: float | None = DEFAULT_SAVE_EVERY_S
-
-    def __post_init__(self) -> None:
-        if self.log_every < 1:
-            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
-        if self.save_every_s is not None and not self.save_every_s >= 0:
-            raise ValueError(f"save_every_s must be >= 0 seconds, got {self.save_every_s}")
+__all__ = ["CheckpointTrainer", "describe_trained"]
 
 
 class CheckpointTrainer:
@@ -128,7 +111,8 @@ class CheckpointTrainer:
             return encoder.eval(), 0.0
         t0 = time.perf_counter()
         objective = create_objective(cell.row.objective, encoder, **cell.objective_options)
-        spec = cell.pretrain
+        spec = plan.schedule
+        assert spec is not None  # planned for a row with an objective
         label = f"pretrain {cell.row.label} (seed {cell.seed})"
         task = progress.add_task(label, total=None) if progress is not None and main else None
 
@@ -137,14 +121,11 @@ class CheckpointTrainer:
                 progress.update(task, completed=done, total=total,
                                 description=f"{label} loss {loss:.3f}, {rate:,.0f} samples/s")
 
-        result = pretrain(encoder, objective, train, spec, workdir=workdir, seed=cell.seed, device=self.device,
-                          stream=cell.pretrain_dataset.stream, on_step=on_step, log_every=self.options.log_every,
-                          tensorboard=self.options.tensorboard, wandb_project=self.options.wandb_project,
-                          save_objective=cell.rehearsal is None,  # a rehearsal's models are not for export
-                          save_every_s=self.options.save_every_s,
-                          provenance=Provenance(cell.row.objective, cell.objective_options,
-                                                plan.pretrain_identity["precision"], spec.compile,  # as keyed
-                                                dist_utils.world_size(), str(self.device)))
+        provenance = Provenance(cell.row.objective, cell.objective_options, spec.precision, spec.compile,  # as keyed
+                                dist_utils.world_size(), str(self.device))
+        target = PretrainTarget(workdir, cell.seed, self.device, cell.pretrain_dataset.stream, provenance)
+        options = dataclasses.replace(self.options, save_objective=cell.rehearsal is None)  # a rehearsal's: not for export
+        result = pretrain(encoder, objective, train, spec, target, options, on_step=on_step)
         if progress is not None and task is not None:
             progress.remove_task(task)
         if (result.resumed_from_epoch or result.resumed_from_step) and main:

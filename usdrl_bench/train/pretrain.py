@@ -394,24 +394,66 @@ def _load_state(path: Path, device: torch.device) -> dict[str, Any] | None:
         return None
 
 
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How a pretraining reports and saves (the same for every model of a run).
+
+    Attributes:
+        log_every: steps between reads of the device-side losses (each read is one host synchronisation).
+        tensorboard: also write TensorBoard events (when the ``tensorboard`` package is installed).
+        wandb_project: also log to this Weights & Biases project (needs ``wandb``).
+        save_every_s: seconds between saves of the resumable state inside an epoch (None: at epoch ends only;
+            0: after every step). A save reads the pending losses (one host synchronisation).
+        save_objective: also write the objective's state (``objective.pt``: projectors, key encoders, queues;
+            what ``export`` needs). A rehearsal does not: at the paper's size it is about 1 GB per model.
+
+    Raises:
+        ValueError: ``log_every`` below 1, a negative ``save_every_s``.
+    """
+
+    log_every: int = DEFAULT_LOG_EVERY
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    save_every_s: float | None = DEFAULT_SAVE_EVERY_S
+    save_objective: bool = True
+
+    def __post_init__(self) -> None:
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.save_every_s is not None and not self.save_every_s >= 0:
+            raise ValueError(f"save_every_s must be >= 0 seconds, got {self.save_every_s}")
+
+
+@dataclass(frozen=True)
+class PretrainTarget:
+    """Where and as what one model trains.
+
+    Attributes:
+        workdir: directory for the resumable state, the live logs and the final checkpoint (shared by all ranks;
+            only rank 0 writes).
+        seed: seeds the sample order, the views (with the epoch and sample index) and DropPath.
+        device: training device of this rank; views are made there.
+        stream: ``joint``/``bone``/``motion``/``jmb``, derived from the augmented joints (as the official code).
+        provenance: how it was trained, stored with the final checkpoint.
+    """
+
+    workdir: Path
+    seed: int
+    device: torch.device
+    stream: str = "joint"
+    provenance: Provenance | None = None
+
+
 def pretrain(
     encoder: nn.Module,
     objective: nn.Module,
     train: SkeletonArrays,
     spec: PretrainSpec,
+    target: PretrainTarget,
+    options: TrainingOptions = TrainingOptions(),
     *,
-    workdir: Path,
-    seed: int,
-    device: torch.device,
-    stream: str = "joint",
     on_epoch: ProgressFn | None = None,
     on_step: StepProgressFn | None = None,
-    provenance: Provenance | None = None,
-    log_every: int = DEFAULT_LOG_EVERY,
-    tensorboard: bool = True,
-    wandb_project: str | None = None,
-    save_objective: bool = True,
-    save_every_s: float | None = DEFAULT_SAVE_EVERY_S,
 ) -> PretrainResult:
     """Pretrain ``encoder`` with ``objective`` on ``train`` (labels unused), data-parallel inside a process group.
 
@@ -421,21 +463,11 @@ def pretrain(
             0-d tensors (kept on the device until the next log flush).
         train: training samples ``(N, C, T_max, V, M)`` with valid frame counts.
         spec: schedule (epochs, global batch size, optimiser, views, precision, compile, sync_batchnorm).
-        workdir: directory for the resumable state, the live logs and the final checkpoint (shared by all
-            ranks; only rank 0 writes).
-        seed: seeds the sample order, the views (with the epoch and sample index) and DropPath.
-        device: training device of this rank; views are made there.
-        stream: ``joint``/``bone``/``motion``, derived from the augmented joints (as the official code).
+        target: where and as what this model trains (:class:`PretrainTarget`: folder, seed, device, stream,
+            provenance).
+        options: how it reports and saves (:class:`TrainingOptions`).
         on_epoch: called after each epoch with (epochs done, total, mean loss) (rank 0).
         on_step: called at each log flush with (steps done, total steps, samples/s, loss) (rank 0).
-        provenance: how it was trained, stored with the final checkpoint.
-        log_every: steps between reads of the device-side losses (each read is one host synchronisation).
-        tensorboard: also write TensorBoard events (when the ``tensorboard`` package is installed).
-        wandb_project: also log to this Weights & Biases project (needs ``wandb``).
-        save_objective: also write the objective's state (``objective.pt``: projectors, key encoders, queues;
-            what ``export`` needs). A rehearsal does not: at the paper's size it is about 1 GB per model.
-        save_every_s: seconds between saves of the resumable state inside an epoch (None: at epoch ends
-            only; 0: after every step). A save reads the pending losses (one host synchronisation).
     Returns:
         the final checkpoint path, per-epoch history and wall time of this call.
     Raises:
@@ -448,6 +480,8 @@ def pretrain(
     # the random draws (sample order, views by sample key, DropPath) that resuming and data-parallel
     # equivalence rest on are read in one place; setup and saving are in the helpers below
     start_time = time.perf_counter()
+    workdir, seed, device, stream = Path(target.workdir), target.seed, target.device, target.stream
+    log_every, save_every_s = options.log_every, options.save_every_s
     n = len(train)
     if n < 2:
         raise ValueError(f"pretraining needs at least 2 training samples, got {n}")
@@ -478,7 +512,8 @@ def pretrain(
     views_of = ViewMaker(objective, spec.views, encoder.num_frames, layout, stream)
     source = BatchSource(train, device)
     logger = StepLogger(workdir / LOG_FILE, resume_epoch=first_epoch, resume_step=resumed.step,
-                        tensorboard_dir=workdir / "tensorboard" if tensorboard else None, wandb_project=wandb_project,
+                        tensorboard_dir=workdir / "tensorboard" if options.tensorboard else None,
+                        wandb_project=options.wandb_project,
                         wandb_name=workdir.name, device=device) if main else None
     total_steps = spec.epochs * steps_per_epoch
     stop = StopRequest(enabled=not dist_utils.is_distributed())
@@ -545,7 +580,8 @@ def pretrain(
         if logger is not None:
             logger.close()
 
-    checkpoint = _finish(workdir, encoder, objective, spec.epochs, history, provenance, main, save_objective)
+    checkpoint = _finish(workdir, encoder, objective, spec.epochs, history, target.provenance, main,
+                         options.save_objective)
     if stop.requested:  # the signal came during the last epoch: the model is finished and saved; stop now
         raise KeyboardInterrupt(f"pretraining stopped by {stop.name} after its last epoch; {checkpoint} is complete")
     return PretrainResult(checkpoint=checkpoint, history=history, wall_time_s=time.perf_counter() - start_time,
