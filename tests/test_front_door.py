@@ -88,3 +88,26 @@ def test_bench_checks_its_schedule_and_batches():
         run_bench([BenchConfig(batch_size=1), BenchConfig()], cpu)
     with pytest.raises(ValueError, match="no configuration"):
         run_bench([], cpu)
+
+
+def test_the_command_line_imports_the_api_alone():
+    """A thin layer: every suite module cli.py uses is reached through usdrl_bench.api (which re-exports what
+    the commands print with)."""
+    tree = ast.parse(CLI.read_text())
+    modules = sorted({node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+                      and node.module.startswith("usdrl_bench")}
+                     | {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+                        if alias.name.startswith("usdrl_bench")})
+    assert modules == ["usdrl_bench.api"], modules
+
+
+def test_list_and_report_are_api_calls(tmp_path):
+    from usdrl_bench.api import list_components, shipped_protocol_table, write_report
+
+    components = list_components()
+    assert {"dste", "sttr", "stgcn"} <= {e.name for e in components["encoders"]}  # built-ins and shipped baselines
+    assert "usdrl" in {e.name for e in components["methods"]}
+    table = shipped_protocol_table()
+    assert "table5_ablation" in set(table.name) and (table.rows > 0).all()
+    empty = write_report(tmp_path / "results", tmp_path / "reports")
+    assert empty.records.empty and empty.written == [] and not (tmp_path / "reports").exists()

@@ -20,6 +20,7 @@ Protocols are given as a path to a YAML file or as the name of a shipped one (``
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -36,6 +37,19 @@ from rich.console import Console
 from rich.progress import Progress
 
 from usdrl_bench import distributed as dist_utils
+from usdrl_bench import registry
+from usdrl_bench.components import load_builtins
+from usdrl_bench.detection.metric import DetectionScores
+from usdrl_bench.detection.metric import score_folders as score_detection_folders
+from usdrl_bench.methods.shipped import load_shipped_baselines
+from usdrl_bench.records import load_records
+from usdrl_bench.registry import Entry
+from usdrl_bench.report.reproduction import plot_loss_curves, read_official_runs, reproduction_table
+from usdrl_bench.report.tables import build_tables, to_markdown
+from usdrl_bench.report.writer import write_reports
+from usdrl_bench.segmentation.metric import THRESHOLDS, SegmentationScores
+from usdrl_bench.segmentation.metric import score_folders as score_segmentation_folders
+from usdrl_bench.train.throughput import BenchConfig, BenchResult, results_table, run_bench, write_results
 from usdrl_bench.methods.official import export_official as _export_official
 from usdrl_bench.methods.official import load_official as _load_official
 from usdrl_bench.methods.official import load_weights, read_checkpoint
@@ -43,19 +57,21 @@ from usdrl_bench.methods import OfficialModel
 from usdrl_bench.evaluate.features import extract
 from usdrl_bench.data.preparation.ntu_prepare import prepare_ntu
 from usdrl_bench.data.preparation.pku import prepare_pku
-from usdrl_bench.data.preparation.prepare import PrepareSummary
+from usdrl_bench.data.preparation.prepare import PrepareSummary, format_summary
 from usdrl_bench.data.preparation.uav import prepare_uav
 from usdrl_bench.data.readers.named import default_output
 from usdrl_bench.data.root import resolve_data_root
-from usdrl_bench.io import resolve_device, save_npy_atomic, save_npz_atomic
+from usdrl_bench.io import resolve_device, save_npy_atomic, save_npz_atomic, write_text_atomic
 from usdrl_bench.protocols.evaluation import progress_columns
 from usdrl_bench.protocols.launch import LauncherOptions, submit_pretrainings
-from usdrl_bench.protocols.forecast import FORECAST_DIR, GPUS, ReleaseShapes, forecast, measure_rehearsal
+from usdrl_bench.protocols.forecast import (ASSUMED_MFU, FORECAST_DIR, GPUS, USABLE_MEMORY, ReleaseShapes, forecast,
+                                           forecast_totals, measure_rehearsal)
 from usdrl_bench.protocols.plan import DataStore, Planner, RunPlan
 from usdrl_bench.protocols.rehearsal import Rehearsal, rehearsal_results, rehearse_cells
 from usdrl_bench.protocols.runner import ProtocolRunner
 from usdrl_bench.protocols.schedule import pretrain_distributed, pretrain_in_workers, threads_per_job
-from usdrl_bench.protocols.spec import Cell, Protocol, check_cells, expand_cells, load_protocol, parse_dataset_override
+from usdrl_bench.protocols.spec import (Cell, Protocol, check_cells, expand_cells, load_protocol, parse_dataset_override,
+                                       protocol_json_schema)
 from usdrl_bench.protocols.training import describe_trained
 from usdrl_bench.records import RECORD_COLUMNS
 from usdrl_bench.train.pretrain import DEFAULT_SAVE_EVERY_S, ENCODER_FILE, OBJECTIVE_FILE, TrainingOptions
@@ -63,6 +79,11 @@ from usdrl_bench.skeleton import LAYOUTS
 
 __all__ = ["SHIPPED_PROTOCOLS", "Rehearsal", "list_protocols", "protocol_path", "run_protocol", "run_protocols",
            "plan_protocols", "validate_protocols", "embed", "embed_file", "Embedded", "prepare_data",
+           "markdown_tables", "write_report", "ReportSummary", "shipped_protocol_table", "list_components",
+           "score_detection", "score_segmentation", "bench_throughput",
+           # what the command line prints with, re-exported so that it imports the API alone
+           "ASSUMED_MFU", "GPUS", "USABLE_MEMORY", "forecast_totals", "format_summary", "results_table",
+           "protocol_json_schema", "LauncherOptions", "resolve_device", "rehearsal_results",
            "load_encoder", "load_official", "export_official"]
 
 #: the protocols shipped with the package (``protocols/`` in a checkout links here)
@@ -690,3 +711,116 @@ def prepare_data(dataset: str, raw: str | os.PathLike, out: str | os.PathLike | 
     if dataset == "uav":
         return prepare_uav(raw, out_dir, workers=workers)
     return prepare_pku(dataset, raw, out_dir, workers=workers)
+
+
+# --- what the command line calls besides running: reports, listings, scoring, benchmarks ---------------------
+
+
+def markdown_tables(records: pd.DataFrame) -> list[str]:
+    """Each table of ``records`` (one per protocol and preset: :func:`~usdrl_bench.report.tables.build_tables`)
+    as Markdown, with the paper's numbers beside the suite's where the protocol names them."""
+    return [to_markdown(table) for table in build_tables(records)]
+
+
+@dataclass
+class ReportSummary:
+    """What :func:`write_report` found and wrote: ``records`` (every readable record), ``tables`` (Markdown, one
+    per protocol and preset), ``written`` (the files under the reports folder), ``skipped`` (one message per
+    unreadable record file, left out), ``reproduction`` (the reproduction table's Markdown, with
+    ``official``)."""
+
+    records: pd.DataFrame
+    tables: list[str]
+    written: list[Path]
+    skipped: list[str]
+    reproduction: str | None = None
+
+
+def write_report(results: str | os.PathLike = "results", out: str | os.PathLike = "reports", *,
+                 official: str | os.PathLike | None = None) -> ReportSummary:
+    """``usdrl-bench report``: every table and figure under ``out`` from the records under ``results`` (a table
+    whose inputs did not change is not rendered again); with ``official``, a folder of the official code's runs
+    (:func:`~usdrl_bench.report.reproduction.read_official_runs`), also the reproduction table and loss curves.
+    Nothing is written when there is no record.
+
+    Raises:
+        FileNotFoundError, ValueError: an unreadable ``official`` folder.
+    """
+    skipped: list[str] = []
+    records = load_records(results, bad=skipped)
+    if records.empty:
+        return ReportSummary(records, [], [], skipped)
+    out = Path(out)
+    summary = ReportSummary(records, markdown_tables(records), write_reports(records, out, results), skipped)
+    if official is not None:
+        table = reproduction_table(records, read_official_runs(official))
+        summary.reproduction = "# Reproduction: the suite beside the official code\n\n" + table.to_markdown(index=False) + "\n"
+        out.mkdir(parents=True, exist_ok=True)
+        summary.written += [write_text_atomic(out / "reproduction.md", summary.reproduction),
+                            write_text_atomic(out / "reproduction.csv", table.to_csv(index=False))]
+        curves = plot_loss_curves(records, official, results, out / "reproduction_loss.png")
+        summary.written += [curves] if curves is not None else []
+    return summary
+
+
+def shipped_protocol_table() -> pd.DataFrame:
+    """``usdrl-bench list --protocols``: one row per shipped protocol (``name``, ``paper_table``, ``presets``,
+    ``rows``)."""
+    rows = []
+    for name in list_protocols():
+        protocol = load_protocol(protocol_path(name))
+        rows.append({"name": name, "paper_table": protocol.paper_table or "", "presets": ", ".join(protocol.presets),
+                     "rows": len(protocol.rows)})
+    return pd.DataFrame(rows, columns=["name", "paper_table", "presets", "rows"])
+
+
+def list_components(plugins: Sequence[str] = ()) -> dict[str, list[Entry]]:
+    """``usdrl-bench list``: kind (``methods``, ``encoders``, ``objectives``, ``datasets``, ``evaluations``) -> its
+    registered entries, the built-ins, the shipped baselines and ``plugins`` (module names) loaded.
+
+    Raises:
+        ImportError: a plug-in that does not import (named).
+    """
+    load_builtins()
+    load_shipped_baselines()
+    registry.load_plugins(list(plugins))
+    return {kind: reg.entries() for kind, reg in registry.ALL.items()}
+
+
+def score_detection(gt: str | os.PathLike, pred: str | os.PathLike, *, theta: float = 0.5,
+                    num_actions: int = 51) -> tuple[DetectionScores, float, list[str]]:
+    """``usdrl-bench score-detection``: :func:`usdrl_bench.detection.metric.score_folders` (the official mAP_a and
+    mAP_v of a folder of proposal files against a folder of ground truths, the VOC-style mAP beside, and the
+    videos with ground truth but no proposal file)."""
+    return score_detection_folders(gt, pred, theta=theta, num_actions=num_actions)
+
+
+def score_segmentation(gt: str | os.PathLike, pred: str | os.PathLike, *, thresholds: Sequence[float] = THRESHOLDS,
+                       background: int = 0) -> SegmentationScores:
+    """``usdrl-bench score-segmentation``: :func:`usdrl_bench.segmentation.metric.score_folders` (Acc, Edit and
+    F1@k of a folder of predicted frame labels against a folder of ground truths)."""
+    return score_segmentation_folders(gt, pred, thresholds=thresholds, background=background)
+
+
+def bench_throughput(encoders: Sequence[str], *, preset: str, batch_sizes: Sequence[int], precisions: Sequence[str],
+                     compiles: Sequence[bool], objective: str = "mgfd", encoder_options: dict | None = None,
+                     device: str | torch.device = "auto", steps: int = 5, repeats: int = 3, warmup: int = 2,
+                     peak_tflops: float | None = None, out: str | os.PathLike = "results/bench",
+                     on_progress=None) -> tuple[list[BenchResult], Path]:
+    """``usdrl-bench bench``: time pretraining steps of every combination of ``encoders`` x ``batch_sizes`` x
+    ``precisions`` x ``compiles`` (:func:`usdrl_bench.train.throughput.run_bench`: interleaved rounds, medians)
+    and write the results under ``out``. ``encoder_options`` (``drop_path`` applies to DSTE only).
+
+    Raises:
+        ValueError: what :func:`~usdrl_bench.train.throughput.run_bench` refuses (steps, repeats, batches).
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
+    configs = []
+    for encoder, batch, precision, compiled in itertools.product(encoders, batch_sizes, precisions, compiles):
+        options = dict(encoder_options or {})
+        if encoder != "dste":
+            options.pop("drop_path", None)
+        configs.append(BenchConfig(encoder, preset, batch, precision, bool(compiled), objective, options))
+    results = run_bench(configs, device, steps=steps, repeats=repeats, warmup=warmup, peak_tflops=peak_tflops,
+                        on_progress=on_progress)
+    return results, write_results(results, device, Path(out))

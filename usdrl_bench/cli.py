@@ -440,15 +440,13 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     args.started = started
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from usdrl_bench.protocols.schema import ProtocolError
-
     try:
         commands = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "validate": cmd_validate, "embed": cmd_embed,
                     "data": cmd_data, "score-detection": cmd_score_detection, "score-segmentation": cmd_score_segmentation,
                     "bench": cmd_bench, "export": cmd_export, "plan": cmd_plan,
                     "schema": cmd_schema}
         return commands[args.command](args)
-    except (ProtocolError, FileNotFoundError, KeyError, ValueError, ImportError) as exc:
+    except (FileNotFoundError, KeyError, ValueError, ImportError) as exc:  # a ProtocolError is a ValueError
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         return 2
@@ -523,19 +521,13 @@ def _launch_torchrun(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_torchrun(args)
-    from usdrl_bench.api import RunTiming, run_protocols
-    from usdrl_bench.records import load_records
-    from usdrl_bench.report.tables import build_tables, to_markdown
-    from usdrl_bench.report.writer import write_reports
+    from usdrl_bench.api import (LauncherOptions, RunTiming, markdown_tables, rehearsal_results, resolve_device,
+                                 run_protocols, write_report)
 
     launcher = None
     if args.launcher != "inline":
-        from usdrl_bench.protocols.launch import LauncherOptions
-
         launcher = LauncherOptions(launcher=args.launcher, gpus_per_job=args.gpus_per_job, partition=args.partition,
                                    time_min=args.time_min, max_parallel=args.max_parallel)
-    from usdrl_bench.io import resolve_device
-
     device = resolve_device(args.device)
     timing = RunTiming()
     done = run_protocols(args.protocol, preset=args.preset, rows=args.rows.split(",") if args.rows else None,
@@ -550,14 +542,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not done:  # a torchrun rank other than 0: rank 0 evaluates and reports
         return 0
     for _, records in done:
-        for table in build_tables(records):
-            out.print(to_markdown(table), highlight=False, soft_wrap=True)
+        for table in markdown_tables(records):
+            out.print(table, highlight=False, soft_wrap=True)
     results, reports = args.results, args.reports
     if args.rehearse:
-        from usdrl_bench.protocols.rehearsal import rehearsal_results
-
         results, reports = rehearsal_results(args.results), args.reports / "rehearsal"
-    written = write_reports(load_records(results), reports, results)
+    written = write_report(results, reports).written
     console.print(f"reports written under {reports}/ ({len(written)} files)")
     total = time.perf_counter() - args.started
     console.print(f"[bold green]finished[/] in {timing.describe(total, 'start-up, data loading, planning, reports')}",
@@ -566,8 +556,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from usdrl_bench.api import plan_protocols
-    from usdrl_bench.protocols.forecast import ASSUMED_MFU, GPUS, USABLE_MEMORY, forecast_totals
+    from usdrl_bench.api import ASSUMED_MFU, GPUS, USABLE_MEMORY, forecast_totals, plan_protocols
 
     frame = plan_protocols(args.protocol, preset=args.preset, gpu=args.gpu, mfu=args.mfu, device=args.device,
                            rows=args.rows.split(",") if args.rows else None, seeds=_ints(args.seeds),
@@ -622,114 +611,83 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import itertools
-
     from rich.progress import Progress
 
-    from usdrl_bench.train.throughput import BenchConfig, results_table, run_bench, write_results
-    from usdrl_bench.io import resolve_device
+    from usdrl_bench.api import bench_throughput, resolve_device, results_table
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
-    encoders = args.encoder or ["dste", "sttr"]
-    preset = args.preset or ("paper" if cuda else "small")
-    batches = args.batch_size or ([356] if cuda else [32])
+    options = {k: v for k, v in (("hidden_size", args.hidden_size), ("num_frames", args.frames)) if v}
+    if args.drop_path is not None:
+        options["drop_path"] = args.drop_path
+    repeats, steps = args.repeats, args.steps
+    encoders, batches = args.encoder or ["dste", "sttr"], args.batch_size or ([356] if cuda else [32])
     precisions = args.precision or (["fp32", "bf16"] if cuda else ["fp32"])
-    compiles = args.compile or (["off", "on"] if cuda else ["off"])
-    configs = []
-    for encoder, batch, precision, comp in itertools.product(encoders, batches, precisions, compiles):
-        options = {}
-        if args.hidden_size:
-            options["hidden_size"] = args.hidden_size
-        if args.frames:
-            options["num_frames"] = args.frames
-        if args.drop_path is not None and encoder == "dste":
-            options["drop_path"] = args.drop_path
-        configs.append(BenchConfig(encoder, preset, batch, precision, comp == "on", args.objective, options))
-    console.print(f"timing {len(configs)} configuration(s) on {device} ({__import__('torch').get_num_threads()} threads): "
-                  f"{args.repeats} interleaved rounds of {args.steps} steps after {args.warmup} warm-up steps, "
-                  "random NTU-shaped inputs (3 x 300 x 25 x 2), 4 views per sample", highlight=False)
+    compiles = [c == "on" for c in (args.compile or (["off", "on"] if cuda else ["off"]))]
+    count = len(encoders) * len(batches) * len(precisions) * len(compiles)
+    console.print(f"timing {count} configuration(s) on {device} ({__import__('torch').get_num_threads()} threads): "
+                  f"{repeats} interleaved rounds of {steps} steps after {args.warmup} warm-up steps, random NTU-shaped "
+                  "inputs (3 x 300 x 25 x 2), 4 views per sample", highlight=False)
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("bench", total=len(configs) * args.repeats)
-        results = run_bench(configs, device, steps=args.steps, repeats=args.repeats, warmup=args.warmup,
-                            peak_tflops=args.peak_tflops,
-                            on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+        task = progress.add_task("bench", total=count * repeats)
+        results, path = bench_throughput(
+            encoders, preset=args.preset or ("paper" if cuda else "small"), batch_sizes=batches,
+            precisions=precisions, compiles=compiles,
+            objective=args.objective, encoder_options=options, device=device, steps=steps, repeats=repeats,
+            warmup=args.warmup, peak_tflops=args.peak_tflops, out=args.out,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total))
     (out if out.is_terminal else Console(width=170)).print(results_table(results))  # whole rows in logs
-    path = write_results(results, device, args.out)
     console.print(f"samples/s: whole steps (input, views, forward, backward, optimiser) without synchronisation, median of "
-                  f"{args.repeats} rounds; phase times with a synchronisation after each phase. Written to {path}",
+                  f"{repeats} rounds; phase times with a synchronisation after each phase. Written to {path}",
                   highlight=False)
     return 0 if all(r.error is None for r in results) else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from usdrl_bench.records import load_records
-    from usdrl_bench.report.tables import build_tables, to_markdown
-    from usdrl_bench.io import write_text_atomic
-    from usdrl_bench.report.writer import write_reports
+    from usdrl_bench.api import write_report
 
-    bad: list[str] = []
-    records = load_records(args.results, bad=bad)
-    for message in bad:
+    summary = write_report(args.results, args.out, official=args.official)
+    for message in summary.skipped:
         console.print(f"[bold red]skipped[/] {message}", highlight=False)
-    if records.empty:
+    if summary.records.empty:
         console.print(f"no records under {args.results}/records; run a protocol first, e.g. "
                       "`usdrl-bench run protocols/table5_ablation.yaml`")
         return 1
-    for table in build_tables(records):
-        out.print(to_markdown(table), highlight=False, soft_wrap=True)
-    written = write_reports(records, args.out, args.results)
-    if args.official is not None:
-        from usdrl_bench.report.reproduction import plot_loss_curves, read_official_runs, reproduction_table
-
-        table = reproduction_table(records, read_official_runs(args.official))
-        md = "# Reproduction: the suite beside the official code\n\n" + table.to_markdown(index=False) + "\n"
-        out.print(md, highlight=False, soft_wrap=True)
-        args.out.mkdir(parents=True, exist_ok=True)
-        written += [write_text_atomic(args.out / "reproduction.md", md),
-                    write_text_atomic(args.out / "reproduction.csv", table.to_csv(index=False))]
-        curves = plot_loss_curves(records, args.official, args.results, args.out / "reproduction_loss.png")
-        written += [curves] if curves is not None else []
-    console.print(f"{len(written)} files written under {args.out}/")
-    if bad:
-        console.print(f"[bold red]{len(bad)} unreadable record file(s) skipped[/] (listed above): delete them and run "
-                      "the protocol again to recompute them", highlight=False)
+    for table in summary.tables:
+        out.print(table, highlight=False, soft_wrap=True)
+    if summary.reproduction is not None:
+        out.print(summary.reproduction, highlight=False, soft_wrap=True)
+    console.print(f"{len(summary.written)} files written under {args.out}/")
+    if summary.skipped:
+        console.print(f"[bold red]{len(summary.skipped)} unreadable record file(s) skipped[/] (listed above): delete "
+                      "them and run the protocol again to recompute them", highlight=False)
         return 1
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from usdrl_bench import registry
-    from usdrl_bench.components import load_builtins
-    from usdrl_bench.methods.shipped import load_shipped_baselines
+    from usdrl_bench.api import list_components, shipped_protocol_table
 
     if args.protocols:
-        from usdrl_bench.api import list_protocols, protocol_path
-        from usdrl_bench.protocols.spec import load_protocol
-
         table = RichTable(title="shipped protocols (usdrl-bench run NAME)", title_justify="left")
         for col in ("name", "paper table", "presets", "rows"):
             table.add_column(col)
-        for name in list_protocols():
-            protocol = load_protocol(protocol_path(name))
-            table.add_row(name, protocol.paper_table or "", ", ".join(protocol.presets), str(len(protocol.rows)))
+        for row in shipped_protocol_table().itertuples(index=False):
+            table.add_row(row.name, row.paper_table, row.presets, str(row.rows))
         out.print(table)
         return 0
-    load_builtins()
-    load_shipped_baselines()
-    registry.load_plugins(args.plugin)
-    for kind, reg in registry.ALL.items():
+    for kind, entries in list_components(args.plugin).items():
         table = RichTable(title=kind, title_justify="left", show_lines=False)
         table.add_column("name", style="bold")
         table.add_column("description")
-        extra_cols = [k for k in ("paper", "code", "presets", "components", "splits") if any(k in e.meta for e in reg.entries())]
+        extra_cols = [k for k in ("paper", "code", "presets", "components", "splits") if any(k in e.meta for e in entries)]
         for col in extra_cols:
             table.add_column(col)
 
         def text(value: object) -> str:
             return value if isinstance(value, str) else ", ".join(map(str, value or ()))
 
-        for e in reg.entries():
+        for e in entries:
             table.add_row(e.name, e.description, *[text(e.meta.get(c)) for c in extra_cols])
         out.print(table)
     return 0
@@ -757,7 +715,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from usdrl_bench.protocols.spec import protocol_json_schema
+    from usdrl_bench.api import protocol_json_schema
 
     text = json.dumps(protocol_json_schema(), indent=2) + "\n"
     if args.output is None:
@@ -769,8 +727,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from usdrl_bench.api import prepare_data
-    from usdrl_bench.data.preparation.prepare import format_summary
+    from usdrl_bench.api import format_summary, prepare_data
 
     summary = prepare_data(args.dataset, args.raw, args.out, data_root=args.data_root, pipeline=args.pipeline,
                            workers=args.workers, missing_lists=args.missing_list)
@@ -782,9 +739,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_score_detection(args: argparse.Namespace) -> int:
-    from usdrl_bench.detection.metric import score_folders
+    from usdrl_bench.api import score_detection
 
-    scores, voc, without = score_folders(args.gt, args.pred, theta=args.theta, num_actions=args.num_actions)
+    scores, voc, without = score_detection(args.gt, args.pred, theta=args.theta, num_actions=args.num_actions)
     table = RichTable(title=f"{len(scores.per_video)} videos, {scores.num_proposals} proposals, "
                             f"{scores.num_truths} ground-truth instances; theta = {args.theta:g}",
                       title_justify="left")
@@ -802,9 +759,9 @@ def cmd_score_detection(args: argparse.Namespace) -> int:
 
 
 def cmd_score_segmentation(args: argparse.Namespace) -> int:
-    from usdrl_bench.segmentation.metric import score_folders
+    from usdrl_bench.api import score_segmentation
 
-    scores = score_folders(args.gt, args.pred, thresholds=args.thresholds, background=args.background)
+    scores = score_segmentation(args.gt, args.pred, thresholds=args.thresholds, background=args.background)
     table = RichTable(title=f"{scores.num_videos} videos, {scores.num_frames} frames; background = {args.background}",
                       title_justify="left")
     table.add_column("metric")
