@@ -9,8 +9,8 @@ The Python API (imported on first use, so that ``import usdrl_bench`` stays ligh
 - :func:`plan_protocols`: what a run would train and cost (models, keys, FLOPs, memory, GPU-hours), and
   ``run_protocols(..., rehearse=True)`` or a :class:`Rehearsal`: a preset at its real shapes with the work cut;
 - :func:`list_protocols`: the shipped protocols;
-- :func:`load_encoder`, :func:`embed`, :func:`embed_file`: a pretrained encoder (a suite checkpoint, or a method's official one with
-  ``method=``) and its features; :func:`load_official` (encoder and objective of an official checkpoint),
+- :func:`load_encoder`, :func:`embed`, :func:`embed_file`: a pretrained encoder (a suite checkpoint, or a method's
+  official one with ``method=``) and its features; :func:`load_official` (encoder and objective of an official checkpoint),
   :func:`export_official` (a suite checkpoint in a method's official format).
 
 The extension contract (:mod:`usdrl_bench.extend`): :class:`SkeletonEncoder`, :class:`EncoderConfig`,
@@ -32,7 +32,8 @@ _API = ("run_protocol", "run_protocols", "plan_protocols", "validate_protocols",
         "protocol_path", "load_encoder", "embed", "embed_file", "Embedded", "load_official", "export_official")
 _EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective",
            "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout",
-           "normalize_arrays", "normalize_sequence", "centre_sequence", "align_shoulders", "scale_sequence", "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
+           "normalize_arrays", "normalize_sequence", "centre_sequence", "align_shoulders", "scale_sequence",
+           "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
            "joint_corruption", "random_rotation", "resize_valid", "to_stream", "get_layout", "gather_with_grad",
            "batch_mean", "create_encoder", "OfficialFormat", "OfficialModel", "CheckpointMismatchError",
            "load_renamed", "renamed_state", "shaping_args", "strip_module_prefix",

@@ -754,7 +754,8 @@ def write_report(results: str | os.PathLike = "results", out: str | os.PathLike 
     summary = ReportSummary(records, markdown_tables(records), write_reports(records, out, results), skipped)
     if official is not None:
         table = reproduction_table(records, read_official_runs(official))
-        summary.reproduction = "# Reproduction: the suite beside the official code\n\n" + table.to_markdown(index=False) + "\n"
+        summary.reproduction = ("# Reproduction: the suite beside the official code\n\n" + table.to_markdown(index=False)
+                                + "\n")
         out.mkdir(parents=True, exist_ok=True)
         summary.written += [write_text_atomic(out / "reproduction.md", summary.reproduction),
                             write_text_atomic(out / "reproduction.csv", table.to_csv(index=False))]

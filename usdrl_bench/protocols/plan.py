@@ -218,8 +218,8 @@ class CellPlan:
         checkpoint_hash: the checkpoint's key (folder name under ``results/checkpoints/``).
         pretrain_identity: the schedule as it enters the key (:meth:`Planner.pretrain_identity`); None
             for a random-init row.
-        schedule: the resolved pretraining schedule the checkpoint trains with (the cell's merged schedule, its precision
-            resolved for the device, as keyed); None for a random-init or released-weights row.
+        schedule: the resolved pretraining schedule the checkpoint trains with (the cell's merged schedule, its
+            precision resolved for the device, as keyed); None for a random-init or released-weights row.
         dataset_identity: the evaluation data's :func:`dataset_identity`.
         pretrain_dataset_identity: the pretraining data's (the same but for a transfer column).
         records: evaluation name -> its record file.
