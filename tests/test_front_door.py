@@ -111,3 +111,13 @@ def test_list_and_report_are_api_calls(tmp_path):
     assert "table5_ablation" in set(table.name) and (table.rows > 0).all()
     empty = write_report(tmp_path / "results", tmp_path / "reports")
     assert empty.records.empty and empty.written == [] and not (tmp_path / "reports").exists()
+
+
+def test_untrimmed_videos_are_found_under_the_runs_data_root(tmp_path, monkeypatch):
+    """Detection names its videos itself (pku1, no path): they are looked for under the run's data root, which the
+    evaluation receives in its context, not under $USDRL_DATA."""
+    from usdrl_bench.detection.evaluation import _videos
+
+    monkeypatch.setenv("USDRL_DATA", str(tmp_path / "environment"))
+    with pytest.raises(FileNotFoundError, match=r"run-root/PKU-MMD-v1-AGCN"):
+        _videos('{"name": "pku1"}', str(tmp_path / "run-root"))
