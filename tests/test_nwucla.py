@@ -244,3 +244,31 @@ def test_the_normalisation_steps_are_public_blocks_a_plugin_dataset_applies(smal
     with pytest.raises(ValueError, match="V = 20"):
         centre_sequence(x[:, :10], layout)
     assert usdrl_bench.normalize_arrays is normalize_arrays
+
+
+def test_a_datasets_normalize_key_applies_the_blocks_to_any_reader(small, tmp_path):
+    """`normalize:` on a protocol's dataset applies the public blocks after any reader (here the raw NW-UCLA
+    reading, then the NW-UCLA steps: the reader's own options give the same arrays); it enters the data's
+    identity only when set, so the keys of data without it do not change."""
+    from rich.console import Console
+
+    from usdrl_bench import Normalization
+    from usdrl_bench.protocols.plan import DataStore, data_identity
+    from usdrl_bench.protocols.spec import DatasetSpec
+
+    root, _ = small
+    raw = {"centre": "none", "scaling": "none"}
+    store = DataStore(tmp_path / "r", None, Console(quiet=True))
+    plain = DatasetSpec(name="nwucla", path=str(root), options=raw)
+    steps = Normalization(centre="first_frame", align="shoulders", scaling="torso", neck=2)
+    normalized = DatasetSpec(name="nwucla", path=str(root), options=raw, normalize=steps)
+    mine = store.load(normalized)
+    ref = load_nwucla(root, align="shoulders", scaling="torso")
+    for a, b in zip(mine, ref):
+        np.testing.assert_array_equal(a.data, b.data)
+    assert not np.array_equal(store.load(plain)[0].data, mine[0].data)
+    assert "normalize" not in data_identity(plain)
+    assert data_identity(normalized)["normalize"] == {"centre": "first_frame", "align": "shoulders",
+                                                      "scaling": "torso", "neck": 2}
+    with pytest.raises(ValueError, match="Normalization.neck must be >= 0, got -1"):
+        Normalization(neck=-1)

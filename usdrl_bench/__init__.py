@@ -17,7 +17,7 @@ The extension contract (:mod:`usdrl_bench.extend`): :class:`SkeletonEncoder`, :c
 :class:`Objective`, :func:`register_encoder`, :func:`register_objective`; datasets: :class:`SkeletonArrays`,
 :class:`Layout`, :class:`DataFormatError`, :func:`register_dataset`, :func:`register_layout`, and the per-sequence
 normalisation any reader can apply (:func:`normalize_arrays`, :func:`normalize_sequence`, :func:`centre_sequence`,
-:func:`align_shoulders`, :func:`scale_sequence`);
+:func:`align_shoulders`, :func:`scale_sequence`; :class:`Normalization`, a dataset's ``normalize:`` key);
 methods: :func:`register_method`, :class:`Method`, :class:`MethodPreset`, :class:`OfficialFormat` and its
 helpers; what objectives making their own views
 need: :class:`SampleKeys`, :func:`make_views` and the augmentations, :func:`to_stream`, :func:`get_layout`,
@@ -33,6 +33,7 @@ _API = ("run_protocol", "run_protocols", "plan_protocols", "validate_protocols",
 _EXTEND = ("SkeletonEncoder", "EncoderConfig", "Objective", "register_encoder", "register_objective",
            "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout",
            "normalize_arrays", "normalize_sequence", "centre_sequence", "align_shoulders", "scale_sequence",
+           "Normalization",
            "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
            "joint_corruption", "random_rotation", "resize_valid", "to_stream", "get_layout", "gather_with_grad",
            "batch_mean", "create_encoder", "OfficialFormat", "OfficialModel", "CheckpointMismatchError",

@@ -47,8 +47,8 @@ from usdrl_bench.data.augment import (SampleKeys, joint_corruption, make_views, 
                                       resize_valid, shear)
 from usdrl_bench.data.errors import DataFormatError
 from usdrl_bench.data.registration import Reader, register_dataset
-from usdrl_bench.data.normalize import (align_shoulders, centre_sequence, normalize_arrays, normalize_sequence,
-                                        scale_sequence)
+from usdrl_bench.data.normalize import (Normalization, align_shoulders, centre_sequence, normalize_arrays,
+                                        normalize_sequence, scale_sequence)
 from usdrl_bench.distributed import batch_mean, gather_with_grad
 from usdrl_bench.encoders import create_encoder
 from usdrl_bench.encoders._blocks import EncoderConfig, SkeletonEncoder
@@ -63,6 +63,7 @@ from usdrl_bench.skeleton import Layout, get_layout, register_layout, to_stream
 __all__ = ["EncoderConfig", "SkeletonEncoder", "Objective", "register_encoder", "register_objective",
            "SkeletonArrays", "Layout", "DataFormatError", "register_dataset", "register_layout", "Reader",
            "normalize_arrays", "normalize_sequence", "centre_sequence", "align_shoulders", "scale_sequence",
+           "Normalization",
            "Method", "MethodPreset", "register_method", "SampleKeys", "make_views", "random_crop_resize", "shear",
            "joint_corruption", "random_rotation", "resize_valid", "to_stream", "get_layout", "gather_with_grad",
            "batch_mean", "create_encoder", "OfficialFormat", "OfficialModel", "CheckpointMismatchError", "load_renamed",

@@ -14,7 +14,8 @@ reader (a plug-in's included) applies to its sequences, or exposes as its datase
    ``"none"`` keeps the units.
 
 :func:`normalize_sequence` applies the three in that order on one ``(T, V, C)`` sequence;
-:func:`normalize_arrays` on every sample and body of a :class:`~usdrl_bench.data.arrays.SkeletonArrays`.
+:func:`normalize_arrays` on every sample and body of a :class:`~usdrl_bench.data.arrays.SkeletonArrays`; a
+protocol applies them to any dataset with the dataset's ``normalize:`` key (:class:`Normalization`).
 Computation is in float64, the result float32 (the NW-UCLA reader's arithmetic, step for step).
 """
 
@@ -26,9 +27,10 @@ from typing import Literal
 import numpy as np
 
 from usdrl_bench.data.arrays import SkeletonArrays
+from usdrl_bench.ranges import NonNegativeInt, validate_fields
 from usdrl_bench.skeleton import LAYOUTS, Layout
 
-__all__ = ["Centre", "Align", "Scaling", "centre_sequence", "align_shoulders", "scale_sequence",
+__all__ = ["Centre", "Align", "Scaling", "Normalization", "centre_sequence", "align_shoulders", "scale_sequence",
            "normalize_sequence", "normalize_arrays"]
 
 Centre = Literal["first_frame", "per_frame", "none"]
@@ -153,3 +155,34 @@ def normalize_arrays(arrays: SkeletonArrays, *, centre: Centre = "first_frame", 
             data[n, :, :t, :, m] = seq.transpose(2, 0, 1)
     extra = {**arrays.extra, "centre": centre, "align": align, "scaling": scaling}
     return dataclasses.replace(arrays, data=data, extra=extra)
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+    """The ``normalize:`` key of a protocol's dataset: :func:`normalize_arrays` applied to both parts of any
+    dataset after its reader, e.g. ``{name: msr_action3d, normalize: {centre: first_frame, align: shoulders,
+    scaling: torso}}``. Every step defaults to ``"none"`` (nothing changes unless asked); it enters the data's
+    cache identity.
+
+    Attributes:
+        centre, align, scaling: the steps of the module docstring.
+        neck: the joint ending the torso for ``scaling: torso`` (0-based; default the shoulders' midpoint).
+    Raises:
+        ValueError: a negative ``neck``.
+    """
+
+    centre: Centre = "none"
+    align: Align = "none"
+    scaling: Scaling = "none"
+    neck: NonNegativeInt | None = None
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+    def apply(self, arrays: SkeletonArrays) -> SkeletonArrays:
+        """:func:`normalize_arrays` with these steps.
+
+        Raises:
+            ValueError: ``neck`` outside the layout's joints, 2-D joints with ``align: shoulders``.
+        """
+        return normalize_arrays(arrays, centre=self.centre, align=self.align, scaling=self.scaling, neck=self.neck)

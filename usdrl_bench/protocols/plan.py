@@ -57,6 +57,8 @@ TRAIN_MODULE = "usdrl_bench.train.pretrain"
 FEATURES_MODULE = "usdrl_bench.evaluate.features"
 #: the module whose import closure keys the fused (ensemble) records, with the linear evaluation's
 FUSION_MODULE = "usdrl_bench.evaluate.ensemble"
+#: the module of a dataset's ``normalize:`` steps
+NORMALIZE_MODULE = "usdrl_bench.data.normalize"
 #: the module that reads released weights (with the official importers it calls)
 RELEASED_MODULE = "usdrl_bench.protocols.released"
 
@@ -74,12 +76,15 @@ def component_code(registry_: registry.Registry, name: str) -> str:
 
 def dataset_identity(spec: DatasetSpec) -> dict[str, Any]:
     """What identifies a dataset for caching: name, absolute path, split, stream, reader options and the
-    reader's code (:func:`module_code`). The data root is not part of it: moving the prepared data keeps
-    the caches."""
+    reader's code (:func:`module_code`), and a ``normalize:`` with the normalisation's code when one is set.
+    The data root is not part of it: moving the prepared data keeps the caches."""
     path = spec.resolved_path()
     reader = registry.DATASETS.get(spec.name)
-    return {"name": spec.name, "path": str(path) if path else None, "split": spec.resolved_split(),
-            "stream": spec.stream, "options": spec.options, "reader_code": module_code(reader.__module__)}
+    identity = {"name": spec.name, "path": str(path) if path else None, "split": spec.resolved_split(),
+                "stream": spec.stream, "options": spec.options, "reader_code": module_code(reader.__module__)}
+    if spec.normalize is not None:  # absent otherwise: the keys of data without it are unchanged
+        identity.update(normalize=dataclasses.asdict(spec.normalize), normalize_code=module_code(NORMALIZE_MODULE))
+    return identity
 
 
 def data_identity(spec: DatasetSpec) -> dict[str, Any]:
@@ -140,6 +145,8 @@ class DataStore:
         path = self.locate(spec).require()
         t0 = time.perf_counter()
         train, test = read_dataset(spec.name, path, spec.resolved_split(), **spec.options)
+        if spec.normalize is not None:
+            train, test = spec.normalize.apply(train), spec.normalize.apply(test)
         for part, arrays in (("training", train), ("test", test)):
             if len(arrays) == 0:
                 raise ValueError(f"dataset {spec.describe()} ({train.source}): the {part} part of split "

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from usdrl_bench import registry
+from usdrl_bench.data.normalize import Normalization
 from usdrl_bench.data.synthetic.releases import REHEARSAL_DATASET
 from usdrl_bench.methods import get_method
 from usdrl_bench.protocols.rehearsal import REHEARSAL_SUFFIX, Rehearsal
@@ -70,6 +71,9 @@ class DatasetSpec:
         pretrain_on: transfer: the encoder is pretrained on this dataset (its training split; the row's
             stream) and evaluated on this column's (NTU-60 pretrained, PKU-MMD II evaluated). The two must
             agree in channels, joints and bodies. Default: the column's own dataset.
+        normalize: per-sequence normalisation applied to both parts after the reader, for any dataset whose
+            layout has a centre and shoulders (:class:`~usdrl_bench.data.normalize.Normalization`: ``centre``,
+            ``align``, ``scaling``, ``neck``); part of the data's identity.
     """
 
     name: str
@@ -82,6 +86,7 @@ class DatasetSpec:
     evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
     pretrain: dict[str, Any] = field(default_factory=dict)
     pretrain_on: "DatasetSpec | None" = None
+    normalize: Normalization | None = None
 
     def resolved_path(self) -> Path | None:
         if self.path is None:
