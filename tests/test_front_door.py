@@ -46,8 +46,8 @@ def test_prepare_data_checks_its_release_and_options(tmp_path):
 
     with pytest.raises(ValueError, match="unknown release 'ntu90'"):
         prepare_data("ntu90", tmp_path)
-    with pytest.raises(ValueError, match="pipeline must be 'agcn' or 'ctrgcn'"):
-        prepare_data("ntu60", tmp_path, pipeline="sgn")
+    with pytest.raises(ValueError, match="unknown pipeline 'sgn'; expected one of agcn, ctrgcn"):
+        prepare_data("ntu60", tmp_path, pipeline="sgn")  # prepare_ntu's own check, before the release is read
     with pytest.raises(ValueError, match="workers must be >= 1"):
         prepare_data("pku1", tmp_path, workers=0)
     with pytest.raises(ValueError, match="pipeline and missing lists apply to NTU only, not pku1"):

@@ -694,13 +694,12 @@ def prepare_data(dataset: str, raw: str | os.PathLike, out: str | os.PathLike | 
     (the official lists of samples with missing skeletons) are NTU's.
 
     Raises:
-        ValueError: an unknown dataset or pipeline, or ``pipeline`` / ``missing_lists`` for a release other than
-            NTU's; what the preparation raises (a missing or malformed release, named).
+        ValueError: an unknown dataset, ``workers`` below 1, or ``pipeline`` / ``missing_lists`` for a release
+            other than NTU's; what the preparation raises (an unknown NTU pipeline, a missing or malformed
+            release, named).
     """
     if dataset not in PREPARED_DATASETS:
         raise ValueError(f"unknown release {dataset!r}; known: {', '.join(PREPARED_DATASETS)}")
-    if pipeline not in ("agcn", "ctrgcn"):
-        raise ValueError(f"pipeline must be 'agcn' or 'ctrgcn', got {pipeline!r}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out_dir = Path(out) if out is not None else default_output(dataset, resolve_data_root(data_root))
