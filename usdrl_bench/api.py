@@ -39,16 +39,14 @@ from rich.progress import Progress
 from usdrl_bench import distributed as dist_utils
 from usdrl_bench import registry
 from usdrl_bench.components import load_builtins
-from usdrl_bench.detection.metric import DetectionScores
-from usdrl_bench.detection.metric import score_folders as score_detection_folders
+from usdrl_bench.detection.metric import score_folders as score_detection  # usdrl-bench score-detection
 from usdrl_bench.methods.shipped import load_shipped_baselines
 from usdrl_bench.records import load_records
 from usdrl_bench.registry import Entry
 from usdrl_bench.report.reproduction import plot_loss_curves, read_official_runs, reproduction_table
 from usdrl_bench.report.tables import build_tables, to_markdown
 from usdrl_bench.report.writer import write_reports
-from usdrl_bench.segmentation.metric import THRESHOLDS, SegmentationScores
-from usdrl_bench.segmentation.metric import score_folders as score_segmentation_folders
+from usdrl_bench.segmentation.metric import score_folders as score_segmentation  # usdrl-bench score-segmentation
 from usdrl_bench.train.throughput import BenchConfig, BenchResult, results_table, run_bench, write_results
 from usdrl_bench.methods.official import export_official as _export_official
 from usdrl_bench.methods.official import load_official as _load_official
@@ -785,21 +783,6 @@ def list_components(plugins: Sequence[str] = ()) -> dict[str, list[Entry]]:
     load_shipped_baselines()
     registry.load_plugins(list(plugins))
     return {kind: reg.entries() for kind, reg in registry.ALL.items()}
-
-
-def score_detection(gt: str | os.PathLike, pred: str | os.PathLike, *, theta: float = 0.5,
-                    num_actions: int = 51) -> tuple[DetectionScores, float, list[str]]:
-    """``usdrl-bench score-detection``: :func:`usdrl_bench.detection.metric.score_folders` (the official mAP_a and
-    mAP_v of a folder of proposal files against a folder of ground truths, the VOC-style mAP beside, and the
-    videos with ground truth but no proposal file)."""
-    return score_detection_folders(gt, pred, theta=theta, num_actions=num_actions)
-
-
-def score_segmentation(gt: str | os.PathLike, pred: str | os.PathLike, *, thresholds: Sequence[float] = THRESHOLDS,
-                       background: int = 0) -> SegmentationScores:
-    """``usdrl-bench score-segmentation``: :func:`usdrl_bench.segmentation.metric.score_folders` (Acc, Edit and
-    F1@k of a folder of predicted frame labels against a folder of ground truths)."""
-    return score_segmentation_folders(gt, pred, thresholds=thresholds, background=background)
 
 
 def bench_throughput(encoders: Sequence[str], *, preset: str, batch_sizes: Sequence[int], precisions: Sequence[str],
