@@ -424,6 +424,17 @@ def validate_protocols(
 MIN_FREE_BYTES = 200 * 2**20
 
 
+def _write_probe(folder: Path) -> None:
+    """``folder`` created, and a file written and removed in it (what a run or a command will write there).
+
+    Raises:
+        OSError: it cannot be created or written (read-only, not a folder, no permission).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+        pass
+
+
 def check_results_folder(results: str | os.PathLike) -> Path:
     """The results folder, created, with a file written and removed in it, and at least
     :data:`MIN_FREE_BYTES` free: checked before any data is loaded or model trained.
@@ -434,10 +445,7 @@ def check_results_folder(results: str | os.PathLike) -> Path:
     """
     path = Path(results)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        _write_probe(path)
     except OSError as exc:
         raise ValueError(f"results folder {path} is not writable ({exc.strerror or exc}): give a writable folder "
                          "with --results") from None
@@ -655,9 +663,7 @@ def embed_file(checkpoint: str | os.PathLike, data: str | os.PathLike, out: str 
     if out.is_dir():
         raise ValueError(f"{out} is a folder; give a file name (.npy, or .npz with dense)")
     try:  # the output must be writable before any work is done
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", delete=True):
-            pass
+        _write_probe(out.parent)
     except OSError as exc:
         raise ValueError(f"{out}: cannot write there ({exc.strerror or exc}); nothing was computed") from None
     x = np.load(data, mmap_mode="r")
